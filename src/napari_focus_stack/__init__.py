@@ -1,0 +1,2 @@
+"""Focus stacking for napari, Python and the command line."""
+__version__ = "0.1.0"

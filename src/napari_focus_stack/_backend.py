@@ -1,0 +1,117 @@
+"""Compute backends: one place where NumPy and CuPy differ.
+
+Every algorithm takes a :class:`Backend` and uses ``bk.xp`` (array module),
+``bk.ndi`` (scipy.ndimage or cupyx.scipy.ndimage) and ``bk.ski``
+(skimage or cucim.skimage). CuPy is imported only when the GPU is chosen.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any, Callable
+
+import numpy as np
+
+from .errors import BackendError
+
+__all__ = ["Backend", "get_backend", "gpu_status", "DEVICES"]
+
+DEVICES = ("auto", "cpu", "gpu")
+
+
+@dataclass(frozen=True)
+class Backend:
+    """The array module triple an algorithm runs on."""
+
+    xp: ModuleType
+    ndi: ModuleType
+    ski: ModuleType | None
+    name: str  # "cpu" or "gpu"
+    device_name: str = "CPU"
+    reason: str = ""
+    _to_numpy: Callable[[Any], np.ndarray] = field(default=np.asarray, repr=False)
+    _to_device: Callable[[Any], Any] = field(default=np.asarray, repr=False)
+
+    def to_numpy(self, a: Any) -> np.ndarray:
+        """Download an array to host memory (no copy on the CPU backend)."""
+        return self._to_numpy(a)
+
+    def asarray(self, a: Any) -> Any:
+        """Upload a host array to this backend (no copy on the CPU backend)."""
+        return self._to_device(a)
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.name == "gpu"
+
+
+def _cpu_backend(reason: str) -> Backend:
+    import scipy.ndimage as ndi
+    import skimage
+
+    return Backend(xp=np, ndi=ndi, ski=skimage, name="cpu", device_name="CPU", reason=reason)
+
+
+def gpu_status() -> tuple[bool, str]:
+    """Tell whether a usable CUDA device exists, without failing.
+
+    Returns ``(available, why)``; ``why`` is a one-line human explanation.
+    """
+    if os.environ.get("NAPARI_FOCUS_STACK_NO_GPU"):
+        return False, "NAPARI_FOCUS_STACK_NO_GPU is set"
+    try:
+        import cupy  # noqa: F401
+    except Exception as exc:  # ImportError, or a broken CUDA install
+        return False, f"cupy is not installed ({type(exc).__name__}); pip install 'napari-focus-stack[gpu]'"
+    try:
+        if not cupy.is_available():
+            return False, "cupy is installed but no usable CUDA device was found"
+        props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+        name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+    except Exception as exc:
+        return False, f"CUDA device not usable: {exc}"
+    return True, name
+
+
+def _gpu_backend(reason: str) -> Backend:
+    import cupy
+    import cupyx.scipy.ndimage as cndi
+
+    try:
+        import cucim.skimage as cski
+    except Exception:  # cuCIM is optional: only a few helpers need it
+        cski = None
+    ok, name = gpu_status()
+    return Backend(
+        xp=cupy,
+        ndi=cndi,
+        ski=cski,
+        name="gpu",
+        device_name=name if ok else "CUDA",
+        reason=reason + ("" if cski is not None else " (cuCIM missing: CuPy-only path)"),
+        _to_numpy=cupy.asnumpy,
+        _to_device=cupy.asarray,
+    )
+
+
+def get_backend(device: str | Backend = "auto") -> Backend:
+    """Resolve ``"auto" | "cpu" | "gpu"`` to a :class:`Backend`.
+
+    ``"auto"`` picks the GPU only when cupy imports and a CUDA device is
+    usable; ``"gpu"`` raises :class:`BackendError` when it is not.
+    """
+    if isinstance(device, Backend):
+        return device
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    if device == "cpu":
+        return _cpu_backend("device='cpu' requested")
+    ok, why = gpu_status()
+    if device == "gpu":
+        if not ok:
+            raise BackendError(f"device='gpu' requested but {why}. Use device='cpu' or 'auto'.")
+        return _gpu_backend(f"device='gpu' requested: {why}")
+    if ok:
+        return _gpu_backend(f"auto: CUDA device found ({why})")
+    return _cpu_backend(f"auto: {why}")

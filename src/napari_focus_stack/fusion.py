@@ -1,0 +1,208 @@
+"""Streaming fusion of aligned frames.
+
+A fusion object holds only running state (best coefficients, best focus,
+frame index), so memory does not grow with the number of frames. Each frame
+goes through two steps:
+
+* ``prepare(frame, valid)``: the heavy, per-frame work (pyramids, focus
+  measures). It touches no shared state, so several frames can be prepared
+  in parallel threads.
+* ``merge(index, prepared)``: folds one prepared frame into the state; call
+  it in increasing frame order.
+
+Methods
+-------
+pyramid
+    Laplacian pyramid; at each level the coefficients of the frame with the
+    strongest local band energy win (box of ``radius``, Gaussian of
+    ``smoothing``, both scaled with the level), one decision for all colour
+    channels; the coarsest level is averaged.
+depthmap
+    Focus measure per frame, soft selection: every pixel is a weighted mean
+    of the frames with weights ``measure ** SOFTNESS``, which keeps seams soft
+    and interpolates between neighbouring frames.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from . import pyramid
+from ._backend import Backend
+from .align import to_gray
+from .focus import DepthTracker, block_mean, focus_measure, smooth_measure, upsample_blocks
+
+__all__ = ["METHODS", "FusionResult", "PyramidFusion", "DepthMapFusion", "make_fusion"]
+
+# Exponent of the soft selection in the depth-map method: a frame with twice
+# the focus energy of another gets 2**SOFTNESS times its weight.
+SOFTNESS = 4.0
+
+
+@dataclass
+class FusionResult:
+    image: Any  # float32 (H, W[, C]) on the backend
+    depth: Any  # float32 (H, W) fractional frame index
+    confidence: Any  # float32 (H, W), 0..1
+
+
+class _Fusion:
+    def __init__(self, bk: Backend, shape: tuple[int, int], radius: float, smoothing: float):
+        self.bk = bk
+        self.shape = tuple(shape)
+        self.radius = float(radius)
+        self.smoothing = float(smoothing)
+        self.half_shape = ((shape[0] + 1) // 2, (shape[1] + 1) // 2)
+        self.tracker = DepthTracker(bk, self.half_shape)
+
+    def _half_validity(self, valid: Any | None) -> Any | None:
+        """Pixels of the half-resolution measure whose whole window is covered."""
+        if valid is None:
+            return None
+        cover = block_mean(self.bk.xp, valid.astype(self.bk.xp.float32), 2)
+        cover = smooth_measure(self.bk, cover, self.radius / 2.0, self.smoothing / 2.0)
+        return cover > 0.999
+
+    def _maps(self) -> tuple[Any, Any]:
+        depth, confidence = self.tracker.result()
+        xp = self.bk.xp
+        return (
+            _upsample_smooth(self.bk, depth, self.shape),
+            xp.clip(_upsample_smooth(self.bk, confidence, self.shape), 0, 1),
+        )
+
+
+def _upsample_smooth(bk: Backend, a: Any, shape: tuple[int, int]) -> Any:
+    """Bilinear upsampling of a half-resolution block grid to ``shape``."""
+    zoom = (shape[0] / a.shape[0], shape[1] / a.shape[1])
+    out = bk.ndi.zoom(a, zoom, order=1, mode="nearest", grid_mode=True)
+    return out[: shape[0], : shape[1]]
+
+
+class PyramidFusion(_Fusion):
+    """Laplacian-pyramid maximum-activity fusion (see module docstring)."""
+
+    def __init__(self, bk: Backend, shape: tuple[int, int], radius: float, smoothing: float, min_size: int = 16):
+        super().__init__(bk, shape, radius, smoothing)
+        self.levels = pyramid.n_levels(shape, min_size=min_size)
+        self.best: list | None = None
+        self.activity: list = []
+        self.base_sum = None
+        self.base_count = None
+
+    def prepare(self, frame: Any, valid: Any | None = None) -> dict:
+        bk, xp = self.bk, self.bk.xp
+        lap = pyramid.laplacian_pyramid(xp, frame, self.levels)
+        prep = {"lap": lap, "measure": focus_measure(bk, lap[0], self.radius, self.smoothing)}
+        prep["half_valid"] = self._half_validity(valid)
+        acts, masks = [], []
+        vpyr = None if valid is None else pyramid.gaussian_pyramid(xp, valid.astype(xp.float32), self.levels)
+        for level in range(1, self.levels - 1):
+            f = 2.0**level
+            r, s = self.radius / f, self.smoothing / f
+            acts.append(focus_measure(bk, lap[level], r, s, downsample=1))
+            masks.append(None if vpyr is None else smooth_measure(bk, vpyr[level], r, s) > 0.999)
+        prep["acts"], prep["masks"] = acts, masks
+        prep["base_valid"] = None if vpyr is None else (vpyr[-1] > 0.999)
+        return prep
+
+    def merge(self, index: int, prep: dict) -> None:
+        xp = self.bk.xp
+        lap = prep["lap"]
+        better = self.tracker.update(index, prep["measure"], prep["half_valid"])
+        if self.best is None:
+            self.best = [band.copy() for band in lap[:-1]]
+            self.activity = [
+                a if m is None else xp.where(m, a, -xp.inf) for a, m in zip(prep["acts"], prep["masks"])
+            ]
+            base_valid = prep["base_valid"]
+            weight = xp.ones(lap[-1].shape[:2], xp.float32) if base_valid is None else base_valid.astype(xp.float32)
+            self.base_count = weight
+            self.base_sum = lap[-1] * (weight[..., None] if lap[-1].ndim == 3 else weight)
+            return
+        full = upsample_blocks(xp, better, 2, self.shape)
+        self.best[0] = xp.where(full[..., None] if lap[0].ndim == 3 else full, lap[0], self.best[0])
+        for k, (act, mask) in enumerate(zip(prep["acts"], prep["masks"])):
+            level = k + 1
+            if mask is not None:
+                act = xp.where(mask, act, -xp.inf)
+            win = act > self.activity[k]
+            self.activity[k] = xp.where(win, act, self.activity[k])
+            sel = win[..., None] if lap[level].ndim == 3 else win
+            self.best[level] = xp.where(sel, lap[level], self.best[level])
+        base_valid = prep["base_valid"]
+        weight = xp.ones(lap[-1].shape[:2], xp.float32) if base_valid is None else base_valid.astype(xp.float32)
+        self.base_count = self.base_count + weight
+        self.base_sum = self.base_sum + lap[-1] * (weight[..., None] if lap[-1].ndim == 3 else weight)
+
+    def result(self) -> FusionResult:
+        xp = self.bk.xp
+        count = xp.maximum(self.base_count, 1e-6)
+        base = self.base_sum / (count[..., None] if self.base_sum.ndim == 3 else count)
+        image = pyramid.collapse(xp, self.best + [base])
+        depth, confidence = self._maps()
+        return FusionResult(image, depth, confidence)
+
+
+class DepthMapFusion(_Fusion):
+    """Focus-measure (depth map) fusion with soft, interpolating seams."""
+
+    def __init__(self, bk: Backend, shape: tuple[int, int], radius: float, smoothing: float):
+        super().__init__(bk, shape, radius, smoothing)
+        self.acc = None
+        self.weight = None
+        self.log_max = None
+
+    def prepare(self, frame: Any, valid: Any | None = None) -> dict:
+        bk, xp = self.bk, self.bk.xp
+        gray = to_gray(xp, frame)
+        band = gray - pyramid.expand(xp, pyramid.reduce(xp, gray), gray.shape)
+        return {
+            "frame": frame,
+            "measure": focus_measure(bk, band, self.radius, self.smoothing),
+            "half_valid": self._half_validity(valid),
+        }
+
+    def merge(self, index: int, prep: dict) -> None:
+        xp = self.bk.xp
+        measure, valid = prep["measure"], prep["half_valid"]
+        self.tracker.update(index, measure, valid)
+        logw = SOFTNESS * xp.log(measure + 1e-12)
+        if valid is not None:
+            logw = xp.where(valid, logw, -xp.inf)
+        frame = prep["frame"]
+        expand = (lambda a: upsample_blocks(xp, a, 2, self.shape)[..., None]) if frame.ndim == 3 else (
+            lambda a: upsample_blocks(xp, a, 2, self.shape)
+        )
+        if self.acc is None:
+            self.log_max = logw
+            w = xp.where(xp.isfinite(logw), 1.0, 0.0).astype(xp.float32)
+            self.weight = w
+            self.acc = frame * expand(w)
+            return
+        new_max = xp.maximum(self.log_max, logw)
+        finite = xp.isfinite(new_max)
+        old_scale = xp.where(finite, xp.exp(xp.where(finite, self.log_max - new_max, 0)), 0).astype(xp.float32)
+        w = xp.where(finite, xp.exp(xp.where(finite, logw - new_max, -xp.inf)), 0).astype(xp.float32)
+        self.acc = self.acc * expand(old_scale) + frame * expand(w)
+        self.weight = self.weight * old_scale + w
+        self.log_max = new_max
+
+    def result(self) -> FusionResult:
+        xp = self.bk.xp
+        w = upsample_blocks(xp, xp.maximum(self.weight, 1e-30), 2, self.shape)
+        image = self.acc / (w[..., None] if self.acc.ndim == 3 else w)
+        depth, confidence = self._maps()
+        return FusionResult(image, depth, confidence)
+
+
+METHODS = {"pyramid": PyramidFusion, "depthmap": DepthMapFusion}
+
+
+def make_fusion(method: str, bk: Backend, shape: tuple[int, int], radius: float, smoothing: float) -> _Fusion:
+    """Create the streaming fusion state for ``method`` ("pyramid" or "depthmap")."""
+    try:
+        cls = METHODS[method]
+    except KeyError:
+        raise ValueError(f"method must be one of {tuple(METHODS)}, got {method!r}") from None
+    return cls(bk, shape, radius, smoothing)
