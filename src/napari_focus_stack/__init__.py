@@ -1,2 +1,43 @@
-"""Focus stacking for napari, Python and the command line."""
+"""Focus stacking for napari, Python and the command line.
+
+>>> from napari_focus_stack import FocusStacker
+>>> stacker = FocusStacker(radius=8, smoothing=4, scale_factor=2)
+>>> # fused = stacker.process_stack("path/to/frames/")
+
+No Qt and no CuPy are imported here: the napari plugin lives in ``_napari``
+and the GPU is only touched when chosen.
+"""
+from __future__ import annotations
+
+from .errors import (
+    AlignmentError,
+    BackendError,
+    FocusStackError,
+    InputError,
+    OutputError,
+    StackError,
+)
+from .stacker import Cancelled, FocusStacker, StackResult
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "FocusStacker",
+    "StackResult",
+    "Cancelled",
+    "split_into_stacks",
+    "FocusStackError",
+    "InputError",
+    "StackError",
+    "AlignmentError",
+    "OutputError",
+    "BackendError",
+    "__version__",
+]
+
+
+def split_into_stacks(paths, stack_size: int | None = None) -> list:
+    """Group image files into stacks; see :func:`napari_focus_stack.grouping.split_into_stacks`."""
+    from .grouping import split_into_stacks as _split
+
+    return _split(paths, stack_size=stack_size)

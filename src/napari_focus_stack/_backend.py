@@ -45,10 +45,28 @@ class Backend:
     def is_gpu(self) -> bool:
         return self.name == "gpu"
 
+    def warp_affine(self, image: Any, m: np.ndarray, out_shape: tuple[int, int], order: int = 1) -> Any:
+        """Sample a 2D ``image`` at ``m @ (x, y, 1)`` for every output pixel, edges replicated.
+
+        scikit-image's (or cuCIM's) ``warp`` is used when present: on the CPU it
+        is about twice as fast as ``scipy.ndimage.affine_transform``.
+        """
+        if self.ski is not None:
+            return self.ski.transform.warp(
+                image, self.xp.asarray(m), output_shape=tuple(out_shape), order=order, mode="edge",
+                preserve_range=True,
+            ).astype(image.dtype, copy=False)
+        # ndimage works in (row, col) order: swap x and y
+        rc = np.array([[m[1, 1], m[1, 0], m[1, 2]], [m[0, 1], m[0, 0], m[0, 2]], [0, 0, 1.0]])
+        return self.ndi.affine_transform(
+            image, self.xp.asarray(rc), output_shape=tuple(out_shape), order=order, mode="nearest"
+        )
+
 
 def _cpu_backend(reason: str) -> Backend:
     import scipy.ndimage as ndi
     import skimage
+    import skimage.transform  # noqa: F401  (warp_affine)
 
     return Backend(xp=np, ndi=ndi, ski=skimage, name="cpu", device_name="CPU", reason=reason)
 
@@ -80,6 +98,7 @@ def _gpu_backend(reason: str) -> Backend:
 
     try:
         import cucim.skimage as cski
+        import cucim.skimage.transform  # noqa: F401  (warp_affine)
     except Exception:  # cuCIM is optional: only a few helpers need it
         cski = None
     ok, name = gpu_status()

@@ -100,18 +100,14 @@ def warp_image(bk: Backend, image: Any, m: np.ndarray, out_shape: tuple[int, int
     filters see no artificial edge); use :func:`valid_region` to know which
     pixels are real.
     """
-    xp, ndi = bk.xp, bk.ndi
+    xp = bk.xp
     if _is_identity(m) and tuple(out_shape) == tuple(image.shape[:2]):
         return image
-    # scipy works in (row, col): swap x/y of the matrix
-    rc = np.array([[m[1, 1], m[1, 0], m[1, 2]], [m[0, 1], m[0, 0], m[0, 2]], [0, 0, 1.0]])
     if image.ndim == 2:
-        return ndi.affine_transform(image, xp.asarray(rc), output_shape=tuple(out_shape), order=order, mode="nearest")
+        return bk.warp_affine(image, m, out_shape, order)
     out = xp.empty(tuple(out_shape) + image.shape[2:], dtype=image.dtype)
     for c in range(image.shape[2]):
-        out[..., c] = ndi.affine_transform(
-            image[..., c], xp.asarray(rc), output_shape=tuple(out_shape), order=order, mode="nearest"
-        )
+        out[..., c] = bk.warp_affine(image[..., c], m, out_shape, order)
     return out
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from ._backend import Backend
 
-__all__ = ["focus_measure", "smooth_measure", "block_mean", "upsample_blocks", "DepthTracker"]
+__all__ = ["focus_measure", "smooth_measure", "band_energy", "block_mean", "upsample_blocks", "DepthTracker"]
 
 
 def block_mean(xp, a: Any, f: int) -> Any:
@@ -26,8 +26,24 @@ def block_mean(xp, a: Any, f: int) -> Any:
     if ph or pw:
         pad = [(0, ph), (0, pw)] + [(0, 0)] * (a.ndim - 2)
         a = xp.pad(a, pad, mode="edge")
-    hh, ww = a.shape[0] // f, a.shape[1] // f
-    return a.reshape((hh, f, ww, f) + a.shape[2:]).mean(axis=(1, 3))
+    # strided slices are several times faster than reshape(...).mean(axis=(1, 3))
+    out = None
+    for dy in range(f):
+        for dx in range(f):
+            part = a[dy::f, dx::f]
+            out = part.astype(xp.float32, copy=True) if out is None else out.__iadd__(part)
+    out *= 1.0 / (f * f)
+    return out
+
+
+def band_energy(band: Any) -> Any:
+    """Squared band summed over colour channels (explicit sum: faster than ``.sum(axis=2)``)."""
+    if band.ndim == 2:
+        return band * band
+    energy = band[..., 0] * band[..., 0]
+    for c in range(1, band.shape[2]):
+        energy += band[..., c] * band[..., c]
+    return energy
 
 
 def upsample_blocks(xp, a: Any, f: int, shape: tuple[int, int]) -> Any:
@@ -64,11 +80,7 @@ def focus_measure(bk: Backend, band: Any, radius: float, smoothing: float, downs
     -------
     array (ceil(H / downsample), ceil(W / downsample)) float32
     """
-    xp = bk.xp
-    energy = band * band
-    if energy.ndim == 3:
-        energy = energy.sum(axis=2)
-    energy = block_mean(xp, energy, downsample).astype(xp.float32, copy=False)
+    energy = block_mean(bk.xp, band_energy(band), downsample).astype(bk.xp.float32, copy=False)
     return smooth_measure(bk, energy, radius / downsample, smoothing / downsample)
 
 
