@@ -77,11 +77,15 @@ def corner_error(m_est: np.ndarray, m_true: np.ndarray, shape: tuple[int, int]) 
 
 
 def valid_region(xp, m: np.ndarray, out_shape: tuple[int, int], in_shape: tuple[int, int]) -> Any:
-    """Boolean mask of output pixels whose source position lies inside the input frame."""
+    """Boolean mask of output pixels whose source position lies on the input frame.
+
+    A pixel covers half a pixel either side of its centre, so positions up to
+    0.5 px beyond the outermost centres still count as covered.
+    """
     h, w = out_shape
     ys = xp.arange(h, dtype=xp.float32)[:, None]
     xs = xp.arange(w, dtype=xp.float32)[None, :]
-    eps = 1e-3
+    eps = 0.5
     sx = m[0, 0] * xs + m[0, 1] * ys + m[0, 2]
     ok = (sx >= -eps) & (sx <= in_shape[1] - 1 + eps)
     sy = m[1, 0] * xs + m[1, 1] * ys + m[1, 2]

@@ -134,15 +134,15 @@ class DepthTracker:
         """Fractional frame index of the peak and a 0..1 confidence."""
         xp = self.bk.xp
         eps = 1e-12
-        lb = xp.log(self.best + eps)
-        lp = xp.log(self.before + eps)
-        ln = xp.log(self.after + eps)
-        den = lp - 2 * lb + ln
-        with np.errstate(invalid="ignore", divide="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore"):  # pixels no frame covered
+            lb = xp.log(self.best + eps)
+            lp = xp.log(self.before + eps)
+            ln = xp.log(self.after + eps)
+            den = lp - 2 * lb + ln
             offset = xp.where(xp.isfinite(den) & (den < 0), 0.5 * (lp - ln) / den, 0.0)
-        offset = xp.clip(xp.nan_to_num(offset), -0.5, 0.5)
-        depth = (self.index + offset).astype(xp.float32)
-        mean = self.total / xp.maximum(self.count, 1)
-        confidence = xp.clip((self.best - mean) / (self.best + eps), 0.0, 1.0)
+            offset = xp.clip(xp.nan_to_num(offset), -0.5, 0.5)
+            depth = (xp.maximum(self.index, 0) + offset).astype(xp.float32)
+            mean = self.total / xp.maximum(self.count, 1)
+            confidence = xp.clip(xp.nan_to_num((self.best - mean) / (self.best + eps)), 0.0, 1.0)
         confidence = xp.where(self.count > 1, confidence, 0.0).astype(xp.float32)
         return depth, confidence

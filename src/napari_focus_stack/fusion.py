@@ -182,8 +182,11 @@ class DepthMapFusion(_Fusion):
             return
         new_max = xp.maximum(self.log_max, logw)
         finite = xp.isfinite(new_max)
-        old_scale = xp.where(finite, xp.exp(xp.where(finite, self.log_max - new_max, 0)), 0).astype(xp.float32)
-        w = xp.where(finite, xp.exp(xp.where(finite, logw - new_max, -xp.inf)), 0).astype(xp.float32)
+        safe_max = xp.where(finite, new_max, 0)  # -inf - -inf would be NaN
+        old_scale = xp.exp(xp.maximum(self.log_max, -1e30) - safe_max).astype(xp.float32)
+        w = xp.exp(xp.maximum(logw, -1e30) - safe_max).astype(xp.float32)
+        old_scale = xp.where(finite & xp.isfinite(self.log_max), old_scale, 0)
+        w = xp.where(xp.isfinite(logw), w, 0)
         self.acc = self.acc * expand(old_scale) + frame * expand(w)
         self.weight = self.weight * old_scale + w
         self.log_max = new_max

@@ -75,10 +75,6 @@ def _dtype_scale(dtype: np.dtype) -> float:
     return 1.0
 
 
-@dataclass
-class _AlignFrame:
-    gray_pyramid: list
-    thumb: Any
 
 
 class FocusStacker:
@@ -211,18 +207,21 @@ class FocusStacker:
                     f"{len(transforms)} transforms were given for a stack of {n} frames; they must match one to one"
                 )
             mats = [None if m is None else np.asarray(m, dtype=float) for m in transforms]
+            if mats[ref] is None:
+                raise StackError(f"the reused alignment excludes the reference frame {source.names[ref]}")
+            # express the reused transforms relative to this stack's reference frame
+            to_ref = np.linalg.inv(mats[ref])
+            mats = [None if m is None else m @ to_ref for m in mats]
             quality = [float("nan") if m is not None else None for m in mats]
             reasons = [None if m is not None else "excluded in the reused alignment" for m in mats]
-            thumbs = None
             for _ in range(n):
                 tick("align")
         else:
-            mats, quality, reasons, thumbs = self._align(source, ref, scale, tick)
+            mats, quality, reasons = self._align(source, ref, scale, tick)
         timings["align_s"] = time.perf_counter() - t0
 
-        gains = self._exposure(thumbs, mats, ref, source.shape) if thumbs is not None else None
         t1 = time.perf_counter()
-        fused = self._fuse(source, mats, gains, scale, tick)
+        fused, gains = self._fuse(source, mats, ref, scale, tick)
         timings["fuse_s"] = time.perf_counter() - t1
 
         image, depth, confidence = self._finish(fused, source.dtype, scale)
@@ -266,96 +265,58 @@ class FocusStacker:
             a *= xp.float32(1.0 / scale)
         return a
 
-    def _align_frame(self, source: FrameSource, i: int, scale: float, levels: int, thumb_f: int) -> _AlignFrame:
+    def _gray_pyramid(self, source: FrameSource, i: int, scale: float, levels: int) -> list:
         xp = self.backend.xp
-        frame = self._to_float(source.read(i), scale)
-        gray = to_gray(xp, frame)
-        thumb = block_mean(xp, frame, thumb_f)
-        pyr = pyramid.gaussian_pyramid(xp, gray, levels) if self.align != "none" else None
-        return _AlignFrame(pyr, thumb)
+        return pyramid.gaussian_pyramid(xp, to_gray(xp, self._to_float(source.read(i), scale)), levels)
 
     def _align(self, source: FrameSource, ref: int, scale: float, tick) -> tuple:
         n = len(source)
         h, w = source.shape[:2]
         levels = pyramid.n_levels((h, w), min_size=24)
-        thumb_f = max(1, int(2 ** math.ceil(math.log2(max(h, w) / THUMB_SIDE)))) if max(h, w) > THUMB_SIDE else 1
         mats: list = [None] * n
         quality: list = [None] * n
         reasons: list = [None] * n
-        thumbs: list = [None] * n
         mats[ref] = np.eye(3)
         quality[ref] = 1.0
-        ref_frame = self._align_frame(source, ref, scale, levels, thumb_f)
-        thumbs[ref] = ref_frame.thumb
+        if self.align == "none":
+            for i in range(n):
+                mats[i] = np.eye(3)
+                tick("align")
+            return mats, quality, reasons
+        ref_pyr = self._gray_pyramid(source, ref, scale, levels)
         tick("align")
         lock = threading.Lock()
 
         def walk(order: list[int]) -> None:
-            last, last_m = ref_frame, np.eye(3)
+            # chain outward from the reference; a failed frame is skipped and
+            # the next one is registered to the last good one
+            last, last_m = ref_pyr, np.eye(3)
             for i in order:
-                cur = self._align_frame(source, i, scale, levels, thumb_f)
-                thumbs[i] = cur.thumb
-                if self.align == "none":
-                    mats[i], quality[i] = np.eye(3), float("nan")
+                cur = self._gray_pyramid(source, i, scale, levels)
+                reg = estimate_transform(
+                    last[0], cur[0], self.align, backend=self.backend, template_pyramid=last, moving_pyramid=cur
+                )
+                why = _implausible(reg.matrix, reg.quality, self.min_quality, (h, w))
+                quality[i] = reg.quality
+                if why:
+                    reasons[i] = why
                 else:
-                    reg = estimate_transform(
-                        None if last.gray_pyramid is None else last.gray_pyramid[0],
-                        cur.gray_pyramid[0],
-                        self.align,
-                        backend=self.backend,
-                        template_pyramid=last.gray_pyramid,
-                        moving_pyramid=cur.gray_pyramid,
-                    )
-                    why = _implausible(reg.matrix, reg.quality, self.min_quality, (h, w))
-                    quality[i] = reg.quality
-                    if why:
-                        reasons[i] = why
-                    else:
-                        mats[i] = reg.matrix @ last_m
-                        last, last_m = cur, mats[i]
+                    mats[i] = reg.matrix @ last_m
+                    last, last_m = cur, mats[i]
                 with lock:
                     tick("align")
 
         up, down = list(range(ref + 1, n)), list(range(ref - 1, -1, -1))
         if self.workers > 1 and up and down:
             with ThreadPoolExecutor(2) as pool:
-                futures = [pool.submit(walk, up), pool.submit(walk, down)]
-                for fut in futures:
+                for fut in [pool.submit(walk, up), pool.submit(walk, down)]:
                     fut.result()
         else:
             walk(up)
             walk(down)
-        thumbs = [(t, thumb_f) for t in thumbs]
-        return mats, quality, reasons, thumbs
+        return mats, quality, reasons
 
-    def _exposure(self, thumbs: list, mats: list, ref: int, shape) -> list:
-        """Per-frame, per-channel gain and offset matching each frame to the reference."""
-        bk, xp = self.backend, self.backend.xp
-        ref_thumb, f = thumbs[ref]
-        c = (f - 1) / 2.0
-        to_full = np.array([[f, 0, c], [0, f, c], [0, 0, 1.0]])
-        gains: list = []
-        for i, (thumb, _) in enumerate(thumbs):
-            if i == ref or mats[i] is None or thumb is None:
-                gains.append(None)
-                continue
-            m = np.linalg.inv(to_full) @ mats[i] @ to_full
-            warped = warp_image(bk, thumb, m, ref_thumb.shape[:2])
-            ok = valid_region(xp, m, ref_thumb.shape[:2], thumb.shape[:2])
-            a = warped[ok].reshape(-1, 1 if warped.ndim == 2 else warped.shape[2])
-            b = ref_thumb[ok].reshape(a.shape)
-            if a.shape[0] < 16:
-                gains.append(None)
-                continue
-            am, bm = a.mean(axis=0), b.mean(axis=0)
-            var = ((a - am) ** 2).mean(axis=0)
-            cov = ((a - am) * (b - bm)).mean(axis=0)
-            g = xp.clip(cov / xp.maximum(var, 1e-12), 0.5, 2.0)
-            off = bm - g * am
-            gains.append((bk.to_numpy(g).astype(np.float32), bk.to_numpy(off).astype(np.float32)))
-        return gains
-
-    def _fuse(self, source: FrameSource, mats: list, gains: list | None, scale: float, tick) -> Any:
+    def _fuse(self, source: FrameSource, mats: list, ref: int, scale: float, tick) -> tuple:
         bk, xp = self.backend, self.backend.xp
         h, w = source.shape[:2]
         s = self.scale_factor
@@ -363,18 +324,22 @@ class FocusStacker:
         # output pixel u covers reference pixel (u + 0.5) / s - 0.5
         up = np.array([[1 / s, 0, 0.5 / s - 0.5], [0, 1 / s, 0.5 / s - 0.5], [0, 0, 1.0]])
         fusion = make_fusion(self.method, bk, out_shape, self.radius * s, self.smoothing * s)
+        thumb_f = max(1, 2 ** math.ceil(math.log2(max(out_shape) / THUMB_SIDE)))
+        ref_thumb = block_mean(xp, warp_image(bk, self._to_float(source.read(ref), scale), up, out_shape), thumb_f)
         order = [i for i, m in enumerate(mats) if m is not None]
+        gains: list = [None] * len(mats)
 
         def prepare(i: int):
-            frame = self._to_float(source.read(i), scale)
             m = mats[i] @ up
-            warped = warp_image(bk, frame, m, out_shape)
-            if gains is not None and gains[i] is not None:
-                g, off = gains[i]
-                warped = warped * xp.asarray(g) + xp.asarray(off)
+            warped = warp_image(bk, self._to_float(source.read(i), scale), m, out_shape)
             valid = valid_region(xp, m, out_shape, (h, w))
             if bool(valid.all()):
                 valid = None
+            if i != ref:
+                gains[i] = _exposure_match(bk, block_mean(xp, warped, thumb_f), ref_thumb, valid, thumb_f)
+                if gains[i] is not None:
+                    g, off = gains[i]
+                    warped = warped * xp.asarray(g) + xp.asarray(off)
             return fusion.prepare(warped, valid)
 
         if self.workers > 1:
@@ -395,7 +360,7 @@ class FocusStacker:
                 tick("fuse")
         for _ in range(len(mats) - len(order)):
             tick("fuse")
-        return fusion.result()
+        return fusion.result(), gains
 
     def _finish(self, fused, dtype: np.dtype, scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         bk, xp = self.backend, self.backend.xp
@@ -421,7 +386,7 @@ class FocusStacker:
                 entry.update(describe_transform(mats[i], source.shape[:2]))
             if reasons[i]:
                 entry["reason"] = reasons[i]
-            if gains is not None and gains[i] is not None:
+            if gains[i] is not None:
                 entry["gain"] = [float(x) for x in gains[i][0]]
             frames.append(entry)
         return {
@@ -440,6 +405,29 @@ class FocusStacker:
             },
             "timings": timings,
         }
+
+
+def _exposure_match(bk: Backend, thumb: Any, ref_thumb: Any, valid: Any | None, f: int):
+    """Per-channel gain and offset that map a warped frame's thumbnail onto the reference's.
+
+    Thumbnails are block means at ``f`` times less resolution, where defocus
+    hardly changes the values, so the fit sees exposure and not blur.
+    """
+    xp = bk.xp
+    channels = 1 if thumb.ndim == 2 else thumb.shape[2]
+    a = thumb.reshape(-1, channels)
+    b = ref_thumb.reshape(-1, channels)
+    if valid is not None:
+        ok = (block_mean(xp, valid.astype(xp.float32), f) > 0.999).ravel()
+        a, b = a[ok], b[ok]
+    if a.shape[0] < 16:
+        return None
+    am, bm = a.mean(axis=0), b.mean(axis=0)
+    var = ((a - am) ** 2).mean(axis=0)
+    cov = ((a - am) * (b - bm)).mean(axis=0)
+    g = xp.clip(cov / xp.maximum(var, 1e-12), 0.5, 2.0)
+    off = bm - g * am
+    return bk.to_numpy(g).astype(np.float32), bk.to_numpy(off).astype(np.float32)
 
 
 def _implausible(m: np.ndarray, quality: float, min_quality: float, shape: tuple[int, int]) -> str | None:

@@ -1,0 +1,327 @@
+"""napari reader: a folder, a list of files or a multi-page TIFF as a stack layer.
+
+The layer data is ``(Z, Y, X)`` or ``(Z, Y, X, 3)`` in natural file order,
+dtype as decoded (16-bit stays 16-bit). ``layer.metadata`` keeps what the
+widget and the writer need later:
+
+``names``, ``paths``
+    Frame names and files, one per Z plane.
+``exif``, ``icc``
+    EXIF and ICC profile of the middle frame (the engine's default
+    reference), copied into written results.
+``frame_exif``
+    EXIF of every frame.
+``source``
+    The folder or file that was opened.
+
+A folder holding several OpenScan stacks (``<name>_<pose>-<frame>``) opens
+as one layer per stack. Frames that cannot be read are left out and named in
+a notification. Stacks larger than :data:`LAZY_BYTES` open lazily (dask), so
+only the frames on screen are decoded.
+
+Nothing here imports napari at module level: the reader also works as a
+plain function returning ``(data, kwargs, "image")`` tuples.
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import FocusStackError
+from ..io import IMAGE_EXTENSIONS, FrameSource, ImageMeta, natural_sorted, read_image, read_meta
+from ._notify import notify
+
+__all__ = ["get_reader", "read_stacks", "LAZY_BYTES"]
+
+#: Stacks whose pixels take more bytes than this are opened lazily with dask.
+LAZY_BYTES = 512 * 2**20
+
+PathOrPaths = str | os.PathLike | Sequence[str | os.PathLike]
+LayerData = tuple[Any, dict, str]
+
+
+def _as_list(path: PathOrPaths) -> list[Path]:
+    if isinstance(path, (str, os.PathLike)):
+        return [Path(path)]
+    return [Path(p) for p in path]
+
+
+def _is_image_name(p: Path) -> bool:
+    return p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+
+
+def _folder_images(folder: Path) -> list[Path]:
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return []
+    return natural_sorted(Path(e.path) for e in entries if e.is_file() and _is_image_name(Path(e.name)))
+
+
+def _is_multipage(path: Path) -> bool:
+    try:
+        return read_meta(path).page is not None
+    except FocusStackError:
+        return False
+
+
+def get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[LayerData]] | None:
+    """Return :func:`read_stacks` when `path` is something this plugin stacks.
+
+    Parameters
+    ----------
+    path : str, path-like or list of them
+        What napari asks about: one path (a folder or a file) or several files.
+
+    Returns
+    -------
+    callable or None
+        :func:`read_stacks` for a folder with image files, two or more image
+        files, or a multi-page TIFF; None otherwise (a single 2-D image, a
+        missing or unreadable path), so that other readers can try.
+    """
+    paths = _as_list(path)
+    if not paths:
+        return None
+    if len(paths) == 1:
+        p = paths[0]
+        if p.is_dir():
+            return read_stacks if _folder_images(p) else None
+        if p.is_file() and _is_image_name(p) and _is_multipage(p):
+            return read_stacks
+        return None
+    if all(p.is_file() and _is_image_name(p) for p in paths):
+        return read_stacks
+    return None
+
+
+# ----------------------------------------------------------------------- read
+
+
+def read_stacks(path: PathOrPaths) -> list[LayerData]:
+    """Read a folder, a list of files or a multi-page TIFF into stack layers.
+
+    Parameters
+    ----------
+    path : str, path-like or list of them
+        A folder of frames, several frame files, or one multi-page TIFF.
+
+    Returns
+    -------
+    list of (data, kwargs, "image")
+        One layer per stack. Empty when nothing could be read (the reason is
+        shown as a notification).
+    """
+    paths = _as_list(path)
+    try:
+        if len(paths) == 1 and paths[0].is_file():
+            return [_tiff_layer(paths[0])]
+        if len(paths) == 1:
+            source, files = paths[0], _folder_images(paths[0])
+        else:
+            source, files = paths[0].parent, natural_sorted(paths)
+        return _file_layers(source, files, whole_folder=len(paths) == 1)
+    except FocusStackError as exc:
+        notify(str(exc), "error")
+        return []
+
+
+def _tiff_layer(path: Path) -> LayerData:
+    src = FrameSource.from_inputs(path)
+    metas = [src.meta(k) for k in range(len(src))]
+    loaders = [lambda k=k: src.read(k) for k in range(len(src))]
+    return _layer(path.stem, str(path), loaders, metas, src.names)
+
+
+def _file_layers(source: Path, files: list[Path], whole_folder: bool) -> list[LayerData]:
+    good: list[Path] = []
+    metas: dict[Path, ImageMeta] = {}
+    problems: list[str] = []
+    for f in files:
+        try:
+            meta = read_meta(f)
+        except FocusStackError as exc:
+            problems.append(str(exc))
+            continue
+        if meta.page is not None:
+            problems.append(f"{f} holds several frames (a z-stack); open it on its own.")
+            continue
+        good.append(f)
+        metas[f] = meta
+    layers = []
+    groups = _split(good)
+    for group in groups:
+        group, odd = _consistent(group, metas)
+        problems += [f"{f.name} differs in size, colour or bit depth from the other frames" for f in odd]
+        if not group:
+            continue
+        if len(groups) == 1 and whole_folder:
+            name = source.name or str(source)
+        else:
+            name = _stack_name(group) or source.name
+        loaders = [lambda f=f: read_image(f)[0] for f in group]
+        layer = _layer(name, str(source), loaders, [metas[f] for f in group], [f.name for f in group])
+        problems += layer[1].pop("_problems")
+        if layer[0] is not None:
+            layers.append(layer)
+    if problems:
+        notify(f"Skipped {len(problems)} unreadable or mismatched file(s) in {source}: " + " ".join(problems))
+    if not layers:
+        raise FocusStackError(f"No readable frames in {source}.")
+    return layers
+
+
+def _split(paths: list[Path]) -> list[list[Path]]:
+    """OpenScan stacks (``<name>_<pose>-<frame>``) by pose, else one stack."""
+    if len(paths) < 2:
+        return [paths]
+    try:
+        from ..grouping import split_into_stacks
+
+        groups = [list(g) for g in split_into_stacks(paths)]
+    except Exception:  # no pattern recognised, or grouping unavailable
+        return [paths]
+    return [[Path(p) for p in g] for g in groups if g] or [paths]
+
+
+def _consistent(group: list[Path], metas: dict[Path, ImageMeta]) -> tuple[list[Path], list[Path]]:
+    """Split `group` into the frames of the most common size/colour/dtype and the rest."""
+    key = {f: (metas[f].shape, metas[f].dtype.str) for f in group}
+    if not key:
+        return [], []
+    common = Counter(key.values()).most_common(1)[0][0]
+    return [f for f in group if key[f] == common], [f for f in group if key[f] != common]
+
+
+def _stack_name(group: list[Path]) -> str:
+    """``<name>_<pose>`` for OpenScan frames, else the shared start of the file names."""
+    try:
+        from ..grouping import OPENSCAN_PATTERN
+
+        match = OPENSCAN_PATTERN.match(group[0].stem)
+    except ImportError:
+        match = None
+    if match:
+        return match["stack"]
+    return _common_name([f.stem for f in group])
+
+
+def _common_name(stems: list[str]) -> str:
+    """The shared start of frame names, without a trailing partial number or separator."""
+    prefix = os.path.commonprefix(stems)
+    if prefix and prefix[-1].isdigit() and any(len(s) > len(prefix) and s[len(prefix)].isdigit() for s in stems):
+        prefix = prefix.rstrip("0123456789")
+    return re.sub(r"[\s._-]+$", "", prefix)
+
+
+# --------------------------------------------------------------------- layers
+
+
+def _layer(
+    name: str,
+    source: str,
+    loaders: list[Callable[[], np.ndarray]],
+    metas: list[ImageMeta],
+    names: list[str],
+) -> LayerData:
+    """A stack layer tuple, eager for small stacks and dask-backed for large ones.
+
+    ``kwargs["_problems"]`` lists frames that failed to decode (eager only:
+    they are dropped; a lazy frame that fails shows black and is reported
+    when displayed).
+    """
+    frame_shape, dtype = metas[0].shape, metas[0].dtype
+    nbytes = len(loaders) * int(np.prod(frame_shape)) * dtype.itemsize
+    problems: list[str] = []
+    if nbytes > LAZY_BYTES:
+        data = _lazy_stack(loaders, frame_shape, dtype, names)
+        keep = list(range(len(loaders)))
+    else:
+        data, keep, problems = _eager_stack(loaders, frame_shape, dtype)
+        if data is None:
+            return None, {"_problems": problems}, "image"
+    metas = [metas[k] for k in keep]
+    mid = metas[len(metas) // 2]
+    kwargs: dict[str, Any] = {
+        "name": name,
+        "rgb": len(frame_shape) == 3,
+        "axis_labels": ("z", "y", "x"),
+        "multiscale": False,
+        "metadata": {
+            "source": source,
+            "names": [names[k] for k in keep],
+            "paths": [None if m.path is None else str(m.path) for m in metas],
+            "exif": mid.exif,
+            "icc": mid.icc,
+            "frame_exif": [m.exif for m in metas],
+        },
+        "_problems": problems,
+    }
+    limits = _contrast_limits(data, dtype)
+    if limits is not None:
+        kwargs["contrast_limits"] = limits
+    return data, kwargs, "image"
+
+
+def _eager_stack(loaders, frame_shape, dtype) -> tuple[np.ndarray | None, list[int], list[str]]:
+    data = np.empty((len(loaders), *frame_shape), dtype)
+    ok = [True] * len(loaders)
+    problems: list[str] = []
+
+    def load(k: int) -> None:
+        try:
+            frame = loaders[k]()
+            if frame.shape != tuple(frame_shape) or frame.dtype != dtype:
+                raise FocusStackError(f"frame {k} decoded to another size or dtype than its header says")
+            data[k] = frame
+        except FocusStackError as exc:
+            ok[k] = False
+            problems.append(str(exc))
+
+    with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
+        list(pool.map(load, range(len(loaders))))
+    keep = [k for k in range(len(loaders)) if ok[k]]
+    if not keep:
+        return None, [], problems
+    if len(keep) < len(loaders):
+        data = data[keep]
+    return data, keep, problems
+
+
+def _lazy_stack(loaders, frame_shape, dtype, names):
+    import dask
+    import dask.array as da
+
+    reported: set[int] = set()
+
+    def load(k: int) -> np.ndarray:
+        try:
+            return loaders[k]()
+        except FocusStackError as exc:
+            if k not in reported:  # once per frame, not on every redraw
+                reported.add(k)
+                notify(f"{names[k]} shows black: {exc}")
+            return np.zeros(frame_shape, dtype)
+
+    frames = [
+        da.from_delayed(dask.delayed(load, pure=True)(k), shape=tuple(frame_shape), dtype=dtype)
+        for k in range(len(loaders))
+    ]
+    return da.stack(frames)
+
+
+def _contrast_limits(data, dtype: np.dtype) -> list[float] | None:
+    """Contrast limits napari cannot guess cheaply: those of lazy or non-8-bit stacks."""
+    if dtype == np.uint8:
+        return [0.0, 255.0]
+    # One frame (the middle one, usually the sharpest) stands for the stack.
+    frame = np.asarray(data[len(data) // 2])
+    lo, hi = float(np.nanmin(frame)), float(np.nanmax(frame))
+    return [lo, hi if hi > lo else lo + 1.0]

@@ -1,0 +1,39 @@
+import numpy as np
+import pytest
+
+from napari_focus_stack import pyramid
+
+
+@pytest.mark.parametrize("shape", [(64, 80), (63, 81), (50, 37, 3)])
+def test_laplacian_round_trip_is_exact(backend, shape):
+    xp = backend.xp
+    a = xp.asarray(np.random.default_rng(1).random(shape).astype(np.float32))
+    levels = pyramid.n_levels(shape, min_size=4)
+    lap = pyramid.laplacian_pyramid(xp, a, levels)
+    assert len(lap) == levels and lap[-1].shape[0] <= 8
+    back = pyramid.collapse(xp, lap)
+    np.testing.assert_allclose(backend.to_numpy(back), backend.to_numpy(a), atol=1e-5)
+
+
+def test_reduce_keeps_constant_and_grid(backend):
+    xp = backend.xp
+    a = xp.full((33, 40), 0.7, dtype=xp.float32)
+    r = pyramid.reduce(xp, a)
+    assert r.shape == (17, 20)
+    np.testing.assert_allclose(backend.to_numpy(r), 0.7, atol=1e-6)
+    # level-1 pixel j sits on level-0 pixel 2j: a ramp stays a ramp of half slope
+    ramp = xp.asarray(np.tile(np.arange(40, dtype=np.float32), (33, 1)))
+    r = backend.to_numpy(pyramid.reduce(xp, ramp))
+    np.testing.assert_allclose(r[5, 2:-2], 2 * np.arange(20)[2:-2], atol=1e-4)
+
+
+def test_expand_interpolates_linear_ramp(backend):
+    xp = backend.xp
+    small = xp.asarray(np.tile(np.arange(10, dtype=np.float32) * 2, (6, 1)))
+    big = backend.to_numpy(pyramid.expand(xp, small, (12, 20)))
+    np.testing.assert_allclose(big[3, 2:18], np.arange(20, dtype=np.float32)[2:18], atol=1e-5)
+
+
+def test_n_levels():
+    assert pyramid.n_levels((16, 16), min_size=16) == 1
+    assert pyramid.n_levels((1536, 2048), min_size=16) == 7

@@ -1,0 +1,152 @@
+import numpy as np
+import pytest
+
+from napari_focus_stack import FocusStacker, StackError
+from napari_focus_stack.align import corner_error
+from napari_focus_stack.stacker import Cancelled
+
+from helpers import psnr
+
+
+def _fast(**kw):
+    kw.setdefault("scale_factor", 1)
+    kw.setdefault("device", "cpu")
+    return FocusStacker(**kw)
+
+
+def test_defaults_and_ranges():
+    s = FocusStacker()
+    assert (s.radius, s.smoothing, s.method, s.align) == (8, 4, "pyramid", "similarity")
+    for name, bad in (("radius", 0), ("radius", 21), ("smoothing", 0.5), ("smoothing", 11), ("scale_factor", 5)):
+        with pytest.raises(ValueError, match=rf"{name} must be between"):
+            FocusStacker(**{name: bad})
+    with pytest.raises(ValueError, match="method"):
+        FocusStacker(method="laplace")
+    with pytest.raises(ValueError, match="align"):
+        FocusStacker(align="homography")
+
+
+def test_stack_quality_on_synthetic(small_stack):
+    res = _fast().stack(small_stack.frames)
+    assert res.image.dtype == np.uint8 and res.image.shape == small_stack.truth.shape
+    mid = small_stack.frames[small_stack.reference]
+    assert psnr(res.image, small_stack.truth) > psnr(mid, small_stack.truth) + 3
+    errs = [corner_error(a, b, mid.shape[:2]) for a, b in zip(res.transforms, small_stack.transforms)]
+    assert max(errs) < 0.25
+    ok = np.abs(res.depth - small_stack.depth_index) <= 1
+    assert ok[small_stack.texture_mask].mean() > 0.8
+    assert res.depth.shape == res.confidence.shape == mid.shape[:2]
+    assert res.report["excluded"] == [] and len(res.report["frames"]) == len(small_stack.frames)
+
+
+def test_process_stack_returns_image(small_stack):
+    img = _fast(method="depthmap").process_stack(np.stack(small_stack.frames))
+    assert img.shape == small_stack.truth.shape and img.dtype == np.uint8
+    assert psnr(img, small_stack.truth) > 25
+
+
+@pytest.mark.parametrize(
+    "param, a, b",
+    [("radius", 2, 12), ("smoothing", 1, 8), ("scale_factor", 1, 2)],
+)
+def test_each_parameter_changes_the_result(small_stack, param, a, b):
+    frames = small_stack.frames
+    ra = _fast(**{param: a}).stack(frames)
+    rb = _fast(**{param: b}).stack(frames)
+    diff = np.abs(ra.image.astype(int) - rb.image.astype(int))
+    assert diff.mean() > 0.05, f"{param} does not change the fused image"
+    assert not np.allclose(ra.depth, rb.depth, atol=1e-3) or param == "scale_factor"
+
+
+def test_upscale_output(small_stack):
+    res = _fast(scale_factor=2, upscale_output=True).stack(small_stack.frames[:3])
+    h, w = small_stack.truth.shape[:2]
+    assert res.image.shape[:2] == (2 * h, 2 * w) and res.depth.shape == (2 * h, 2 * w)
+
+
+def test_gray_and_16bit():
+    from napari_focus_stack.synthetic import make_stack
+
+    st = make_stack("coins", shape=(96, 128), n_frames=4, gray=True, dtype=np.uint16, seed=1)
+    res = _fast().stack(st.frames)
+    assert res.image.dtype == np.uint16 and res.image.ndim == 2
+    assert psnr(res.image, st.truth, 65535.0) > 25
+
+
+def test_bad_frame_is_excluded_and_named(small_stack):
+    frames = [f.copy() for f in small_stack.frames]
+    frames[0] = np.random.default_rng(0).integers(0, 256, frames[0].shape, dtype=np.uint8)
+    res = _fast().stack(frames)
+    assert res.transforms[0] is None
+    assert res.report["excluded"] == ["frame 0"] or res.report["excluded"][0].endswith("0")
+    entry = res.report["frames"][0]
+    assert entry["excluded"] and "quality" in entry["reason"]
+    assert (res.depth > 0.5).mean() > 0.95  # the noise frame never wins
+
+
+def test_reference_and_reuse_transforms(small_stack):
+    first = _fast(reference=0).stack(small_stack.frames)
+    assert np.allclose(first.transforms[0], np.eye(3))
+    with pytest.raises(ValueError, match="reference"):
+        _fast(reference=99).stack(small_stack.frames)
+    again = _fast(reference=0).stack(small_stack.frames, transforms=first.transforms)
+    assert np.abs(again.image.astype(int) - first.image.astype(int)).mean() < 1.0
+    with pytest.raises(StackError, match="transforms"):
+        _fast().stack(small_stack.frames, transforms=first.transforms[:2])
+
+
+def test_progress_and_cancel(small_stack):
+    seen = []
+    _fast().stack(small_stack.frames, progress=lambda d, t, s: seen.append((d, t, s)))
+    n = len(small_stack.frames)
+    assert [d for d, _, _ in seen] == list(range(1, 2 * n + 1)) and seen[-1][1] == 2 * n
+    assert {s for *_, s in seen} == {"align", "fuse"}
+    calls = []
+
+    def cancel():
+        calls.append(1)
+        return len(calls) >= 3
+
+    with pytest.raises(Cancelled):
+        _fast().stack(small_stack.frames, cancel=cancel)
+    # stops within one frame (the two alignment threads each finish the frame they hold)
+    assert 3 <= len(calls) <= 4
+
+
+def test_threads_do_not_change_result(small_stack):
+    a = _fast(workers=1).stack(small_stack.frames).image
+    b = _fast(workers=3).stack(small_stack.frames).image
+    np.testing.assert_array_equal(a, b)
+
+
+def test_pcb_real_frames(pcb_paths):
+    res = _fast().stack(pcb_paths)
+    assert res.image.shape == (1536, 2048, 3) and res.report["excluded"] == []
+    scales = [f["scale"] for f in res.report["frames"]]
+    # real focus breathing: monotonic, about 2-4 % across the stack
+    assert all(np.diff(scales) < 0) and 0.015 < scales[0] - scales[-1] < 0.06
+    assert min(f["quality"] for f in res.report["frames"]) > 0.6
+    # the fused image is sharper than every input frame
+    from PIL import Image
+
+    from napari_focus_stack.focus import band_energy
+
+    def sharpness(img):
+        g = np.asarray(img, np.float32).mean(axis=2)
+        return float(band_energy(g[1:, :] - g[:-1, :]).mean())
+
+    fused = sharpness(res.image)
+    assert all(fused > sharpness(Image.open(p)) for p in pcb_paths)
+    assert res.meta is not None and res.meta.path == pcb_paths[3]
+
+
+def test_gpu_matches_cpu(small_stack):
+    from napari_focus_stack._backend import gpu_status
+
+    ok, why = gpu_status()
+    if not ok:
+        pytest.skip(f"no GPU: {why}")
+    cpu = _fast(device="cpu").stack(small_stack.frames)
+    gpu = _fast(device="gpu").stack(small_stack.frames)
+    assert psnr(gpu.image, cpu.image) >= 50
+    assert (np.abs(gpu.depth - cpu.depth) < 0.5).mean() >= 0.995
