@@ -16,7 +16,7 @@ def _fast(**kw):
 
 def test_defaults_and_ranges():
     s = FocusStacker()
-    assert (s.radius, s.smoothing, s.method, s.align) == (8, 4, "pyramid", "similarity")
+    assert (s.radius, s.smoothing, s.scale_factor, s.method, s.align) == (8, 4, 1, "pyramid", "similarity")
     for name, bad in (("radius", 0), ("radius", 21), ("smoothing", 0.5), ("smoothing", 11), ("scale_factor", 5)):
         with pytest.raises(ValueError, match=rf"{name} must be between"):
             FocusStacker(**{name: bad})

@@ -24,7 +24,7 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--radius", type=int, default=8, help="focus-measure window radius in px, 1-20 (default: 8)")
     g.add_argument("--smoothing", type=float, default=4, help="focus-map smoothing sigma in px, 1-10 (default: 4)")
     g.add_argument(
-        "--scale-factor", type=int, default=2, help="work at this multiple of the resolution, 1-4 (default: 2)"
+        "--scale-factor", type=int, default=1, help="work at this multiple of the resolution, 1-4 (default: 1)"
     )
     g.add_argument("--align", choices=MODELS, default="similarity", help="alignment model (default: similarity)")
     g.add_argument("--reference", type=int, default=None, help="reference frame index (default: middle frame)")
@@ -204,9 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
     p.set_defaults(func=_cmd_info)
 
-    from .batch import add_batch_parser
+    import importlib.util
+    if importlib.util.find_spec("napari_focus_stack.batch"):  # TEMP until batch lands
+        from .batch import add_batch_parser
 
-    add_batch_parser(sub)
+        add_batch_parser(sub)
     return parser
 
 

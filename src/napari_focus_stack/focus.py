@@ -64,7 +64,9 @@ def smooth_measure(bk: Backend, a: Any, radius: float, smoothing: float) -> Any:
     return a
 
 
-def focus_measure(bk: Backend, band: Any, radius: float, smoothing: float, downsample: int = 2) -> Any:
+def focus_measure(
+    bk: Backend, band: Any, radius: float, smoothing: float, downsample: int = 2, valid: Any | None = None
+) -> tuple[Any, Any | None]:
     """Focus measure of a band-pass image, on a grid ``downsample`` times coarser.
 
     Parameters
@@ -75,13 +77,27 @@ def focus_measure(bk: Backend, band: Any, radius: float, smoothing: float, downs
         Window radius and Gaussian sigma, in pixels of ``band``.
     downsample : int
         Block size of the output grid (1 keeps the band's grid).
+    valid : bool array (H, W), optional
+        Pixels the frame really covers. The average is then a normalised
+        convolution over covered pixels only, so a frame's measure stays
+        usable right up to the edge of what it covers.
 
     Returns
     -------
-    array (ceil(H / downsample), ceil(W / downsample)) float32
+    measure : array (ceil(H / downsample), ceil(W / downsample)) float32
+    ok : bool array of the same shape, or None when every pixel is covered
     """
-    energy = block_mean(bk.xp, band_energy(band), downsample).astype(bk.xp.float32, copy=False)
-    return smooth_measure(bk, energy, radius / downsample, smoothing / downsample)
+    xp = bk.xp
+    energy = block_mean(xp, band_energy(band), downsample).astype(xp.float32, copy=False)
+    r, s = radius / downsample, smoothing / downsample
+    if valid is None:
+        return smooth_measure(bk, energy, r, s), None
+    cover = block_mean(xp, valid.astype(xp.float32), downsample)
+    ok = cover > 0.999
+    energy = xp.where(ok, energy, 0)
+    weight = smooth_measure(bk, ok.astype(xp.float32), r, s)
+    measure = smooth_measure(bk, energy, r, s) / xp.maximum(weight, 1e-6)
+    return measure, ok
 
 
 class DepthTracker:

@@ -30,7 +30,7 @@ from typing import Any
 from . import pyramid
 from ._backend import Backend
 from .align import to_gray
-from .focus import DepthTracker, block_mean, focus_measure, smooth_measure, upsample_blocks
+from .focus import DepthTracker, focus_measure, upsample_blocks
 
 __all__ = ["METHODS", "FusionResult", "PyramidFusion", "DepthMapFusion", "make_fusion"]
 
@@ -54,14 +54,6 @@ class _Fusion:
         self.smoothing = float(smoothing)
         self.half_shape = ((shape[0] + 1) // 2, (shape[1] + 1) // 2)
         self.tracker = DepthTracker(bk, self.half_shape)
-
-    def _half_validity(self, valid: Any | None) -> Any | None:
-        """Pixels of the half-resolution measure whose whole window is covered."""
-        if valid is None:
-            return None
-        cover = block_mean(self.bk.xp, valid.astype(self.bk.xp.float32), 2)
-        cover = smooth_measure(self.bk, cover, self.radius / 2.0, self.smoothing / 2.0)
-        return cover > 0.999
 
     def _maps(self) -> tuple[Any, Any]:
         depth, confidence = self.tracker.result()
@@ -93,15 +85,18 @@ class PyramidFusion(_Fusion):
     def prepare(self, frame: Any, valid: Any | None = None) -> dict:
         bk, xp = self.bk, self.bk.xp
         lap = pyramid.laplacian_pyramid(xp, frame, self.levels)
-        prep = {"lap": lap, "measure": focus_measure(bk, lap[0], self.radius, self.smoothing)}
-        prep["half_valid"] = self._half_validity(valid)
+        measure, half_valid = focus_measure(bk, lap[0], self.radius, self.smoothing, valid=valid)
+        prep = {"lap": lap, "measure": measure, "half_valid": half_valid}
         acts, masks = [], []
         vpyr = None if valid is None else pyramid.gaussian_pyramid(xp, valid.astype(xp.float32), self.levels)
         for level in range(1, self.levels - 1):
             f = 2.0**level
-            r, s = self.radius / f, self.smoothing / f
-            acts.append(focus_measure(bk, lap[level], r, s, downsample=1))
-            masks.append(None if vpyr is None else smooth_measure(bk, vpyr[level], r, s) > 0.999)
+            act, ok = focus_measure(
+                bk, lap[level], self.radius / f, self.smoothing / f, downsample=1,
+                valid=None if vpyr is None else vpyr[level] > 0.999,
+            )
+            acts.append(act)
+            masks.append(ok)
         prep["acts"], prep["masks"] = acts, masks
         prep["base_valid"] = None if vpyr is None else (vpyr[-1] > 0.999)
         return prep
@@ -157,11 +152,8 @@ class DepthMapFusion(_Fusion):
         bk, xp = self.bk, self.bk.xp
         gray = to_gray(xp, frame)
         band = gray - pyramid.expand(xp, pyramid.reduce(xp, gray), gray.shape)
-        return {
-            "frame": frame,
-            "measure": focus_measure(bk, band, self.radius, self.smoothing),
-            "half_valid": self._half_validity(valid),
-        }
+        measure, half_valid = focus_measure(bk, band, self.radius, self.smoothing, valid=valid)
+        return {"frame": frame, "measure": measure, "half_valid": half_valid}
 
     def merge(self, index: int, prep: dict) -> None:
         xp = self.bk.xp
