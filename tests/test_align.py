@@ -75,3 +75,10 @@ def test_to_gray(backend):
     xp = backend.xp
     rgb = xp.ones((4, 5, 3), dtype=xp.float32) * xp.asarray(np.array([1.0, 0.0, 0.0], np.float32))
     assert float(to_gray(xp, rgb)[0, 0]) == pytest.approx(0.299)
+
+
+def test_stopping_at_a_coarser_level_stays_subpixel(backend, texture):
+    true = _similarity(0.99, -0.3, 1.7, 2.2, texture.shape)
+    moving = warp_image(backend, backend.asarray(texture), np.linalg.inv(true), texture.shape, order=3)
+    reg = estimate_transform(backend.asarray(texture), moving, backend=backend, finest_level=1)
+    assert corner_error(reg.matrix, true, texture.shape) < 0.1

@@ -240,6 +240,7 @@ def estimate_transform(
     max_iter: int = 30,
     tol: float = 2e-3,
     max_points: int = 60_000,
+    finest_level: int = 0,
 ) -> Registration:
     """Register ``moving`` onto ``template`` (both gray float32, same shape).
 
@@ -255,6 +256,9 @@ def estimate_transform(
         level is initialised by phase correlation.
     template_pyramid, moving_pyramid : list, optional
         Precomputed :func:`pyramid.gaussian_pyramid` of the inputs.
+    finest_level : int
+        Stop refining at this pyramid level (0 = full resolution). Big frames
+        reach a few hundredths of a pixel already at level 1.
 
     Returns
     -------
@@ -293,13 +297,14 @@ def estimate_transform(
         dx, dy = _phase_correlation(xp, tp[top], mp[top])
         m = np.array([[1, 0, dx], [0, 1, dy], [0, 0, 1.0]])
     quality, iterations, converged = 0.0, 0, False
-    for level in range(top, -1, -1):
-        fine = level == 0
+    finest = min(finest_level, top)
+    for level in range(top, finest - 1, -1):
+        fine = level == finest
         m, quality, its, converged = _register_level(
             backend, tp[level], mp[level], m, model, max_iter if fine else max(10, max_iter // 2),
             tol if fine else tol * 4, max_points,
         )
         iterations += its
-        if level > 0:
-            m = scale_matrix(2.0) @ m @ scale_matrix(0.5)
+        m = scale_matrix(2.0) @ m @ scale_matrix(0.5)
+    m = scale_matrix(2.0**finest / 2.0) @ m @ scale_matrix(2.0 / 2.0**finest)
     return Registration(m, quality, iterations, converged)

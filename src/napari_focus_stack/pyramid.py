@@ -86,7 +86,8 @@ def laplacian_pyramid(xp, a: Any, levels: int) -> list:
     current = a
     for _ in range(levels - 1):
         smaller = reduce(xp, current)
-        pyr.append(current - expand(xp, smaller, current.shape[:2]))
+        band = expand(xp, smaller, current.shape[:2])
+        pyr.append(xp.subtract(current, band, out=band))  # in place: one full-size temporary less
         current = smaller
     pyr.append(current)
     return pyr

@@ -43,6 +43,7 @@ from .io import FrameSource, ImageMeta, write_image
 __all__ = ["FocusStacker", "StackResult", "Cancelled", "PARAMETER_RANGES"]
 
 PARAMETER_RANGES = {"radius": (1, 20), "smoothing": (1, 10), "scale_factor": (1, 4)}
+ALIGN_PIXELS = 1_000_000  # registration refines up to the first pyramid level at most this big
 THUMB_SIDE = 256  # colour thumbnails for exposure matching are at most this big
 
 
@@ -275,6 +276,9 @@ class FocusStacker:
         n = len(source)
         h, w = source.shape[:2]
         levels = pyramid.n_levels((h, w), min_size=24)
+        finest = 0
+        while (h * w) / 4**finest > ALIGN_PIXELS and finest < levels - 1:
+            finest += 1
         mats: list = [None] * n
         quality: list = [None] * n
         reasons: list = [None] * n
@@ -296,7 +300,8 @@ class FocusStacker:
             for i in order:
                 cur = self._gray_pyramid(source, i, scale, levels)
                 reg = estimate_transform(
-                    last[0], cur[0], self.align, backend=self.backend, template_pyramid=last, moving_pyramid=cur
+                    last[0], cur[0], self.align, backend=self.backend, template_pyramid=last, moving_pyramid=cur,
+                    finest_level=finest,
                 )
                 why = _implausible(reg.matrix, reg.quality, self.min_quality, (h, w))
                 quality[i] = reg.quality
@@ -343,20 +348,20 @@ class FocusStacker:
                 gains[i] = _exposure_match(bk, block_mean(xp, warped, thumb_f), ref_thumb, valid, thumb_f)
                 if gains[i] is not None:
                     g, off = gains[i]
-                    warped = warped * xp.asarray(g) + xp.asarray(off)
+                    warped *= xp.asarray(g)  # warped is always a fresh float array: safe in place
+                    warped += xp.asarray(off)
             return fusion.prepare(warped, valid)
 
         if self.workers > 1:
             with ThreadPoolExecutor(self.workers) as pool:
+                # at most `workers` prepared frames alive: memory stays flat
                 pending = [pool.submit(prepare, i) for i in frames[: self.workers]]
-                nxt = self.workers
-                for i in frames:
+                for k, i in enumerate(frames):
                     prep = pending.pop(0).result()
-                    if nxt < len(frames):
-                        pending.append(pool.submit(prepare, frames[nxt]))
-                        nxt += 1
                     fusion.merge(i, prep)
                     del prep
+                    if k + self.workers < len(frames):
+                        pending.append(pool.submit(prepare, frames[k + self.workers]))
                     tick("fuse")
         else:
             for i in frames:
