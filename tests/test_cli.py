@@ -1,0 +1,91 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from napari_focus_stack.cli import build_parser, main
+
+
+@pytest.fixture()
+def frame_dir(tmp_path, small_stack):
+    from napari_focus_stack.synthetic import save_stack
+
+    folder = tmp_path / "my frames"
+    folder.mkdir()
+    save_stack(small_stack, folder, fmt="png")
+    return folder
+
+
+def test_stack_folder_writes_image_and_maps(frame_dir, tmp_path, capsys):
+    out = tmp_path / "fused.tif"
+    code = main(
+        ["stack", str(frame_dir), "-o", str(out), "--depth-map", str(tmp_path / "d.tif"),
+         "--confidence-map", str(tmp_path / "c.tif"), "--radius", "4"]
+    )
+    assert code == 0
+    import tifffile
+
+    img = tifffile.imread(out)
+    depth = tifffile.imread(tmp_path / "d.tif")
+    conf = tifffile.imread(tmp_path / "c.tif")
+    assert img.shape == (160, 200, 3) and img.dtype == np.uint8
+    assert depth.dtype == np.float32 and 0 <= depth.min() and depth.max() <= 5
+    assert conf.dtype == np.float32 and conf.max() <= 1
+    assert "wrote" in capsys.readouterr().err
+
+
+def test_never_overwrites_an_input(frame_dir, capsys):
+    first = sorted(frame_dir.iterdir())[0]
+    before = first.read_bytes()
+    code = main(["stack", str(frame_dir), "-o", str(first), "-q"])
+    assert code != 0
+    assert first.read_bytes() == before
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "overwrite" in err[0] and first.name in err[0]
+
+
+def test_errors_are_one_clear_line(tmp_path, capsys):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not a jpeg at all")
+    ok = tmp_path / "ok.jpg"
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(ok)
+    code = main(["stack", str(bad), str(ok), "-o", str(tmp_path / "o.jpg"), "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "broken.jpg" in err[0]
+    code = main(["stack", str(ok), str(ok), "-o", str(tmp_path / "o.jpg"), "--radius", "50", "-q"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "radius must be between 1 and 20" in err
+
+
+def test_depth_map_needs_tiff(frame_dir, tmp_path, capsys):
+    code = main(["stack", str(frame_dir), "-o", str(tmp_path / "f.png"), "--depth-map", str(tmp_path / "d.png")])
+    assert code == 2 and "tif" in capsys.readouterr().err
+
+
+def test_demo(tmp_path, capsys):
+    assert main(["demo", str(tmp_path / "demo"), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert (tmp_path / "demo" / "fused.png").is_file() and (tmp_path / "demo" / "depth.tif").is_file()
+    psnr = float(out.split("PSNR ")[1].split(" dB")[0])
+    assert psnr > 30
+
+
+def test_info_runs(capsys):
+    assert main(["info", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "backend for device='cpu': cpu" in out and "gpu:" in out
+
+
+@pytest.mark.parametrize("cmd", [[], ["stack"], ["demo"], ["info"], ["batch"]])
+def test_help(cmd):
+    proc = subprocess.run(
+        [sys.executable, "-m", "napari_focus_stack.cli", *cmd, "--help"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0 and "usage" in proc.stdout
+
+
+def test_parser_defaults():
+    args = build_parser().parse_args(["stack", "a.jpg", "-o", "b.jpg"])
+    assert (args.radius, args.smoothing, args.scale_factor, args.method) == (8, 4, 1, "pyramid")
