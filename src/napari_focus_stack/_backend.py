@@ -32,6 +32,8 @@ class Backend:
     reason: str = ""
     _to_numpy: Callable[[Any], np.ndarray] = field(default=np.asarray, repr=False)
     _to_device: Callable[[Any], Any] = field(default=np.asarray, repr=False)
+    # errors that mean "the device is out of memory": the stacker retries in tiles
+    oom_errors: tuple = (MemoryError,)
 
     def to_numpy(self, a: Any) -> np.ndarray:
         """Download an array to host memory (no copy on the CPU backend)."""
@@ -44,6 +46,27 @@ class Backend:
     @property
     def is_gpu(self) -> bool:
         return self.name == "gpu"
+
+    def available_memory(self) -> int:
+        """Free memory (bytes) of the device arrays live on."""
+        if self.is_gpu:
+            free, _ = self.xp.cuda.runtime.memGetInfo()
+            return int(free + self.xp.get_default_memory_pool().free_bytes())
+        try:
+            import psutil
+
+            return int(psutil.virtual_memory().available)
+        except ImportError:
+            for line in open("/proc/meminfo", encoding="ascii"):
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+        return 1 << 34
+
+    def release_memory(self) -> None:
+        """Give cached device blocks back (after an out-of-memory error)."""
+        if self.is_gpu:
+            self.xp.get_default_memory_pool().free_all_blocks()
+            self.xp.get_default_pinned_memory_pool().free_all_blocks()
 
     def warp_affine(self, image: Any, m: np.ndarray, out_shape: tuple[int, int], order: int = 1) -> Any:
         """Sample a 2D ``image`` at ``m @ (x, y, 1)`` for every output pixel, edges replicated.
@@ -111,6 +134,7 @@ def _gpu_backend(reason: str) -> Backend:
         reason=reason + ("" if cski is not None else " (cuCIM missing: CuPy-only path)"),
         _to_numpy=cupy.asnumpy,
         _to_device=cupy.asarray,
+        oom_errors=(cupy.cuda.memory.OutOfMemoryError, MemoryError),
     )
 
 

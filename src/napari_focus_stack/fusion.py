@@ -32,7 +32,11 @@ from ._backend import Backend
 from .align import to_gray
 from .focus import DepthTracker, focus_measure, upsample_blocks
 
-__all__ = ["METHODS", "FusionResult", "PyramidFusion", "DepthMapFusion", "make_fusion"]
+__all__ = ["MAX_LEVELS", "METHODS", "FusionResult", "PyramidFusion", "DepthMapFusion", "make_fusion"]
+
+# Deepest pyramid: the coarsest band is 1/32 of the image. Deeper levels only
+# average very low frequencies, and a bounded depth keeps tiles seam-free.
+MAX_LEVELS = 6
 
 # Exponent of the soft selection in the depth-map method: a frame with twice
 # the focus energy of another gets 2**SOFTNESS times its weight.
@@ -76,7 +80,7 @@ class PyramidFusion(_Fusion):
 
     def __init__(self, bk: Backend, shape: tuple[int, int], radius: float, smoothing: float, min_size: int = 16):
         super().__init__(bk, shape, radius, smoothing)
-        self.levels = pyramid.n_levels(shape, min_size=min_size)
+        self.levels = pyramid.n_levels(shape, min_size=min_size, max_levels=MAX_LEVELS)
         self.best: list | None = None
         self.activity: list = []
         self.base_sum = None

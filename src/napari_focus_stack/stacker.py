@@ -7,12 +7,14 @@ Two streaming passes over the frames:
    (chaining outward from the reference frame, so the most defocused frames
    are still compared with a similar frame). Only the last good frame of
    each direction is kept.
-2. fusion: every frame is decoded again, warped once into reference
-   geometry (at ``scale_factor`` times the resolution), corrected for
-   exposure, and folded into the streaming fusion state.
+2. fusion: every frame is read again (from a bounded cache of decoded
+   frames, else decoded again), warped once into reference geometry (at
+   ``scale_factor`` times the resolution), corrected for exposure, and
+   folded into the streaming fusion state.
 
 Peak memory is therefore the fusion state plus a few frames in flight,
-whatever the number of frames.
+whatever the number of frames. Images too large for the device are fused in
+overlapping tiles (automatically after an out-of-memory error).
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -37,7 +39,7 @@ from .align import (
 )
 from .errors import FocusStackError, StackError
 from .focus import block_mean
-from .fusion import METHODS, make_fusion
+from .fusion import MAX_LEVELS, METHODS, make_fusion
 from .io import FrameSource, ImageMeta, write_image
 
 __all__ = ["FocusStacker", "StackResult", "Cancelled", "PARAMETER_RANGES"]
@@ -45,6 +47,7 @@ __all__ = ["FocusStacker", "StackResult", "Cancelled", "PARAMETER_RANGES"]
 PARAMETER_RANGES = {"radius": (1, 20), "smoothing": (1, 10), "scale_factor": (1, 4)}
 ALIGN_PIXELS = 1_000_000  # registration refines up to the first pyramid level at most this big
 THUMB_SIDE = 256  # colour thumbnails for exposure matching are at most this big
+MIN_TILE = 256
 
 
 class Cancelled(FocusStackError):
@@ -103,13 +106,21 @@ class FocusStacker:
         Frames whose alignment correlation falls below this are excluded.
     workers : int, optional
         Threads for decoding and per-frame work (default: CPU count, max 4).
+    tile_size : int, optional
+        Fuse in overlapping tiles of this many output pixels a side (default:
+        whole image; tiles are chosen automatically after an out-of-memory
+        error on the device).
+    cache_bytes : int, optional
+        Decoded frames kept between the two passes, in bytes (default: none
+        on the CPU, where decoding again is cheap and memory must not grow
+        with the stack; up to 1 GiB on a GPU, so each frame is uploaded once).
 
     Examples
     --------
     >>> from napari_focus_stack import FocusStacker
     >>> from napari_focus_stack.synthetic import make_stack
     >>> stack = make_stack("checker", shape=(96, 128), n_frames=4)
-    >>> fused = FocusStacker(scale_factor=1, device="cpu").process_stack(stack.frames)
+    >>> fused = FocusStacker(device="cpu").process_stack(stack.frames)
     >>> fused.shape, fused.dtype
     ((96, 128, 3), dtype('uint8'))
     """
@@ -126,6 +137,8 @@ class FocusStacker:
         upscale_output: bool = False,
         min_quality: float = 0.5,
         workers: int | None = None,
+        tile_size: int | None = None,
+        cache_bytes: int | None = None,
     ):
         _check_range("radius", radius)
         _check_range("smoothing", smoothing)
@@ -136,6 +149,8 @@ class FocusStacker:
             raise ValueError(f"method must be one of {tuple(METHODS)}, got {method!r}")
         if align not in MODELS:
             raise ValueError(f"align must be one of {MODELS}, got {align!r}")
+        if tile_size is not None and tile_size < MIN_TILE:
+            raise ValueError(f"tile_size must be at least {MIN_TILE} pixels, got {tile_size!r}")
         self.radius = radius
         self.smoothing = smoothing
         self.scale_factor = int(scale_factor)
@@ -150,6 +165,8 @@ class FocusStacker:
 
             workers = max(1, min(4, os.cpu_count() or 1))
         self.workers = workers
+        self.tile_size = tile_size
+        self.cache_bytes = cache_bytes
         self._backend: Backend | None = None
 
     # ------------------------------------------------------------------ API
@@ -179,7 +196,8 @@ class FocusStacker:
             A folder, a list of image files, a multi-page TIFF, a (Z, Y, X[, C])
             array or a list of 2D/3D arrays (see :class:`io.FrameSource`).
         progress : callable(done, total, stage), optional
-            Called after every frame of each pass.
+            Called after every frame of each pass (``total`` is twice the
+            number of frames; tiles report fractions of a frame).
         cancel : callable or threading.Event, optional
             Checked between frames; :class:`Cancelled` is raised when set.
         transforms : list of 3x3 arrays, optional
@@ -190,46 +208,40 @@ class FocusStacker:
         n = len(source)
         ref = self._reference_index(n)
         bk = self.backend
-        is_cancelled = _cancel_check(cancel)
-        total = 2 * n
-        done = [0]
-
-        def tick(stage: str) -> None:
-            done[0] += 1
-            if progress is not None:
-                progress(done[0], total, stage)
-            if is_cancelled():
-                raise Cancelled("cancelled by the user")
-
+        run = _Run(n, progress, _cancel_check(cancel))
+        cache = _FrameCache(self._cache_budget(source))
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        scale = _dtype_scale(source.dtype)
         if transforms is not None:
-            if len(transforms) != n:
-                raise StackError(
-                    f"{len(transforms)} transforms were given for a stack of {n} frames; they must match one to one"
-                )
-            mats = [None if m is None else np.asarray(m, dtype=float) for m in transforms]
-            if mats[ref] is None:
-                raise StackError(f"the reused alignment excludes the reference frame {source.names[ref]}")
-            # express the reused transforms relative to this stack's reference frame
-            to_ref = np.linalg.inv(mats[ref])
-            mats = [None if m is None else m @ to_ref for m in mats]
-            quality = [float("nan") if m is not None else None for m in mats]
-            reasons = [None if m is not None else "excluded in the reused alignment" for m in mats]
-            for _ in range(n):
-                tick("align")
+            mats, quality, reasons = self._reused(transforms, source, ref)
+            thumbs = self._thumbnails(source, cache, run)
         else:
-            mats, quality, reasons = self._align(source, ref, scale, tick)
+            mats, quality, reasons, thumbs = self._align(source, ref, cache, run)
+        gains = _exposure_gains(thumbs, mats, ref)
         timings["align_s"] = time.perf_counter() - t0
 
         t1 = time.perf_counter()
-        fused, gains = self._fuse(source, mats, ref, scale, tick)
+        h, w = source.shape[:2]
+        out_shape = (h * self.scale_factor, w * self.scale_factor)
+        tile = self.tile_size
+        while True:
+            try:
+                image, depth, confidence, tiles = self._fuse(source, mats, gains, cache, run, out_shape, tile)
+                break
+            except bk.oom_errors:
+                # the device ran out of memory: redo the fusion in smaller tiles
+                cache.clear()
+                bk.release_memory()
+                tile = _next_tile_size(out_shape, tile)
+                if tile is None:
+                    raise
+                run.restart_fusion()
         timings["fuse_s"] = time.perf_counter() - t1
-
-        image, depth, confidence = self._finish(fused, source.dtype, scale)
+        image, depth, confidence = self._finish(image, depth, confidence, source.dtype)
         timings["total_s"] = time.perf_counter() - t0
         report = self._report(source, mats, quality, reasons, gains, ref, timings)
+        report["tiles"] = tiles
+        report["cache_hits"] = cache.hits
         return StackResult(image, depth, confidence, mats, report, source.meta(ref))
 
     def save_image(
@@ -260,21 +272,53 @@ class FocusStacker:
             raise ValueError(f"reference must be a frame index between 0 and {n - 1}, got {self.reference!r}")
         return ref
 
-    def _to_float(self, frame: np.ndarray, scale: float) -> Any:
+    def _cache_budget(self, source: FrameSource) -> int:
+        if self.cache_bytes is not None:
+            return int(self.cache_bytes)
+        if not self.backend.is_gpu:
+            return 0
+        return min(1 << 30, self.backend.available_memory() // 4)
+
+    def _reused(self, transforms: Sequence, source: FrameSource, ref: int) -> tuple[list, list, list]:
+        n = len(source)
+        if len(transforms) != n:
+            raise StackError(
+                f"{len(transforms)} transforms were given for a stack of {n} frames; they must match one to one"
+            )
+        mats = [None if m is None else np.asarray(m, dtype=float) for m in transforms]
+        if mats[ref] is None:
+            raise StackError(f"the reused alignment excludes the reference frame {source.names[ref]}")
+        # express the reused transforms relative to this stack's reference frame
+        to_ref = np.linalg.inv(mats[ref])
+        mats = [None if m is None else m @ to_ref for m in mats]
+        quality = [float("nan") if m is not None else None for m in mats]
+        reasons = [None if m is not None else "excluded in the reused alignment" for m in mats]
+        return mats, quality, reasons
+
+    def _read(self, source: FrameSource, cache: "_FrameCache", i: int) -> Any:
+        """Frame ``i`` as stored: from the cache (maybe on the device) or decoded on the host."""
+        frame = cache.get(i)
+        return source.read(i) if frame is None else frame
+
+    def _to_float(self, frame: Any, scale: float) -> Any:
+        """Upload (once, as stored) and convert to float32 in [0, 1]."""
         xp = self.backend.xp
-        a = self.backend.asarray(frame)
-        a = a.astype(xp.float32)
+        a = self.backend.asarray(frame).astype(xp.float32)
         if scale != 1.0:
             a *= xp.float32(1.0 / scale)
         return a
 
-    def _gray_pyramid(self, source: FrameSource, i: int, scale: float, levels: int) -> list:
-        xp = self.backend.xp
-        return pyramid.gaussian_pyramid(xp, to_gray(xp, self._to_float(source.read(i), scale)), levels)
+    def _thumbnails(self, source: FrameSource, cache: "_FrameCache", run: "_Run") -> list:
+        thumbs = []
+        for i in range(len(source)):
+            thumbs.append(_thumbnail(self._read(source, cache, i), source))
+            run.tick("align")
+        return thumbs
 
-    def _align(self, source: FrameSource, ref: int, scale: float, tick) -> tuple:
+    def _align(self, source: FrameSource, ref: int, cache: "_FrameCache", run: "_Run") -> tuple:
         n = len(source)
         h, w = source.shape[:2]
+        scale = _dtype_scale(source.dtype)
         levels = pyramid.n_levels((h, w), min_size=24)
         finest = 0
         while (h * w) / 4**finest > ALIGN_PIXELS and finest < levels - 1:
@@ -282,15 +326,22 @@ class FocusStacker:
         mats: list = [None] * n
         quality: list = [None] * n
         reasons: list = [None] * n
+        thumbs: list = [None] * n
         mats[ref] = np.eye(3)
         quality[ref] = 1.0
-        if self.align == "none":
-            for i in range(n):
-                mats[i] = np.eye(3)
-                tick("align")
-            return mats, quality, reasons
-        ref_pyr = self._gray_pyramid(source, ref, scale, levels)
-        tick("align")
+        xp = self.backend.xp
+
+        def load(i: int) -> list | None:
+            host = source.read(i)
+            thumbs[i] = _thumbnail(host, source)
+            device = self.backend.asarray(host)
+            cache.put(i, device)
+            if self.align == "none":
+                return None
+            return pyramid.gaussian_pyramid(xp, to_gray(xp, self._to_float(device, scale)), levels)
+
+        ref_pyr = load(ref)
+        run.tick("align")
         lock = threading.Lock()
 
         def walk(order: list[int]) -> None:
@@ -298,94 +349,124 @@ class FocusStacker:
             # the next one is registered to the last good one
             last, last_m = ref_pyr, np.eye(3)
             for i in order:
-                cur = self._gray_pyramid(source, i, scale, levels)
-                reg = estimate_transform(
-                    last[0], cur[0], self.align, backend=self.backend, template_pyramid=last, moving_pyramid=cur,
-                    finest_level=finest,
-                )
-                why = _implausible(reg.matrix, reg.quality, self.min_quality, (h, w))
-                quality[i] = reg.quality
-                if why:
-                    reasons[i] = why
+                cur = load(i)
+                if self.align == "none":
+                    mats[i], quality[i] = np.eye(3), float("nan")
                 else:
-                    mats[i] = reg.matrix @ last_m
-                    last, last_m = cur, mats[i]
+                    reg = estimate_transform(
+                        last[0], cur[0], self.align, backend=self.backend, template_pyramid=last,
+                        moving_pyramid=cur, finest_level=finest,
+                    )
+                    why = _implausible(reg.matrix, reg.quality, self.min_quality, (h, w))
+                    quality[i] = reg.quality
+                    if why:
+                        reasons[i] = why
+                    else:
+                        mats[i] = reg.matrix @ last_m
+                        last, last_m = cur, mats[i]
                 with lock:
-                    tick("align")
+                    run.tick("align")
 
         up, down = list(range(ref + 1, n)), list(range(ref - 1, -1, -1))
-        if self.workers > 1 and up and down:
+        if self.workers > 1 and up and down and not self.backend.is_gpu:
             with ThreadPoolExecutor(2) as pool:
                 for fut in [pool.submit(walk, up), pool.submit(walk, down)]:
                     fut.result()
         else:
             walk(up)
             walk(down)
-        return mats, quality, reasons
+        return mats, quality, reasons, thumbs
 
-    def _fuse(self, source: FrameSource, mats: list, ref: int, scale: float, tick) -> tuple:
+    def _tiles(self, out_shape: tuple[int, int], tile: int | None) -> list[tuple]:
+        """Output windows ``(y0, y1, x0, x1)`` with the inner part each one owns."""
+        h, w = out_shape
+        if tile is None or (tile >= h and tile >= w):
+            return [((0, h, 0, w), (0, h, 0, w))]
+        s = self.scale_factor
+        grid = 2 ** (MAX_LEVELS - 1)  # windows start on the coarsest pyramid grid
+        overlap = 4 * grid + 2 * int(math.ceil((self.radius + 3 * self.smoothing) * s))
+        overlap = int(math.ceil(overlap / grid) * grid)
+        step = max(grid, (tile // grid) * grid)
+        tiles = []
+        for y in range(0, h, step):
+            for x in range(0, w, step):
+                inner = (y, min(h, y + step), x, min(w, x + step))
+                outer = (max(0, y - overlap), min(h, y + step + overlap), max(0, x - overlap), min(w, x + step + overlap))
+                tiles.append((outer, inner))
+        return tiles
+
+    def _fuse(self, source, mats, gains, cache, run, out_shape, tile) -> tuple:
+        """Fuse all windows; returns host arrays at the working resolution."""
+        h, w = source.shape[:2]
+        channels = source.shape[2:]
+        image = np.empty(tuple(out_shape) + tuple(channels), np.float32)
+        depth = np.empty(out_shape, np.float32)
+        confidence = np.empty(out_shape, np.float32)
+        tiles = self._tiles(out_shape, tile)
+        for k, (outer, inner) in enumerate(tiles):
+            res = self._fuse_window(source, mats, gains, cache, run, outer, 1.0 / len(tiles))
+            y0, y1, x0, x1 = inner
+            oy, ox = y0 - outer[0], x0 - outer[2]
+            inner_rows = slice(oy, oy + y1 - y0)
+            inner_cols = slice(ox, ox + x1 - x0)
+            image[y0:y1, x0:x1] = self.backend.to_numpy(res.image[inner_rows, inner_cols])
+            depth[y0:y1, x0:x1] = self.backend.to_numpy(res.depth[inner_rows, inner_cols])
+            confidence[y0:y1, x0:x1] = self.backend.to_numpy(res.confidence[inner_rows, inner_cols])
+            del res
+        return image, depth, confidence, len(tiles)
+
+    def _fuse_window(self, source, mats, gains, cache, run, window, share: float):
         bk, xp = self.backend, self.backend.xp
         h, w = source.shape[:2]
         s = self.scale_factor
-        out_shape = (h * s, w * s)
-        # output pixel u covers reference pixel (u + 0.5) / s - 0.5
-        up = np.array([[1 / s, 0, 0.5 / s - 0.5], [0, 1 / s, 0.5 / s - 0.5], [0, 0, 1.0]])
-        fusion = make_fusion(self.method, bk, out_shape, self.radius * s, self.smoothing * s)
-        thumb_f = max(1, 2 ** math.ceil(math.log2(max(out_shape) / THUMB_SIDE)))
-        ref_thumb = block_mean(xp, warp_image(bk, self._to_float(source.read(ref), scale), up, out_shape), thumb_f)
+        y0, y1, x0, x1 = window
+        shape = (y1 - y0, x1 - x0)
+        scale = _dtype_scale(source.dtype)
+        # output pixel u (of the whole output) covers reference pixel (u + 0.5) / s - 0.5
+        up = np.array([[1 / s, 0, 0.5 / s - 0.5 + x0 / s], [0, 1 / s, 0.5 / s - 0.5 + y0 / s], [0, 0, 1.0]])
+        fusion = make_fusion(self.method, bk, shape, self.radius * s, self.smoothing * s)
         frames = [i for i, m in enumerate(mats) if m is not None]
-        gains: list = [None] * len(mats)
-
         order = 1 if s == 1 else 3  # upsampling wants bicubic; at 1x bilinear is as good and faster
 
-        def prepare(i: int):
+        def prepare(i: int, frame: Any) -> dict:
             m = mats[i] @ up
-            warped = warp_image(bk, self._to_float(source.read(i), scale), m, out_shape, order)
-            valid = valid_region(xp, m, out_shape, (h, w))
+            frame, m = _crop_footprint(frame, m, shape)
+            warped = warp_image(bk, self._to_float(frame, scale), m, shape, order)
+            valid = valid_region(xp, m, shape, frame.shape[:2])
             if bool(valid.all()):
                 valid = None
-            if i != ref:
-                gains[i] = _exposure_match(bk, block_mean(xp, warped, thumb_f), ref_thumb, valid, thumb_f)
-                if gains[i] is not None:
-                    g, off = gains[i]
-                    warped *= xp.asarray(g)  # warped is always a fresh float array: safe in place
-                    warped += xp.asarray(off)
+            if gains[i] is not None:
+                g, off = gains[i]
+                warped *= xp.asarray(g)  # warped is always a fresh float array: safe in place
+                warped += xp.asarray(off)
             return fusion.prepare(warped, valid)
 
-        if self.workers > 1:
-            with ThreadPoolExecutor(self.workers) as pool:
-                # at most `workers` prepared frames alive: memory stays flat
-                pending = [pool.submit(prepare, i) for i in frames[: self.workers]]
-                for k, i in enumerate(frames):
-                    prep = pending.pop(0).result()
-                    fusion.merge(i, prep)
-                    del prep
-                    if k + self.workers < len(frames):
-                        pending.append(pool.submit(prepare, frames[k + self.workers]))
-                    tick("fuse")
+        read = lambda i: self._read(source, cache, i)  # noqa: E731
+        if bk.is_gpu:
+            # decode ahead on CPU threads; the device works through frames in order
+            stream = ((i, prepare(i, frame)) for i, frame in zip(frames, _ordered_map(read, frames, self.workers)))
         else:
-            for i in frames:
-                fusion.merge(i, prepare(i))
-                tick("fuse")
-        for _ in range(len(mats) - len(frames)):
-            tick("fuse")
-        return fusion.result(), gains
+            stream = zip(frames, _ordered_map(lambda i: prepare(i, read(i)), frames, self.workers))
+        for i, prep in stream:
+            fusion.merge(i, prep)
+            del prep
+            run.tick("fuse", share)
+        run.tick("fuse", share * (len(mats) - len(frames)))
+        return fusion.result()
 
-    def _finish(self, fused, dtype: np.dtype, scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        bk, xp = self.backend, self.backend.xp
-        image, depth, confidence = fused.image, fused.depth, fused.confidence
+    def _finish(self, image, depth, confidence, dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         s = self.scale_factor
         if s > 1 and not self.upscale_output:
-            image = block_mean(xp, image, s)
-            depth = block_mean(xp, depth, s)
-            confidence = block_mean(xp, confidence, s)
-        image = bk.to_numpy(image)
+            image = block_mean(np, image, s)
+            depth = block_mean(np, depth, s)
+            confidence = block_mean(np, confidence, s)
         dtype = np.dtype(dtype)
         if dtype.kind in "ui":
-            image = np.clip(np.rint(image * scale), 0, scale).astype(dtype)
+            peak = _dtype_scale(dtype)
+            image = np.clip(np.rint(image * peak), 0, peak).astype(dtype)
         else:
             image = image.astype(dtype, copy=False)
-        return image, bk.to_numpy(depth).astype(np.float32), bk.to_numpy(confidence).astype(np.float32)
+        return image, depth.astype(np.float32, copy=False), confidence.astype(np.float32, copy=False)
 
     def _report(self, source, mats, quality, reasons, gains, ref, timings) -> dict:
         frames = []
@@ -416,27 +497,137 @@ class FocusStacker:
         }
 
 
-def _exposure_match(bk: Backend, thumb: Any, ref_thumb: Any, valid: Any | None, f: int):
-    """Per-channel gain and offset that map a warped frame's thumbnail onto the reference's.
+class _Run:
+    """Progress and cancellation for one stack: ``total`` is two passes of ``n`` frames."""
+
+    def __init__(self, n: int, progress, is_cancelled):
+        self.n, self.progress, self.is_cancelled = n, progress, is_cancelled
+        self.done = 0.0
+        self.reported = 0
+        self.cancelled = False
+
+    def tick(self, stage: str, amount: float = 1.0) -> None:
+        self.done += amount
+        whole = int(self.done + 1e-6)  # tiles add fractions of a frame
+        if self.progress is not None and whole > self.reported:
+            self.reported = whole
+            self.progress(whole, 2 * self.n, stage)
+        if self.cancelled or self.is_cancelled():
+            self.cancelled = True
+            raise Cancelled("cancelled by the user")
+
+    def restart_fusion(self) -> None:
+        self.done = float(self.n)
+
+
+class _FrameCache:
+    """Decoded frames kept between the passes, up to a byte budget."""
+
+    def __init__(self, budget: int):
+        self.budget, self.used, self.frames, self.hits = budget, 0, {}, 0
+        self.lock = threading.Lock()
+
+    def put(self, i: int, frame: Any) -> None:
+        with self.lock:
+            if self.used + frame.nbytes <= self.budget:
+                self.frames[i] = frame
+                self.used += frame.nbytes
+
+    def get(self, i: int) -> Any | None:
+        with self.lock:
+            frame = self.frames.get(i)
+            self.hits += frame is not None
+            return frame
+
+    def clear(self) -> None:
+        with self.lock:
+            self.frames.clear()
+            self.used = 0
+
+
+def _ordered_map(fn: Callable, items: list, workers: int) -> Iterator:
+    """``map(fn, items)`` on a thread pool, in order, with at most ``workers`` results alive."""
+    if workers <= 1:
+        for item in items:
+            yield fn(item)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        pending = [pool.submit(fn, item) for item in items[:workers]]
+        try:
+            for k in range(len(items)):
+                result = pending.pop(0).result()
+                yield result
+                del result
+                if k + workers < len(items):
+                    pending.append(pool.submit(fn, items[k + workers]))
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+
+def _crop_footprint(frame: Any, m: np.ndarray, out_shape: tuple[int, int], margin: int = 3) -> tuple[Any, np.ndarray]:
+    """Crop a frame to the part a window samples, so only that part is uploaded and warped."""
+    h, w = out_shape
+    corners = m @ np.array([[0, w - 1, 0, w - 1], [0, 0, h - 1, h - 1], [1, 1, 1, 1]], dtype=float)
+    fh, fw = frame.shape[:2]
+    xa = max(0, int(math.floor(corners[0].min())) - margin)
+    xb = min(fw, int(math.ceil(corners[0].max())) + margin + 1)
+    ya = max(0, int(math.floor(corners[1].min())) - margin)
+    yb = min(fh, int(math.ceil(corners[1].max())) + margin + 1)
+    if xa == 0 and ya == 0 and xb == fw and yb == fh:
+        return frame, m
+    if xb <= xa or yb <= ya:  # the window lies wholly outside this frame
+        xa, xb, ya, yb = 0, min(fw, 2), 0, min(fh, 2)
+    # the crop's edges are not the frame's edges: only clip where the frame really ends
+    shift = np.array([[1, 0, -xa], [0, 1, -ya], [0, 0, 1.0]])
+    return frame[ya:yb, xa:xb], shift @ m
+
+
+def _thumbnail(frame: np.ndarray, source: FrameSource) -> np.ndarray:
+    """Small float colour thumbnail (block means) of a host frame, for exposure matching."""
+    h, w = frame.shape[:2]
+    f = max(1, 2 ** math.ceil(math.log2(max(h, w) / THUMB_SIDE))) if max(h, w) > THUMB_SIDE else 1
+    thumb = block_mean(np, np.asarray(frame, dtype=np.float32), f) * np.float32(1.0 / _dtype_scale(source.dtype))
+    return thumb, f
+
+
+def _exposure_gains(thumbs: list, mats: list, ref: int) -> list:
+    """Per-frame, per-channel (gain, offset) that map each frame onto the reference's exposure.
 
     Thumbnails are block means at ``f`` times less resolution, where defocus
     hardly changes the values, so the fit sees exposure and not blur.
     """
-    xp = bk.xp
-    channels = 1 if thumb.ndim == 2 else thumb.shape[2]
-    a = thumb.reshape(-1, channels)
-    b = ref_thumb.reshape(-1, channels)
-    if valid is not None:
-        ok = (block_mean(xp, valid.astype(xp.float32), f) > 0.999).ravel()
-        a, b = a[ok], b[ok]
-    if a.shape[0] < 16:
-        return None
-    am, bm = a.mean(axis=0), b.mean(axis=0)
-    var = ((a - am) ** 2).mean(axis=0)
-    cov = ((a - am) * (b - bm)).mean(axis=0)
-    g = xp.clip(cov / xp.maximum(var, 1e-12), 0.5, 2.0)
-    off = bm - g * am
-    return bk.to_numpy(g).astype(np.float32), bk.to_numpy(off).astype(np.float32)
+    from ._backend import get_backend
+
+    cpu = get_backend("cpu")
+    ref_thumb, f = thumbs[ref]
+    c = (f - 1) / 2.0
+    to_full = np.array([[f, 0, c], [0, f, c], [0, 0, 1.0]])
+    gains: list = [None] * len(mats)
+    for i, (thumb, _) in enumerate(thumbs):
+        if i == ref or mats[i] is None:
+            continue
+        m = np.linalg.inv(to_full) @ mats[i] @ to_full
+        warped = warp_image(cpu, thumb, m, ref_thumb.shape[:2])
+        ok = valid_region(np, m, ref_thumb.shape[:2], thumb.shape[:2])
+        channels = 1 if warped.ndim == 2 else warped.shape[2]
+        a = warped[ok].reshape(-1, channels)
+        b = ref_thumb[ok].reshape(-1, channels)
+        if a.shape[0] < 16:
+            continue
+        am, bm = a.mean(axis=0), b.mean(axis=0)
+        var = ((a - am) ** 2).mean(axis=0)
+        cov = ((a - am) * (b - bm)).mean(axis=0)
+        g = np.clip(cov / np.maximum(var, 1e-12), 0.5, 2.0)
+        gains[i] = (g.astype(np.float32), (bm - g * am).astype(np.float32))
+    return gains
+
+
+def _next_tile_size(out_shape: tuple[int, int], tile: int | None) -> int | None:
+    """Halve the tile side after an out-of-memory error; None when already minimal."""
+    current = tile or max(out_shape)
+    nxt = current // 2
+    return nxt if nxt >= MIN_TILE else None
 
 
 def _implausible(m: np.ndarray, quality: float, min_quality: float, shape: tuple[int, int]) -> str | None:
