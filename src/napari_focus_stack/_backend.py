@@ -71,10 +71,11 @@ class Backend:
     def warp_affine(self, image: Any, m: np.ndarray, out_shape: tuple[int, int], order: int = 1) -> Any:
         """Sample a 2D ``image`` at ``m @ (x, y, 1)`` for every output pixel, edges replicated.
 
-        scikit-image's (or cuCIM's) ``warp`` is used when present: on the CPU it
-        is about twice as fast as ``scipy.ndimage.affine_transform``.
+        On the CPU scikit-image's ``warp`` is used: about twice as fast as
+        ``scipy.ndimage.affine_transform``. On the GPU ``cupyx``'s
+        ``affine_transform`` is one elementwise kernel.
         """
-        if self.ski is not None:
+        if self.ski is not None and not self.is_gpu:
             return self.ski.transform.warp(
                 image, self.xp.asarray(m), output_shape=tuple(out_shape), order=order, mode="edge",
                 preserve_range=True,
@@ -121,7 +122,6 @@ def _gpu_backend(reason: str) -> Backend:
 
     try:
         import cucim.skimage as cski
-        import cucim.skimage.transform  # noqa: F401  (warp_affine)
     except Exception:  # cuCIM is optional: only a few helpers need it
         cski = None
     ok, name = gpu_status()
