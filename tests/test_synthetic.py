@@ -334,7 +334,12 @@ def test_oracle_composite_falls_back_to_a_valid_frame():
 
 @pytest.mark.parametrize(
     "fmt, kwargs",
-    [("jpg", {}), ("png", {}), ("tif", {"dtype": np.uint16}), ("png", {"gray": True, "dtype": np.uint16})],
+    [
+        ("jpg", {}),
+        ("png", {}),
+        ("tif", {"dtype": np.uint16}),
+        ("png", {"gray": True, "dtype": np.uint16}),
+    ],
 )
 def test_save_stack_writes_readable_files(tmp_path, fmt, kwargs):
     from PIL import Image

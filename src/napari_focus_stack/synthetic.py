@@ -28,7 +28,7 @@ from __future__ import annotations
 import io
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,8 +66,10 @@ _PHOTOS = {"astronaut", "coffee", "chelsea", "coins", "camera"}
 _MIN_BLUR_PER_FRAME = 0.75
 # Below this radius (px) a layer is not blurred at all.
 _NO_BLUR_RADIUS = 0.3
+# Standard deviation (px) of the best-focus blur given to procedural scenes.
+_LENS_SIGMA = 0.6
 # Side of the square tiles the renderer works on (px).
-_TILE = int(os.environ.get('NFS_TILE', 256))
+_TILE = 256
 
 # Swaps (x, y, 1) <-> (row, col, 1) = (y, x, 1); it is its own inverse.
 _SWAP = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
@@ -200,11 +202,11 @@ def make_stack(
     -----
     The scene is rendered on a canvas larger than the frames, so that moved
     frames show real scene content at their edges. Per frame, the canvas is
-    split into depth layers; each layer (colour premultiplied by its mask,
-    and the mask) is blurred with the pillbox of its defocus radius, and the
-    layers are composited far to near with the "over" operator. The result is
-    normalised by the accumulated coverage, then resampled (cubic spline)
-    into the frame's geometry.
+    split into depth layers (a fraction of a frame thick, at most ~25); each
+    layer (colour premultiplied by its mask, and the mask) is blurred with the
+    pillbox of its defocus radius, and the layers are composited far to near
+    with the "over" operator. The result is normalised by the accumulated
+    coverage, then resampled (cubic spline) into the frame's geometry.
 
     Examples
     --------
@@ -252,12 +254,15 @@ def make_stack(
     step = focus_positions[1] - focus_positions[0]
     canvas_index = np.clip(depth / step, 0.0, n - 1).astype(np.float32)
 
-    # Layers are spaced a fraction 1/q of a frame apart with frame focal
-    # planes at layer centres, so in-focus layers are rendered exactly sharp.
-    q = max(1, math.ceil(12 / (n - 1)))
+    # Depth is cut into layers 1/q of a frame thick (at most ~25 layers, at
+    # least one per frame), centred so that each focal plane is a layer
+    # centre: points in focus are rendered exactly sharp.
+    q = max(1, 24 // (n - 1))
     labels = np.rint(canvas_index * q).astype(np.int16)
     n_layers = q * (n - 1) + 1
     del canvas_index
+    depth_ref = np.ascontiguousarray(depth[crop], dtype=np.float32)
+    del depth
 
     region = (pad, pad, height + 2 * margin, width + 2 * margin)
     renderer = _LayerRenderer(texture, labels, n_layers, region)
@@ -265,8 +270,8 @@ def make_stack(
 
     shape_out = (height, width, channels)
     frames: list[np.ndarray] = []
-    # Noise is drawn in order on one helper thread (NumPy releases the GIL
-    # there), overlapping the resampling, which holds it.
+    # Each frame's noise is drawn, in frame order, on a helper thread (NumPy
+    # releases the GIL there) while the frame is rendered and resampled.
     with ThreadPoolExecutor(1) as noise_pool:
         pending = None
         for k in range(n):
@@ -283,8 +288,6 @@ def make_stack(
             if noise > 0:
                 grain = pending.result()
                 pending = None
-                if k + 1 < n:
-                    pending = noise_pool.submit(rng.standard_normal, shape_out, np.float32)
                 grain *= np.float32(noise)
                 image += grain
                 del grain
@@ -302,7 +305,6 @@ def make_stack(
     texture_mask = _texture_mask(truth_f)
     if gray:
         truth = truth[..., 0]
-    depth_ref = np.ascontiguousarray(depth[crop], dtype=np.float32)
     depth_index = np.clip(depth_ref / step, 0.0, n - 1).astype(np.float32)
 
     return SyntheticStack(
@@ -783,7 +785,13 @@ def _scene_texture(scene: str, shape, rng) -> np.ndarray:
     """(H, W, 3) float32 texture in [0, 1] of the canvas size."""
     if scene in _PHOTOS:
         return _photo(scene, shape, rng)
-    return {"rocks": _rocks, "pcb": _pcb, "checker": _checker}[scene](shape, rng)
+    texture = {"rocks": _rocks, "pcb": _pcb, "checker": _checker}[scene](shape, rng)
+    # Procedural edges are drawn pixel-sharp; a real lens at best focus and
+    # the sensor's pixels band-limit them a little. Without this, resampling
+    # a frame (as any aligner must) loses more than it would on a photograph.
+    for c in range(texture.shape[2]):
+        ndi.gaussian_filter(texture[..., c], _LENS_SIGMA, output=texture[..., c], mode="reflect")
+    return texture
 
 
 def _photo(name, shape, rng):
@@ -889,23 +897,22 @@ def _rocks(shape, rng):
     """Gravel: pebbles of varied colour on sand, with grain at every scale."""
     hc, wc = shape
     short = min(hc, wc)
-    blobs = _smooth_noise(shape, rng, cell=short / 14)
-    pebbles = blobs > 0.15
-    labels, count = ndi.label(pebbles)
-    del pebbles
+    blobs = _smooth_noise(shape, rng, cell=short / 40)
+    level = 0.35
+    labels, count = ndi.label(blobs > level)
     palette = np.empty((count + 1, 3), dtype=np.float32)
-    palette[0] = (0.55, 0.48, 0.38)  # sand
-    base = rng.uniform(0.25, 0.85, size=(count, 1))
-    hue = rng.uniform(-0.12, 0.12, size=(count, 3))
+    palette[0] = (0.50, 0.43, 0.33)  # sand
+    base = rng.uniform(0.2, 0.9, size=(count, 1))
+    hue = rng.uniform(-0.15, 0.15, size=(count, 3))
     palette[1:] = np.clip(base + hue * np.array([1.0, 0.6, 0.2]), 0.05, 0.95)
     texture = palette[labels]
     del labels
-    # Pebbles look rounded: darker near their outline.
-    shade = np.clip(blobs - 0.15, 0.0, 0.6) / 0.6
-    shade = np.where(blobs > 0.15, 0.65 + 0.35 * np.sqrt(shade), 1.0).astype(np.float32)
-    del blobs
-    grain = _fractal_noise(shape, rng, coarsest=short / 8, persistence=0.75)
-    texture *= (shade * (1.0 + 0.18 * grain))[..., None]
+    # Pebbles look rounded: darker towards their outline.
+    height = np.clip((blobs - level) / 0.8, 0.0, 1.0)
+    shade = np.where(blobs > level, 0.55 + 0.45 * np.sqrt(height), 1.0).astype(np.float32)
+    del blobs, height
+    grain = _fractal_noise(shape, rng, coarsest=short / 10, persistence=0.85)
+    texture *= (shade * (1.0 + 0.22 * grain))[..., None]
     np.clip(texture, 0.0, 1.0, out=texture)
     return texture
 
