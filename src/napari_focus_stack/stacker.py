@@ -113,7 +113,7 @@ class FocusStacker:
     cache_bytes : int, optional
         Decoded frames kept between the two passes, in bytes (default: none
         on the CPU, where decoding again is cheap and memory must not grow
-        with the stack; up to 1 GiB on a GPU, so each frame is uploaded once).
+        with the stack; up to 512 MiB on a GPU, so each frame is uploaded once).
 
     Examples
     --------
@@ -277,7 +277,7 @@ class FocusStacker:
             return int(self.cache_bytes)
         if not self.backend.is_gpu:
             return 0
-        return min(1 << 30, self.backend.available_memory() // 4)
+        return min(512 << 20, self.backend.available_memory() // 4)
 
     def _reused(self, transforms: Sequence, source: FrameSource, ref: int) -> tuple[list, list, list]:
         n = len(source)

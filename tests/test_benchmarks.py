@@ -1,0 +1,43 @@
+"""The benchmark scripts must keep running (tiny sizes; the figures come from benchmarks/run.py)."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture()
+def bench_path(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+
+
+def test_quality_scene_meets_targets(bench_path):
+    import quality
+
+    row = quality.evaluate_scene("checker", (192, 256), 6, seed=5)
+    assert row["gap_db"] < 1.0
+    assert row["align_err_px"] < 0.1
+    assert row["depth_within_1"] > 0.9
+    assert "| checker |" in quality.format_quality([row])
+
+
+def test_gpu_benchmark_runs_on_cpu():
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "gpu.py"), "--device", "cpu", "--shape", "240", "320", "--frames", "3",
+         "--repeats", "1"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "parity PSNR vs CPU" in proc.stdout and "end to end from JPEG files" in proc.stdout
+
+
+def test_replace_section(tmp_path, bench_path):
+    import run
+
+    doc = tmp_path / "b.md"
+    doc.write_text("# B\n\n<!-- engine -->\nold\n<!-- /engine -->\n\n<!-- batch -->\nkeep\n<!-- /batch -->\n")
+    run.replace_section("engine", "new", doc)
+    text = doc.read_text()
+    assert "new" in text and "old" not in text and "keep" in text
