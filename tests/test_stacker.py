@@ -150,3 +150,25 @@ def test_gpu_matches_cpu(small_stack):
     gpu = _fast(device="gpu").stack(small_stack.frames)
     assert psnr(gpu.image, cpu.image) >= 50
     assert (np.abs(gpu.depth - cpu.depth) < 0.5).mean() >= 0.995
+
+
+def test_save_result_keeps_exif_and_protects_inputs(tmp_path):
+    from PIL import Image
+
+    from napari_focus_stack import OutputError
+    from napari_focus_stack.synthetic import make_stack, save_stack
+
+    st = make_stack("pcb", shape=(96, 128), n_frames=3, seed=2)
+    paths = save_stack(st, tmp_path, fmt="jpg")
+    exif = Image.Exif()
+    exif[0x010F] = "TestCam"  # Make
+    for p in paths:
+        Image.open(p).save(p, exif=exif.tobytes(), quality=95)
+    stacker = _fast()
+    res = stacker.stack(paths)
+    out = stacker.save_image(res, tmp_path / "fused.jpg")
+    assert Image.open(out).getexif().get(0x010F) == "TestCam"
+    before = paths[0].read_bytes()
+    with pytest.raises(OutputError):
+        stacker.save_image(res, paths[0])
+    assert paths[0].read_bytes() == before

@@ -242,18 +242,30 @@ class FocusStacker:
         report = self._report(source, mats, quality, reasons, gains, ref, timings)
         report["tiles"] = tiles
         report["cache_hits"] = cache.hits
+        report["inputs"] = [p for p in source.paths if p is not None]
         return StackResult(image, depth, confidence, mats, report, source.meta(ref))
 
     def save_image(
         self,
-        image: np.ndarray,
+        image: "np.ndarray | StackResult",
         path,
         quality: int = 95,
         exif: bytes | None = None,
         icc: bytes | None = None,
         protect: Sequence = (),
     ):
-        """Write ``image`` atomically by extension (.jpg, .png, .tif)."""
+        """Write an image atomically, format by extension (.jpg, .png, .tif).
+
+        Given a :class:`StackResult`, its fused image is written with the
+        reference frame's EXIF and ICC profile unless others are passed, and
+        its input files are protected from being overwritten.
+        """
+        if isinstance(image, StackResult):
+            meta = image.meta
+            exif = exif if exif is not None else getattr(meta, "exif", None)
+            icc = icc if icc is not None else getattr(meta, "icc", None)
+            protect = list(protect) + list(image.report.get("inputs", []))
+            image = image.image
         return write_image(path, image, quality=quality, exif=exif, icc=icc, protect=protect)
 
     @staticmethod
