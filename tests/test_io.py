@@ -146,7 +146,12 @@ def test_orientation_matches_pillow(tmp_path, orientation):
 
 @pytest.mark.parametrize(
     "shape, dtype",
-    [((13, 17), np.uint8), ((13, 17, 3), np.uint8), ((13, 17), np.uint16), ((13, 17, 3), np.uint16)],
+    [
+        ((13, 17), np.uint8),
+        ((13, 17, 3), np.uint8),
+        ((13, 17), np.uint16),
+        ((13, 17, 3), np.uint16),
+    ],
 )
 def test_png_round_trip(tmp_path, shape, dtype):
     a = rand(shape, dtype)
@@ -163,6 +168,42 @@ def test_png_round_trip(tmp_path, shape, dtype):
             np.testing.assert_array_equal(np.asarray(im), (a >> 8).astype(np.uint8))
         else:
             np.testing.assert_array_equal(np.asarray(im).astype(dtype), a)
+
+
+def hand_made_png16(a: np.ndarray, colour_type: int, interlace: int) -> bytes:
+    """A 16-bit PNG from first principles (filter 0, optional Adam7) as a reference."""
+    import struct
+    import zlib
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(tag + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", crc)
+
+    # Adam7 passes: (x0, y0, dx, dy)
+    passes = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4)]
+    passes += [(0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+    raw = b""
+    for x0, y0, dx, dy in passes if interlace else [(0, 0, 1, 1)]:
+        sub = a[y0::dy, x0::dx]
+        if sub.shape[0] and sub.shape[1]:
+            raw += b"".join(b"\0" + row.astype(">u2").tobytes() for row in sub)
+    h, w = a.shape[:2]
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, interlace)
+    body = chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + body
+
+
+@pytest.mark.parametrize("interlace", [0, 1])
+@pytest.mark.parametrize("colour_type, channels", [(0, 1), (2, 3), (4, 2), (6, 4)])
+def test_png16_from_independent_encoder(tmp_path, colour_type, channels, interlace):
+    a = rand((13, 11, channels) if channels > 1 else (13, 11), np.uint16)
+    path = tmp_path / "ref.png"
+    path.write_bytes(hand_made_png16(a, colour_type, interlace))
+    expected = {1: a, 2: a[..., 0] if a.ndim == 3 else a, 3: a, 4: a[..., :3]}[channels]
+    image, meta = read_image(path)
+    np.testing.assert_array_equal(image, expected)
+    assert read_meta(path).shape == image.shape == meta.shape
+    assert meta.dtype == np.uint16
 
 
 def test_png16_rgb_keeps_icc_and_exif(tmp_path):
@@ -196,6 +237,16 @@ def test_palette_and_gray_alpha_converted(tmp_path):
     np.testing.assert_array_equal(image, rgb)
     Image.fromarray(rand((5, 5))).convert("LA").save(tmp_path / "la.png")
     assert read_image(tmp_path / "la.png")[0].shape == (5, 5)
+
+
+def test_lzw_tiff(tmp_path):
+    # tifffile needs imagecodecs for LZW; without it Pillow decodes the page
+    a = rand((9, 10, 3))
+    Image.fromarray(a).save(tmp_path / "lzw.tif", compression="tiff_lzw")
+    np.testing.assert_array_equal(read_image(tmp_path / "lzw.tif")[0], a)
+    g = rand((9, 10), np.uint16)
+    Image.fromarray(g).save(tmp_path / "lzw16.tif", compression="tiff_lzw")
+    np.testing.assert_array_equal(read_image(tmp_path / "lzw16.tif")[0], g)
 
 
 def test_bmp_and_webp(tmp_path):
@@ -235,7 +286,8 @@ def test_tiff_round_trip(tmp_path, shape, dtype):
 
 def test_tiff_icc_and_exif_tags(tmp_path):
     icc = srgb_icc()
-    path = write_image(tmp_path / "x.tiff", rand((5, 6, 3)), icc=icc, exif=camera_exif(6).tobytes())
+    exif = camera_exif(6).tobytes()
+    path = write_image(tmp_path / "x.tiff", rand((5, 6, 3)), icc=icc, exif=exif)
     meta = read_meta(path)
     assert meta.icc == icc
     tags = exif_dict(meta.exif)
@@ -246,10 +298,10 @@ def test_tiff_icc_and_exif_tags(tmp_path):
 
 def test_float_and_16bit_conversions_on_write(tmp_path):
     f = np.array([[0.0, 0.5, 1.0, 2.0]], np.float32)
-    np.testing.assert_array_equal(read_image(write_image(tmp_path / "f.png", f))[0], [[0, 128, 255, 255]])
-    np.testing.assert_array_equal(
-        read_image(write_image(tmp_path / "f16.png", f, bit_depth=16))[0], [[0, 32768, 65535, 65535]]
-    )
+    as8 = read_image(write_image(tmp_path / "f.png", f))[0]
+    np.testing.assert_array_equal(as8, [[0, 128, 255, 255]])
+    as16 = read_image(write_image(tmp_path / "f16.png", f, bit_depth=16))[0]
+    np.testing.assert_array_equal(as16, [[0, 32768, 65535, 65535]])
     u16 = np.array([[0, 128, 129, 257, 65535]] * 8, np.uint16)
     as8 = read_image(write_image(tmp_path / "u.png", u16, bit_depth=8))[0]
     np.testing.assert_array_equal(as8[0], [0, 0, 1, 1, 255])
@@ -357,6 +409,29 @@ def test_framesource_from_arrays(tmp_path):
         FrameSource.from_inputs([np.zeros((4, 4)), np.zeros((4, 5))])
     with pytest.raises(StackError, match="at least 2 frames"):
         FrameSource.from_inputs(np.zeros((4, 4)))
+
+
+def test_iter_frames_prefetches_in_threads_with_a_bound():
+    import threading
+
+    started: list[int] = []
+    threads: set[str] = set()
+
+    def loader(k):
+        def load():
+            started.append(k)
+            threads.add(threading.current_thread().name)
+            return np.full((3, 3), k, np.uint8)
+
+        return load
+
+    n, prefetch = 8, 2
+    metas = [ImageMeta(None, (3, 3), np.uint8, None, None) for _ in range(n)]
+    src = FrameSource([loader(k) for k in range(n)], metas)
+    for position, (k, frame) in enumerate(src.iter_frames(prefetch=prefetch)):
+        assert k == position and frame[0, 0] == k
+        assert max(started) <= position + prefetch
+    assert threading.current_thread().name not in threads
 
 
 def test_prefetch_propagates_decode_errors(tmp_path):
@@ -553,6 +628,7 @@ def fuzz_files(tmp_path_factory):
     return folder, seeds
 
 
+@pytest.mark.filterwarnings("ignore")  # Pillow warns about damaged EXIF, large sizes...
 @pytest.mark.parametrize("ext", ["jpg", "png", "tif"])
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
