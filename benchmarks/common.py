@@ -36,7 +36,7 @@ def machine() -> str:
 
 def run_cli(args: list[str], env: dict | None = None) -> tuple[float, float]:
     """Run ``napari-focus-stack ARGS`` as a fresh process: (wall seconds, peak MiB)."""
-    cmd = [sys.executable, str(Path(__file__).with_name("_measure.py")), *args]
+    cmd = [sys.executable, str(Path(__file__).with_name("_measure.py")), "stack", *args]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0

@@ -25,7 +25,7 @@ def test_fusion_picks_the_sharp_frame_everywhere(backend, method):
     sharp, left, frames = _two_focus_scene(backend)
     fusion = make_fusion(method, backend, (64, 96), radius=2, smoothing=1)
     for i, f in enumerate(frames):
-        fusion.merge(i, fusion.prepare(f))
+        fusion.merge(i, fusion.prepare(f.copy()))
     res = fusion.result()
     img = backend.to_numpy(res.image)
     depth = backend.to_numpy(res.depth)
@@ -45,9 +45,9 @@ def test_invalid_pixels_are_never_used(backend):
     xp = backend.xp
     # frame 0 is the sharpest on the left but "uncovered" there: must not win
     valid0 = xp.asarray(~left)
-    fusion.merge(0, fusion.prepare(frames[0], valid0))
-    fusion.merge(1, fusion.prepare(frames[1]))
-    fusion.merge(2, fusion.prepare(frames[2]))
+    fusion.merge(0, fusion.prepare(frames[0].copy(), valid0))
+    fusion.merge(1, fusion.prepare(frames[1].copy()))
+    fusion.merge(2, fusion.prepare(frames[2].copy()))
     depth = backend.to_numpy(fusion.result().depth)
     assert (depth[8:-8, 8:40] > 0.5).all()
 

@@ -68,6 +68,11 @@ class _Fusion:
         )
 
 
+def _copy_where(xp, dst: Any, src: Any, mask: Any) -> None:
+    """``dst[mask] = src[mask]`` in place, one 2D mask for all colour channels."""
+    xp.copyto(dst, src, where=mask[..., None] if dst.ndim == 3 else mask)
+
+
 def _upsample_smooth(bk: Backend, a: Any, shape: tuple[int, int]) -> Any:
     """Bilinear upsampling of a half-resolution block grid to ``shape``."""
     zoom = (shape[0] / a.shape[0], shape[1] / a.shape[1])
@@ -87,8 +92,9 @@ class PyramidFusion(_Fusion):
         self.base_count = None
 
     def prepare(self, frame: Any, valid: Any | None = None) -> dict:
+        """Pyramid and activities of one frame; ``frame`` is consumed (its buffer reused)."""
         bk, xp = self.bk, self.bk.xp
-        lap = pyramid.laplacian_pyramid(xp, frame, self.levels)
+        lap = pyramid.laplacian_pyramid(xp, frame, self.levels, overwrite=True)
         measure, half_valid = focus_measure(bk, lap[0], self.radius, self.smoothing, valid=valid)
         prep = {"lap": lap, "measure": measure, "half_valid": half_valid}
         acts, masks = [], []
@@ -108,31 +114,23 @@ class PyramidFusion(_Fusion):
     def merge(self, index: int, prep: dict) -> None:
         xp = self.bk.xp
         lap = prep["lap"]
-        better = self.tracker.update(index, prep["measure"], prep["half_valid"])
         if self.best is None:
-            self.best = [band.copy() for band in lap[:-1]]
-            self.activity = [
-                a if m is None else xp.where(m, a, -xp.inf) for a, m in zip(prep["acts"], prep["masks"])
-            ]
-            base_valid = prep["base_valid"]
-            weight = xp.ones(lap[-1].shape[:2], xp.float32) if base_valid is None else base_valid.astype(xp.float32)
-            self.base_count = weight
-            self.base_sum = lap[-1] * (weight[..., None] if lap[-1].ndim == 3 else weight)
-            return
-        full = upsample_blocks(xp, better, 2, self.shape)
-        self.best[0] = xp.where(full[..., None] if lap[0].ndim == 3 else full, lap[0], self.best[0])
+            self.best = [xp.zeros_like(band) for band in lap[:-1]]
+            self.activity = [xp.full(a.shape, -xp.inf, dtype=xp.float32) for a in prep["acts"]]
+            self.base_sum = xp.zeros_like(lap[-1])
+            self.base_count = xp.zeros(lap[-1].shape[:2], dtype=xp.float32)
+        better = self.tracker.update(index, prep["measure"], prep["half_valid"])
+        _copy_where(xp, self.best[0], lap[0], upsample_blocks(xp, better, 2, self.shape))
         for k, (act, mask) in enumerate(zip(prep["acts"], prep["masks"])):
-            level = k + 1
             if mask is not None:
                 act = xp.where(mask, act, -xp.inf)
             win = act > self.activity[k]
-            self.activity[k] = xp.where(win, act, self.activity[k])
-            sel = win[..., None] if lap[level].ndim == 3 else win
-            self.best[level] = xp.where(sel, lap[level], self.best[level])
+            xp.copyto(self.activity[k], act, where=win)
+            _copy_where(xp, self.best[k + 1], lap[k + 1], win)
         base_valid = prep["base_valid"]
         weight = xp.ones(lap[-1].shape[:2], xp.float32) if base_valid is None else base_valid.astype(xp.float32)
-        self.base_count = self.base_count + weight
-        self.base_sum = self.base_sum + lap[-1] * (weight[..., None] if lap[-1].ndim == 3 else weight)
+        self.base_count += weight
+        self.base_sum += lap[-1] * (weight[..., None] if lap[-1].ndim == 3 else weight)
 
     def result(self) -> FusionResult:
         xp = self.bk.xp

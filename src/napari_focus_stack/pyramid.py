@@ -24,31 +24,79 @@ def _pad(xp, a, axis: int, n: int):
     return xp.pad(a, widths, mode="symmetric")
 
 
+_TAPS = (1.0, 4.0, 6.0, 4.0, 1.0)
+
+
 def _reduce_axis(xp, a, axis: int):
-    size = a.shape[axis]
-    out = (size + 1) // 2
-    p = _pad(xp, a, axis, 2)
-    # output j reads padded samples 2j .. 2j+4
-    s = lambda k: _take(xp, p, axis, k, k + 2 * out - 1, 2)  # noqa: E731
-    return (s(0) + s(4) + 4 * (s(1) + s(3)) + 6 * s(2)) * (1.0 / 16.0)
+    """Binomial blur and decimation along one axis, without a padded copy.
+
+    Output ``j`` reads input samples ``2j-2 .. 2j+2``; the interior is five
+    strided slices accumulated in place, the few border outputs use
+    symmetric (half-sample) reflection.
+    """
+    n = a.shape[axis]
+    out_n = (n + 1) // 2
+    shape = list(a.shape)
+    shape[axis] = out_n
+    out = xp.empty(shape, dtype=a.dtype)
+    last = (n - 3) // 2  # last j whose five samples are all inside
+    if last >= 1:
+        # accumulate straight into the output: one temporary, not five
+        index = [slice(None)] * a.ndim
+        index[axis] = slice(1, last + 1)
+        dst = out[tuple(index)]
+        xp.add(_take(xp, a, axis, 0, 2 * last - 1, 2), _take(xp, a, axis, 4, 2 * last + 3, 2), out=dst)
+        tmp = _take(xp, a, axis, 1, 2 * last, 2) + _take(xp, a, axis, 3, 2 * last + 2, 2)
+        tmp *= 4.0
+        dst += tmp
+        xp.multiply(_take(xp, a, axis, 2, 2 * last + 1, 2), 6.0, out=tmp)
+        dst += tmp
+        del tmp
+        dst *= 1.0 / 16.0
+        borders = [0] + list(range(last + 1, out_n))
+    else:
+        borders = list(range(out_n))
+    for j in borders:
+        rows = []
+        for k in range(5):
+            i = 2 * j + k - 2
+            if i < 0:
+                i = -i - 1
+            if i > n - 1:
+                i = 2 * n - 1 - i
+            rows.append(min(max(i, 0), n - 1))
+        index = [slice(None)] * a.ndim
+        total = None
+        for w, i in zip(_TAPS, rows):
+            index[axis] = i
+            part = a[tuple(index)] * (w / 16.0)
+            total = part if total is None else total + part
+        index[axis] = j
+        out[tuple(index)] = total
+    return out
 
 
 def _expand_axis(xp, a, axis: int, size: int):
+    """Upsample by two along one axis (binomial interpolation), written in place."""
     n = a.shape[axis]
     p = _pad(xp, a, axis, 1)
     left = _take(xp, p, axis, 0, n)
     mid = _take(xp, p, axis, 1, n + 1)
     right = _take(xp, p, axis, 2, n + 2)
-    even = (left + right + 6 * mid) * (1.0 / 8.0)
-    odd = (mid + right) * 0.5
     shape = list(a.shape)
     shape[axis] = 2 * n
     out = xp.empty(shape, dtype=a.dtype)
     index = [slice(None)] * a.ndim
     index[axis] = slice(0, None, 2)
-    out[tuple(index)] = even
+    even = out[tuple(index)]
     index[axis] = slice(1, None, 2)
-    out[tuple(index)] = odd
+    odd = out[tuple(index)]
+    xp.add(left, right, out=even)
+    xp.multiply(mid, 6.0, out=odd)  # odd is scratch until its own turn below
+    even += odd
+    even *= 1.0 / 8.0
+    xp.add(mid, right, out=odd)
+    odd *= 0.5
     return _take(xp, out, axis, 0, size)
 
 
@@ -80,14 +128,24 @@ def gaussian_pyramid(xp, a: Any, levels: int) -> list:
     return pyr
 
 
-def laplacian_pyramid(xp, a: Any, levels: int) -> list:
-    """Band-pass levels plus the coarsest Gaussian level last."""
+def laplacian_pyramid(xp, a: Any, levels: int, overwrite: bool = False) -> list:
+    """Band-pass levels plus the coarsest Gaussian level last.
+
+    With ``overwrite=True`` the finest band is computed in ``a``'s own buffer
+    (``a`` is consumed), which saves a full-size array per frame.
+    """
     pyr = []
     current = a
     for _ in range(levels - 1):
         smaller = reduce(xp, current)
-        band = expand(xp, smaller, current.shape[:2])
-        pyr.append(xp.subtract(current, band, out=band))  # in place: one full-size temporary less
+        up = expand(xp, smaller, current.shape[:2])
+        if current is a and not overwrite:
+            band = xp.subtract(current, up, out=up)
+        else:
+            current -= up  # a temporary of ours (or a given away): reuse its buffer
+            band = current
+        del up
+        pyr.append(band)
         current = smaller
     pyr.append(current)
     return pyr

@@ -409,21 +409,23 @@ class FocusStacker:
 
     def _fuse(self, source, mats, gains, cache, run, out_shape, tile) -> tuple:
         """Fuse all windows; returns host arrays at the working resolution."""
-        h, w = source.shape[:2]
-        channels = source.shape[2:]
-        image = np.empty(tuple(out_shape) + tuple(channels), np.float32)
+        tiles = self._tiles(out_shape, tile)
+        bk = self.backend
+        if len(tiles) == 1:
+            res = self._fuse_window(source, mats, gains, cache, run, tiles[0][0], 1.0)
+            return bk.to_numpy(res.image), bk.to_numpy(res.depth), bk.to_numpy(res.confidence), 1
+        image = np.empty(tuple(out_shape) + tuple(source.shape[2:]), np.float32)
         depth = np.empty(out_shape, np.float32)
         confidence = np.empty(out_shape, np.float32)
-        tiles = self._tiles(out_shape, tile)
-        for k, (outer, inner) in enumerate(tiles):
+        for outer, inner in tiles:
             res = self._fuse_window(source, mats, gains, cache, run, outer, 1.0 / len(tiles))
             y0, y1, x0, x1 = inner
             oy, ox = y0 - outer[0], x0 - outer[2]
             inner_rows = slice(oy, oy + y1 - y0)
             inner_cols = slice(ox, ox + x1 - x0)
-            image[y0:y1, x0:x1] = self.backend.to_numpy(res.image[inner_rows, inner_cols])
-            depth[y0:y1, x0:x1] = self.backend.to_numpy(res.depth[inner_rows, inner_cols])
-            confidence[y0:y1, x0:x1] = self.backend.to_numpy(res.confidence[inner_rows, inner_cols])
+            image[y0:y1, x0:x1] = bk.to_numpy(res.image[inner_rows, inner_cols])
+            depth[y0:y1, x0:x1] = bk.to_numpy(res.depth[inner_rows, inner_cols])
+            confidence[y0:y1, x0:x1] = bk.to_numpy(res.confidence[inner_rows, inner_cols])
             del res
         return image, depth, confidence, len(tiles)
 
@@ -456,10 +458,13 @@ class FocusStacker:
         read = lambda i: self._read(source, cache, i)  # noqa: E731
         if bk.is_gpu:
             # decode ahead on CPU threads; the device works through frames in order
-            stream = ((i, prepare(i, frame)) for i, frame in zip(frames, _ordered_map(read, frames, self.workers)))
+            frames_in = _ordered_map(read, frames, self.workers)
+            prepared = (prepare(i, next(frames_in)) for i in frames)
         else:
-            stream = zip(frames, _ordered_map(lambda i: prepare(i, read(i)), frames, self.workers))
-        for i, prep in stream:
+            prepared = _ordered_map(lambda i: prepare(i, read(i)), frames, self.workers)
+        for i in frames:
+            # no zip(): it would keep the previous frame's pyramid alive one step longer
+            prep = next(prepared)
             fusion.merge(i, prep)
             del prep
             run.tick("fuse", share)
