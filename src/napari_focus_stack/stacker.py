@@ -94,7 +94,7 @@ class FocusStacker:
         Frames are warped (bicubic when > 1), measured and fused at this
         multiple of their resolution, then brought back (unless
         ``upscale_output``). The default is 1: on the synthetic benchmark 2
-        gave no better PSNR and cost four times the work (docs/benchmarks.md).
+        gained only 0.2-0.7 dB for four times the work (docs/benchmarks.md).
     method : {"pyramid", "depthmap"}
     align : {"similarity", "affine", "translation", "none"}
     reference : int, optional
