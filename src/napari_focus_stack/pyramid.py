@@ -91,12 +91,23 @@ def _expand_axis(xp, a, axis: int, size: int):
     even = out[tuple(index)]
     index[axis] = slice(1, None, 2)
     odd = out[tuple(index)]
-    xp.add(left, right, out=even)
-    xp.multiply(mid, 6.0, out=odd)  # odd is scratch until its own turn below
-    even += odd
-    even *= 1.0 / 8.0
-    xp.add(mid, right, out=odd)
-    odd *= 0.5
+    if axis == 0:
+        # whole rows: computing straight into the interleaved output is fastest
+        xp.add(left, right, out=even)
+        xp.multiply(mid, 6.0, out=odd)  # odd is scratch until its own turn below
+        even += odd
+        even *= 1.0 / 8.0
+        xp.add(mid, right, out=odd)
+        odd *= 0.5
+    else:
+        # interleaved columns: element-strided arithmetic is slow, use one contiguous scratch
+        tmp = left + right
+        tmp += mid * 6.0
+        tmp *= 1.0 / 8.0
+        even[...] = tmp
+        xp.add(mid, right, out=tmp)
+        tmp *= 0.5
+        odd[...] = tmp
     return _take(xp, out, axis, 0, size)
 
 
