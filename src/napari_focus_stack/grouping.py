@@ -216,7 +216,8 @@ def detect_stacks(
         optionally ``frame``, searched in the file name without extension,
         e.g. ``r"(?P<stack>.+)_z(?P<frame>\\d+)"``.
     exclude : iterable of path-like
-        Files to leave out silently (e.g. earlier results in the same folder).
+        Files and folders to leave out silently (e.g. earlier results, or
+        the output folder inside the scan folder).
 
     Returns
     -------
@@ -413,7 +414,10 @@ def _list_folder(folder: Path, skip: set[str]) -> tuple[list[Path], list[Path]]:
 def _walk_subfolders(root: Path, skip: set[str]):
     """(subfolder, its image files) for every non-hidden folder below `root` with images."""
     for dirpath, dirnames, _ in os.walk(root):
-        dirnames[:] = sorted((d for d in dirnames if not d.startswith(".")), key=natural_sort_key)
+        dirnames[:] = sorted(
+            (d for d in dirnames if not d.startswith(".") and _key(os.path.join(dirpath, d)) not in skip),
+            key=natural_sort_key,
+        )
         if Path(dirpath) == root:
             continue
         files, _ = _list_folder(Path(dirpath), skip)

@@ -1,0 +1,506 @@
+"""The "Batch" dock widget: a whole scan, one sharp image per stack.
+
+Choose the scan folder and an output folder; the stacks found there
+(OpenScan names, numbered files, subfolders or a pattern) are listed in a
+table with what will happen to each (run, already complete, cannot run).
+Run stacks them all in a worker thread, in this process or on a local Dask
+cluster, with overall and per-stack progress and Cancel; double-click a row
+(or use Open result) to open its image as a layer. Everything else (resume,
+EXIF, reports, no data lost) is :func:`napari_focus_stack.batch.run_batch`.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from qtpy.QtCore import QObject, Qt, Signal
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..batch import BatchOptions, BatchResult, StackJob, plan_batch, run_batch
+from ..errors import FocusStackError
+from ..grouping import MODES, Plan
+from ..stacker import PARAMETER_RANGES
+from ._notify import notify
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["BatchWidget"]
+
+_COLUMNS = ("stack", "frames", "status", "progress", "output")
+_STATE_TEXT = {"run": "to do", "skip": "complete", "fail": "cannot run"}
+_PROGRESS_STEPS = 1000
+DEFAULT_OUTPUT = "stacked"
+
+
+class _Bridge(QObject):
+    """Carries callbacks from the batch thread to the GUI thread (queued signals)."""
+
+    progress = Signal(str, int, int, str)
+    stack = Signal(object)
+
+
+class BatchWidget(QWidget):
+    """Dock widget that focus-stacks every stack of a scan folder.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+        Results are opened as layers of this viewer.
+
+    Attributes
+    ----------
+    run_finished : Signal(str)
+        Emitted after each run with ``"done"`` (no stack failed),
+        ``"failed"`` (some did), ``"cancelled"`` or ``"error"`` (nothing ran).
+    plan : Plan or None
+        The stacks found by the last :meth:`detect`.
+    result : BatchResult or None
+        The last run's result.
+    """
+
+    run_finished = Signal(str)
+
+    def __init__(self, napari_viewer: napari.Viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.worker = None
+        self.plan: Plan | None = None
+        self.jobs: list[StackJob] = []
+        self.result: BatchResult | None = None
+        self.entries: dict[str, dict] = {}
+        self._rows: dict[str, int] = {}
+        self._partial: dict[str, float] = {}
+        self._cancel = threading.Event()
+        self._bridge = _Bridge()
+        self._bridge.progress.connect(self._on_progress)
+        self._bridge.stack.connect(self._on_stack)
+        self._status = "error"
+        self._build()
+
+    # ------------------------------------------------------------------ UI
+    def _build(self) -> None:
+        folders = QFormLayout()
+        self.input_edit = QLineEdit()
+        self.input_edit.setPlaceholderText("scan folder, e.g. the OpenScan download")
+        self.input_edit.editingFinished.connect(self._input_changed)
+        folders.addRow("Input folder", _with_button(self.input_edit, "Browse...", self._browse_input))
+        self.output_edit = QLineEdit()
+        self.output_edit.setPlaceholderText(f"default: <input>/{DEFAULT_OUTPUT}")
+        self.output_edit.editingFinished.connect(self.detect)
+        folders.addRow("Output folder", _with_button(self.output_edit, "Browse...", self._browse_output))
+
+        self.mode_combo = QComboBox()
+        self.mode_combo.addItems(list(MODES))
+        self.mode_combo.setToolTip(
+            "auto: OpenScan names <name>_<pose>-<frame>, else one stack per subfolder, else numbered files cut "
+            "into stacks of 'Stack size', else one stack"
+        )
+        self.stack_size_spin = QSpinBox()
+        self.stack_size_spin.setRange(0, 999)
+        self.stack_size_spin.setSpecialValueText("from names")
+        self.stack_size_spin.setToolTip("Frames per stack: needed for numbered files, checked otherwise")
+        self.pattern_edit = QLineEdit()
+        self.pattern_edit.setPlaceholderText(r"regex, e.g. (?P<stack>.+)_z(?P<frame>\d+)")
+        grouping = QHBoxLayout()
+        grouping.addWidget(self.mode_combo)
+        grouping.addWidget(QLabel("Stack size"))
+        grouping.addWidget(self.stack_size_spin)
+        folders.addRow("Stacks", grouping)
+        folders.addRow("Pattern", self.pattern_edit)
+        for signal in (self.mode_combo.currentIndexChanged, self.stack_size_spin.valueChanged):
+            signal.connect(self.detect)
+        self.pattern_edit.editingFinished.connect(self.detect)
+
+        self.detect_button = QPushButton("Detect stacks")
+        self.detect_button.clicked.connect(self.detect)
+        self.plan_label = QLabel("Choose the scan folder.")
+        self.plan_label.setWordWrap(True)
+        self.problems_label = QLabel()
+        self.problems_label.setWordWrap(True)
+        self.problems_label.setStyleSheet("color: #e8a33d;")
+        self.problems_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+
+        self.table = QTableWidget(0, len(_COLUMNS))
+        self.table.setHorizontalHeaderLabels(list(_COLUMNS))
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QTableWidget.NoEditTriggers)
+        self.table.setSelectionBehavior(QTableWidget.SelectRows)
+        self.table.setSelectionMode(QTableWidget.SingleSelection)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.cellDoubleClicked.connect(lambda row, _col: self._open_row(row))
+        self.table.setToolTip("Double-click a finished stack to open its result as a layer")
+
+        options = QGroupBox("Options")
+        form = QFormLayout(options)
+        self.method_combo = QComboBox()
+        self.method_combo.addItems(["pyramid", "depthmap"])
+        form.addRow("Method", self.method_combo)
+        self.radius_spin = _int_spin("radius", 8, "Window radius (px) of the focus measure")
+        form.addRow("Radius", self.radius_spin)
+        lo, hi = PARAMETER_RANGES["smoothing"]
+        self.smoothing_spin = QDoubleSpinBox()
+        self.smoothing_spin.setRange(float(lo), float(hi))
+        self.smoothing_spin.setSingleStep(0.5)
+        self.smoothing_spin.setDecimals(1)
+        self.smoothing_spin.setValue(4.0)
+        form.addRow("Smoothing", self.smoothing_spin)
+        self.scale_spin = _int_spin("scale_factor", 1, "Work at this multiple of the resolution: sharper, slower")
+        form.addRow("Scale factor", self.scale_spin)
+        self.align_combo = QComboBox()
+        self.align_combo.addItems(["similarity", "affine", "translation", "none"])
+        form.addRow("Alignment", self.align_combo)
+        self.device_combo = QComboBox()
+        for label, value in (("Auto", "auto"), ("CPU", "cpu"), ("GPU", "gpu")):
+            self.device_combo.addItem(label, value)
+        form.addRow("Device", self.device_combo)
+        self.format_combo = QComboBox()
+        for label, value in (("same as the frames", None), ("JPEG", "jpg"), ("PNG", "png"), ("TIFF", "tif")):
+            self.format_combo.addItem(label, value)
+        form.addRow("Format", self.format_combo)
+        self.bit_depth_combo = QComboBox()
+        for label, value in (("same as the frames", None), ("8-bit", 8), ("16-bit (PNG, TIFF)", 16)):
+            self.bit_depth_combo.addItem(label, value)
+        form.addRow("Bit depth", self.bit_depth_combo)
+        self.workers_spin = QSpinBox()
+        self.workers_spin.setRange(1, max(1, os.cpu_count() or 1))
+        self.workers_spin.setValue(1)
+        self.workers_spin.setToolTip("1: stacks run in napari's process; more: a local Dask cluster of processes")
+        form.addRow("Workers", self.workers_spin)
+        self.reuse_check = QCheckBox("Reuse the first stack's alignment (turntable scans)")
+        self.depth_check = QCheckBox("Write depth maps")
+        self.confidence_check = QCheckBox("Write confidence maps")
+        self.overwrite_check = QCheckBox("Recompute complete stacks and replace existing files")
+        for box in (self.reuse_check, self.depth_check, self.confidence_check, self.overwrite_check):
+            form.addRow("", box)
+            box.toggled.connect(self.detect)
+        for combo in (self.format_combo, self.bit_depth_combo):
+            combo.currentIndexChanged.connect(self.detect)
+
+        self.run_button = QPushButton("Run")
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.open_button = QPushButton("Open result")
+        self.open_button.clicked.connect(lambda: self._open_row(self.table.currentRow()))
+        buttons = QHBoxLayout()
+        for b in (self.detect_button, self.run_button, self.cancel_button, self.open_button):
+            buttons.addWidget(b)
+
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, _PROGRESS_STEPS)
+        self.progress_bar.setValue(0)
+        self.status_label = QLabel("Ready.")
+        self.status_label.setWordWrap(True)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(folders)
+        layout.addWidget(self.plan_label)
+        layout.addWidget(self.problems_label)
+        layout.addWidget(self.table, 1)
+        layout.addWidget(options)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress_bar)
+        layout.addWidget(self.status_label)
+
+    def _browse_input(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Scan folder", self.input_edit.text())
+        if folder:
+            self.input_edit.setText(folder)
+            self._input_changed()
+
+    def _browse_output(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Output folder", self.output_folder() or "")
+        if folder:
+            self.output_edit.setText(folder)
+            self.detect()
+
+    def _input_changed(self) -> None:
+        self.detect()
+
+    # ------------------------------------------------------------ settings
+    def set_folders(self, input_dir: str | os.PathLike, output_dir: str | os.PathLike | None = None) -> None:
+        """Set the scan and output folders and detect the stacks."""
+        self.input_edit.setText(str(input_dir))
+        self.output_edit.setText("" if output_dir is None else str(output_dir))
+        self.detect()
+
+    def output_folder(self) -> str | None:
+        """The output folder (default: ``<input>/stacked``), or None without an input."""
+        text = self.output_edit.text().strip()
+        if text:
+            return text
+        inp = self.input_edit.text().strip()
+        return str(Path(inp) / DEFAULT_OUTPUT) if inp else None
+
+    def options(self) -> BatchOptions:
+        """The :class:`BatchOptions` the widget is set to."""
+        return BatchOptions(
+            radius=self.radius_spin.value(),
+            smoothing=self.smoothing_spin.value(),
+            scale_factor=self.scale_spin.value(),
+            method=self.method_combo.currentText(),
+            align=self.align_combo.currentText(),
+            device=self.device_combo.currentData(),
+            format=self.format_combo.currentData(),
+            bit_depth=self.bit_depth_combo.currentData(),
+            depth_maps=self.depth_check.isChecked(),
+            confidence_maps=self.confidence_check.isChecked(),
+            reuse_alignment=self.reuse_check.isChecked(),
+            overwrite=self.overwrite_check.isChecked(),
+            workers=self.workers_spin.value(),
+        )
+
+    # -------------------------------------------------------------- detect
+    def detect(self, *_: Any) -> Plan | None:
+        """Find the stacks in the input folder and list them with what will happen to each."""
+        if self.worker is not None:
+            return self.plan
+        inp = self.input_edit.text().strip()
+        self.plan, self.jobs = None, []
+        self.table.setRowCount(0)
+        self.problems_label.setText("")
+        if not inp:
+            self.plan_label.setText("Choose the scan folder.")
+            return None
+        try:
+            options = self.options()
+            options.validate()
+            self.plan, self.jobs = plan_batch(
+                inp,
+                self.output_folder(),
+                options,
+                mode=self.mode_combo.currentText(),
+                stack_size=self.stack_size_spin.value() or None,
+                pattern=self.pattern_edit.text().strip() or None,
+            )
+        except (FocusStackError, ValueError, OSError) as exc:
+            self.plan_label.setText(f"Error: {exc}")
+            return None
+        plan = self.plan
+        todo = sum(j.state == "run" for j in self.jobs)
+        self.plan_label.setText(
+            f"{len(plan.stacks)} stack(s), {todo} to do; mode {plan.mode}: {plan.reason}"
+            if plan.stacks
+            else "No stacks found."
+        )
+        self.problems_label.setText("\n".join(f"{p.kind}: {p.message}" for p in plan.problems))
+        self._fill_table()
+        self.run_button.setEnabled(todo > 0)
+        return plan
+
+    def _fill_table(self) -> None:
+        self.table.setRowCount(len(self.jobs))
+        self._rows = {}
+        for row, job in enumerate(self.jobs):
+            self._rows[job.task.name] = row
+            self.table.setItem(row, 0, QTableWidgetItem(job.task.name))
+            frames = QTableWidgetItem(str(len(job.task.frames)))
+            frames.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
+            frames.setToolTip("\n".join(Path(f).name for f in job.task.frames))
+            self.table.setItem(row, 1, frames)
+            self._set_status(row, _STATE_TEXT[job.state], job.error or "\n".join(job.task.warnings))
+            bar = QProgressBar()
+            bar.setRange(0, _PROGRESS_STEPS)
+            bar.setValue(_PROGRESS_STEPS if job.state == "skip" else 0)
+            bar.setTextVisible(False)
+            self.table.setCellWidget(row, 3, bar)
+            self.table.setItem(row, 4, QTableWidgetItem(Path(job.task.outputs["image"]).name))
+
+    def _set_status(self, row: int, text: str, tip: str = "") -> None:
+        item = QTableWidgetItem(text)
+        if tip:
+            item.setToolTip(tip)
+        self.table.setItem(row, 2, item)
+
+    def status_of(self, stack: str) -> str:
+        """The status shown for `stack` in the table."""
+        item = self.table.item(self._rows[stack], 2)
+        return item.text() if item is not None else ""
+
+    def progress_of(self, stack: str) -> int:
+        """Per-stack progress, 0..1000."""
+        return self.table.cellWidget(self._rows[stack], 3).value()
+
+    # ----------------------------------------------------------------- run
+    def run(self) -> None:
+        """Stack every stack of the plan in a worker thread."""
+        from napari.qt.threading import create_worker
+
+        if self.worker is not None:
+            return
+        plan = self.detect()
+        if plan is None or not plan.stacks:
+            self.status_label.setText(self.plan_label.text())
+            self.run_finished.emit("error")
+            return
+        self.entries, self._partial = {}, {}
+        self.result = None
+        self._cancel.clear()
+        self.progress_bar.setValue(0)
+        self.status_label.setText(f"Stacking {len(plan.stacks)} stacks...")
+        self.run_button.setEnabled(False)
+        self.detect_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.worker = create_worker(
+            run_batch,
+            plan,
+            self.output_folder(),
+            self.options(),
+            progress=self._bridge.progress.emit,
+            on_stack=self._bridge.stack.emit,
+            cancel=self._cancel,
+            _start_thread=False,
+        )
+        self.worker.returned.connect(self._on_returned)
+        self.worker.errored.connect(self._on_errored)
+        self.worker.finished.connect(self._on_finished)
+        self.worker.start()
+
+    def cancel(self) -> None:
+        """Stop the batch: the stack in progress stops after its current frame."""
+        if self.worker is not None:
+            self._cancel.set()
+            self.cancel_button.setEnabled(False)
+            self.status_label.setText("Cancelling...")
+
+    def _on_progress(self, stack: str, done: int, total: int, stage: str) -> None:
+        row = self._rows.get(stack)
+        if row is None or total <= 0:
+            return
+        frac = min(1.0, done / total)
+        self._partial[stack] = frac
+        self.table.cellWidget(row, 3).setValue(int(frac * _PROGRESS_STEPS))
+        if stack not in self.entries:
+            self._set_status(row, f"{'aligning' if stage == 'align' else 'fusing'}")
+        self._update_overall()
+
+    def _on_stack(self, entry: dict) -> None:
+        name = entry["stack"]
+        self.entries[name] = entry
+        row = self._rows.get(name)
+        if row is None:
+            return
+        status = entry["status"]
+        tip = entry.get("error") or "\n".join(entry.get("warnings") or [])
+        text = status if not entry.get("excluded") else f"{status} ({len(entry['excluded'])} excluded)"
+        self._set_status(row, text, tip)
+        self.table.cellWidget(row, 3).setValue(_PROGRESS_STEPS if status in ("done", "skipped") else 0)
+        self._partial[name] = 1.0
+        self._update_overall()
+
+    def _update_overall(self) -> None:
+        n = max(1, len(self._rows))
+        self.progress_bar.setValue(int(_PROGRESS_STEPS * sum(self._partial.values()) / n))
+
+    def _on_returned(self, result: BatchResult) -> None:
+        self.result = result
+        c = result.counts
+        self.status_label.setText(
+            f"{c['done']} done, {c['skipped']} already complete, {c['failed']} failed, {c['cancelled']} cancelled "
+            f"in {result.elapsed_s:.1f} s. Report: {result.report_json}"
+        )
+        if c["failed"]:
+            failed = [e["stack"] for e in result.stacks if e["status"] == "failed"]
+            notify(f"{len(failed)} stack(s) failed: {', '.join(failed[:10])} (see the table and the report).", "warning")
+        self._status = "cancelled" if self._cancel.is_set() else ("failed" if c["failed"] else "done")
+
+    def _on_errored(self, exc: Exception) -> None:
+        self.status_label.setText(f"Error: {exc}")
+        notify(f"Batch failed: {exc}", "error")
+        self._status = "error"
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        status, self._status = self._status, "error"
+        self.run_button.setEnabled(True)
+        self.detect_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        self.run_finished.emit(status)
+
+    # ------------------------------------------------------------- results
+    def _open_row(self, row: int) -> None:
+        if 0 <= row < len(self.jobs):
+            try:
+                self.open_result(self.jobs[row].task.name)
+            except FocusStackError as exc:
+                notify(str(exc), "warning")
+
+    def open_result(self, stack: str) -> list:
+        """Open the result of `stack` (and its depth/confidence maps, hidden) as layers.
+
+        Returns
+        -------
+        list of napari layers
+
+        Raises
+        ------
+        FocusStackError
+            The stack has no result on disk yet.
+        """
+        from ..io import read_image
+
+        job = next((j for j in self.jobs if j.task.name == stack), None)
+        if job is None:
+            raise FocusStackError(f"{stack} is not a stack of this batch")
+        layers = []
+        for kind, path in job.task.outputs.items():
+            if not Path(path).is_file():
+                if kind == "image":
+                    raise FocusStackError(f"{stack} has no result yet ({Path(path).name} does not exist); run the batch")
+                continue
+            data, meta = read_image(path)
+            md = {"path": str(path), "exif": meta.exif, "icc": meta.icc, "focus_stack_batch": stack}
+            if kind == "image":
+                layer = self.viewer.add_image(data, name=stack, rgb=data.ndim == 3, metadata=md)
+            else:
+                layer = self.viewer.add_image(
+                    data, name=f"{stack} {kind}", metadata=md, visible=False,
+                    colormap="turbo" if kind == "depth" else "gray",
+                )
+            layers.append(layer)
+        if layers:
+            self.viewer.layers.selection.active = layers[0]
+        return layers
+
+
+def _with_button(edit: QLineEdit, text: str, slot) -> QWidget:
+    box = QWidget()
+    row = QHBoxLayout(box)
+    row.setContentsMargins(0, 0, 0, 0)
+    row.addWidget(edit, 1)
+    button = QPushButton(text)
+    button.clicked.connect(slot)
+    row.addWidget(button)
+    return box
+
+
+def _int_spin(name: str, value: int, tip: str) -> QSpinBox:
+    lo, hi = PARAMETER_RANGES[name]
+    spin = QSpinBox()
+    spin.setRange(int(lo), int(hi))
+    spin.setValue(value)
+    spin.setToolTip(f"{tip} ({lo}-{hi})")
+    return spin

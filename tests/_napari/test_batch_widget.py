@@ -1,0 +1,123 @@
+"""The Batch dock widget: detect stacks, run with progress, cancel, open results."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from napari_focus_stack._napari.batch_widget import BatchWidget
+
+SHAPE = (64, 80)
+
+
+def make_scan(folder: Path, poses: int, shape=SHAPE, frames: int = 4) -> None:
+    """OpenScan-named frames ``Ella_0_<pose>-<frame>.jpg``."""
+    from napari_focus_stack.synthetic import make_stack
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for pose in range(poses):
+        stack = make_stack("pcb", shape=shape, n_frames=frames, seed=pose % 2)
+        for i, frame in enumerate(stack.frames, start=1):
+            Image.fromarray(frame).save(folder / f"Ella_0_{pose}-{i}.jpg", quality=95)
+
+
+@pytest.fixture
+def batch_widget(viewer, qtbot):
+    widget = BatchWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Batch")
+    widget.scale_spin.setValue(1)
+    widget.device_combo.setCurrentIndex(widget.device_combo.findData("cpu"))
+    yield widget
+    if widget.worker is not None:  # never leave a thread running into the next test
+        widget.cancel()
+        qtbot.waitUntil(lambda: widget.worker is None, timeout=30000)
+
+
+def run_and_wait(qtbot, widget, timeout=60000) -> str:
+    with qtbot.waitSignal(widget.run_finished, timeout=timeout) as blocker:
+        widget.run_button.click()
+    return blocker.args[0]
+
+
+def test_detect_lists_stacks_and_problems(tmp_path, batch_widget):
+    scan = tmp_path / "scan"
+    make_scan(scan, poses=3)
+    (scan / "notes.txt").write_text("x")
+    (scan / "Ella_0_1-4.jpg").unlink()
+    batch_widget.set_folders(scan)
+    assert batch_widget.output_folder() == str(scan / "stacked")
+    table = batch_widget.table
+    assert table.rowCount() == 3
+    assert [table.item(r, 0).text() for r in range(3)] == ["Ella_0_0", "Ella_0_1", "Ella_0_2"]
+    assert table.item(1, 1).text() == "3"
+    assert batch_widget.status_of("Ella_0_0") == "to do"
+    assert "openscan" in batch_widget.plan_label.text()
+    problems = batch_widget.problems_label.text()
+    assert "notes.txt" in problems and "Ella_0_1 has 3 frames" in problems
+    assert table.item(0, 4).text() == "Ella_0_0.jpg"
+
+    batch_widget.format_combo.setCurrentIndex(batch_widget.format_combo.findData("tif"))
+    assert table.item(0, 4).text() == "Ella_0_0.tif"  # the plan follows the options
+
+
+def test_run_shows_progress_and_opens_results(tmp_path, viewer, qtbot, batch_widget):
+    scan, out = tmp_path / "scan", tmp_path / "out"
+    make_scan(scan, poses=3)
+    (scan / "Ella_0_2-2.jpg").write_bytes(b"")  # this stack fails, the others finish
+    batch_widget.depth_check.setChecked(True)
+    batch_widget.set_folders(scan, out)
+    assert run_and_wait(qtbot, batch_widget) == "failed"
+    assert batch_widget.status_of("Ella_0_0") == "done"
+    assert batch_widget.status_of("Ella_0_2") == "failed"
+    assert "0 bytes" in batch_widget.table.item(2, 2).toolTip()
+    assert batch_widget.progress_of("Ella_0_1") == 1000
+    assert batch_widget.progress_bar.value() == batch_widget.progress_bar.maximum()
+    assert "2 done" in batch_widget.status_label.text()
+    assert (out / "Ella_0_1.jpg").is_file() and (out / "batch-report.json").is_file()
+
+    batch_widget.table.cellDoubleClicked.emit(1, 0)
+    layer = viewer.layers["Ella_0_1"]
+    assert layer.rgb and layer.data.shape == (*SHAPE, 3)
+    assert viewer.layers["Ella_0_1 depth"].visible is False
+
+    batch_widget.detect()  # a rerun has only the failed stack left to do
+    assert [batch_widget.status_of(n) for n in ("Ella_0_0", "Ella_0_1", "Ella_0_2")] == [
+        "complete", "complete", "to do"
+    ]
+
+
+def test_cancel(tmp_path, qtbot, batch_widget):
+    scan, out = tmp_path / "scan", tmp_path / "out"
+    make_scan(scan, poses=4, shape=(192, 240), frames=5)
+    batch_widget.scale_spin.setValue(2)
+    batch_widget.set_folders(scan, out)
+    batch_widget._bridge.progress.connect(
+        lambda stack, done, total, stage: batch_widget.cancel() if stack == "Ella_0_1" else None
+    )
+    assert run_and_wait(qtbot, batch_widget) == "cancelled"
+    statuses = [batch_widget.status_of(f"Ella_0_{i}") for i in range(4)]
+    assert statuses[0] == "done"
+    assert statuses[1:] == ["cancelled"] * 3
+    assert sorted(p.name for p in out.glob("*.jpg")) == ["Ella_0_0.jpg"]
+    assert not [p for p in out.iterdir() if p.name.startswith(".") and p.is_file()]
+    assert batch_widget.run_button.isEnabled() and not batch_widget.cancel_button.isEnabled()
+
+
+def test_open_result_before_run_says_so(tmp_path, batch_widget):
+    from napari_focus_stack.errors import FocusStackError
+
+    make_scan(tmp_path / "scan", poses=1)
+    batch_widget.set_folders(tmp_path / "scan", tmp_path / "out")
+    with pytest.raises(FocusStackError, match="no result yet"):
+        batch_widget.open_result("Ella_0_0")
+
+
+def test_manifest_registers_the_widget():
+    import yaml
+
+    manifest = Path(__file__).resolve().parents[2] / "napari.yaml"
+    if not manifest.is_file():
+        pytest.skip("napari.yaml not found")
+    names = [c["python_name"] for c in yaml.safe_load(manifest.read_text())["contributions"]["commands"]]
+    assert "napari_focus_stack._napari.batch_widget:BatchWidget" in names

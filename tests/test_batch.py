@@ -1,0 +1,660 @@
+"""Batch stacking: outputs, EXIF, reports, resume, bad input, faults, Dask."""
+from __future__ import annotations
+
+import csv
+import errno
+import functools
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image, ImageCms, TiffImagePlugin
+
+import napari_focus_stack
+from napari_focus_stack import batch
+from napari_focus_stack.batch import BatchOptions, estimate_peak_memory, run_batch, run_stack
+from napari_focus_stack.errors import InputError, OutputError, StackError
+
+SHAPE = (64, 80)
+N_FRAMES = 4
+FAST = dict(scale_factor=1, device="cpu")
+
+
+# ---------------------------------------------------------------------------
+# test scans
+# ---------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def frames_for(seed: int, gray: bool = False, dtype=np.uint8) -> tuple:
+    from napari_focus_stack.synthetic import make_stack
+
+    return tuple(make_stack("pcb", shape=SHAPE, n_frames=N_FRAMES, seed=seed, gray=gray, dtype=dtype).frames)
+
+
+@functools.lru_cache(maxsize=None)
+def srgb_icc() -> bytes:
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def camera_exif(orientation: int | None = None) -> bytes:
+    ex = Image.Exif()
+    ex[0x010F] = "OpenScan"  # Make
+    ex[0x0110] = "Arducam IMX519"  # Model
+    ex.get_ifd(0x8769)[0x920A] = TiffImagePlugin.IFDRational(474, 100)  # FocalLength 4.74 mm
+    if orientation:
+        ex[0x0112] = orientation
+    return ex.tobytes()
+
+
+def save_frame(path: Path, frame: np.ndarray, orientation: int | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() in (".tif", ".tiff"):
+        tifffile.imwrite(path, frame, photometric="rgb" if frame.ndim == 3 else "minisblack")
+    else:
+        Image.fromarray(frame).save(path, quality=95, exif=camera_exif(orientation), icc_profile=srgb_icc())
+    return path
+
+
+def make_scan(folder: Path, poses=3, name="Ella_0", ext="jpg", orientation=None, first_pose=0) -> list[Path]:
+    """OpenScan-named frames ``<name>_<pose>-<frame>.<ext>``, one synthetic stack per pose."""
+    paths = []
+    for pose in range(first_pose, first_pose + poses):
+        for i, frame in enumerate(frames_for(pose % 3), start=1):
+            paths.append(save_frame(folder / f"{name}_{pose}-{i}.{ext}", frame, orientation))
+    return paths
+
+
+def outputs(folder: Path) -> dict[str, bytes]:
+    """Result files (not inputs, reports or state) by name."""
+    return {
+        p.name: p.read_bytes()
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and "-" not in p.stem and not p.name.startswith("batch-report")
+    }
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def by_stack(result) -> dict[str, dict]:
+    return {e["stack"]: e for e in result.stacks}
+
+
+def temp_files(folder: Path) -> list[str]:
+    return [p.name for p in folder.iterdir() if p.name.startswith(".") and p.is_file()]
+
+
+# ---------------------------------------------------------------------------
+# outputs, metadata, reports
+# ---------------------------------------------------------------------------
+
+
+def test_openscan_batch_names_exif_icc_and_reports(tmp_path):
+    scan, out = tmp_path / "scan", tmp_path / "out"
+    make_scan(scan, poses=3, orientation=6)  # rotated in the camera: pixels come out upright
+    result = run_batch(scan, out, BatchOptions(**FAST))
+    assert result.ok and result.counts["done"] == 3
+    assert sorted(outputs(out)) == ["Ella_0_0.jpg", "Ella_0_1.jpg", "Ella_0_2.jpg"]
+
+    with Image.open(out / "Ella_0_1.jpg") as im:
+        assert im.size == (SHAPE[0], SHAPE[1])  # (W, H) of the upright image: 90 degrees turned
+        exif = im.getexif()
+        assert exif[0x010F] == "OpenScan" and exif[0x0110] == "Arducam IMX519"
+        assert float(exif.get_ifd(0x8769)[0x920A]) == pytest.approx(4.74)
+        assert exif.get(0x0112, 1) == 1
+        assert im.info["icc_profile"] == srgb_icc()
+
+    report = json.loads((out / "batch-report.json").read_text())
+    assert report["grouping"]["mode"] == "openscan"
+    assert report["summary"]["done"] == 3
+    entry = report["stacks"][1]
+    assert entry["stack"] == "Ella_0_1" and entry["status"] == "done"
+    assert entry["frames"] == [f"Ella_0_1-{i}.jpg" for i in range(1, 5)]
+    assert entry["reference"] == "Ella_0_1-3.jpg"
+    assert 0.5 < entry["alignment"]["quality_min"] <= 1
+    assert entry["outputs"]["image"] == str(out / "Ella_0_1.jpg")
+    assert {"align_s", "fuse_s", "write_s", "wall_s"} <= set(entry["timings"])
+    with open(out / "batch-report.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["stack"] for r in rows] == ["Ella_0_0", "Ella_0_1", "Ella_0_2"]
+    assert rows[0]["status"] == "done" and rows[0]["output"].endswith("Ella_0_0.jpg")
+
+
+def test_16_bit_tiff_with_depth_and_confidence_maps(tmp_path):
+    scan, out = tmp_path / "scan", tmp_path / "out"
+    make_scan(scan, poses=2)
+    opts = BatchOptions(format="tif", bit_depth=16, depth_maps=True, confidence_maps=True, **FAST)
+    result = run_batch(scan, out, opts)
+    assert result.ok
+    image = tifffile.imread(out / "Ella_0_0.tif")
+    assert image.dtype == np.uint16 and image.shape == (*SHAPE, 3)
+    depth = tifffile.imread(out / "Ella_0_0_depth.tif")
+    conf = tifffile.imread(out / "Ella_0_0_confidence.tif")
+    assert depth.dtype == conf.dtype == np.float32 and depth.shape == conf.shape == SHAPE
+    assert 0 <= depth.min() and depth.max() <= N_FRAMES - 1
+    assert set(by_stack(result)["Ella_0_1"]["outputs"]) == {"image", "depth", "confidence"}
+
+
+def test_invalid_options():
+    with pytest.raises(ValueError, match="JPEG"):
+        BatchOptions(format="jpg", bit_depth=16).validate()
+    with pytest.raises(ValueError, match="radius"):
+        BatchOptions(radius=0).validate()
+    with pytest.raises(ValueError, match="format"):
+        BatchOptions(format="gif").validate()
+
+
+# ---------------------------------------------------------------------------
+# resume
+# ---------------------------------------------------------------------------
+
+
+def test_rerun_skips_complete_stacks_and_param_changes_invalidate(tmp_path):
+    scan, out = tmp_path / "scan", tmp_path / "out"
+    make_scan(scan, poses=3)
+    opts = BatchOptions(**FAST)
+    run_batch(scan, out, opts)
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("Ella*.jpg")}
+
+    again = run_batch(scan, out, opts)
+    assert again.counts == {"done": 0, "skipped": 3, "failed": 0, "cancelled": 0}
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("Ella*.jpg")} == before
+    assert by_stack(again)["Ella_0_1"]["frames"]  # the stored entry is reported again
+
+    (out / "Ella_0_1.jpg").unlink()  # lost
+    with open(out / "Ella_0_2.jpg", "r+b") as fh:  # damaged: size no longer matches
+        fh.truncate(100)
+    third = run_batch(scan, out, opts)
+    assert [e["status"] for e in third.stacks] == ["skipped", "done", "done"]
+
+    changed = run_batch(scan, out, BatchOptions(radius=5, **FAST))
+    assert changed.counts["done"] == 3  # new parameters: our own outputs are redone
+
+
+def _slow_batch_script() -> str:
+    return (
+        "import sys, time\n"
+        "import napari_focus_stack.batch as b\n"
+        "orig = b.run_stack\n"
+        "def slow(task, progress=None, cancel=None):\n"
+        "    time.sleep(0.15)\n"
+        "    entry = orig(task, progress, cancel)\n"
+        "    time.sleep(0.15)\n"
+        "    return entry\n"
+        "b.run_stack = slow\n"
+        "sys.exit(b.main(sys.argv[1:]))\n"
+    )
+
+
+def test_kill_9_then_resume_gives_the_uninterrupted_outputs(tmp_path):
+    scan = tmp_path / "scan"
+    make_scan(scan, poses=6)
+    args = ["--scale-factor", "1", "--device", "cpu", "--depth-maps", "-q"]
+
+    reference = tmp_path / "reference"
+    assert batch.main([str(scan), "-o", str(reference), *args]) == 0
+
+    out = tmp_path / "out"
+    env = dict(os.environ)
+    src = str(Path(napari_focus_stack.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _slow_batch_script(), str(scan), "-o", str(out), *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            done = [p for p in (out / batch.STATE_DIR).glob("*.json") if '"state": "done"' in p.read_text()]
+            if len(done) >= 2:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "the batch ended before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(30)
+    assert len(outputs(out)) < len(outputs(reference))
+
+    result = run_batch(scan, out, BatchOptions(depth_maps=True, **FAST))
+    assert result.ok
+    assert result.counts["skipped"] >= 2
+    assert outputs(out) == outputs(reference)  # byte for byte
+    assert temp_files(out) == []
+
+
+# ---------------------------------------------------------------------------
+# bad input: a clear error for the stack, the other stacks finish
+# ---------------------------------------------------------------------------
+
+
+def _break_truncated_jpeg(scan: Path) -> tuple[str, str]:
+    p = scan / "Ella_0_1-2.jpg"
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) // 2])
+    return "Ella_0_1", "Ella_0_1-2.jpg"
+
+
+def _break_zero_byte(scan: Path) -> tuple[str, str]:
+    (scan / "Ella_0_1-3.jpg").write_bytes(b"")
+    return "Ella_0_1", "0 bytes"
+
+
+def _break_sizes(scan: Path) -> tuple[str, str]:
+    save_frame(scan / "Ella_0_1-2.jpg", np.zeros((SHAPE[0] + 8, SHAPE[1], 3), np.uint8))
+    return "Ella_0_1", "same size"
+
+
+def _break_gray_rgb(scan: Path) -> tuple[str, str]:
+    save_frame(scan / "Ella_0_1-4.jpg", frames_for(1, gray=True)[3])
+    return "Ella_0_1", "grayscale and colour"
+
+
+def _break_one_frame(scan: Path) -> tuple[str, str]:
+    save_frame(scan / "Ella_0_9-1.jpg", frames_for(0)[0])
+    return "Ella_0_9", "at least 2 frames"
+
+
+@pytest.mark.parametrize(
+    "breaker", [_break_truncated_jpeg, _break_zero_byte, _break_sizes, _break_gray_rgb, _break_one_frame]
+)
+def test_bad_stack_fails_clearly_and_others_finish(tmp_path, breaker):
+    scan, out = tmp_path / "scan", tmp_path / "out"
+    make_scan(scan, poses=3)
+    (scan / "notes.txt").write_text("not an image")
+    bad, words = breaker(scan)
+    before = digest(scan)
+    result = run_batch(scan, out, BatchOptions(**FAST))
+    entries = by_stack(result)
+    assert entries[bad]["status"] == "failed"
+    assert words in entries[bad]["error"]
+    assert not (out / f"{bad}.jpg").exists()
+    others = [e for name, e in entries.items() if name != bad]
+    assert others and all(e["status"] == "done" for e in others)
+    assert digest(scan) == before
+    report = json.loads((out / "batch-report.json").read_text())
+    assert any(p["kind"] == "ignored" and "notes.txt" in p["files"] for p in report["grouping"]["problems"])
+
+
+@pytest.mark.parametrize("fault", ["corrupt_tiff", "bit_depth"])
+def test_bad_tiff_stack(tmp_path, fault):
+    scan, out = tmp_path / "scan", tmp_path / "out"
+    make_scan(scan, poses=2, ext="tif")
+    if fault == "corrupt_tiff":
+        p = scan / "Ella_0_1-2.tif"
+        data = bytearray(p.read_bytes())
+        data[8:] = os.urandom(len(data) - 8)
+        p.write_bytes(bytes(data))
+        words = "Ella_0_1-2.tif"
+    else:
+        tifffile.imwrite(scan / "Ella_0_1-2.tif", frames_for(1, dtype=np.uint16)[1], photometric="rgb")
+        words = "bit depth"
+    result = run_batch(scan, out, BatchOptions(**FAST))
+    entries = by_stack(result)
+    assert entries["Ella_0_1"]["status"] == "failed" and words in entries["Ella_0_1"]["error"]
+    assert entries["Ella_0_0"]["status"] == "done"
+    assert (out / "Ella_0_0.tif").exists() and not (out / "Ella_0_1.tif").exists()
+
+
+def test_noise_frame_is_excluded_and_unrelated_frames_fail(tmp_path):
+    scan, out = tmp_path / "scan", tmp_path / "out"
+    make_scan(scan, poses=2)
+    rng = np.random.default_rng(0)
+    save_frame(scan / "Ella_0_0-1.jpg", rng.integers(0, 256, (*SHAPE, 3), dtype=np.uint8))
+    for i in range(1, N_FRAMES + 1):  # every frame of stack 1 is unrelated noise
+        save_frame(scan / f"Ella_0_1-{i}.jpg", rng.integers(0, 256, (*SHAPE, 3), dtype=np.uint8))
+    result = run_batch(scan, out, BatchOptions(**FAST))
+    entries = by_stack(result)
+    noisy = entries["Ella_0_0"]
+    assert noisy["status"] == "done"
+    assert [e["name"] for e in noisy["excluded"]] == ["Ella_0_0-1.jpg"]
+    assert noisy["excluded"][0]["reason"] and any("Ella_0_0-1.jpg" in w for w in noisy["warnings"])
+    with open(out / "batch-report.csv", newline="", encoding="utf-8") as fh:
+        row = next(r for r in csv.DictReader(fh) if r["stack"] == "Ella_0_0")
+    assert row["n_excluded"] == "1" and "Ella_0_0-1.jpg" in row["excluded"]
+    unrelated = entries["Ella_0_1"]
+    assert unrelated["status"] == "failed" and "no frame could be aligned" in unrelated["error"]
+    assert not (out / "Ella_0_1.jpg").exists()
+
+
+def test_empty_folder(tmp_path, capsys):
+    (tmp_path / "scan").mkdir()
+    with pytest.raises(InputError, match="no image files"):
+        run_batch(tmp_path / "scan", tmp_path / "out")
+    assert batch.main([str(tmp_path / "scan"), "-o", str(tmp_path / "out")]) == 2
+    assert "no image files" in capsys.readouterr().err
+
+
+def test_output_folder_not_writable(tmp_path):
+    scan = tmp_path / "scan"
+    make_scan(scan, poses=1)
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    with pytest.raises(OutputError, match="output folder"):
+        run_batch(scan, blocker / "out", BatchOptions(**FAST))
+    if os.geteuid() != 0:  # root writes anywhere
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        try:
+            with pytest.raises(OutputError, match="not writable"):
+                run_batch(scan, ro, BatchOptions(**FAST))
+        finally:
+            ro.chmod(0o700)
+
+
+def test_disk_full_during_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    scan, out = tmp_path / "scan", tmp_path / "out"
+    make_scan(scan, poses=3)
+    real_save = Image.Image.save
+
+    def save(self, fp, *args, **kwargs):
+        if "Ella_0_1" in str(getattr(fp, "name", fp)):
+            fp.write(b"\xff\xd8 partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", save)
+    result = run_batch(scan, out, BatchOptions(**FAST))
+    entries = by_stack(result)
+    assert entries["Ella_0_1"]["status"] == "failed" and "disk is full" in entries["Ella_0_1"]["error"]
+    assert entries["Ella_0_0"]["status"] == entries["Ella_0_2"]["status"] == "done"
+    assert not (out / "Ella_0_1.jpg").exists()
+    assert temp_files(out) == []
+    monkeypatch.setattr(Image.Image, "save", real_save)
+    assert run_batch(scan, out, BatchOptions(**FAST)).counts == {"done": 1, "skipped": 2, "failed": 0, "cancelled": 0}
+
+
+def test_non_ascii_and_spaces_in_paths(tmp_path):
+    scan, out = tmp_path / "scän földer", tmp_path / "out put ü"
+    make_scan(scan, poses=2, name="Éllà 0")
+    result = run_batch(scan, out, BatchOptions(**FAST))
+    assert result.ok
+    assert sorted(outputs(out)) == ["Éllà 0_0.jpg", "Éllà 0_1.jpg"]
+    assert "Éllà 0_1" in (out / "batch-report.json").read_text(encoding="utf-8")
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_too_large_for_memory_is_refused_up_front(tmp_path, monkeypatch):
+    scan, out = tmp_path / "scan", tmp_path / "out"
+    make_scan(scan, poses=2)
+    side = 12000  # claimed in the JPEG header; the pixels are never decoded
+    for i in range(1, N_FRAMES + 1):
+        p = scan / f"Ella_0_1-{i}.jpg"
+        data = bytearray(p.read_bytes())
+        sof = data.index(b"\xff\xc0")
+        data[sof + 5 : sof + 9] = side.to_bytes(2, "big") + side.to_bytes(2, "big")
+        p.write_bytes(bytes(data))
+    monkeypatch.setattr(batch, "available_memory", lambda: 8 * 2**30)
+    result = run_batch(scan, out, BatchOptions(scale_factor=2, device="cpu"))
+    entries = by_stack(result)
+    err = entries["Ella_0_1"]["error"]
+    assert entries["Ella_0_1"]["status"] == "failed"
+    assert "12000x12000" in err and "GiB" in err and "scale-factor 1" in err and "8.0 GiB" in err
+    assert entries["Ella_0_0"]["status"] == "done"
+
+
+def test_memory_estimate(monkeypatch):
+    one = estimate_peak_memory((1000, 1000, 3), scale_factor=1, in_flight=1)
+    assert estimate_peak_memory((1000, 1000, 3), scale_factor=2, in_flight=1) > 3 * one
+    assert estimate_peak_memory((1000, 1000), scale_factor=1, in_flight=1) == pytest.approx(one / 3)
+    big = (6000, 8000, 3)
+    assert estimate_peak_memory(big, 2, 3, tile_size=1024) < estimate_peak_memory(big, 2, 3) / 3
+    with pytest.raises(StackError, match="GiB"):
+        batch.check_memory((10**6, 10**6, 3), 1, 1, what="huge")
+    monkeypatch.setattr(batch, "available_memory", lambda: 4 * 2**30)
+    with pytest.raises(StackError, match=r"--tile-size \d+.*") as info:
+        batch.check_memory(big, 1, 2, what="48 MP")
+    assert "48 MP: 8000x6000-pixel frames" in str(info.value)
+    batch.check_memory((3000, 4000, 3), 1, 2)  # 12 MP fits in 4 GiB
+
+
+def test_inputs_never_modified_even_when_output_is_input(tmp_path):
+    scan = tmp_path / "scan"
+    make_scan(scan, poses=3)
+    # a stray file with the name a result would get: it must survive
+    Image.fromarray(np.full((*SHAPE, 3), 7, np.uint8)).save(scan / "Ella_0_2.jpg")
+    before = digest(scan)
+    for overwrite in (False, False, True):
+        result = run_batch(scan, scan, BatchOptions(overwrite=overwrite, depth_maps=True, **FAST))
+        entries = by_stack(result)
+        assert entries["Ella_0_2"]["status"] == "failed" and "never overwritten" in entries["Ella_0_2"]["error"]
+        assert entries["Ella_0_0"]["status"] in ("done", "skipped")
+        # earlier results in the folder are not taken for frames
+        assert result.plan.mode == "openscan"
+        assert [f.name for f in result.plan.unmatched] == ["Ella_0_2.jpg"]
+        after = digest(scan)
+        assert {k: after[k] for k in before} == before
+    assert (scan / "Ella_0_0.jpg").exists() and (scan / "Ella_0_1_depth.tif").exists()
+
+
+def test_numbered_files_with_a_stack_size(tmp_path, capsys):
+    scan, out = tmp_path / "scan", tmp_path / "out"
+    k = 0
+    for pose in (0, 1):
+        for frame in frames_for(pose):
+            k += 1
+            save_frame(scan / f"IMG_{k:04d}.png", frame)
+    code = batch.main([str(scan), "-o", str(out), "--stack-size", "4", "--scale-factor", "1", "--device", "cpu"])
+    assert code == 0
+    assert "mode: number" in capsys.readouterr().err
+    assert sorted(p.name for p in out.glob("*.png")) == ["IMG_0001-0004.png", "IMG_0005-0008.png"]
+    # 8 = 3 + 3 + 2: the short stack is reported before the work, and stacked
+    assert batch.main([str(scan), "-o", str(out), "--stack-size", "3", "-q", "--scale-factor", "1"]) == 0
+    assert "2 file(s) are left over" in capsys.readouterr().err
+    assert (out / "IMG_0007-0008.png").exists()
+
+
+def test_folder_mode_with_the_output_inside_the_scan(tmp_path):
+    scan = tmp_path / "scan"
+    for pose in (1, 2):
+        for i, frame in enumerate(frames_for(pose), start=1):
+            save_frame(scan / f"pose {pose}" / f"IMG_{i:03d}.tif", frame)
+    for _ in range(2):  # the second time, the results folder is not taken for a stack
+        result = run_batch(scan, scan / "stacked", BatchOptions(**FAST))
+        assert result.plan.mode == "folder" and [s.name for s in result.plan.stacks] == ["pose 1", "pose 2"]
+    assert result.counts["skipped"] == 2
+    assert tifffile.imread(scan / "stacked" / "pose 2.tif").shape == (*SHAPE, 3)
+
+
+def test_foreign_output_is_not_replaced_without_overwrite(tmp_path):
+    scan, out = tmp_path / "scan", tmp_path / "out"
+    make_scan(scan, poses=2)
+    out.mkdir()
+    (out / "Ella_0_0.jpg").write_bytes(b"someone else's")
+    entries = by_stack(run_batch(scan, out, BatchOptions(**FAST)))
+    assert entries["Ella_0_0"]["status"] == "failed" and "--overwrite" in entries["Ella_0_0"]["error"]
+    assert (out / "Ella_0_0.jpg").read_bytes() == b"someone else's"
+    assert entries["Ella_0_1"]["status"] == "done"
+    assert run_batch(scan, out, BatchOptions(overwrite=True, **FAST)).counts["done"] == 2
+
+
+def test_cancel_stops_between_stacks_without_partial_files(tmp_path):
+    import threading
+
+    scan, out = tmp_path / "scan", tmp_path / "out"
+    make_scan(scan, poses=4)
+    stop = threading.Event()
+    seen = []
+
+    def progress(stack, done, total, stage):
+        seen.append(stack)
+        if stack == "Ella_0_1" and done == 3:
+            stop.set()
+
+    result = run_batch(scan, out, BatchOptions(**FAST), progress=progress, cancel=stop)
+    assert [e["status"] for e in result.stacks] == ["done", "cancelled", "cancelled", "cancelled"]
+    assert sorted(outputs(out)) == ["Ella_0_0.jpg"]
+    assert temp_files(out) == []
+    assert run_batch(scan, out, BatchOptions(**FAST)).counts == {"done": 3, "skipped": 1, "failed": 0, "cancelled": 0}
+
+
+# ---------------------------------------------------------------------------
+# alignment reuse
+# ---------------------------------------------------------------------------
+
+
+def test_reuse_alignment_from_first_stack(tmp_path):
+    scan = tmp_path / "scan"
+    make_scan(scan, poses=3)
+    for i in range(1, N_FRAMES):  # a stack with one frame fewer cannot reuse it
+        save_frame(scan / f"Ella_0_7-{i}.jpg", frames_for(1)[i - 1])
+    plain = run_batch(scan, tmp_path / "plain", BatchOptions(**FAST))
+    reused = run_batch(scan, tmp_path / "reused", BatchOptions(reuse_alignment=True, **FAST))
+    assert reused.ok
+    entries = by_stack(reused)
+    assert entries["Ella_0_0"]["alignment"]["reused_from"] is None
+    assert entries["Ella_0_1"]["alignment"]["reused_from"] == "Ella_0_0"
+    assert entries["Ella_0_7"]["alignment"]["reused_from"] is None
+    assert any("alignment estimated for this stack" in w for w in entries["Ella_0_7"]["warnings"])
+    # the stack the alignment comes from is unchanged
+    a = np.asarray(Image.open(tmp_path / "plain" / "Ella_0_0.jpg"))
+    b = np.asarray(Image.open(tmp_path / "reused" / "Ella_0_0.jpg"))
+    assert np.array_equal(a, b)
+    for name in ("Ella_0_1", "Ella_0_2"):
+        a = np.asarray(Image.open(tmp_path / "plain" / f"{name}.jpg")).astype(float)
+        b = np.asarray(Image.open(tmp_path / "reused" / f"{name}.jpg")).astype(float)
+        assert np.abs(a - b).mean() < 12  # other poses: same camera, similar transforms
+    assert plain.ok
+    # resumed: the stored alignment is used again, so nothing changes
+    again = run_batch(scan, tmp_path / "reused", BatchOptions(reuse_alignment=True, **FAST))
+    assert again.counts["skipped"] == 4
+
+
+def test_reuse_alignment_from_calibration_stack(tmp_path):
+    scan, out, cal = tmp_path / "scan", tmp_path / "out", tmp_path / "calibration"
+    make_scan(scan, poses=2)
+    for i, frame in enumerate(frames_for(0), start=1):
+        save_frame(cal / f"cal_{i}.jpg", frame)
+    result = run_batch(scan, out, BatchOptions(calibration=str(cal), **FAST))
+    assert result.ok
+    assert all(e["alignment"]["reused_from"] == "calibration" for e in result.stacks)
+    assert (out / batch.STATE_DIR / "calibration.json").exists()
+    assert run_batch(scan, out, BatchOptions(calibration=str(cal), **FAST)).counts["skipped"] == 2
+
+
+# ---------------------------------------------------------------------------
+# command line
+# ---------------------------------------------------------------------------
+
+
+def test_cli_is_wired_and_dry_run_writes_nothing(tmp_path, capsys):
+    from napari_focus_stack.cli import main as cli_main
+
+    scan, out = tmp_path / "scan", tmp_path / "out"
+    make_scan(scan, poses=2)
+    (scan / "Ella_0_5-1.jpg").write_bytes((scan / "Ella_0_0-1.jpg").read_bytes())
+    assert cli_main(["batch", str(scan), "-o", str(out), "--dry-run", "--scale-factor", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "mode: openscan" in text and "Ella_0_1: will run -> Ella_0_1.jpg" in text
+    assert "Ella_0_5: cannot run" in text and "[too_few]" in text
+    assert not out.exists()
+
+    assert cli_main(["batch", str(scan), "-o", str(out), "--strict", "-q"]) == 2
+    assert not (out / "batch-report.json").exists()
+
+    code = cli_main(["batch", str(scan), "-o", str(out), "--scale-factor", "1", "--device", "cpu", "--format", "png"])
+    assert code == 1  # the one-frame stack failed
+    err = capsys.readouterr().err
+    assert "Ella_0_0: done" in err and "Ella_0_5: failed" in err and "2 done" in err
+    assert (out / "Ella_0_1.png").exists()
+
+
+def test_cli_options_reach_the_batch(tmp_path):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    batch.add_batch_parser(sub)
+    args = parser.parse_args(
+        ["batch", "in", "-o", "out", "--mode", "number", "--stack-size", "5", "--workers", "3",
+         "--scheduler", "tcp://h:8786", "--format", "tif", "--bit-depth", "16", "--reuse-alignment",
+         "--overwrite", "--depth-maps", "--confidence-maps", "--method", "depthmap", "--radius", "3",
+         "--smoothing", "2", "--scale-factor", "1", "--align", "translation", "--reference", "0", "--device", "cpu"]
+    )
+    assert args.func is batch.run_batch_cli
+    opts = batch.options_from_args(args)
+    assert (opts.workers, opts.scheduler, opts.format, opts.bit_depth) == (3, "tcp://h:8786", "tif", 16)
+    assert opts.reuse and opts.overwrite and opts.depth_maps and opts.confidence_maps
+    assert opts.engine_kwargs() == dict(radius=3, smoothing=2, scale_factor=1, method="depthmap",
+                                        align="translation", reference=0, device="cpu", upscale_output=False,
+                                        tile_size=None)
+    assert (args.mode, args.stack_size) == ("number", 5)
+
+
+# ---------------------------------------------------------------------------
+# Dask: a real local cluster of processes
+# ---------------------------------------------------------------------------
+
+
+def flaky_runner(task, flag_dir):
+    """Kill the worker process on the first attempt at Ella_0_1; raise once on Ella_0_2."""
+    flag = Path(flag_dir) / f"{task.name}.attempted"
+    if task.name in ("Ella_0_1", "Ella_0_2") and not flag.exists():
+        flag.write_text(str(os.getpid()))
+        if task.name == "Ella_0_1":
+            os._exit(1)  # the worker dies mid-task
+        raise RuntimeError("transient failure")
+    return run_stack(task)
+
+
+def test_dask_local_cluster_cli_matches_in_process(tmp_path):
+    pytest.importorskip("distributed")
+    scan = tmp_path / "scan"
+    make_scan(scan, poses=4)
+    _break_truncated_jpeg(scan)
+    args = ["--scale-factor", "1", "--device", "cpu", "-q"]
+    assert batch.main([str(scan), "-o", str(tmp_path / "one"), *args]) == 1
+    events = []
+    result = run_batch(
+        scan, tmp_path / "two", BatchOptions(workers=2, **FAST), progress=lambda *a: events.append(a)
+    )
+    entries = by_stack(result)
+    assert entries["Ella_0_1"]["status"] == "failed" and "Ella_0_1-2.jpg" in entries["Ella_0_1"]["error"]
+    assert [entries[n]["status"] for n in ("Ella_0_0", "Ella_0_2", "Ella_0_3")] == ["done"] * 3
+    assert outputs(tmp_path / "two") == outputs(tmp_path / "one")
+    assert entries["Ella_0_0"]["worker"].startswith("tcp://")
+    assert events and {e[0] for e in events} <= {"Ella_0_0", "Ella_0_1", "Ella_0_2", "Ella_0_3"}
+
+
+def test_dask_worker_death_and_errors_are_retried(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    import cloudpickle
+
+    scan, out, flags = tmp_path / "scan", tmp_path / "out", tmp_path / "flags"
+    make_scan(scan, poses=3)
+    flags.mkdir()
+    module = sys.modules[__name__]
+    cloudpickle.register_pickle_by_value(module)  # the workers cannot import this test module
+    try:
+        with distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=50
+        ) as cluster:
+            result = run_batch(
+                scan,
+                out,
+                BatchOptions(scheduler=cluster.scheduler_address, **FAST),
+                runner=functools.partial(flaky_runner, flag_dir=str(flags)),
+            )
+    finally:
+        cloudpickle.unregister_pickle_by_value(module)
+    assert (flags / "Ella_0_1.attempted").exists() and (flags / "Ella_0_2.attempted").exists()
+    with pytest.raises(ProcessLookupError):  # that worker process is gone
+        os.kill(int((flags / "Ella_0_1.attempted").read_text()), 0)
+    assert result.ok, result.stacks
+    assert sorted(outputs(out)) == ["Ella_0_0.jpg", "Ella_0_1.jpg", "Ella_0_2.jpg"]
