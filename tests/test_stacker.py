@@ -172,3 +172,20 @@ def test_save_result_keeps_exif_and_protects_inputs(tmp_path):
     with pytest.raises(OutputError):
         stacker.save_image(res, paths[0])
     assert paths[0].read_bytes() == before
+
+
+def test_estimate_transforms_matches_stack(small_stack):
+    stacker = _fast()
+    mats, report = stacker.estimate_transforms(small_stack.frames)
+    full = stacker.stack(small_stack.frames)
+    for a, b in zip(mats, full.transforms):
+        np.testing.assert_allclose(a, b)
+    assert report["excluded"] == [] and "align_s" in report["timings"]
+
+
+def test_memory_estimate_scales(small_stack):
+    one = FocusStacker(scale_factor=1).estimate_memory((1536, 2048, 3))
+    two = FocusStacker(scale_factor=2).estimate_memory((1536, 2048, 3))
+    tiled = FocusStacker(scale_factor=2, tile_size=512).estimate_memory((1536, 2048, 3))
+    assert 200 << 20 < one < 1 << 30  # measured peak on the PCB stack: about 430 MiB
+    assert two > 3 * one and tiled < two

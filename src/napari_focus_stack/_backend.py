@@ -52,15 +52,7 @@ class Backend:
         if self.is_gpu:
             free, _ = self.xp.cuda.runtime.memGetInfo()
             return int(free + self.xp.get_default_memory_pool().free_bytes())
-        try:
-            import psutil
-
-            return int(psutil.virtual_memory().available)
-        except ImportError:
-            for line in open("/proc/meminfo", encoding="ascii"):
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-        return 1 << 34
+        return host_available_memory() or 1 << 34
 
     def release_memory(self) -> None:
         """Give cached device blocks back (after an out-of-memory error)."""
@@ -85,6 +77,24 @@ class Backend:
         return self.ndi.affine_transform(
             image, self.xp.asarray(rc), output_shape=tuple(out_shape), order=order, mode="nearest"
         )
+
+
+def host_available_memory() -> int | None:
+    """Bytes of host memory available to new work (psutil, else /proc/meminfo), or None."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except Exception:  # not installed, or no permission
+        pass
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def _cpu_backend(reason: str) -> Backend:

@@ -60,6 +60,7 @@ import numpy as np
 
 from .errors import AlignmentError, FocusStackError, InputError, OutputError, StackError
 from .grouping import MODES, Plan, Stack, detect_stacks
+from .io import remove_stale_temps, write_text
 
 __all__ = [
     "BatchOptions",
@@ -190,63 +191,24 @@ class BatchOptions:
 def estimate_peak_memory(
     shape: Sequence[int], scale_factor: int = 1, in_flight: int = 2, tile_size: int | None = None
 ) -> int:
-    """Bytes the engine needs at its peak for frames of `shape`.
-
-    The pyramid fusion keeps about four float32 copies of the frame at
-    ``scale_factor`` times its resolution (best coefficients, best focus,
-    running image, result). Each frame in flight adds its decoded and float
-    copies at input resolution and its warped copy and pyramid (about 2.5
-    copies) at working resolution. With tiles, the per-frame and fusion
-    copies shrink to the tile, and the full-size result planes (image,
-    depth, confidence) remain.
-
-    Parameters
-    ----------
-    shape : sequence of int
-        ``(H, W)`` or ``(H, W, C)``.
-    scale_factor : int
-        The engine's ``scale_factor``.
-    in_flight : int
-        Frames being prepared at once (engine threads + 1).
-    tile_size : int, optional
-        The engine's ``tile_size`` (output pixels a side).
-
-    Returns
-    -------
-    int
+    """Bytes the engine needs at its peak for frames of ``shape``; see :meth:`FocusStacker.estimate_memory`.
 
     Examples
     --------
     >>> estimate_peak_memory((3000, 4000, 3)) / 2**30 > 1
     True
     """
-    h, w = int(shape[0]), int(shape[1])
-    c = int(shape[2]) if len(shape) > 2 else 1
-    frame = h * w * c * 4
-    work = frame * int(scale_factor) ** 2
-    if not tile_size:
-        return int(4 * work + int(in_flight) * (2.5 * work + 1.5 * frame))
-    tile = min(work, (int(tile_size) + 64) ** 2 * c * 4)  # a tile and its overlap
-    result = work * (c + 2) / c
-    return int(result + 4 * tile + int(in_flight) * (2.5 * tile + 1.5 * frame))
+    from .stacker import FocusStacker
+
+    stacker = FocusStacker(scale_factor=scale_factor, workers=max(1, int(in_flight) - 1), tile_size=tile_size)
+    return stacker.estimate_memory(shape)
 
 
 def available_memory() -> int | None:
-    """Bytes of memory available to new work (psutil, else /proc/meminfo), or None."""
-    try:
-        import psutil
+    """Bytes of host memory available to new work."""
+    from ._backend import host_available_memory
 
-        return int(psutil.virtual_memory().available)
-    except Exception:
-        pass
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+    return host_available_memory()
 
 
 def check_memory(
@@ -330,46 +292,6 @@ def _file_mode() -> int:
     except (OSError, ValueError):
         pass
     return 0o644
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    """Write `text` to a temporary file beside `path`, then rename it over `path`."""
-    tmp = None
-    try:
-        with tempfile.NamedTemporaryFile(
-            "w", encoding="utf-8", newline="", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-        ) as fh:
-            tmp = fh.name
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, _file_mode())  # NamedTemporaryFile creates 0600
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as exc:
-        why = "the disk is full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (exc.strerror or str(exc))
-        raise OutputError(f"could not write {path}: {why}.") from exc
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-
-
-def _remove_stale_temps(target: Path) -> None:
-    """Remove temporary files a killed writer left for `target` (``.<name>.XXXXXXXX<suffix>``)."""
-    pat = re.compile(r"^\." + re.escape(target.name) + r"\.[A-Za-z0-9_]{8}(" + re.escape(target.suffix) + r"|\.tmp)$")
-    try:
-        entries = list(os.scandir(target.parent))
-    except OSError:
-        return
-    for e in entries:
-        if pat.match(e.name):
-            try:
-                os.unlink(e.path)
-            except OSError:
-                pass
 
 
 def _json_safe(x: Any) -> Any:
@@ -581,7 +503,7 @@ def run_stack(
         meta = result.meta
         for kind, path in task.outputs.items():
             target = Path(path)
-            _remove_stale_temps(target)
+            remove_stale_temps(target)
             if kind == "image":
                 exif, icc = getattr(meta, "exif", None), getattr(meta, "icc", None)
                 bits = None if target.suffix.lower() == ".jpg" else task.bit_depth
@@ -662,7 +584,7 @@ def _write_marker(task: StackTask, state: str, sizes: dict | None = None, entry:
     if transforms is not None:
         data["transforms"] = [None if m is None else np.asarray(m).tolist() for m in transforms]
     task.marker.parent.mkdir(exist_ok=True)
-    _write_text_atomic(task.marker, json.dumps(_json_safe(data), indent=1))
+    write_text(task.marker, json.dumps(_json_safe(data), indent=1))
 
 
 def _read_marker(path: Path) -> dict | None:
@@ -1109,15 +1031,15 @@ def _calibration_transforms(options: BatchOptions, out: Path) -> list:
     data = _read_marker(cache)
     if data and data.get("params") == key and data.get("transforms") is not None:
         return data["transforms"]
-    result = FocusStacker(**options.engine_kwargs()).stack(files)
-    transforms = [None if m is None else np.asarray(m).tolist() for m in result.transforms]
+    mats, report = FocusStacker(**options.engine_kwargs()).estimate_transforms(files)
+    transforms = [None if m is None else np.asarray(m).tolist() for m in mats]
     if sum(m is not None for m in transforms) < 2:
         raise AlignmentError(
             f"the calibration stack {options.calibration} could not be aligned "
-            f"(excluded: {', '.join(result.report.get('excluded', []))}); choose another calibration stack."
+            f"(excluded: {', '.join(report.get('excluded', []))}); choose another calibration stack."
         )
     text = json.dumps({"version": _MARKER_VERSION, "params": key, "source": str(options.calibration), "transforms": transforms})
-    _write_text_atomic(cache, text)
+    write_text(cache, text)
     return transforms
 
 
@@ -1355,14 +1277,14 @@ def _write_reports(out: Path, plan: Plan, options: BatchOptions, result: BatchRe
     json_path = out / f"{REPORT_NAME}.json"
     csv_path = out / f"{REPORT_NAME}.csv"
     for path in (json_path, csv_path):
-        _remove_stale_temps(path)
-    _write_text_atomic(json_path, json.dumps(_json_safe(report), indent=2, ensure_ascii=False))
+        remove_stale_temps(path)
+    write_text(json_path, json.dumps(_json_safe(report), indent=2, ensure_ascii=False))
     buf = _stdio.StringIO()
     writer = csv.DictWriter(buf, fieldnames=_CSV_COLUMNS)
     writer.writeheader()
     for e in result.stacks:
         writer.writerow(_csv_row(e))
-    _write_text_atomic(csv_path, buf.getvalue())
+    write_text(csv_path, buf.getvalue())
     return json_path, csv_path
 
 
@@ -1423,12 +1345,6 @@ def add_batch_parser(subparsers) -> argparse.ArgumentParser:
     from .cli import add_engine_options
 
     add_engine_options(p)
-    try:
-        p.add_argument(
-            "--tile-size", type=int, metavar="PX", help="fuse in tiles of PX output pixels a side (less memory)"
-        )
-    except argparse.ArgumentError:  # the shared engine options have it already
-        pass
     p.set_defaults(func=run_batch_cli)
     return p
 
@@ -1444,7 +1360,7 @@ def options_from_args(args: argparse.Namespace) -> BatchOptions:
         reference=args.reference,
         device=args.device,
         upscale_output=getattr(args, "upscale_output", False),
-        tile_size=getattr(args, "tile_size", None),
+        tile_size=args.tile_size,
         format=args.format,
         bit_depth=args.bit_depth,
         quality=args.quality,

@@ -32,6 +32,10 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--upscale-output", action="store_true", help="keep the scale-factor times larger result"
     )
+    g.add_argument(
+        "--tile-size", type=int, metavar="PX", default=None,
+        help="fuse in overlapping tiles of PX output pixels a side (less memory; default: whole image)",
+    )
 
 
 def stacker_from_args(args: argparse.Namespace, **overrides):
@@ -47,6 +51,7 @@ def stacker_from_args(args: argparse.Namespace, **overrides):
         reference=args.reference,
         device=args.device,
         upscale_output=args.upscale_output,
+        tile_size=args.tile_size,
     )
     kwargs.update(overrides)
     return FocusStacker(**kwargs)
@@ -204,11 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
     p.set_defaults(func=_cmd_info)
 
-    import importlib.util
-    if importlib.util.find_spec("napari_focus_stack.batch"):  # TEMP until batch lands
-        from .batch import add_batch_parser
+    from .batch import add_batch_parser
 
-        add_batch_parser(sub)
+    add_batch_parser(sub)
     return parser
 
 

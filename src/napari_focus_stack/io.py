@@ -49,7 +49,9 @@ __all__ = [
     "natural_sorted",
     "read_image",
     "read_meta",
+    "remove_stale_temps",
     "write_image",
+    "write_text",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -826,6 +828,30 @@ def read_meta(path: PathLike) -> ImageMeta:
     return _probe(_as_path(path))[0]
 
 
+def remove_stale_temps(path: PathLike) -> list[Path]:
+    """Delete temporary files that an interrupted :func:`write_image` left for ``path``.
+
+    :func:`write_image` writes to ``.<name>.<8 random chars><suffix>`` beside
+    the target and renames it; a process killed in between leaves that file.
+    Returns the paths removed.
+    """
+    target = Path(path)
+    pattern = re.compile(r"^\." + re.escape(target.name) + r"\.[A-Za-z0-9_]{8}" + re.escape(target.suffix) + "$")
+    removed = []
+    try:
+        entries = list(os.scandir(target.parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        if pattern.match(entry.name):
+            try:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+            except OSError:
+                pass
+    return removed
+
+
 def exif_from(meta_or_path: ImageMeta | PathLike | None) -> bytes | None:
     """EXIF bytes of an :class:`ImageMeta` or of an image file (header read only)."""
     if meta_or_path is None:
@@ -1579,6 +1605,24 @@ def write_image(
             stacklevel=2,
         )
         exif = None
+    _atomic_write(path, lambda fh: _encode(fh, fmt, pixels, int(quality), exif, icc))
+    return path
+
+
+def write_text(path: PathLike, text: str) -> Path:
+    """Write a UTF-8 text file atomically (reports, markers): same guarantees as :func:`write_image`."""
+    path = Path(path)
+    _atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+    return path
+
+
+def _atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
+    """Write through a temporary file beside ``path`` and rename it into place.
+
+    Nothing is left behind on failure, and a reader never sees a partial
+    file. The temporary name is ``.<name>.<8 random chars><suffix>`` (see
+    :func:`remove_stale_temps`).
+    """
     try:
         mode = path.stat().st_mode & 0o7777
     except OSError:
@@ -1586,10 +1630,10 @@ def write_image(
     tmp: str | None = None
     try:
         with tempfile.NamedTemporaryFile(
-            dir=parent, prefix=f".{path.name}.", suffix=path.suffix, delete=False
+            dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix, delete=False
         ) as fh:
             tmp = fh.name
-            _encode(fh.file, fmt, pixels, int(quality), exif, icc)
+            write(fh.file)
             fh.flush()
             os.fsync(fh.fileno())
         try:
@@ -1607,4 +1651,3 @@ def write_image(
         if isinstance(exc, Exception) and not isinstance(exc, FocusStackError):
             raise _output_error(path, exc) from exc
         raise
-    return path

@@ -245,6 +245,46 @@ class FocusStacker:
         report["inputs"] = [p for p in source.paths if p is not None]
         return StackResult(image, depth, confidence, mats, report, source.meta(ref))
 
+    def estimate_transforms(
+        self,
+        inputs: Any,
+        *,
+        progress: Callable[[int, int, str], None] | None = None,
+        cancel: Callable[[], bool] | threading.Event | None = None,
+    ) -> tuple[list, dict]:
+        """Estimate the transforms only (no fusion): ``(transforms, report)``.
+
+        ``transforms`` can be given to :meth:`stack` of other stacks shot with
+        the same focus sequence (``None`` marks an excluded frame).
+        """
+        source = inputs if isinstance(inputs, FrameSource) else FrameSource.from_inputs(inputs)
+        ref = self._reference_index(len(source))
+        run = _Run(len(source), progress, _cancel_check(cancel))
+        t0 = time.perf_counter()
+        mats, quality, reasons, thumbs = self._align(source, ref, _FrameCache(0), run)
+        gains = _exposure_gains(thumbs, mats, ref)
+        report = self._report(source, mats, quality, reasons, gains, ref, {"align_s": time.perf_counter() - t0})
+        return mats, report
+
+    def estimate_memory(self, shape: Sequence[int]) -> int:
+        """Peak bytes :meth:`stack` needs for frames of ``shape`` ((H, W) or (H, W, C)).
+
+        Measured on the CPU backend: the fusion state is about 5 float32
+        copies of the frame at working resolution (pyramid of best
+        coefficients, activities, depth tracker), every frame being prepared
+        adds about 4 (decoded, warped, pyramid and scratch), plus the
+        full-size result when tiled.
+        """
+        h, w = int(shape[0]), int(shape[1])
+        c = int(shape[2]) if len(shape) > 2 else 1
+        frame = h * w * c * 4
+        work = frame * self.scale_factor**2
+        in_flight = self.workers + 1
+        if not self.tile_size or self.tile_size >= max(h, w) * self.scale_factor:
+            return int(5 * work + in_flight * (3 * work + frame))
+        tile = min(work, (self.tile_size + 2 * 192) ** 2 * c * 4)  # a tile and its overlap
+        return int(work * (c + 2) / c + 5 * tile + in_flight * (3 * tile + frame))
+
     def save_image(
         self,
         image: "np.ndarray | StackResult",
