@@ -61,6 +61,7 @@ import numpy as np
 from .errors import AlignmentError, FocusStackError, InputError, OutputError, StackError
 from .grouping import MODES, Plan, Stack, detect_stacks
 from .io import remove_stale_temps, write_text
+from .stacker import cancel_check
 
 __all__ = [
     "BatchOptions",
@@ -949,7 +950,7 @@ def run_batch(
             first.state, first_to_run = "run", first  # (again, when an old marker lacks the alignment)
 
     entries: dict[str, dict] = {}
-    is_cancelled = _cancel_check(cancel)
+    is_cancelled = cancel_check(cancel)
 
     def record(entry: dict) -> None:
         entry = {k: v for k, v in entry.items() if k != "_transforms"}
@@ -1041,14 +1042,6 @@ def _calibration_transforms(options: BatchOptions, out: Path) -> list:
     text = json.dumps({"version": _MARKER_VERSION, "params": key, "source": str(options.calibration), "transforms": transforms})
     write_text(cache, text)
     return transforms
-
-
-def _cancel_check(cancel) -> Callable[[], bool]:
-    if cancel is None:
-        return lambda: False
-    if isinstance(cancel, threading.Event):
-        return cancel.is_set
-    return cancel
 
 
 class _InProcess:

@@ -208,7 +208,7 @@ class FocusStacker:
         n = len(source)
         ref = self._reference_index(n)
         bk = self.backend
-        run = _Run(n, progress, _cancel_check(cancel))
+        run = _Run(n, progress, cancel_check(cancel))
         cache = _FrameCache(self._cache_budget(source))
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
@@ -259,7 +259,7 @@ class FocusStacker:
         """
         source = inputs if isinstance(inputs, FrameSource) else FrameSource.from_inputs(inputs)
         ref = self._reference_index(len(source))
-        run = _Run(len(source), progress, _cancel_check(cancel))
+        run = _Run(len(source), progress, cancel_check(cancel))
         t0 = time.perf_counter()
         mats, quality, reasons, thumbs = self._align(source, ref, _FrameCache(0), run)
         gains = _exposure_gains(thumbs, mats, ref)
@@ -710,7 +710,8 @@ def _implausible(m: np.ndarray, quality: float, min_quality: float, shape: tuple
     return None
 
 
-def _cancel_check(cancel) -> Callable[[], bool]:
+def cancel_check(cancel) -> Callable[[], bool]:
+    """A ``() -> bool`` from None, a :class:`threading.Event` or a callable."""
     if cancel is None:
         return lambda: False
     if isinstance(cancel, threading.Event):
