@@ -8,6 +8,7 @@ import pytest
 from napari_focus_stack._backend import get_backend, gpu_status
 
 SHARED_PCB = Path(__file__).resolve().parents[2] / "shared" / "data" / "focus-stack-pcb"
+SMALL_PCB = Path(__file__).resolve().parent / "data" / "pcb-small"
 
 
 def _backend_params():
@@ -38,3 +39,9 @@ def pcb_paths() -> list[Path]:
     if not SHARED_PCB.is_dir():
         pytest.skip("../shared/data/focus-stack-pcb is not present")
     return sorted(SHARED_PCB.glob("pcb_0*.jpg"))
+
+
+@pytest.fixture(scope="session")
+def pcb_small_paths() -> list[Path]:
+    """The same real PCB frames downscaled to 512 x 384, shipped with the tests."""
+    return sorted(SMALL_PCB.glob("pcb_0*.jpg"))

@@ -119,6 +119,25 @@ def test_threads_do_not_change_result(small_stack):
     np.testing.assert_array_equal(a, b)
 
 
+def _sharpness(img) -> float:
+    g = np.asarray(img, np.float32).mean(axis=2)
+    d = g[1:, :] - g[:-1, :]
+    return float((d * d).mean())
+
+
+@pytest.mark.parametrize("method", ["pyramid", "depthmap"])
+def test_real_frames_shipped_with_tests(pcb_small_paths, method):
+    from PIL import Image
+
+    res = _fast(method=method).stack(pcb_small_paths)
+    assert res.image.shape == (384, 512, 3) and res.report["excluded"] == []
+    scales = [f["scale"] for f in res.report["frames"]]
+    assert all(np.diff(scales) < 0) and 0.015 < scales[0] - scales[-1] < 0.06  # real focus breathing
+    assert all(_sharpness(res.image) > _sharpness(Image.open(p)) for p in pcb_small_paths)
+    # near (low index) and far (high index) parts of the board both appear in the depth map
+    assert res.depth.min() < 1.5 and res.depth.max() > 4.5
+
+
 def test_pcb_real_frames(pcb_paths):
     res = _fast().stack(pcb_paths)
     assert res.image.shape == (1536, 2048, 3) and res.report["excluded"] == []
@@ -129,14 +148,7 @@ def test_pcb_real_frames(pcb_paths):
     # the fused image is sharper than every input frame
     from PIL import Image
 
-    from napari_focus_stack.focus import band_energy
-
-    def sharpness(img):
-        g = np.asarray(img, np.float32).mean(axis=2)
-        return float(band_energy(g[1:, :] - g[:-1, :]).mean())
-
-    fused = sharpness(res.image)
-    assert all(fused > sharpness(Image.open(p)) for p in pcb_paths)
+    assert all(_sharpness(res.image) > _sharpness(Image.open(p)) for p in pcb_paths)
     assert res.meta is not None and res.meta.path == pcb_paths[3]
 
 
