@@ -137,7 +137,12 @@ def _tiff_layer(path: Path) -> LayerData:
     src = FrameSource.from_inputs(path)
     metas = [src.meta(k) for k in range(len(src))]
     loaders = [lambda k=k: src.read(k) for k in range(len(src))]
-    return _layer(path.stem, str(path), loaders, metas, src.names)
+    layer, problems = _layer(path.stem, str(path), loaders, metas, src.names)
+    if layer is None:
+        raise FocusStackError(" ".join(problems))
+    if problems:
+        notify(f"Skipped {len(problems)} unreadable frame(s) of {path}: " + " ".join(problems))
+    return layer
 
 
 def _file_layers(source: Path, files: list[Path], whole_folder: bool) -> list[LayerData]:
@@ -167,9 +172,9 @@ def _file_layers(source: Path, files: list[Path], whole_folder: bool) -> list[La
         else:
             name = _stack_name(group) or source.name
         loaders = [lambda f=f: read_image(f)[0] for f in group]
-        layer = _layer(name, str(source), loaders, [metas[f] for f in group], [f.name for f in group])
-        problems += layer[1].pop("_problems")
-        if layer[0] is not None:
+        layer, failed = _layer(name, str(source), loaders, [metas[f] for f in group], [f.name for f in group])
+        problems += failed
+        if layer is not None:
             layers.append(layer)
     if problems:
         notify(f"Skipped {len(problems)} unreadable or mismatched file(s) in {source}: " + " ".join(problems))
@@ -230,12 +235,12 @@ def _layer(
     loaders: list[Callable[[], np.ndarray]],
     metas: list[ImageMeta],
     names: list[str],
-) -> LayerData:
+) -> tuple[LayerData | None, list[str]]:
     """A stack layer tuple, eager for small stacks and dask-backed for large ones.
 
-    ``kwargs["_problems"]`` lists frames that failed to decode (eager only:
-    they are dropped; a lazy frame that fails shows black and is reported
-    when displayed).
+    Returns the layer (None when no frame could be decoded) and the messages
+    of the frames that failed to decode. Those are dropped from an eager
+    stack; a lazy frame that fails shows black and is reported when displayed.
     """
     frame_shape, dtype = metas[0].shape, metas[0].dtype
     nbytes = len(loaders) * int(np.prod(frame_shape)) * dtype.itemsize
@@ -246,7 +251,7 @@ def _layer(
     else:
         data, keep, problems = _eager_stack(loaders, frame_shape, dtype)
         if data is None:
-            return None, {"_problems": problems}, "image"
+            return None, problems
     metas = [metas[k] for k in keep]
     mid = metas[len(metas) // 2]
     kwargs: dict[str, Any] = {
@@ -262,12 +267,9 @@ def _layer(
             "icc": mid.icc,
             "frame_exif": [m.exif for m in metas],
         },
-        "_problems": problems,
+        "contrast_limits": _contrast_limits(data, dtype),
     }
-    limits = _contrast_limits(data, dtype)
-    if limits is not None:
-        kwargs["contrast_limits"] = limits
-    return data, kwargs, "image"
+    return (data, kwargs, "image"), problems
 
 
 def _eager_stack(loaders, frame_shape, dtype) -> tuple[np.ndarray | None, list[int], list[str]]:
@@ -317,8 +319,8 @@ def _lazy_stack(loaders, frame_shape, dtype, names):
     return da.stack(frames)
 
 
-def _contrast_limits(data, dtype: np.dtype) -> list[float] | None:
-    """Contrast limits napari cannot guess cheaply: those of lazy or non-8-bit stacks."""
+def _contrast_limits(data, dtype: np.dtype) -> list[float]:
+    """Contrast limits without napari scanning the whole (maybe lazy) stack."""
     if dtype == np.uint8:
         return [0.0, 255.0]
     # One frame (the middle one, usually the sharpest) stands for the stack.

@@ -1,0 +1,117 @@
+"""Take docs/napari-screenshot.png: napari with the focus-stack widget and its result layers.
+
+Opens the PCB frames with the plugin's reader, runs the dock widget with its
+default settings and saves a picture of the whole window, the viewer in grid
+mode showing the fused image, the depth map and the stack side by side.
+
+Usage (Linux without a display: a virtual one is started when PyVirtualDisplay
+is installed, as it is with the ``testing`` extra; else use ``xvfb-run -a``)::
+
+    python scripts/screenshot.py [--frames ../shared/data/focus-stack-pcb] [--out docs/napari-screenshot.png]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PCB = ROOT.parent / "shared" / "data" / "focus-stack-pcb"
+WINDOW = (1600, 960)
+
+
+def _rerun_with_virtual_display(argv: list[str]) -> int:
+    """Run this script again in a child process on a fresh virtual X display.
+
+    The child (and with it Qt's X connection) ends before the display stops,
+    so nothing complains about a vanished X server.
+    """
+    try:
+        from pyvirtualdisplay import Display
+    except ImportError:
+        sys.exit("No display: install PyVirtualDisplay (pip install '.[testing]') or run under `xvfb-run -a`.")
+    import subprocess
+
+    with Display(visible=False, size=(WINDOW[0] + 100, WINDOW[1] + 100), color_depth=24) as display:
+        env = {**os.environ, "DISPLAY": f":{display.display}"}
+        return subprocess.run([sys.executable, __file__, *argv], env=env).returncode
+
+
+def take_screenshot(frames: list[Path], out: Path, scale_factor: int | None = None) -> Path:
+    """Open `frames`, focus-stack them in the widget, and save the window to `out`.
+
+    Parameters
+    ----------
+    frames : list of Path
+        Frame files of one stack.
+    out : Path
+        PNG to write.
+    scale_factor : int, optional
+        The widget's scale factor (default: the widget's, i.e. the engine's).
+
+    Returns
+    -------
+    Path
+        `out`.
+    """
+    import napari
+    from qtpy.QtCore import QEventLoop
+    from qtpy.QtTest import QTest
+
+    viewer = napari.Viewer(title="napari-focus-stack", show=True)
+    try:
+        viewer.window._qt_window.resize(*WINDOW)
+        (stack,) = viewer.open([str(p) for p in frames], stack=True, plugin="napari-focus-stack")
+        _, widget = viewer.window.add_plugin_dock_widget("napari-focus-stack", "Focus stack")
+        widget.set_input(stack.name)
+        if scale_factor is not None:
+            widget.scale_spin.setValue(scale_factor)
+        loop = QEventLoop()
+        status: list[str] = []
+        widget.run_finished.connect(lambda s: (status.append(s), loop.quit()))
+        widget.run()
+        loop.exec_()
+        if status != ["done"]:
+            raise RuntimeError(f"the widget's run ended with {status}: {widget.status_label.text()}")
+        depth = next(layer for layer in viewer.layers if layer.metadata.get("focus_stack_role") == "depth")
+        # show on the stack the frame that is sharpest in the middle of the picture
+        h, w = depth.data.shape
+        widget.jump_to_sharpest(depth, depth.data_to_world((h / 2, w / 2)))
+        for layer in viewer.layers:
+            layer.visible = True  # grid mode gives each visible layer a cell: fused, depth, confidence, stack
+        viewer.grid.enabled = True
+        viewer.grid.shape = (2, 2)
+        viewer.grid.stride = -1  # top layer first: fused, depth / confidence, stack
+        viewer.reset_view()
+        QTest.qWait(1500)  # let every canvas draw
+        from napari._qt.dialogs.qt_notification import NapariQtNotification
+
+        for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
+            toast.hide()  # start-up notifications (e.g. the PyQt5 deprecation) would cover the canvas
+        QTest.qWait(200)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        viewer.window.screenshot(str(out), canvas_only=False, flash=False)
+    finally:
+        viewer.close()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=Path, default=PCB, help="folder with pcb_0*.jpg frames")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "napari-screenshot.png")
+    parser.add_argument("--scale-factor", type=int, default=None)
+    args = parser.parse_args(argv)
+    frames = sorted(args.frames.glob("pcb_0*.jpg")) or sorted(args.frames.glob("*.jpg"))
+    if len(frames) < 2:
+        parser.error(f"no frames found in {args.frames}")
+    if not os.environ.get("DISPLAY") and sys.platform.startswith("linux"):
+        return _rerun_with_virtual_display(sys.argv[1:] if argv is None else argv)
+    out = take_screenshot(frames, args.out, args.scale_factor)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Writer: TIFF/PNG/JPEG round trips, 16-bit kept, EXIF and ICC copied, float maps, atomic writes."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("qtpy")
+import tifffile
+from PIL import Image, ImageCms
+
+from napari_focus_stack.errors import OutputError
+from napari_focus_stack.io import FrameSource, read_image
+from napari_focus_stack._napari._writer import write_image
+
+pytestmark = pytest.mark.napari
+
+PLUGIN = "napari-focus-stack"
+
+
+@pytest.fixture(scope="module")
+def icc() -> bytes:
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+@pytest.fixture(scope="module")
+def exif() -> bytes:
+    e = Image.Exif()
+    e[0x010F] = "FocusCam"  # Make
+    e[0x0110] = "Model 7"  # Model
+    return e.tobytes()
+
+
+def _no_temp_files(folder):
+    return not [p.name for p in folder.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("ext", [".tif", ".png"])
+def test_16_bit_is_kept(tmp_path, ext):
+    image = np.random.default_rng(1).integers(0, 65535, (30, 40), dtype=np.uint16)
+    (out,) = write_image(str(tmp_path / f"gray{ext}"), image, {"rgb": False, "metadata": {}})
+    back, meta = read_image(out)
+    assert back.dtype == np.uint16
+    np.testing.assert_array_equal(back, image)
+    assert _no_temp_files(tmp_path)
+
+
+def test_jpeg_quality_95_with_exif_and_icc(tmp_path, synthetic, exif, icc):
+    image = synthetic.truth
+    meta = {"rgb": True, "metadata": {"exif": exif, "icc": icc}}
+    (out,) = write_image(str(tmp_path / "fused.jpg"), image, meta)
+    back, info = read_image(out)
+    assert back.dtype == np.uint8 and back.shape == image.shape
+    assert np.abs(back.astype(float) - image).mean() < 2.5  # quality 95, 4:4:4
+    assert b"FocusCam" in info.exif and b"Model 7" in info.exif
+    assert info.icc == icc
+
+
+def test_png_and_tiff_keep_the_icc_profile(tmp_path, synthetic, exif, icc):
+    for ext in (".png", ".tif"):
+        (out,) = write_image(str(tmp_path / f"fused{ext}"), synthetic.truth, {"rgb": True, "metadata": {"exif": exif, "icc": icc}})
+        back, info = read_image(out)
+        np.testing.assert_array_equal(back, synthetic.truth)
+        assert info.icc == icc
+
+
+def test_float_maps_go_to_float32_tiff(tmp_path):
+    depth = np.random.default_rng(2).random((30, 40)).astype(np.float32) * 6
+    (out,) = write_image(str(tmp_path / "depth.tif"), depth, {"rgb": False, "metadata": {}})
+    back = tifffile.imread(out)
+    assert back.dtype == np.float32
+    np.testing.assert_array_equal(back, depth)
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg"])
+def test_float_maps_refuse_8_bit_formats(tmp_path, ext):
+    with pytest.raises(OutputError, match=r"\.tif"):
+        write_image(str(tmp_path / f"depth{ext}"), np.zeros((4, 4), np.float32), {"name": "depth", "metadata": {}})
+    assert not list(tmp_path.iterdir())
+
+
+def test_stack_becomes_a_multipage_tiff(tmp_path, synthetic, icc):
+    stack = np.stack(synthetic.frames)
+    (out,) = write_image(str(tmp_path / "stack.tif"), stack, {"rgb": True, "metadata": {"icc": icc}})
+    src = FrameSource.from_inputs(out)
+    assert len(src) == len(stack) and src.shape == stack.shape[1:]
+    np.testing.assert_array_equal(src.read(2), stack[2])
+    assert _no_temp_files(tmp_path)
+    with pytest.raises(OutputError, match="stack"):
+        write_image(str(tmp_path / "stack.png"), stack, {"rgb": True, "metadata": {}})
+
+
+def test_failed_write_leaves_no_file(tmp_path):
+    with pytest.raises(OutputError, match="does not exist"):
+        write_image(str(tmp_path / "missing" / "x.tif"), np.zeros((4, 4), np.uint8), {"metadata": {}})
+    with pytest.raises(OutputError, match="does not exist"):
+        write_image(str(tmp_path / "missing" / "s.tif"), np.zeros((2, 4, 4), np.uint8), {"metadata": {}})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_overwrite_replaces_the_file_atomically(tmp_path):
+    target = tmp_path / "out.png"
+    write_image(str(target), np.zeros((8, 8), np.uint8), {"metadata": {}})
+    write_image(str(target), np.full((8, 8), 200, np.uint8), {"metadata": {}})
+    assert read_image(target)[0].min() == 200
+    assert _no_temp_files(tmp_path)
+
+
+def test_refuses_to_overwrite_a_source_frame(tmp_path):
+    frame = tmp_path / "frame.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(frame)
+    with pytest.raises(OutputError, match="refusing to overwrite"):
+        write_image(str(frame), np.ones((8, 8), np.uint8), {"metadata": {"paths": [str(frame)]}})
+
+
+def test_layers_save_through_napari(viewer, tmp_path, exif, icc):
+    image = np.random.default_rng(3).integers(0, 4095, (20, 30), dtype=np.uint16)
+    layer = viewer.add_image(image, name="fused", metadata={"exif": exif, "icc": icc})
+    depth = viewer.add_image(np.linspace(0, 4, 600, dtype=np.float32).reshape(20, 30), name="depth")
+    layer.save(str(tmp_path / "fused.tif"), plugin=PLUGIN)
+    depth.save(str(tmp_path / "depth.tif"), plugin=PLUGIN)
+    back, info = read_image(tmp_path / "fused.tif")
+    np.testing.assert_array_equal(back, image)
+    assert info.icc == icc
+    assert tifffile.imread(tmp_path / "depth.tif").dtype == np.float32
