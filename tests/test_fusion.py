@@ -90,3 +90,16 @@ def test_block_helpers_and_measure(backend):
     small = backend.to_numpy(focus_measure(backend, band, 2, 1)[0])
     large = backend.to_numpy(focus_measure(backend, band, 6, 1)[0])
     assert small.max() > large.max() > 0  # a wider window spreads the same energy
+
+
+def test_confidence_is_low_where_nothing_is_in_focus(backend):
+    xp = backend.xp
+    rng = np.random.default_rng(4)
+    sharp = rng.random((64, 96)).astype(np.float32)
+    sharp[:, 48:] = 0.5 + 0.002 * rng.standard_normal((64, 48))  # featureless right half
+    frames = [sharp, ndi.gaussian_filter(sharp, 1.5), ndi.gaussian_filter(sharp, 3)]
+    fusion = make_fusion("pyramid", backend, (64, 96), radius=2, smoothing=1)
+    for i, f in enumerate(frames):
+        fusion.merge(i, fusion.prepare(xp.asarray(f.astype(np.float32))))
+    conf = backend.to_numpy(fusion.result().confidence)
+    assert np.median(conf[8:-8, 8:40]) > 3 * np.median(conf[8:-8, 56:-8])

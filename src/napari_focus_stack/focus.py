@@ -147,7 +147,12 @@ class DepthTracker:
         return better
 
     def result(self) -> tuple[Any, Any]:
-        """Fractional frame index of the peak and a 0..1 confidence."""
+        """Fractional frame index of the peak and a 0..1 confidence.
+
+        Confidence is ``(best - mean) / (best + typical)``: high where one
+        frame is clearly sharper than the others and the region has more
+        focus energy than the median pixel's average (``typical``).
+        """
         xp = self.bk.xp
         eps = 1e-12
         with np.errstate(invalid="ignore", divide="ignore"):  # pixels no frame covered
@@ -159,6 +164,9 @@ class DepthTracker:
             offset = xp.clip(xp.nan_to_num(offset), -0.5, 0.5)
             depth = (xp.maximum(self.index, 0) + offset).astype(xp.float32)
             mean = self.total / xp.maximum(self.count, 1)
-            confidence = xp.clip(xp.nan_to_num((self.best - mean) / (self.best + eps)), 0.0, 1.0)
+            # a clear peak over the other frames, and more focus energy than a
+            # typical pixel: flat or featureless areas get low confidence
+            floor = float(xp.median(mean[self.count > 0])) if bool((self.count > 0).any()) else 0.0
+            confidence = xp.clip(xp.nan_to_num((self.best - mean) / (self.best + floor + eps)), 0.0, 1.0)
         confidence = xp.where(self.count > 1, confidence, 0.0).astype(xp.float32)
         return depth, confidence
