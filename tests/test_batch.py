@@ -200,6 +200,16 @@ def _slow_batch_script() -> str:
     )
 
 
+def _marker_done(path: Path) -> bool:
+    """A finished stack's marker; temporary files being renamed into place are skipped."""
+    if path.name.startswith("."):
+        return False
+    try:
+        return '"state": "done"' in path.read_text()
+    except OSError:  # replaced between glob and read
+        return False
+
+
 def test_kill_9_then_resume_gives_the_uninterrupted_outputs(tmp_path):
     scan = tmp_path / "scan"
     make_scan(scan, poses=6)
@@ -221,7 +231,7 @@ def test_kill_9_then_resume_gives_the_uninterrupted_outputs(tmp_path):
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
-            done = [p for p in (out / batch.STATE_DIR).glob("*.json") if '"state": "done"' in p.read_text()]
+            done = [p for p in (out / batch.STATE_DIR).glob("*.json") if _marker_done(p)]
             if len(done) >= 2:
                 break
             time.sleep(0.02)
