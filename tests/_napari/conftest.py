@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 PCB = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "focus-stack-pcb"
+PCB_SMALL = Path(__file__).resolve().parents[1] / "data" / "pcb-small"  # 512 x 384 copy shipped with the tests
 SHAPE = (96, 128)
 N_FRAMES = 5
 

@@ -84,14 +84,19 @@ def test_multipage_tiff_keeps_16_bit(viewer, tmp_path):
 
 
 def test_openscan_folder_opens_one_layer_per_stack(viewer, tmp_path, synthetic):
+    from napari.utils.notifications import notification_manager
+
     frames = synthetic.frames[:3]
-    names = [f"Ella_0_{pose}-{k}.png" for pose in (1, 2) for k in (1, 2, 3)]
+    names = [f"Ella_0_{pose}-{k}.png" for pose in (1, 2) for k in (1, 2, 10)]
     _save_frames(tmp_path / "scan", frames + frames[::-1], names)
+    _save_frames(tmp_path / "scan", frames[:1], ["preview.png"])  # not part of any stack
+    before = len(notification_manager.records)
     layers = viewer.open(str(tmp_path / "scan"), plugin=PLUGIN)
     assert [layer.name for layer in layers] == ["Ella_0_1", "Ella_0_2"]
     assert all(layer.data.shape == (3, 96, 128, 3) for layer in layers)
-    assert layers[1].metadata["names"] == ["Ella_0_2-1.png", "Ella_0_2-2.png", "Ella_0_2-3.png"]
+    assert layers[1].metadata["names"] == ["Ella_0_2-1.png", "Ella_0_2-2.png", "Ella_0_2-10.png"]
     np.testing.assert_array_equal(np.asarray(layers[1].data[0]), frames[2])
+    assert any("preview.png" in n.message for n in notification_manager.records[before:])
 
 
 def test_corrupt_file_in_folder_is_named_in_a_notification(viewer, frame_folder):

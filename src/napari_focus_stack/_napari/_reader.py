@@ -15,8 +15,9 @@ widget and the writer need later:
     The folder or file that was opened.
 
 A folder holding several OpenScan stacks (``<name>_<pose>-<frame>``) opens
-as one layer per stack. Frames that cannot be read are left out and named in
-a notification. Stacks larger than :data:`LAZY_BYTES` open lazily (dask), so
+as one layer per stack, named ``<name>_<pose>``, frames in frame-number order
+(see :func:`napari_focus_stack.grouping.detect_stacks`). Frames that cannot be
+read, and files that fit no stack, are left out and named in a notification. Stacks larger than :data:`LAZY_BYTES` open lazily (dask), so
 only the frames on screen are decoded.
 
 Nothing here imports napari at module level: the reader also works as a
@@ -161,16 +162,17 @@ def _file_layers(source: Path, files: list[Path], whole_folder: bool) -> list[La
         good.append(f)
         metas[f] = meta
     layers = []
-    groups = _split(good)
-    for group in groups:
+    groups, grouping_problems = _split(good)
+    problems += grouping_problems
+    for stack_name, group in groups:
         group, odd = _consistent(group, metas)
-        problems += [f"{f.name} differs in size, colour or bit depth from the other frames" for f in odd]
+        problems += [f"{f.name} differs in size, colour or bit depth from the other frames." for f in odd]
         if not group:
             continue
-        if len(groups) == 1 and whole_folder:
-            name = source.name or str(source)
+        if stack_name is None:
+            name = (source.name or str(source)) if whole_folder else (_common_name([f.stem for f in group]) or source.name)
         else:
-            name = _stack_name(group) or source.name
+            name = stack_name
         loaders = [lambda f=f: read_image(f)[0] for f in group]
         layer, failed = _layer(name, str(source), loaders, [metas[f] for f in group], [f.name for f in group])
         problems += failed
@@ -183,17 +185,21 @@ def _file_layers(source: Path, files: list[Path], whole_folder: bool) -> list[La
     return layers
 
 
-def _split(paths: list[Path]) -> list[list[Path]]:
-    """OpenScan stacks (``<name>_<pose>-<frame>``) by pose, else one stack."""
-    if len(paths) < 2:
-        return [paths]
-    try:
-        from ..grouping import split_into_stacks
+def _split(paths: list[Path]) -> tuple[list[tuple[str | None, list[Path]]], list[str]]:
+    """OpenScan stacks (``<name>_<pose>-<frame>``) by pose, else one unnamed stack.
 
-        groups = [list(g) for g in split_into_stacks(paths)]
-    except Exception:  # no pattern recognised, or grouping unavailable
-        return [paths]
-    return [[Path(p) for p in g] for g in groups if g] or [paths]
+    Returns ``(name, frames)`` per stack and the grouping's problems (files
+    that fit no stack, missing frame numbers...), by file name.
+    """
+    try:
+        from ..grouping import detect_stacks
+
+        plan = detect_stacks(paths)
+    except Exception:  # grouping unavailable or confused: one stack, natural order
+        return [(None, paths)], []
+    if plan.mode != "openscan" or not plan.stacks:
+        return [(None, paths)], []
+    return [(s.name, [Path(f) for f in s.frames]) for s in plan.stacks], [p.message for p in plan.problems]
 
 
 def _consistent(group: list[Path], metas: dict[Path, ImageMeta]) -> tuple[list[Path], list[Path]]:
@@ -203,19 +209,6 @@ def _consistent(group: list[Path], metas: dict[Path, ImageMeta]) -> tuple[list[P
         return [], []
     common = Counter(key.values()).most_common(1)[0][0]
     return [f for f in group if key[f] == common], [f for f in group if key[f] != common]
-
-
-def _stack_name(group: list[Path]) -> str:
-    """``<name>_<pose>`` for OpenScan frames, else the shared start of the file names."""
-    try:
-        from ..grouping import OPENSCAN_PATTERN
-
-        match = OPENSCAN_PATTERN.match(group[0].stem)
-    except ImportError:
-        match = None
-    if match:
-        return match["stack"]
-    return _common_name([f.stem for f in group])
 
 
 def _common_name(stems: list[str]) -> str:
