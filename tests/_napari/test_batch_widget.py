@@ -6,7 +6,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from napari_focus_stack._napari.batch_widget import BatchWidget
+pytest.importorskip("napari")
+pytest.importorskip("qtpy")
+
+from napari_focus_stack._napari.batch_widget import BatchWidget  # noqa: E402
 
 SHAPE = (64, 80)
 

@@ -390,7 +390,7 @@ def test_notification_busy_timer_is_defused(monkeypatch):
     from napari._qt.dialogs.qt_notification import NapariQtNotification
     from qtpy.QtCore import QTimer
 
-    from napari_focus_stack._napari._widget import _defuse_notification_timers
+    from napari_focus_stack._napari._notify import defuse_notification_timers
 
     class Toast:  # the parts of NapariQtNotification the workaround touches
         DISMISS_AFTER = NapariQtNotification.DISMISS_AFTER
@@ -405,7 +405,7 @@ def test_notification_busy_timer_is_defused(monkeypatch):
     toast = Toast()
     monkeypatch.setattr(NapariQtNotification, "_instances", [toast])
     toast.timer.start()  # napari starts it on a focus change or when the mouse leaves the toast
-    _defuse_notification_timers()
+    defuse_notification_timers()
     assert toast.timer.isSingleShot() and toast.timer.interval() == Toast.DISMISS_AFTER > 0
     assert toast.timer.isActive()
     toast.timer.stop()

@@ -55,7 +55,7 @@ from .._backend import gpu_status
 from ..errors import FocusStackError
 from ..io import FrameSource
 from ..stacker import PARAMETER_RANGES, Cancelled, FocusStacker, StackResult
-from ._notify import notify
+from ._notify import defuse_notification_timers, notify
 
 if TYPE_CHECKING:
     import napari
@@ -410,7 +410,7 @@ class FocusStackWidget(QWidget):
             return
         self._job = job
         self._cancel.clear()
-        _defuse_notification_timers()
+        defuse_notification_timers()
         n = len(job.source)
         self._total = 2 * n + (n if job.aligned else 0)
         self.progress_bar.setRange(0, self._total)
@@ -497,7 +497,7 @@ class FocusStackWidget(QWidget):
             self._end_run()
 
     def _end_run(self) -> None:
-        _defuse_notification_timers()
+        defuse_notification_timers()
         self._progress_timer.stop()
         self.progress_bar.setFormat("%p%")
         status, self._status = self._status, "error"  # an unexpected exception skips _on_returned
@@ -708,39 +708,6 @@ class FocusStackWidget(QWidget):
 
 
 # --------------------------------------------------------------------- helpers
-
-
-def _defuse_notification_timers() -> None:
-    """Work around a napari 0.9 bug that turns a notification toast into a busy loop.
-
-    ``NapariQtNotification.show()`` returns early when the main window is not
-    active (always so under Xvfb, and whenever a toast pops up while the user
-    is in another application), leaving its dismiss timer at interval 0 and
-    repeating. When the window gains focus or the mouse leaves the toast the
-    timer starts and fires continuously; napari's Python event filter then
-    holds the GIL hundreds of thousands of times a second and the engine's
-    worker threads run two to five times slower. Giving such timers the
-    interval and single shot that ``show()`` meant to set restores the
-    intended behaviour (the toast fades out after its delay).
-    """
-    try:
-        from napari._qt.dialogs.qt_notification import NapariQtNotification
-
-        toasts = list(NapariQtNotification._instances)
-    except (ImportError, AttributeError):  # napari changed: nothing to fix
-        return
-    for toast in toasts:
-        timer = getattr(toast, "timer", None)
-        delay = getattr(toast, "DISMISS_AFTER", 0)
-        if timer is None or timer.isSingleShot() or timer.interval() != 0 or delay <= 0:
-            continue
-        active = timer.isActive()
-        timer.stop()
-        timer.setSingleShot(True)
-        timer.setInterval(delay)
-        timer.timeout.connect(toast.close_with_fade)
-        if active:
-            timer.start()
 
 
 def _whole(x: float) -> float | int:

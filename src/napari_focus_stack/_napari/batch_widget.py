@@ -40,7 +40,7 @@ from ..batch import BatchOptions, BatchResult, StackJob, plan_batch, run_batch
 from ..errors import FocusStackError
 from ..grouping import MODES, Plan
 from ..stacker import PARAMETER_RANGES
-from ._notify import notify
+from ._notify import defuse_notification_timers, notify
 
 if TYPE_CHECKING:
     import napari
@@ -359,6 +359,7 @@ class BatchWidget(QWidget):
         self.entries, self._partial = {}, {}
         self.result = None
         self._cancel.clear()
+        defuse_notification_timers()  # a napari 0.9 toast bug would slow the engine
         self.progress_bar.setValue(0)
         self.status_label.setText(f"Stacking {len(plan.stacks)} stacks...")
         self.run_button.setEnabled(False)
@@ -433,6 +434,7 @@ class BatchWidget(QWidget):
         self._status = "error"
 
     def _on_finished(self) -> None:
+        defuse_notification_timers()
         self.worker = None
         status, self._status = self._status, "error"
         self.run_button.setEnabled(True)
