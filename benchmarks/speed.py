@@ -1,7 +1,7 @@
 """Speed and peak memory, whole process (start-up, read, align, fuse, write).
 
 Each run is a fresh ``napari-focus-stack stack`` process; wall time is taken
-around it and peak memory is its ``ru_maxrss``. Medians of ``--repeats`` runs.
+around it and peak memory is its VmHWM. Medians of ``--repeats`` runs.
 
     python benchmarks/speed.py [--repeats 3] [--skip-12mp] [--skip-memory]
 """
