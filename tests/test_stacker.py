@@ -201,3 +201,15 @@ def test_memory_estimate_scales(small_stack):
     tiled = FocusStacker(scale_factor=2, tile_size=512).estimate_memory((1536, 2048, 3))
     assert 200 << 20 < one < 1 << 30  # measured peak on the PCB stack: about 430 MiB
     assert two > 3 * one and tiled < two
+
+
+def test_big_frames_align_at_half_resolution_accurately(tmp_path):
+    # > 1 MP: registration runs on half-size frames (JPEG: DCT-scaled decode,
+    # arrays: 2x2 block means) and must still be sub-pixel at full size
+    from napari_focus_stack.synthetic import make_stack, save_stack
+
+    st = make_stack("rocks", shape=(1000, 1200), n_frames=4, seed=7)
+    for inputs in (st.frames, save_stack(st, tmp_path, fmt="jpg", quality=95)):
+        mats, _ = _fast().estimate_transforms(inputs)
+        errs = [corner_error(a, b, st.truth.shape[:2]) for a, b in zip(mats, st.transforms)]
+        assert max(errs) < 0.15, errs

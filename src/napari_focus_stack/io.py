@@ -471,10 +471,13 @@ def _pil_to_array(im: Image.Image, path: Path) -> np.ndarray:
     )
 
 
-def _read_pillow(path: Path, head: bytes) -> tuple[np.ndarray, ImageMeta]:
+def _read_pillow(path: Path, head: bytes, reduce: int = 1) -> tuple[np.ndarray, ImageMeta]:
     colour_type = _png16_colour_type(head)
     with Image.open(path, formats=_PIL_FORMATS) as im:
         mode = im.mode
+        if reduce > 1 and im.format == "JPEG":
+            # DCT-domain downscaling: decodes several times faster (JPEG only)
+            im.draft(im.mode, (-(-im.size[0] // reduce), -(-im.size[1] // reduce)))
         if colour_type in (2, 4, 6):
             a, info = _decode_png16_colour(im, path, colour_type)
         else:
@@ -760,7 +763,7 @@ class _TiffStack:
 # --------------------------------------------------------------------------
 
 
-def read_image(path: PathLike, page: int | None = None) -> tuple[np.ndarray, ImageMeta]:
+def read_image(path: PathLike, page: int | None = None, reduce: int = 1) -> tuple[np.ndarray, ImageMeta]:
     """Decode one image file.
 
     Parameters
@@ -771,6 +774,10 @@ def read_image(path: PathLike, page: int | None = None) -> tuple[np.ndarray, Ima
     page : int, optional
         Frame of a multi-frame TIFF (default: the first). Ignored by other
         formats except that only 0 is valid.
+    reduce : int
+        Ask for a ``reduce`` times smaller image where the decoder can make
+        one cheaply (JPEG's DCT scaling); other formats ignore it, so check
+        the returned shape.
 
     Returns
     -------
@@ -802,7 +809,7 @@ def read_image(path: PathLike, page: int | None = None) -> tuple[np.ndarray, Ima
         a = _read_tiff_frame(path, layout, i)
         return a, _tiff_meta(path, layout, i if layout.frames > 1 else page)
     _frame_index(path, page, 1)
-    return _guarded(path, _kind_of(head), lambda: _read_pillow(path, head))
+    return _guarded(path, _kind_of(head), lambda: _read_pillow(path, head, reduce))
 
 
 def _probe(path: Path) -> tuple[ImageMeta, _TiffLayout | None]:
@@ -1112,6 +1119,7 @@ class FrameSource:
         self.shape: tuple[int, ...] = self._metas[0].shape
         self.dtype: np.dtype = self._metas[0].dtype
         self.paths: list[Path | None] = [m.path for m in self._metas]
+        self._reduced_loaders: list | None = None
 
     # -- construction ------------------------------------------------------
 
@@ -1171,7 +1179,9 @@ class FrameSource:
                 )
         metas = [meta for meta, _ in probes]
         loaders = [lambda p=p: read_image(p)[0] for p in paths]
-        return cls(loaders, metas)
+        source = cls(loaders, metas)
+        source._reduced_loaders = [lambda p=p: read_image(p, reduce=2)[0] for p in paths]
+        return source
 
     @classmethod
     def _from_array(cls, arr: Any) -> FrameSource:
@@ -1222,6 +1232,20 @@ class FrameSource:
     def meta(self, i: int) -> ImageMeta:
         """Header information of frame `i` (no decoding)."""
         return self._metas[self._index(i)]
+
+    def read_reduced(self, i: int) -> np.ndarray | None:
+        """Frame `i` at half size when the file decodes that way cheaply (JPEG), else None.
+
+        The result covers 2 x 2 blocks of the full frame: ``ceil(H / 2) x ceil(W / 2)``.
+        """
+        if self._reduced_loaders is None:
+            return None
+        k = self._index(i)
+        frame = self._reduced_loaders[k]()
+        h, w = self.shape[:2]
+        if frame.shape[:2] != (-(-h // 2), -(-w // 2)) or frame.dtype != self.dtype:
+            return None  # not a JPEG, or the decoder did not scale
+        return frame
 
     def read(self, i: int) -> np.ndarray:
         """Decode frame `i`; a fresh C-contiguous array the caller may modify.

@@ -383,9 +383,23 @@ class FocusStacker:
         quality[ref] = 1.0
         xp = self.backend.xp
 
+        # Registration of big frames stops at half resolution anyway, so with no
+        # frame cache to fill, decode them at half size where that is cheap
+        # (JPEG). A half-size pixel j covers full pixels 2j and 2j + 1.
+        halve = finest >= 1 and cache.budget == 0
+        half_to_full = np.array([[2.0, 0, 0.5], [0, 2.0, 0.5], [0, 0, 1]])
+        if halve:
+            finest -= 1
+            levels -= 1
+
         def load(i: int) -> list | None:
-            host = source.read(i)
-            thumbs[i] = _thumbnail(host, source)
+            host = source.read_reduced(i) if halve else None
+            if host is None:
+                host = source.read(i)
+                if halve:
+                    host = block_mean(np, host, 2)
+            thumb, f = _thumbnail(host, source)
+            thumbs[i] = (thumb, 2 * f) if halve else (thumb, f)
             device = self.backend.asarray(host)
             cache.put(i, device)
             if self.align == "none":
@@ -409,6 +423,8 @@ class FocusStacker:
                         last[0], cur[0], self.align, backend=self.backend, template_pyramid=last,
                         moving_pyramid=cur, finest_level=finest,
                     )
+                    if halve:
+                        reg.matrix = half_to_full @ reg.matrix @ np.linalg.inv(half_to_full)
                     why = _implausible(reg.matrix, reg.quality, self.min_quality, (h, w))
                     quality[i] = reg.quality
                     if why:
