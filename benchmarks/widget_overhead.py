@@ -84,9 +84,9 @@ def measure(
         # napari 0.9 under Xvfb leaves a notification timer spinning at 0 ms (a busy
         # main thread); the widget defuses it on Run. Do it now, so that the engine-only
         # runs are not slowed by it either.
-        from napari_focus_stack._napari._widget import _defuse_notification_timers
+        from napari_focus_stack._napari._notify import defuse_notification_timers
 
-        _defuse_notification_timers()
+        defuse_notification_timers()
         # the engine runs with exactly the settings the widget passes
         params = {k: v for k, v in vars(widget._make_stacker()).items() if not k.startswith("_")}
         QTest.qWait(500)
