@@ -1434,19 +1434,9 @@ def run_batch_cli(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``napari-focus-stack batch`` on its own: ``python -m napari_focus_stack.batch INPUT_DIR -o OUT``."""
-    parser = argparse.ArgumentParser(prog="napari-focus-stack")
-    sub = parser.add_subparsers(dest="command")
-    add_batch_parser(sub)
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(["batch", *argv])
-    try:
-        return int(args.func(args))
-    except KeyboardInterrupt:
-        print("napari-focus-stack: interrupted", file=sys.stderr)
-        return 130
-    except (FocusStackError, ValueError, OSError) as exc:
-        print(f"napari-focus-stack: error: {exc}", file=sys.stderr)
-        return 2
+    from .cli import main as cli_main
+
+    return cli_main(["batch", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":  # pragma: no cover
