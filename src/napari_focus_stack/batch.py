@@ -58,6 +58,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from .cli import ENGINE_OPTIONS
 from .errors import AlignmentError, FocusStackError, InputError, OutputError, StackError
 from .grouping import MODES, Plan, Stack, detect_stacks
 from .io import remove_stale_temps, write_text
@@ -88,9 +89,6 @@ REPORT_NAME = "batch-report"
 FORMATS = ("jpg", "png", "tif")
 _MARKER_VERSION = 1
 _PROGRESS_TOPIC = "napari-focus-stack-progress"
-_ENGINE_KEYS = (
-    "radius", "smoothing", "scale_factor", "method", "align", "reference", "device", "upscale_output", "tile_size"
-)
 _FORMAT_OF_EXT = {".jpg": "jpg", ".jpeg": "jpg", ".png": "png", ".tif": "tif", ".tiff": "tif"}
 
 ProgressCallback = Callable[[str, int, int, str], None]
@@ -159,7 +157,7 @@ class BatchOptions:
 
     def engine_kwargs(self) -> dict:
         """Keyword arguments for :class:`FocusStacker`."""
-        return {k: getattr(self, k) for k in _ENGINE_KEYS}
+        return {k: getattr(self, k) for k in ENGINE_OPTIONS}
 
     def validate(self) -> None:
         """Raise ``ValueError`` for options that cannot work together."""
@@ -1344,16 +1342,10 @@ def add_batch_parser(subparsers) -> argparse.ArgumentParser:
 
 def options_from_args(args: argparse.Namespace) -> BatchOptions:
     """:class:`BatchOptions` from parsed ``batch`` arguments."""
+    from .cli import engine_kwargs_from_args
+
     return BatchOptions(
-        radius=args.radius,
-        smoothing=args.smoothing,
-        scale_factor=args.scale_factor,
-        method=args.method,
-        align=args.align,
-        reference=args.reference,
-        device=args.device,
-        upscale_output=getattr(args, "upscale_output", False),
-        tile_size=args.tile_size,
+        **engine_kwargs_from_args(args),
         format=args.format,
         bit_depth=args.bit_depth,
         quality=args.quality,

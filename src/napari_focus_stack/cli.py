@@ -11,7 +11,7 @@ from typing import Sequence
 from . import __version__
 from .errors import FocusStackError
 
-__all__ = ["main", "build_parser", "add_engine_options", "stacker_from_args"]
+__all__ = ["main", "build_parser", "add_engine_options", "engine_kwargs_from_args", "stacker_from_args"]
 
 
 def add_engine_options(p: argparse.ArgumentParser) -> None:
@@ -38,23 +38,21 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+ENGINE_OPTIONS = (
+    "radius", "smoothing", "scale_factor", "method", "align", "reference", "device", "upscale_output", "tile_size"
+)
+
+
+def engine_kwargs_from_args(args: argparse.Namespace) -> dict:
+    """The :class:`FocusStacker` keyword arguments among parsed engine options."""
+    return {name: getattr(args, name) for name in ENGINE_OPTIONS}
+
+
 def stacker_from_args(args: argparse.Namespace, **overrides):
     """Build a :class:`FocusStacker` from parsed engine options."""
     from .stacker import FocusStacker
 
-    kwargs = dict(
-        radius=args.radius,
-        smoothing=args.smoothing,
-        scale_factor=args.scale_factor,
-        method=args.method,
-        align=args.align,
-        reference=args.reference,
-        device=args.device,
-        upscale_output=args.upscale_output,
-        tile_size=args.tile_size,
-    )
-    kwargs.update(overrides)
-    return FocusStacker(**kwargs)
+    return FocusStacker(**{**engine_kwargs_from_args(args), **overrides})
 
 
 class _Progress:
