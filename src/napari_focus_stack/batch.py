@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import errno
 import hashlib
 import io as _stdio
 import json
