@@ -20,6 +20,7 @@ import numpy as np
 
 from . import pyramid
 from ._backend import Backend
+from .options import ALIGN_MODELS
 
 __all__ = [
     "MODELS",
@@ -33,7 +34,7 @@ __all__ = [
     "corner_error",
 ]
 
-MODELS = ("similarity", "affine", "translation", "none")
+MODELS = ALIGN_MODELS
 
 
 @dataclass

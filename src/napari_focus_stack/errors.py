@@ -11,6 +11,7 @@ __all__ = [
     "AlignmentError",
     "OutputError",
     "BackendError",
+    "ParameterError",
 ]
 
 
@@ -36,3 +37,7 @@ class OutputError(FocusStackError, OSError):
 
 class BackendError(FocusStackError, RuntimeError):
     """The requested compute device is not available."""
+
+
+class ParameterError(FocusStackError, ValueError):
+    """An option is out of its range or not one of its choices."""

@@ -41,13 +41,12 @@ from .errors import FocusStackError, StackError
 from .focus import block_mean
 from .fusion import MAX_LEVELS, METHODS, make_fusion
 from .io import FrameSource, ImageMeta, write_image
+from .options import MIN_TILE, EngineOptions
 
-__all__ = ["FocusStacker", "StackResult", "Cancelled", "PARAMETER_RANGES"]
+__all__ = ["FocusStacker", "StackResult", "Cancelled"]
 
-PARAMETER_RANGES = {"radius": (1, 20), "smoothing": (1, 10), "scale_factor": (1, 4)}
 ALIGN_PIXELS = 1_000_000  # registration refines up to the first pyramid level at most this big
 THUMB_SIDE = 256  # colour thumbnails for exposure matching are at most this big
-MIN_TILE = 256
 
 
 class Cancelled(FocusStackError):
@@ -64,12 +63,6 @@ class StackResult:
     transforms: list  # 3x3 reference->frame matrix per frame, None for excluded frames
     report: dict = field(default_factory=dict)
     meta: ImageMeta | None = None  # reference frame's metadata (EXIF, ICC)
-
-
-def _check_range(name: str, value: float) -> None:
-    lo, hi = PARAMETER_RANGES[name]
-    if not (lo <= value <= hi) or (isinstance(value, float) and math.isnan(value)):
-        raise ValueError(f"{name} must be between {lo} and {hi}, got {value!r}")
 
 
 def _dtype_scale(dtype: np.dtype) -> float:
@@ -140,25 +133,20 @@ class FocusStacker:
         tile_size: int | None = None,
         cache_bytes: int | None = None,
     ):
-        _check_range("radius", radius)
-        _check_range("smoothing", smoothing)
-        _check_range("scale_factor", scale_factor)
-        if int(scale_factor) != scale_factor:
-            raise ValueError(f"scale_factor must be a whole number between 1 and 4, got {scale_factor!r}")
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {tuple(METHODS)}, got {method!r}")
-        if align not in MODELS:
-            raise ValueError(f"align must be one of {MODELS}, got {align!r}")
-        if tile_size is not None and tile_size < MIN_TILE:
-            raise ValueError(f"tile_size must be at least {MIN_TILE} pixels, got {tile_size!r}")
-        self.radius = radius
-        self.smoothing = smoothing
-        self.scale_factor = int(scale_factor)
-        self.method = method
-        self.align = align
-        self.reference = reference
-        self.device = device
-        self.upscale_output = upscale_output
+        opts = EngineOptions(
+            method=method, radius=radius, smoothing=smoothing, scale_factor=scale_factor, align=align,
+            reference=reference, device=device, upscale_output=upscale_output, tile_size=tile_size,
+        )
+        self.options = opts
+        self.radius = opts.radius
+        self.smoothing = opts.smoothing
+        self.scale_factor = opts.scale_factor
+        self.method = opts.method
+        self.align = opts.align
+        self.reference = opts.reference
+        self.device = opts.device
+        self.upscale_output = opts.upscale_output
+        self.tile_size = opts.tile_size
         self.min_quality = min_quality
         if workers is None:
             import os

@@ -54,7 +54,8 @@ from qtpy.QtWidgets import (
 from .._backend import gpu_status
 from ..errors import FocusStackError
 from ..io import FrameSource
-from ..stacker import PARAMETER_RANGES, Cancelled, FocusStacker, StackResult
+from ..options import option
+from ..stacker import Cancelled, FocusStacker, StackResult
 from ._notify import defuse_notification_timers, notify
 
 if TYPE_CHECKING:
@@ -170,14 +171,14 @@ class FocusStackWidget(QWidget):
         )
         form.addRow("Method", self.method_combo)
 
-        lo, hi = PARAMETER_RANGES["radius"]
+        lo, hi = option("radius").range
         self.radius_spin = QSpinBox()
         self.radius_spin.setRange(int(lo), int(hi))
         self.radius_spin.setValue(int(_DEFAULTS["radius"]))
         self.radius_spin.setToolTip(f"Window radius (px) of the focus measure, {lo}-{hi}")
         form.addRow("Radius", self.radius_spin)
 
-        lo, hi = PARAMETER_RANGES["smoothing"]
+        lo, hi = option("smoothing").range
         self.smoothing_spin = QDoubleSpinBox()
         self.smoothing_spin.setRange(float(lo), float(hi))
         self.smoothing_spin.setSingleStep(0.5)
@@ -186,7 +187,7 @@ class FocusStackWidget(QWidget):
         self.smoothing_spin.setToolTip(f"Smoothing (px) of the focus measure, {lo}-{hi}")
         form.addRow("Smoothing", self.smoothing_spin)
 
-        lo, hi = PARAMETER_RANGES["scale_factor"]
+        lo, hi = option("scale_factor").range
         self.scale_spin = QSpinBox()
         self.scale_spin.setRange(int(lo), int(hi))
         self.scale_spin.setValue(int(_DEFAULTS["scale_factor"]))

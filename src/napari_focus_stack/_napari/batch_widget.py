@@ -39,7 +39,7 @@ from qtpy.QtWidgets import (
 from ..batch import BatchOptions, BatchResult, StackJob, plan_batch, run_batch
 from ..errors import FocusStackError
 from ..grouping import MODES, Plan
-from ..stacker import PARAMETER_RANGES
+from ..options import option
 from ._notify import defuse_notification_timers, notify
 
 if TYPE_CHECKING:
@@ -159,7 +159,7 @@ class BatchWidget(QWidget):
         form.addRow("Method", self.method_combo)
         self.radius_spin = _int_spin("radius", 8, "Window radius (px) of the focus measure")
         form.addRow("Radius", self.radius_spin)
-        lo, hi = PARAMETER_RANGES["smoothing"]
+        lo, hi = option("smoothing").range
         self.smoothing_spin = QDoubleSpinBox()
         self.smoothing_spin.setRange(float(lo), float(hi))
         self.smoothing_spin.setSingleStep(0.5)
@@ -500,7 +500,7 @@ def _with_button(edit: QLineEdit, text: str, slot) -> QWidget:
 
 
 def _int_spin(name: str, value: int, tip: str) -> QSpinBox:
-    lo, hi = PARAMETER_RANGES[name]
+    lo, hi = option(name).range
     spin = QSpinBox()
     spin.setRange(int(lo), int(hi))
     spin.setValue(value)
