@@ -133,9 +133,12 @@ class FocusStacker:
         tile_size: int | None = None,
         cache_bytes: int | None = None,
     ):
+        # a ready Backend (tests, benchmarks) is taken as it is
+        given_backend = device if isinstance(device, Backend) else None
         opts = EngineOptions(
             method=method, radius=radius, smoothing=smoothing, scale_factor=scale_factor, align=align,
-            reference=reference, device=device, upscale_output=upscale_output, tile_size=tile_size,
+            reference=reference, device=given_backend.name if given_backend else device,
+            upscale_output=upscale_output, tile_size=tile_size,
         )
         self.options = opts
         self.radius = opts.radius
@@ -147,6 +150,8 @@ class FocusStacker:
         self.device = opts.device
         self.upscale_output = opts.upscale_output
         self.tile_size = opts.tile_size
+        if given_backend is not None:
+            self.device = given_backend
         self.min_quality = min_quality
         if workers is None:
             import os
