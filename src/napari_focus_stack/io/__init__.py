@@ -1,0 +1,65 @@
+"""Reading frames and z-stacks, natural file order, and safe writing.
+
+Everything a user points the stacker at goes through this package: single
+images (JPEG, PNG, TIFF, BMP, WebP), folders, glob patterns, multi-page TIFF
+z-stacks and NumPy arrays. Pixels come back as C-contiguous NumPy arrays,
+upright (EXIF orientation applied), without alpha, as ``uint8``, ``uint16`` or
+``float32``. EXIF and ICC data travel in :class:`ImageMeta` so that a result
+can be written with the camera's metadata and colour profile.
+
+Pillow decodes JPEG, PNG, BMP and WebP; tifffile decodes TIFF. Neither library
+is asked for anything it would silently get wrong: truncated files raise,
+16-bit colour PNGs keep all 16 bits, and every failure becomes an
+:class:`~napari_focus_stack.errors.InputError` or
+:class:`~napari_focus_stack.errors.OutputError` that names the file and says
+what to do.
+
+The modules, one job each:
+
+``paths``
+    natural sort, the image-name test, expanding folders and globs
+``metadata``
+    :class:`ImageMeta`, EXIF orientation, ICC
+``checks``
+    file checks before decoding, format sniffing, InputError wording
+``pillow``, ``tiff``
+    decoding with Pillow (JPEG, PNG, BMP, WebP) and tifffile (TIFF stacks)
+``read``
+    :func:`read_image` and :func:`read_meta` for one file
+``source``
+    :class:`FrameSource`, the frames of one stack, decoded one at a time
+``encoders``
+    :func:`write_image` in every supported format
+``atomic``
+    :func:`write_atomic`, :func:`write_text`, :func:`remove_stale_temps`
+"""
+from __future__ import annotations
+
+from .atomic import remove_stale_temps, write_atomic, write_text
+from .encoders import write_image
+from .metadata import ImageMeta
+from .paths import (
+    IMAGE_EXTENSIONS,
+    expand_inputs,
+    is_image_name,
+    natural_sort_key,
+    natural_sorted,
+)
+from .read import read_image, read_meta
+from .source import FrameSource
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "FrameSource",
+    "ImageMeta",
+    "expand_inputs",
+    "is_image_name",
+    "natural_sort_key",
+    "natural_sorted",
+    "read_image",
+    "read_meta",
+    "remove_stale_temps",
+    "write_atomic",
+    "write_image",
+    "write_text",
+]
