@@ -259,6 +259,77 @@ class FocusStacker:
         report = self._report(source, mats, quality, reasons, gains, ref, {"align_s": time.perf_counter() - t0})
         return mats, report
 
+    def warp_to_reference(self, inputs: Any, transforms: Sequence[np.ndarray | None]) -> Iterator[np.ndarray | None]:
+        """Yield every frame warped into the reference geometry, one at a time.
+
+        The frames come out in the geometry of :attr:`StackResult.image`:
+        at ``scale_factor`` times the frame size when ``upscale_output`` is
+        set, else at the frame size, resampled as the fusion resamples them.
+        Only geometry is applied (no exposure correction), so these are the
+        aligned frames as shot, e.g. to check the alignment by scrolling.
+
+        Parameters
+        ----------
+        inputs
+            The stack the transforms belong to (anything :meth:`stack` takes).
+        transforms : list of 3x3 arrays or None
+            Reference->frame matrices, one per frame, as in
+            :attr:`StackResult.transforms`; ``None`` marks an excluded frame.
+
+        Yields
+        ------
+        numpy.ndarray or None
+            Frame ``i`` in reference geometry, dtype and channels of the
+            input; pixels the frame does not cover are 0. ``None`` for an
+            excluded frame. Each frame is read when it is asked for, so
+            memory does not grow with the number of frames.
+
+        Raises
+        ------
+        StackError
+            The number of transforms differs from the number of frames.
+
+        Examples
+        --------
+        >>> from napari_focus_stack.synthetic import make_stack
+        >>> stack = make_stack("checker", shape=(64, 80), n_frames=3)
+        >>> stacker = FocusStacker(device="cpu")
+        >>> result = stacker.stack(stack.frames)
+        >>> aligned = list(stacker.warp_to_reference(stack.frames, result.transforms))
+        >>> [a.shape for a in aligned] == [result.image.shape] * 3
+        True
+        """
+        source = inputs if isinstance(inputs, FrameSource) else FrameSource.from_inputs(inputs)
+        n = len(source)
+        if len(transforms) != n:
+            raise StackError(
+                f"{len(transforms)} transforms were given for a stack of {n} frames; they must match one to one"
+            )
+        return self._warped_frames(source, transforms)
+
+    def _warped_frames(self, source: FrameSource, transforms: Sequence) -> Iterator[np.ndarray | None]:
+        bk, xp = self.backend, self.backend.xp
+        s = self.scale_factor if self.upscale_output else 1
+        h, w = source.shape[:2]
+        shape = (h * s, w * s)
+        up = _output_to_reference(s)
+        order = 1 if s == 1 else 3  # as the fusion resamples
+        dtype = np.dtype(source.dtype)
+        for i, m in enumerate(transforms):
+            if m is None:
+                yield None
+                continue
+            m = np.asarray(m, dtype=float) @ up
+            frame = source.read(i)
+            warped = warp_image(bk, self._to_float(frame, 1.0), m, shape, order)
+            valid = valid_region(xp, m, shape, frame.shape[:2])
+            warped = warped * (valid if warped.ndim == 2 else valid[..., None])
+            out = bk.to_numpy(warped)
+            if dtype.kind in "ui":
+                info = np.iinfo(dtype)
+                out = np.clip(np.rint(out), info.min, info.max)
+            yield out.astype(dtype, copy=False)
+
     def estimate_memory(self, shape: Sequence[int]) -> int:
         """Peak bytes :meth:`stack` needs for frames of ``shape`` ((H, W) or (H, W, C)).
 
@@ -485,8 +556,7 @@ class FocusStacker:
         y0, y1, x0, x1 = window
         shape = (y1 - y0, x1 - x0)
         scale = _dtype_scale(source.dtype)
-        # output pixel u (of the whole output) covers reference pixel (u + 0.5) / s - 0.5
-        up = np.array([[1 / s, 0, 0.5 / s - 0.5 + x0 / s], [0, 1 / s, 0.5 / s - 0.5 + y0 / s], [0, 0, 1.0]])
+        up = _output_to_reference(s, x0, y0)
         fusion = make_fusion(self.method, bk, shape, self.radius * s, self.smoothing * s)
         frames = [i for i, m in enumerate(mats) if m is not None]
         order = 1 if s == 1 else 3  # upsampling wants bicubic; at 1x bilinear is as good and faster
@@ -629,6 +699,12 @@ def _ordered_map(fn: Callable, items: list, workers: int) -> Iterator:
         finally:
             for fut in pending:
                 fut.cancel()
+
+
+def _output_to_reference(s: int, x0: int = 0, y0: int = 0) -> np.ndarray:
+    """Matrix from output pixels (``s`` times the reference resolution, window at ``(x0, y0)``)
+    to reference pixels: output pixel u covers reference pixel ``(u + 0.5) / s - 0.5``."""
+    return np.array([[1 / s, 0, 0.5 / s - 0.5 + x0 / s], [0, 1 / s, 0.5 / s - 0.5 + y0 / s], [0, 0, 1.0]])
 
 
 def _crop_footprint(frame: Any, m: np.ndarray, out_shape: tuple[int, int], margin: int = 3) -> tuple[Any, np.ndarray]:
