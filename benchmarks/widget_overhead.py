@@ -79,7 +79,7 @@ def measure(
         _, widget = viewer.window.add_plugin_dock_widget("napari-focus-stack", "Focus stack")
         widget.set_input(layer.name)
         if scale_factor is not None:
-            widget.scale_spin.setValue(scale_factor)
+            widget.engine.scale_factor.value = scale_factor
         stack = np.asarray(layer.data)
         # napari 0.9 under Xvfb leaves a notification timer spinning at 0 ms (a busy
         # main thread); the widget defuses it on Run. Do it now, so that the engine-only

@@ -66,7 +66,7 @@ def take_screenshot(frames: list[Path], out: Path, scale_factor: int | None = No
         _, widget = viewer.window.add_plugin_dock_widget("napari-focus-stack", "Focus stack")
         widget.set_input(stack.name)
         if scale_factor is not None:
-            widget.scale_spin.setValue(scale_factor)
+            widget.engine.scale_factor.value = scale_factor
         loop = QEventLoop()
         status: list[str] = []
         widget.run_finished.connect(lambda s: (status.append(s), loop.quit()))
@@ -88,7 +88,7 @@ def take_screenshot(frames: list[Path], out: Path, scale_factor: int | None = No
         from napari._qt.dialogs.qt_notification import NapariQtNotification
 
         for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
-            toast.hide()  # start-up notifications (e.g. the PyQt5 deprecation) would cover the canvas
+            toast.hide()  # start-up notifications would cover the canvas
         QTest.qWait(200)
         out.parent.mkdir(parents=True, exist_ok=True)
         viewer.window.screenshot(str(out), canvas_only=False, flash=False)

@@ -35,7 +35,7 @@ def test_true_transforms_line_frames_up_with_the_reference(sharp_stack):
     aligned = list(FocusStacker(device="cpu").warp_to_reference(st.frames, st.transforms))
     assert len(aligned) == len(st.frames)
     np.testing.assert_array_equal(aligned[st.reference], ref)  # identity: untouched
-    for k, (raw, warped) in enumerate(zip(st.frames, aligned)):
+    for k, (raw, warped) in enumerate(zip(st.frames, aligned, strict=True)):
         assert warped.shape == ref.shape and warped.dtype == ref.dtype
         if k == st.reference:
             continue

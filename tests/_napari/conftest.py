@@ -2,10 +2,13 @@
 
 Every test module here skips itself when napari or a Qt binding is missing.
 They need a display: pytest-xvfb starts Xvfb for the run (napari's canvas
-needs OpenGL, which the offscreen Qt platform lacks).
+needs OpenGL, which the offscreen Qt platform lacks). They run on Qt6:
+pytest-qt's ``qt_api`` (pyproject.toml) and qtpy's ``QT_API`` (set here, before
+any test module imports qtpy) both name PyQt6.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,8 @@ PCB = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "focus-st
 PCB_SMALL = Path(__file__).resolve().parents[1] / "data" / "pcb-small"  # 512 x 384 copy shipped with the tests
 SHAPE = (96, 128)
 N_FRAMES = 5
+
+os.environ.setdefault("QT_API", "pyqt6")
 
 
 @pytest.fixture(scope="session")
@@ -44,8 +49,8 @@ def viewer(make_napari_viewer):
 def widget(viewer, qtbot):
     """The focus-stack widget, docked the way napari docks plugin widgets."""
     dock, widget = viewer.window.add_plugin_dock_widget("napari-focus-stack", "Focus stack")
-    widget.scale_spin.setValue(1)
-    widget.device_combo.setCurrentIndex(widget.device_combo.findData("cpu"))
+    widget.engine.scale_factor.value = 1
+    widget.engine.device.value = "cpu"
     widget._qtbot = qtbot
     yield widget
     if widget.busy:  # never leave a thread running into the next test

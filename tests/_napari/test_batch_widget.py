@@ -29,8 +29,8 @@ def make_scan(folder: Path, poses: int, shape=SHAPE, frames: int = 4) -> None:
 def batch_widget(viewer, qtbot):
     widget = BatchWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Batch")
-    widget.scale_spin.setValue(1)
-    widget.device_combo.setCurrentIndex(widget.device_combo.findData("cpu"))
+    widget.engine.scale_factor.value = 1
+    widget.engine.device.value = "cpu"
     yield widget
     if widget.worker is not None:  # never leave a thread running into the next test
         widget.cancel()
@@ -93,7 +93,7 @@ def test_run_shows_progress_and_opens_results(tmp_path, viewer, qtbot, batch_wid
 def test_cancel(tmp_path, qtbot, batch_widget):
     scan, out = tmp_path / "scan", tmp_path / "out"
     make_scan(scan, poses=4, shape=(192, 240), frames=5)
-    batch_widget.scale_spin.setValue(2)
+    batch_widget.engine.scale_factor.value = 2
     batch_widget.set_folders(scan, out)
     batch_widget._bridge.progress.connect(
         lambda stack, done, total, stage: batch_widget.cancel() if stack == "Ella_0_1" else None
@@ -116,11 +116,75 @@ def test_open_result_before_run_says_so(tmp_path, batch_widget):
         batch_widget.open_result("Ella_0_0")
 
 
+def test_engine_form_sets_the_batch_options(batch_widget):
+    form = batch_widget.engine
+    form.radius.value = 5
+    form.smoothing.value = 2.5
+    form.method.value = "depthmap"
+    form.align.value = "translation"
+    form.reference.value = 1
+    options = batch_widget.options()
+    assert (options.radius, options.smoothing, options.method, options.align, options.reference) == (
+        5, 2.5, "depthmap", "translation", 1)
+    assert (options.scale_factor, options.device) == (1, "cpu")
+
+
+def test_the_plugin_does_not_import_the_cli():
+    import ast
+
+    import napari_focus_stack._napari as plugin
+
+    for path in Path(plugin.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [f"{node.module}"] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            assert not [n for n in names if "cli" in n.split(".")], (path.name, names)
+
+
+def test_a_user_error_in_the_batch_is_a_notification(tmp_path, qtbot, batch_widget, monkeypatch):
+    from napari.utils.notifications import notification_manager
+
+    from napari_focus_stack._napari import batch_widget as module
+    from napari_focus_stack.errors import OutputError
+
+    def refuse(*args, **kwargs):
+        raise OutputError("cannot write the report in out/: the disk is full. Free some space")
+
+    monkeypatch.setattr(module, "run_batch", refuse)
+    make_scan(tmp_path / "scan", poses=1)
+    batch_widget.set_folders(tmp_path / "scan", tmp_path / "out")
+    before = len(notification_manager.records)
+    assert run_and_wait(qtbot, batch_widget) == "error"
+    assert any("disk is full" in n.message for n in notification_manager.records[before:])
+    assert "disk is full" in batch_widget.status_label.text()
+
+
+def test_a_bug_in_the_batch_is_raised(tmp_path, qtbot, batch_widget, monkeypatch):
+    from napari.utils.notifications import notification_manager
+
+    from napari_focus_stack._napari import batch_widget as module
+
+    def bug(*args, **kwargs):
+        raise ValueError("operands could not be broadcast together")
+
+    monkeypatch.setattr(module, "run_batch", bug)
+    make_scan(tmp_path / "scan", poses=1)
+    batch_widget.set_folders(tmp_path / "scan", tmp_path / "out")
+    before = len(notification_manager.records)
+    with qtbot.capture_exceptions() as raised:
+        assert run_and_wait(qtbot, batch_widget) == "error"
+    assert any(isinstance(exc, ValueError) for _, exc, _ in raised), raised
+    assert not any("Batch failed" in n.message for n in notification_manager.records[before:])
+    assert "unexpected error" in batch_widget.status_label.text()
+
+
 def test_manifest_registers_the_widget():
     import yaml
 
     manifest = Path(__file__).resolve().parents[2] / "napari.yaml"
-    if not manifest.is_file():
-        pytest.skip("napari.yaml not found")
     names = [c["python_name"] for c in yaml.safe_load(manifest.read_text())["contributions"]["commands"]]
     assert "napari_focus_stack._napari.batch_widget:BatchWidget" in names

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
 from pathlib import Path
 
@@ -18,7 +17,6 @@ pytestmark = pytest.mark.napari
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "napari.yaml"
 LINK = ROOT / "src" / "napari_focus_stack" / "napari.yaml"
-BATCH_MODULE = "napari_focus_stack._napari.batch_widget"
 
 
 @pytest.fixture(scope="module")
@@ -59,22 +57,43 @@ def test_every_contribution_names_a_declared_command(manifest):
 
 
 def test_every_command_imports(manifest):
-    pending = []
     for cmd in manifest.contributions.commands:
         module, _, attr = cmd.python_name.partition(":")
-        if module == BATCH_MODULE and importlib.util.find_spec(module) is None:
-            pending.append(cmd.id)  # TODO: drop once _napari/batch_widget.py has landed
-            continue
         obj = getattr(importlib.import_module(module), attr)
         assert callable(obj), cmd.python_name
-    if pending:
-        pytest.skip(f"{BATCH_MODULE} is not written yet; not checked: {pending}")
+
+
+def test_commands_name_the_plugin_modules(manifest):
+    """A renamed module or function fails here (and above), it is never skipped."""
+    names = {cmd.id.split(".", 1)[1]: cmd.python_name for cmd in manifest.contributions.commands}
+    assert names == {
+        "focus_stack_widget": "napari_focus_stack._napari.stack_widget:FocusStackWidget",
+        "batch_widget": "napari_focus_stack._napari.batch_widget:BatchWidget",
+        "get_reader": "napari_focus_stack._napari._reader:get_reader",
+        "write_image_layer": "napari_focus_stack._napari._writer:write_image_layer",
+        "make_sample_data": "napari_focus_stack._napari._sample_data:make_sample_data",
+    }
 
 
 def test_npe2_validate_imports(manifest):
-    if importlib.util.find_spec(BATCH_MODULE) is None:
-        pytest.skip(f"{BATCH_MODULE} is not written yet")  # TODO: as above
     manifest.validate_imports()
+
+
+def test_tests_run_on_qt6():
+    """napari 0.9 warns on every start under PyQt5: the tests use PyQt6, in qtpy and pytest-qt alike."""
+    import qtpy
+    from pytestqt.qt_compat import qt_api
+
+    assert qtpy.API_NAME == "PyQt6"
+    assert qt_api.pytest_qt_api == "pyqt6"
+
+
+def test_extras_install_qt6():
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for extra in ("napari", "testing"):
+        deps = " ".join(extras[extra]).lower()
+        assert "pyqt6" in deps and "pyqt5" not in deps, extra
 
 
 def test_reader_patterns_match_the_engine_extensions(manifest):
@@ -105,7 +124,7 @@ def test_widget_sits_under_layers_project(make_napari_viewer):
 
 def test_plugin_name_alone_docks_the_focus_stack_widget(make_napari_viewer):
     # what `napari -w napari-focus-stack` does
-    from napari_focus_stack._napari._widget import FocusStackWidget
+    from napari_focus_stack._napari.stack_widget import FocusStackWidget
 
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget("napari-focus-stack")

@@ -10,6 +10,7 @@ import tifffile
 from PIL import Image
 
 from napari_focus_stack._napari import _reader
+from napari_focus_stack._napari import layer_metadata as md
 from napari_focus_stack._napari._reader import get_reader, read_stacks
 
 pytestmark = pytest.mark.napari
@@ -20,7 +21,7 @@ PLUGIN = "napari-focus-stack"
 def _save_frames(folder, frames, names, exif=None):
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for frame, name in zip(frames, names):
+    for frame, name in zip(frames, names, strict=True):
         path = folder / name
         kwargs = {"exif": exif} if exif is not None else {}
         Image.fromarray(frame).save(path, **kwargs)
@@ -179,3 +180,37 @@ def test_lazy_frame_that_fails_shows_black_and_is_named(frame_folder, monkeypatc
     frame = np.asarray(data[1])
     assert frame.shape == (96, 128, 3) and not frame.any()
     assert any("frame_002.png" in n.message for n in notification_manager.records[before:])
+
+
+def test_hidden_files_are_not_frames(tmp_path, synthetic):
+    """macOS ``._`` companions and our own temporary files: io's image-name test decides."""
+    _save_frames(tmp_path / "f", synthetic.frames[:3], ["a1.png", "a2.png", "a3.png"])
+    (tmp_path / "f" / "._a1.png").write_bytes(b"\x00\x05\x16\x07")
+    ((data, kwargs, _),) = read_stacks(str(tmp_path / "f"))
+    assert kwargs["metadata"][md.NAMES] == ["a1.png", "a2.png", "a3.png"]
+    assert get_reader([str(tmp_path / "f" / "a1.png"), str(tmp_path / "f" / "._a1.png")]) is None
+
+
+def test_grouping_that_finds_no_stacks_gives_one_stack(frame_folder, monkeypatch):
+    from napari_focus_stack.errors import InputError
+
+    def no_stacks(paths, **kwargs):
+        raise InputError("no stacks here")
+
+    monkeypatch.setattr(_reader, "detect_stacks", no_stacks)
+    ((data, kwargs, _),) = read_stacks(str(frame_folder))
+    assert data.shape[0] == 5
+
+
+def test_a_bug_in_grouping_is_raised(frame_folder, monkeypatch):
+    def bug(paths, **kwargs):
+        raise KeyError("a bug, not a user error")
+
+    monkeypatch.setattr(_reader, "detect_stacks", bug)
+    with pytest.raises(KeyError, match="a bug"):
+        read_stacks(str(frame_folder))
+
+
+def test_metadata_keys_are_the_shared_constants(natural_folder):
+    ((_, kwargs, _),) = read_stacks(str(natural_folder))
+    assert set(kwargs["metadata"]) == {md.SOURCE, md.NAMES, md.PATHS, md.EXIF, md.ICC, md.FRAME_EXIF}

@@ -1,6 +1,8 @@
 """Writer: TIFF/PNG/JPEG round trips, 16-bit kept, EXIF and ICC copied, float maps, atomic writes."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -9,9 +11,9 @@ pytest.importorskip("qtpy")
 import tifffile
 from PIL import Image, ImageCms
 
+from napari_focus_stack._napari._writer import write_image_layer
 from napari_focus_stack.errors import OutputError
 from napari_focus_stack.io import FrameSource, read_image
-from napari_focus_stack._napari._writer import write_image
 
 pytestmark = pytest.mark.napari
 
@@ -38,7 +40,7 @@ def _no_temp_files(folder):
 @pytest.mark.parametrize("ext", [".tif", ".png"])
 def test_16_bit_is_kept(tmp_path, ext):
     image = np.random.default_rng(1).integers(0, 65535, (30, 40), dtype=np.uint16)
-    (out,) = write_image(str(tmp_path / f"gray{ext}"), image, {"rgb": False, "metadata": {}})
+    (out,) = write_image_layer(str(tmp_path / f"gray{ext}"), image, {"rgb": False, "metadata": {}})
     back, meta = read_image(out)
     assert back.dtype == np.uint16
     np.testing.assert_array_equal(back, image)
@@ -48,7 +50,7 @@ def test_16_bit_is_kept(tmp_path, ext):
 def test_jpeg_quality_95_with_exif_and_icc(tmp_path, synthetic, exif, icc):
     image = synthetic.truth
     meta = {"rgb": True, "metadata": {"exif": exif, "icc": icc}}
-    (out,) = write_image(str(tmp_path / "fused.jpg"), image, meta)
+    (out,) = write_image_layer(str(tmp_path / "fused.jpg"), image, meta)
     back, info = read_image(out)
     assert back.dtype == np.uint8 and back.shape == image.shape
     assert np.abs(back.astype(float) - image).mean() < 2.5  # quality 95, 4:4:4
@@ -58,7 +60,8 @@ def test_jpeg_quality_95_with_exif_and_icc(tmp_path, synthetic, exif, icc):
 
 def test_png_and_tiff_keep_the_icc_profile(tmp_path, synthetic, exif, icc):
     for ext in (".png", ".tif"):
-        (out,) = write_image(str(tmp_path / f"fused{ext}"), synthetic.truth, {"rgb": True, "metadata": {"exif": exif, "icc": icc}})
+        meta = {"rgb": True, "metadata": {"exif": exif, "icc": icc}}
+        (out,) = write_image_layer(str(tmp_path / f"fused{ext}"), synthetic.truth, meta)
         back, info = read_image(out)
         np.testing.assert_array_equal(back, synthetic.truth)
         assert info.icc == icc
@@ -66,7 +69,7 @@ def test_png_and_tiff_keep_the_icc_profile(tmp_path, synthetic, exif, icc):
 
 def test_float_maps_go_to_float32_tiff(tmp_path):
     depth = np.random.default_rng(2).random((30, 40)).astype(np.float32) * 6
-    (out,) = write_image(str(tmp_path / "depth.tif"), depth, {"rgb": False, "metadata": {}})
+    (out,) = write_image_layer(str(tmp_path / "depth.tif"), depth, {"rgb": False, "metadata": {}})
     back = tifffile.imread(out)
     assert back.dtype == np.float32
     np.testing.assert_array_equal(back, depth)
@@ -75,33 +78,34 @@ def test_float_maps_go_to_float32_tiff(tmp_path):
 @pytest.mark.parametrize("ext", [".png", ".jpg"])
 def test_float_maps_refuse_8_bit_formats(tmp_path, ext):
     with pytest.raises(OutputError, match=r"\.tif"):
-        write_image(str(tmp_path / f"depth{ext}"), np.zeros((4, 4), np.float32), {"name": "depth", "metadata": {}})
+        write_image_layer(str(tmp_path / f"depth{ext}"), np.zeros((4, 4), np.float32),
+                          {"name": "depth", "metadata": {}})
     assert not list(tmp_path.iterdir())
 
 
 def test_stack_becomes_a_multipage_tiff(tmp_path, synthetic, icc):
     stack = np.stack(synthetic.frames)
-    (out,) = write_image(str(tmp_path / "stack.tif"), stack, {"rgb": True, "metadata": {"icc": icc}})
+    (out,) = write_image_layer(str(tmp_path / "stack.tif"), stack, {"rgb": True, "metadata": {"icc": icc}})
     src = FrameSource.from_inputs(out)
     assert len(src) == len(stack) and src.shape == stack.shape[1:]
     np.testing.assert_array_equal(src.read(2), stack[2])
     assert _no_temp_files(tmp_path)
     with pytest.raises(OutputError, match="stack"):
-        write_image(str(tmp_path / "stack.png"), stack, {"rgb": True, "metadata": {}})
+        write_image_layer(str(tmp_path / "stack.png"), stack, {"rgb": True, "metadata": {}})
 
 
 def test_failed_write_leaves_no_file(tmp_path):
     with pytest.raises(OutputError, match="does not exist"):
-        write_image(str(tmp_path / "missing" / "x.tif"), np.zeros((4, 4), np.uint8), {"metadata": {}})
+        write_image_layer(str(tmp_path / "missing" / "x.tif"), np.zeros((4, 4), np.uint8), {"metadata": {}})
     with pytest.raises(OutputError, match="does not exist"):
-        write_image(str(tmp_path / "missing" / "s.tif"), np.zeros((2, 4, 4), np.uint8), {"metadata": {}})
+        write_image_layer(str(tmp_path / "missing" / "s.tif"), np.zeros((2, 4, 4), np.uint8), {"metadata": {}})
     assert list(tmp_path.iterdir()) == []
 
 
 def test_overwrite_replaces_the_file_atomically(tmp_path):
     target = tmp_path / "out.png"
-    write_image(str(target), np.zeros((8, 8), np.uint8), {"metadata": {}})
-    write_image(str(target), np.full((8, 8), 200, np.uint8), {"metadata": {}})
+    write_image_layer(str(target), np.zeros((8, 8), np.uint8), {"metadata": {}})
+    write_image_layer(str(target), np.full((8, 8), 200, np.uint8), {"metadata": {}})
     assert read_image(target)[0].min() == 200
     assert _no_temp_files(tmp_path)
 
@@ -110,7 +114,7 @@ def test_refuses_to_overwrite_a_source_frame(tmp_path):
     frame = tmp_path / "frame.png"
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(frame)
     with pytest.raises(OutputError, match="refusing to overwrite"):
-        write_image(str(frame), np.ones((8, 8), np.uint8), {"metadata": {"paths": [str(frame)]}})
+        write_image_layer(str(frame), np.ones((8, 8), np.uint8), {"metadata": {"paths": [str(frame)]}})
 
 
 def test_layers_save_through_napari(viewer, tmp_path, exif, icc):
@@ -123,3 +127,36 @@ def test_layers_save_through_napari(viewer, tmp_path, exif, icc):
     np.testing.assert_array_equal(back, image)
     assert info.icc == icc
     assert tifffile.imread(tmp_path / "depth.tif").dtype == np.float32
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the umask from /proc (Linux)")
+def test_the_process_umask_is_never_changed(tmp_path, monkeypatch):
+    """The writer runs on napari's GUI thread beside worker threads: os.umask is process-wide."""
+    def no_umask(*args):
+        raise AssertionError("the writer changed the process umask")
+
+    with open("/proc/self/status") as fh:
+        mask = next(int(line.split()[1], 8) for line in fh if line.startswith("Umask:"))
+    monkeypatch.setattr(os, "umask", no_umask)
+    (stack,) = write_image_layer(str(tmp_path / "s.tif"), np.zeros((2, 4, 4), np.uint8), {"metadata": {}})
+    (image,) = write_image_layer(str(tmp_path / "i.png"), np.zeros((4, 4), np.uint8), {"metadata": {}})
+    for out in (stack, image):
+        assert os.stat(out).st_mode & 0o777 == 0o666 & ~mask  # as any new file, not the temp file's 0600
+
+
+def test_refuses_to_overwrite_a_source_stack(tmp_path):
+    source = tmp_path / "zstack.tif"
+    original = np.arange(2 * 4 * 4, dtype=np.uint8).reshape(2, 4, 4)
+    tifffile.imwrite(source, original)
+    with pytest.raises(OutputError, match="refusing to overwrite"):
+        write_image_layer(str(source), original[::-1], {"metadata": {"paths": [str(source), str(source)]}})
+    np.testing.assert_array_equal(tifffile.imread(source), original)
+    assert _no_temp_files(tmp_path)
+
+
+def test_stack_write_errors_are_output_errors(tmp_path):
+    target = tmp_path / "stack.tif"
+    target.mkdir()  # a folder in the way: the rename fails
+    with pytest.raises(OutputError, match="could not write"):
+        write_image_layer(str(target), np.zeros((2, 4, 4), np.uint8), {"metadata": {}})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stack.tif"]

@@ -1,6 +1,16 @@
 """The napari plugin: reader, writer, sample data and dock widgets.
 
 This is the only package that imports napari or Qt, and it does so lazily:
-the reader, the writer and the sample data work without a GUI, the widgets
-(``_widget``, ``batch_widget``) need napari and a Qt binding.
+the reader, the writer and the sample data work without a GUI; the dock
+widgets need napari and a Qt binding. Each module holds one part:
+
+- ``stack_widget``: the Focus stack dock widget, composed of
+  ``input_picker`` (which layers), ``engine_form`` (the engine options, a
+  magicgui form generated from ``options.OPTIONS``, shared with the batch
+  widget) and ``report_table`` (per-frame alignment);
+- ``batch_widget``: the Batch dock widget (many stacks, ``batch.run_batch``);
+- ``layers``: layers to frames, results to layers;
+- ``layer_metadata``: the ``layer.metadata`` keys all of these share;
+- ``_reader``, ``_writer``, ``_sample_data``: the npe2 contributions;
+- ``_notify``: notifications (warnings without napari).
 """

@@ -17,8 +17,9 @@ widget and the writer need later:
 A folder holding several OpenScan stacks (``<name>_<pose>-<frame>``) opens
 as one layer per stack, named ``<name>_<pose>``, frames in frame-number order
 (see :func:`napari_focus_stack.grouping.detect_stacks`). Frames that cannot be
-read, and files that fit no stack, are left out and named in a notification. Stacks larger than :data:`LAZY_BYTES` open lazily (dask), so
-only the frames on screen are decoded.
+read, and files that fit no stack, are left out and named in a notification.
+Stacks larger than :data:`LAZY_BYTES` open lazily (dask), so only the frames
+on screen are decoded.
 
 Nothing here imports napari at module level: the reader also works as a
 plain function returning ``(data, kwargs, "image")`` tuples.
@@ -35,8 +36,11 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import FocusStackError
-from ..io import IMAGE_EXTENSIONS, FrameSource, ImageMeta, natural_sorted, read_image, read_meta
+from ..errors import FocusStackError, InputError
+from ..grouping import detect_stacks
+from ..io import FrameSource, ImageMeta, expand_inputs, natural_sorted, read_image, read_meta
+from ..io import _is_image_name as is_image_name
+from . import layer_metadata as md
 from ._notify import notify
 
 __all__ = ["get_reader", "read_stacks", "LAZY_BYTES"]
@@ -54,16 +58,12 @@ def _as_list(path: PathOrPaths) -> list[Path]:
     return [Path(p) for p in path]
 
 
-def _is_image_name(p: Path) -> bool:
-    return p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
-
-
 def _folder_images(folder: Path) -> list[Path]:
+    """The folder's image files in natural order; none when it holds none or cannot be listed."""
     try:
-        entries = list(os.scandir(folder))
-    except OSError:
+        return expand_inputs(folder)
+    except InputError:
         return []
-    return natural_sorted(Path(e.path) for e in entries if e.is_file() and _is_image_name(Path(e.name)))
 
 
 def _is_multipage(path: Path) -> bool:
@@ -95,10 +95,10 @@ def get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[LayerData]] | 
         p = paths[0]
         if p.is_dir():
             return read_stacks if _folder_images(p) else None
-        if p.is_file() and _is_image_name(p) and _is_multipage(p):
+        if p.is_file() and is_image_name(p) and _is_multipage(p):
             return read_stacks
         return None
-    if all(p.is_file() and _is_image_name(p) for p in paths):
+    if all(p.is_file() and is_image_name(p) for p in paths):
         return read_stacks
     return None
 
@@ -170,7 +170,8 @@ def _file_layers(source: Path, files: list[Path], whole_folder: bool) -> list[La
         if not group:
             continue
         if stack_name is None:
-            name = (source.name or str(source)) if whole_folder else (_common_name([f.stem for f in group]) or source.name)
+            common = _common_name([f.stem for f in group]) or source.name
+            name = (source.name or str(source)) if whole_folder else common
         else:
             name = stack_name
         loaders = [lambda f=f: read_image(f)[0] for f in group]
@@ -192,10 +193,8 @@ def _split(paths: list[Path]) -> tuple[list[tuple[str | None, list[Path]]], list
     that fit no stack, missing frame numbers...), by file name.
     """
     try:
-        from ..grouping import detect_stacks
-
         plan = detect_stacks(paths)
-    except Exception:  # grouping unavailable or confused: one stack, natural order
+    except FocusStackError:  # no stacks recognised (a bug in grouping must surface)
         return [(None, paths)], []
     if plan.mode != "openscan" or not plan.stacks:
         return [(None, paths)], []
@@ -253,12 +252,12 @@ def _layer(
         "axis_labels": ("z", "y", "x"),
         "multiscale": False,
         "metadata": {
-            "source": source,
-            "names": [names[k] for k in keep],
-            "paths": [None if m.path is None else str(m.path) for m in metas],
-            "exif": mid.exif,
-            "icc": mid.icc,
-            "frame_exif": [m.exif for m in metas],
+            md.SOURCE: source,
+            md.NAMES: [names[k] for k in keep],
+            md.PATHS: [None if m.path is None else str(m.path) for m in metas],
+            md.EXIF: mid.exif,
+            md.ICC: mid.icc,
+            md.FRAME_EXIF: [m.exif for m in metas],
         },
         "contrast_limits": _contrast_limits(data, dtype),
     }

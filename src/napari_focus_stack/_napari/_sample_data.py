@@ -42,6 +42,7 @@ def make_sample_data(
     import numpy as np
 
     from ..synthetic import make_stack
+    from . import layer_metadata as md
 
     stack = make_stack(scene=scene, shape=shape, n_frames=n_frames, seed=seed)
     n = stack.n_frames
@@ -52,13 +53,13 @@ def make_sample_data(
         "rgb": frames.ndim == 4,
         "axis_labels": ("z", "y", "x"),
         "metadata": {
-            "source": f"synthetic.make_stack({scene!r}, shape={tuple(shape)}, n_frames={n}, seed={seed})",
-            "names": names,
-            "paths": [None] * n,
-            "exif": None,
-            "icc": None,
-            "frame_exif": [None] * n,
-            "true_transforms": [np.asarray(m) for m in stack.transforms],
+            md.SOURCE: f"synthetic.make_stack({scene!r}, shape={tuple(shape)}, n_frames={n}, seed={seed})",
+            md.NAMES: names,
+            md.PATHS: [None] * n,
+            md.EXIF: None,
+            md.ICC: None,
+            md.FRAME_EXIF: [None] * n,
+            md.TRUE_TRANSFORMS: [np.asarray(m) for m in stack.transforms],
         },
     }
     truth_kwargs = {"name": "synthetic truth (all in focus)", "rgb": stack.truth.ndim == 3, "visible": False}
@@ -67,7 +68,7 @@ def make_sample_data(
         "colormap": "turbo",
         "contrast_limits": [0.0, float(max(n - 1, 1))],
         "visible": False,
-        "metadata": {"focus_stack_role": "true depth"},
+        "metadata": {md.ROLE: md.TRUE_DEPTH},
     }
     return [
         (frames, stack_kwargs, "image"),

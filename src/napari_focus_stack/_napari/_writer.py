@@ -1,4 +1,4 @@
-"""napari writer: image layers to TIFF, PNG or JPEG, atomically, metadata kept.
+"""napari writer: an image layer to TIFF, PNG or JPEG, atomically, metadata kept.
 
 - 2-D images (fused results, single frames) go through
   :func:`napari_focus_stack.io.write_image`: 16-bit is kept in TIFF and PNG,
@@ -10,28 +10,29 @@
   message saying to use ``.tif``.
 - Stacks (``(Z, Y, X)`` or ``(Z, Y, X, 3)``) become multi-page TIFFs.
 
-Every file is written to a hidden temporary file beside the target and
-renamed over it when complete, so a crash never leaves a half-written file.
+Every file goes through io's atomic writer (a hidden temporary file beside
+the target, renamed over it when complete, errors mapped to
+:class:`~napari_focus_stack.errors.OutputError`), and the files the layer was
+read from (``metadata["paths"]``) are never overwritten.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import OutputError
-from ..io import write_image as _write_image
+from ..io import _atomic_write, _refuse_inputs, write_image
+from . import layer_metadata as md
 
-__all__ = ["write_image", "JPEG_QUALITY"]
+__all__ = ["write_image_layer", "JPEG_QUALITY"]
 
 JPEG_QUALITY = 95
 _TIFF = (".tif", ".tiff")
 
 
-def write_image(path: str, data: Any, meta: dict) -> list[str]:
+def write_image_layer(path: str, data: Any, meta: dict) -> list[str]:
     """Write one napari image layer (npe2 single-layer writer).
 
     Parameters
@@ -52,22 +53,23 @@ def write_image(path: str, data: Any, meta: dict) -> list[str]:
     Raises
     ------
     OutputError
-        The format cannot hold the data (a float map or a stack as PNG/JPEG)
-        or the file could not be written; the message says what to do.
+        The format cannot hold the data (a float map or a stack as PNG/JPEG),
+        the target is one of the layer's source files, or the file could not
+        be written; the message says what to do.
     """
     target = Path(path)
     ext = target.suffix.lower()
     metadata = meta.get("metadata") or {}
+    protect = [p for p in metadata.get(md.PATHS) or [] if p]
     rgb = bool(meta.get("rgb", False))
     a = np.asarray(data)
-    frame_ndim = 3 if rgb else 2
-    if a.ndim > frame_ndim:
+    if a.ndim > (3 if rgb else 2):
         if ext not in _TIFF:
             raise OutputError(
                 f"cannot write {target}: {meta.get('name', 'the layer')!r} is a stack of "
                 f"{a.shape[0]} frames; save it as .tif (multi-page) or pick one frame."
             )
-        _write_tiff_stack(target, a, rgb, metadata.get("icc"))
+        _write_tiff_stack(target, a, rgb, metadata.get(md.ICC), protect)
         return [str(target)]
     if a.dtype.kind == "f" and ext not in _TIFF:
         raise OutputError(
@@ -77,58 +79,23 @@ def write_image(path: str, data: Any, meta: dict) -> list[str]:
         )
     if a.dtype.kind == "f":
         a = a.astype(np.float32, copy=False)
-    _write_image(
-        target,
-        a,
-        quality=JPEG_QUALITY,
-        exif=metadata.get("exif"),
-        icc=metadata.get("icc"),
-        protect=[p for p in metadata.get("paths", []) or [] if p],
-    )
+    write_image(target, a, quality=JPEG_QUALITY, exif=metadata.get(md.EXIF), icc=metadata.get(md.ICC),
+                protect=protect)
     return [str(target)]
 
 
-def _write_tiff_stack(target: Path, stack: np.ndarray, rgb: bool, icc: bytes | None) -> None:
-    """Multi-page TIFF, written atomically (temporary file + rename)."""
+def _write_tiff_stack(target: Path, stack: np.ndarray, rgb: bool, icc: bytes | None, protect: list) -> None:
+    """A multi-page TIFF, one page per frame, written atomically."""
     import tifffile
 
-    if not target.parent.is_dir():
-        raise OutputError(
-            f"cannot write {target}: the folder {target.parent} does not exist. "
-            "Create it first or choose another output folder."
-        )
+    _refuse_inputs(target, protect)
     if stack.dtype.kind == "f":
         stack = stack.astype(np.float32, copy=False)
-    tmp = None
-    try:
-        with tempfile.NamedTemporaryFile(
-            dir=target.parent, prefix=f".{target.name}.", suffix=target.suffix, delete=False
-        ) as fh:
-            tmp = fh.name
-            tifffile.imwrite(
-                fh,
-                stack,
-                photometric="rgb" if rgb else "minisblack",
-                compression="zlib",
-                iccprofile=icc or None,
-                metadata={"axes": "ZYXS" if rgb else "ZYX"},
-            )
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, target)
-        tmp = None
-    except OSError as exc:
-        raise OutputError(f"could not write {target}: {exc.strerror or exc}.") from exc
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+    _atomic_write(target, lambda fh: tifffile.imwrite(
+        fh,
+        stack,
+        photometric="rgb" if rgb else "minisblack",
+        compression="zlib",
+        iccprofile=icc or None,
+        metadata={"axes": "ZYXS" if rgb else "ZYX"},
+    ))

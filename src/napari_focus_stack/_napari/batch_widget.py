@@ -7,6 +7,11 @@ Run stacks them all in a worker thread, in this process or on a local Dask
 cluster, with overall and per-stack progress and Cancel; double-click a row
 (or use Open result) to open its image as a layer. Everything else (resume,
 EXIF, reports, no data lost) is :func:`napari_focus_stack.batch.run_batch`.
+
+The engine options are the shared magicgui form (:mod:`.engine_form`). A
+:class:`~napari_focus_stack.errors.FocusStackError` is shown in the widget
+and as a notification; any other exception is a bug and is raised with its
+traceback.
 """
 from __future__ import annotations
 
@@ -19,7 +24,6 @@ from qtpy.QtCore import QObject, Qt, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
@@ -36,14 +40,17 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..batch import BatchOptions, BatchResult, StackJob, plan_batch, run_batch
+from ..batch import BatchOptions, plan_batch, run_batch
 from ..errors import FocusStackError
 from ..grouping import MODES, Plan
-from ..options import option
+from . import layer_metadata as md
 from ._notify import defuse_notification_timers, notify
+from .engine_form import EngineForm
 
 if TYPE_CHECKING:
     import napari
+
+    from ..batch import BatchResult, StackJob
 
 __all__ = ["BatchWidget"]
 
@@ -139,42 +146,26 @@ class BatchWidget(QWidget):
         self.problems_label = QLabel()
         self.problems_label.setWordWrap(True)
         self.problems_label.setStyleSheet("color: #e8a33d;")
-        self.problems_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.problems_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
         self.table = QTableWidget(0, len(_COLUMNS))
         self.table.setHorizontalHeaderLabels(list(_COLUMNS))
         self.table.verticalHeader().setVisible(False)
-        self.table.setEditTriggers(QTableWidget.NoEditTriggers)
-        self.table.setSelectionBehavior(QTableWidget.SelectRows)
-        self.table.setSelectionMode(QTableWidget.SingleSelection)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.cellDoubleClicked.connect(lambda row, _col: self._open_row(row))
         self.table.setToolTip("Double-click a finished stack to open its result as a layer")
 
         options = QGroupBox("Options")
-        form = QFormLayout(options)
-        self.method_combo = QComboBox()
-        self.method_combo.addItems(["pyramid", "depthmap"])
-        form.addRow("Method", self.method_combo)
-        self.radius_spin = _int_spin("radius", 8, "Window radius (px) of the focus measure")
-        form.addRow("Radius", self.radius_spin)
-        lo, hi = option("smoothing").range
-        self.smoothing_spin = QDoubleSpinBox()
-        self.smoothing_spin.setRange(float(lo), float(hi))
-        self.smoothing_spin.setSingleStep(0.5)
-        self.smoothing_spin.setDecimals(1)
-        self.smoothing_spin.setValue(4.0)
-        form.addRow("Smoothing", self.smoothing_spin)
-        self.scale_spin = _int_spin("scale_factor", 1, "Work at this multiple of the resolution: sharper, slower")
-        form.addRow("Scale factor", self.scale_spin)
-        self.align_combo = QComboBox()
-        self.align_combo.addItems(["similarity", "affine", "translation", "none"])
-        form.addRow("Alignment", self.align_combo)
-        self.device_combo = QComboBox()
-        for label, value in (("Auto", "auto"), ("CPU", "cpu"), ("GPU", "gpu")):
-            self.device_combo.addItem(label, value)
-        form.addRow("Device", self.device_combo)
+        box = QVBoxLayout(options)
+        self.engine = EngineForm()
+        self.engine.margins = (0, 0, 0, 0)
+        box.addWidget(self.engine.native)
+        form = QFormLayout()
+        box.addLayout(form)
         self.format_combo = QComboBox()
         for label, value in (("same as the frames", None), ("JPEG", "jpg"), ("PNG", "png"), ("TIFF", "tif")):
             self.format_combo.addItem(label, value)
@@ -258,12 +249,7 @@ class BatchWidget(QWidget):
     def options(self) -> BatchOptions:
         """The :class:`BatchOptions` the widget is set to."""
         return BatchOptions(
-            radius=self.radius_spin.value(),
-            smoothing=self.smoothing_spin.value(),
-            scale_factor=self.scale_spin.value(),
-            method=self.method_combo.currentText(),
-            align=self.align_combo.currentText(),
-            device=self.device_combo.currentData(),
+            **self.engine.kwargs(),
             format=self.format_combo.currentData(),
             bit_depth=self.bit_depth_combo.currentData(),
             depth_maps=self.depth_check.isChecked(),
@@ -296,7 +282,7 @@ class BatchWidget(QWidget):
                 stack_size=self.stack_size_spin.value() or None,
                 pattern=self.pattern_edit.text().strip() or None,
             )
-        except (FocusStackError, ValueError, OSError) as exc:
+        except FocusStackError as exc:
             self.plan_label.setText(f"Error: {exc}")
             return None
         plan = self.plan
@@ -318,7 +304,7 @@ class BatchWidget(QWidget):
             self._rows[job.task.name] = row
             self.table.setItem(row, 0, QTableWidgetItem(job.task.name))
             frames = QTableWidgetItem(str(len(job.task.frames)))
-            frames.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
+            frames.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             frames.setToolTip("\n".join(Path(f).name for f in job.task.frames))
             self.table.setItem(row, 1, frames)
             self._set_status(row, _STATE_TEXT[job.state], job.error or "\n".join(job.task.warnings))
@@ -365,8 +351,9 @@ class BatchWidget(QWidget):
         self.run_button.setEnabled(False)
         self.detect_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
+        # an exception other than FocusStackError is a bug: napari re-raises it here with its traceback
         self.worker = create_worker(
-            run_batch,
+            _run_batch,
             plan,
             self.output_folder(),
             self.options(),
@@ -416,7 +403,13 @@ class BatchWidget(QWidget):
         n = max(1, len(self._rows))
         self.progress_bar.setValue(int(_PROGRESS_STEPS * sum(self._partial.values()) / n))
 
-    def _on_returned(self, result: BatchResult) -> None:
+    def _on_returned(self, outcome: tuple[BatchResult | None, FocusStackError | None]) -> None:
+        result, error = outcome
+        if error is not None:
+            self.status_label.setText(f"Error: {error}")
+            notify(f"Batch failed: {error}", "error")
+            self._status = "error"
+            return
         self.result = result
         c = result.counts
         self.status_label.setText(
@@ -425,12 +418,13 @@ class BatchWidget(QWidget):
         )
         if c["failed"]:
             failed = [e["stack"] for e in result.stacks if e["status"] == "failed"]
-            notify(f"{len(failed)} stack(s) failed: {', '.join(failed[:10])} (see the table and the report).", "warning")
+            notify(f"{len(failed)} stack(s) failed: {', '.join(failed[:10])} (see the table and the report).",
+                   "warning")
         self._status = "cancelled" if self._cancel.is_set() else ("failed" if c["failed"] else "done")
 
     def _on_errored(self, exc: Exception) -> None:
-        self.status_label.setText(f"Error: {exc}")
-        notify(f"Batch failed: {exc}", "error")
+        # a bug, re-raised by napari with its traceback; the widget only says so
+        self.status_label.setText(f"Failed with an unexpected error (see the traceback): {exc!r}")
         self._status = "error"
 
     def _on_finished(self) -> None:
@@ -471,15 +465,17 @@ class BatchWidget(QWidget):
         for kind, path in job.task.outputs.items():
             if not Path(path).is_file():
                 if kind == "image":
-                    raise FocusStackError(f"{stack} has no result yet ({Path(path).name} does not exist); run the batch")
+                    raise FocusStackError(
+                        f"{stack} has no result yet ({Path(path).name} does not exist); run the batch"
+                    )
                 continue
             data, meta = read_image(path)
-            md = {"path": str(path), "exif": meta.exif, "icc": meta.icc, "focus_stack_batch": stack}
+            metadata = {md.PATH: str(path), md.EXIF: meta.exif, md.ICC: meta.icc, md.BATCH: stack}
             if kind == "image":
-                layer = self.viewer.add_image(data, name=stack, rgb=data.ndim == 3, metadata=md)
+                layer = self.viewer.add_image(data, name=stack, rgb=data.ndim == 3, metadata=metadata)
             else:
                 layer = self.viewer.add_image(
-                    data, name=f"{stack} {kind}", metadata=md, visible=False,
+                    data, name=f"{stack} {kind}", metadata=metadata, visible=False,
                     colormap="turbo" if kind == "depth" else "gray",
                 )
             layers.append(layer)
@@ -499,10 +495,13 @@ def _with_button(edit: QLineEdit, text: str, slot) -> QWidget:
     return box
 
 
-def _int_spin(name: str, value: int, tip: str) -> QSpinBox:
-    lo, hi = option(name).range
-    spin = QSpinBox()
-    spin.setRange(int(lo), int(hi))
-    spin.setValue(value)
-    spin.setToolTip(f"{tip} ({lo}-{hi})")
-    return spin
+def _run_batch(*args: Any, **kwargs: Any) -> tuple[BatchResult | None, FocusStackError | None]:
+    """Worker-thread body: :func:`run_batch` -> ``(result, None)``, or ``(None, error)`` for a user error.
+
+    Any other exception propagates: it is a bug. (The error is not returned
+    bare: superqt's worker raises a returned exception.)
+    """
+    try:
+        return run_batch(*args, **kwargs), None
+    except FocusStackError as exc:
+        return None, exc

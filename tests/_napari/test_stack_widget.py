@@ -1,4 +1,4 @@
-"""The focus-stack dock widget: runs, results, re-runs, cancel, responsiveness, clicks, errors."""
+"""The Focus stack dock widget: runs, results, re-runs, cancel, responsiveness, clicks, errors."""
 from __future__ import annotations
 
 import gc
@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("qtpy")
 
-from napari_focus_stack._napari._widget import SELECTED, FocusStackWidget
+from napari_focus_stack._napari.stack_widget import SELECTED, FocusStackWidget
 from napari_focus_stack.errors import AlignmentError
 
 from .conftest import N_FRAMES, PCB, PCB_SMALL, SHAPE, run_and_wait
@@ -60,8 +60,8 @@ def test_rerun_replaces_result_layers(viewer, widget, stack_layer):
     run_and_wait(widget._qtbot, widget)
     first = _results(viewer)
     n_layers = len(viewer.layers)
-    widget.method_combo.setCurrentText("depthmap")
-    widget.radius_spin.setValue(3)
+    widget.engine.method.value = "depthmap"
+    widget.engine.radius.value = 3
     assert run_and_wait(widget._qtbot, widget) == "done"
     second = _results(viewer)
     assert len(viewer.layers) == n_layers
@@ -114,7 +114,8 @@ def test_selected_2d_layers_as_input(viewer, widget, synthetic):
     assert run_and_wait(widget._qtbot, widget) == "done"
     res = _results(viewer, "focus stack")
     assert res["fused"].data.shape == (*SHAPE, 3)
-    assert [f["name"] for f in res["fused"].metadata["focus_stack_report"]["frames"]] == [l.name for l in layers]
+    frames = res["fused"].metadata["focus_stack_report"]["frames"]
+    assert [f["name"] for f in frames] == [layer.name for layer in layers]
 
 
 def test_gray_16_bit_stack_stays_16_bit(viewer, widget, synthetic):
@@ -127,16 +128,16 @@ def test_gray_16_bit_stack_stays_16_bit(viewer, widget, synthetic):
 
 
 def test_cancel_stops_within_one_frame(viewer, widget, qtbot, monkeypatch):
-    from napari_focus_stack._napari import _widget
+    from napari_focus_stack._napari import stack_widget
     from napari_focus_stack.synthetic import make_stack
 
     big = make_stack("pcb", shape=(240, 320), n_frames=8, seed=5)
     viewer.add_image(np.stack(big.frames), name="big", rgb=True)
     widget.set_input("big")
-    widget.scale_spin.setValue(2)
+    widget.engine.scale_factor.value = 2
     ticks = []  # (frames done, was cancel already set), seen in the worker thread
     threads = []
-    real_job = _widget._stack_job
+    real_job = stack_widget._stack_job
 
     def spy_job(job, stacker, cancel, progress):
         threads.append(stacker.workers)
@@ -147,7 +148,7 @@ def test_cancel_stops_within_one_frame(viewer, widget, qtbot, monkeypatch):
 
         return real_job(job, stacker, cancel, spy)
 
-    monkeypatch.setattr(_widget, "_stack_job", spy_job)
+    monkeypatch.setattr(stack_widget, "_stack_job", spy_job)
     widget._bridge.progress.connect(lambda done, total, stage: done >= 2 and widget.cancel_button.click())
     assert run_and_wait(qtbot, widget) == "cancelled"
     after = [done for done, was_set in ticks if was_set]
@@ -167,7 +168,7 @@ def test_ui_stays_responsive_during_a_run(viewer, widget, qtbot):
     stack = make_stack("coffee", shape=(192, 256), n_frames=6, seed=4)
     viewer.add_image(np.stack(stack.frames), name="beats", rgb=True)
     widget.set_input("beats")
-    widget.scale_spin.setValue(2)
+    widget.engine.scale_factor.value = 2
     widget.aligned_check.setChecked(True)
     # A full (generation 2) garbage collection of a napari process takes ~170 ms here and
     # can fall anywhere, whatever the GUI does; start from a collected heap so that this
@@ -260,6 +261,26 @@ def test_engine_error_becomes_a_notification(viewer, widget, stack_layer, monkey
     assert widget.run_button.isEnabled()
 
 
+def test_a_bug_is_raised_not_shown_as_a_user_error(viewer, widget, stack_layer, monkeypatch, qtbot):
+    """Only FocusStackError is a user error; a NumPy broadcasting bug keeps its traceback."""
+    from napari.utils.notifications import notification_manager
+
+    from napari_focus_stack import stacker
+
+    def bug(self, inputs, **kwargs):
+        raise ValueError("operands could not be broadcast together with shapes (3,) (4,)")
+
+    monkeypatch.setattr(stacker.FocusStacker, "stack", bug)
+    widget.set_input("stack")
+    before = len(notification_manager.records)
+    with qtbot.capture_exceptions() as raised:
+        assert run_and_wait(qtbot, widget) == "error"
+    assert any(isinstance(exc, ValueError) and "broadcast" in str(exc) for _, exc, _ in raised), raised
+    assert not any("Focus stacking failed" in n.message for n in notification_manager.records[before:])
+    assert "unexpected error" in widget.status_label.text()
+    assert widget.run_button.isEnabled() and not _results(viewer)
+
+
 def test_input_error_becomes_a_notification(viewer, widget, synthetic):
     from napari.utils.notifications import notification_manager
 
@@ -282,21 +303,15 @@ def test_no_input_is_explained(viewer, widget):
     assert any("Nothing to stack" in n.message for n in notification_manager.records[before:])
 
 
-def test_controls_and_device_status(viewer, widget, stack_layer):
-    from napari_focus_stack._backend import gpu_status
+def test_reference_range_follows_the_input(viewer, widget, stack_layer, synthetic):
+    from napari_focus_stack._napari.engine_form import EngineForm
 
-    assert (widget.radius_spin.minimum(), widget.radius_spin.maximum()) == (1, 20)
-    assert (widget.smoothing_spin.minimum(), widget.smoothing_spin.maximum()) == (1, 10)
-    assert (widget.scale_spin.minimum(), widget.scale_spin.maximum()) == (1, 4)
-    assert [widget.align_combo.itemText(i) for i in range(widget.align_combo.count())] == [
-        "similarity", "affine", "translation", "none"]
+    assert isinstance(widget.engine, EngineForm)
     widget.set_input("stack")
-    assert widget.reference_spin.maximum() == N_FRAMES - 1
-    ok, why = gpu_status()
-    widget.device_combo.setCurrentIndex(widget.device_combo.findData("auto"))
-    assert (why in widget.device_label.text())
-    gpu_item = widget.device_combo.model().item(widget.device_combo.findData("gpu"))
-    assert gpu_item.isEnabled() == ok
+    assert widget.engine.reference.max == N_FRAMES - 1
+    viewer.add_image(np.stack(synthetic.frames[:3]), name="three", rgb=True)
+    widget.set_input("three")
+    assert widget.engine.reference.max == 2
 
 
 def test_controls_start_at_the_engine_defaults(viewer):
@@ -311,7 +326,7 @@ def test_controls_start_at_the_engine_defaults(viewer):
 
 def test_reference_frame_is_passed_to_the_engine(viewer, widget, stack_layer):
     widget.set_input("stack")
-    widget.reference_spin.setValue(1)
+    widget.engine.reference.value = 1
     run_and_wait(widget._qtbot, widget)
     assert _results(viewer)["fused"].metadata["focus_stack_report"]["reference"] == 1
 
@@ -350,8 +365,8 @@ def test_real_pcb_stack(viewer, widget, tmp_path):
     """
     from PIL import Image
 
+    from napari_focus_stack._napari._writer import write_image_layer
     from napari_focus_stack.io import read_image
-    from napari_focus_stack._napari._writer import write_image
 
     if PCB.is_dir():
         paths = []
@@ -380,7 +395,7 @@ def test_real_pcb_stack(viewer, widget, tmp_path):
     assert res["depth"].data.min() < 1.5 and res["depth"].data.max() > 4.5
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    (out,) = write_image(str(out_dir / "pcb.jpg"), fused.data, {"rgb": True, "metadata": fused.metadata})
+    (out,) = write_image_layer(str(out_dir / "pcb.jpg"), fused.data, {"rgb": True, "metadata": fused.metadata})
     reference_exif = read_image(paths[report["reference"]])[1].exif
     assert read_image(out)[1].exif == reference_exif
 
