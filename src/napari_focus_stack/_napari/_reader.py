@@ -38,8 +38,7 @@ import numpy as np
 
 from ..errors import FocusStackError, InputError
 from ..grouping import detect_stacks
-from ..io import FrameSource, ImageMeta, expand_inputs, natural_sorted, read_image, read_meta
-from ..io import _is_image_name as is_image_name
+from ..io import FrameSource, ImageMeta, expand_inputs, is_image_name, natural_sorted, read_image, read_meta
 from . import layer_metadata as md
 from ._notify import notify
 

@@ -10,10 +10,11 @@
   message saying to use ``.tif``.
 - Stacks (``(Z, Y, X)`` or ``(Z, Y, X, 3)``) become multi-page TIFFs.
 
-Every file goes through io's atomic writer (a hidden temporary file beside
-the target, renamed over it when complete, errors mapped to
-:class:`~napari_focus_stack.errors.OutputError`), and the files the layer was
-read from (``metadata["paths"]``) are never overwritten.
+Every file goes through :func:`napari_focus_stack.io.write_atomic` (a hidden
+temporary file beside the target, renamed over it when complete, errors
+mapped to :class:`~napari_focus_stack.errors.OutputError`, the process umask
+left alone), and the files the layer was read from (``metadata["paths"]``)
+are never overwritten.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import OutputError
-from ..io import _atomic_write, _refuse_inputs, write_image
+from ..io import write_atomic, write_image
 from . import layer_metadata as md
 
 __all__ = ["write_image_layer", "JPEG_QUALITY"]
@@ -88,14 +89,13 @@ def _write_tiff_stack(target: Path, stack: np.ndarray, rgb: bool, icc: bytes | N
     """A multi-page TIFF, one page per frame, written atomically."""
     import tifffile
 
-    _refuse_inputs(target, protect)
     if stack.dtype.kind == "f":
         stack = stack.astype(np.float32, copy=False)
-    _atomic_write(target, lambda fh: tifffile.imwrite(
+    write_atomic(target, lambda fh: tifffile.imwrite(
         fh,
         stack,
         photometric="rgb" if rgb else "minisblack",
         compression="zlib",
         iccprofile=icc or None,
         metadata={"axes": "ZYXS" if rgb else "ZYX"},
-    ))
+    ), protect=protect)
