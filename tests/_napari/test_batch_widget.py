@@ -123,10 +123,11 @@ def test_engine_form_sets_the_batch_options(batch_widget):
     form.method.value = "depthmap"
     form.align.value = "translation"
     form.reference.value = 1
-    options = batch_widget.options()
-    assert (options.radius, options.smoothing, options.method, options.align, options.reference) == (
-        5, 2.5, "depthmap", "translation", 1)
-    assert (options.scale_factor, options.device) == (1, "cpu")
+    engine = batch_widget.options().engine_kwargs()
+    assert {k: engine[k] for k in form.option_names} == {
+        "method": "depthmap", "radius": 5, "smoothing": 2.5, "scale_factor": 1, "align": "translation",
+        "reference": 1, "device": "cpu",
+    }
 
 
 def test_the_plugin_does_not_import_the_cli():
