@@ -121,10 +121,11 @@ class EngineForm(Container):
         self.option_names = list(self._options)
         widgets = [control_for(o) for o in options]
         if "device" in self._options:
-            self.device_status = Label(name="device_status", label="", value="")
+            self.device_status = Label(name="device_status", label=" ", value="")  # " ": no label shown
             self.device_status.native.setWordWrap(True)
             widgets.insert(self.option_names.index("device") + 1, self.device_status)
-        super().__init__(widgets=widgets, labels=True)
+        super().__init__(labels=True)
+        self.extend(widgets)  # added after construction, so magicgui gives the labels one width
         if "device" in self._options:
             self._gpu_ok, self._gpu_why = gpu_status()
             self._offer_devices()
