@@ -82,3 +82,19 @@ def test_stopping_at_a_coarser_level_stays_subpixel(backend, texture):
     moving = warp_image(backend, backend.asarray(texture), np.linalg.inv(true), texture.shape, order=3)
     reg = estimate_transform(backend.asarray(texture), moving, backend=backend, finest_level=1)
     assert corner_error(reg.matrix, true, texture.shape) < 0.1
+
+
+@pytest.mark.parametrize("where", ["template", "moving", "both"])
+def test_missing_pixels_are_left_out_of_the_fit(backend, texture, where):
+    true = _similarity(1.01, 0.3, 2.6, -1.9, texture.shape)
+    moving = backend.to_numpy(warp_image(backend, backend.asarray(texture), np.linalg.inv(true), texture.shape, order=3))
+    template = texture.copy()
+    holes = np.zeros(texture.shape, bool)
+    holes[50:90, 100:140] = True  # a blob
+    holes[::9, ::11] = True  # and scattered pixels everywhere
+    for name, image in (("template", template), ("moving", moving)):
+        if where in (name, "both"):
+            image[holes] = np.nan
+    reg = estimate_transform(backend.asarray(template), backend.asarray(moving), backend=backend)
+    assert np.isfinite(reg.matrix).all() and reg.quality > 0.99
+    assert corner_error(reg.matrix, true, texture.shape) < 0.05

@@ -9,6 +9,9 @@ Registration is an inverse-compositional Gauss-Newton fit, coarse to fine on
 a Gaussian pyramid, on the strongest-gradient pixels of the template only
 (sub-pixel accurate and cheap even at full resolution). A per-iteration
 gain/offset fit makes it blind to exposure drift between frames.
+
+Missing pixels (NaN, e.g. non-finite input) may be present in either image:
+they, and the pyramid pixels they blur into, are left out of the fit.
 """
 from __future__ import annotations
 
@@ -119,6 +122,7 @@ def warp_image(bk: Backend, image: Any, m: np.ndarray, out_shape: tuple[int, int
 def _phase_correlation(xp, a: Any, b: Any) -> tuple[float, float]:
     """Shift (dx, dy) such that ``b(x + d) ~ a(x)``, by phase correlation with a window."""
     h, w = a.shape
+    a, b = _fill_missing(xp, a), _fill_missing(xp, b)
     win = xp.asarray(np.outer(np.hanning(h), np.hanning(w)).astype(np.float32))
     fa = xp.fft.rfft2((a - a.mean()) * win)
     fb = xp.fft.rfft2((b - b.mean()) * win)
@@ -142,6 +146,15 @@ def _phase_correlation(xp, a: Any, b: Any) -> tuple[float, float]:
     return float(dx), float(dy)
 
 
+def _fill_missing(xp, a: Any) -> Any:
+    """``a`` with NaN pixels set to the mean of the others (the FFT needs finite values)."""
+    missing = xp.isnan(a)
+    if not bool(missing.any()):
+        return a
+    fill = a[~missing].mean() if bool((~missing).any()) else 0.0
+    return xp.where(missing, fill, a)
+
+
 def _params_to_matrix(model: str, p: np.ndarray) -> np.ndarray:
     if model == "similarity":
         a, b, tx, ty = p
@@ -163,7 +176,7 @@ def _steepest_descent(xp, model: str, gx, gy, xn, yn, length: float):
 
 def _select_points(xp, grad_mag: Any, max_points: int, margin: int) -> Any:
     h, w = grad_mag.shape
-    g = grad_mag.copy()
+    g = xp.nan_to_num(grad_mag, nan=0.0, posinf=0.0)  # a fresh copy; gradients of missing pixels are NaN
     g[:margin] = 0
     g[h - margin:] = 0
     g[:, :margin] = 0
@@ -184,6 +197,7 @@ def _register_level(
     h, w = tmpl.shape
     gy, gx = xp.gradient(tmpl)
     idx = _select_points(xp, xp.hypot(gx, gy), max_points, margin=2)
+    idx = idx[~xp.isnan(tmpl.ravel()[idx])]  # a missing pixel can have finite neighbours
     if int(idx.size) < 16:
         return m, 0.0, 0, False
     ys = (idx // w).astype(xp.float32)
