@@ -37,3 +37,26 @@ def test_expand_interpolates_linear_ramp(backend):
 def test_n_levels():
     assert pyramid.n_levels((16, 16), min_size=16) == 1
     assert pyramid.n_levels((1536, 2048), min_size=16) == 7
+
+
+@pytest.mark.parametrize("shape", [(40, 50), (33, 47, 3), (6, 300)])
+def test_fill_holes_keeps_known_pixels_and_fills_smoothly(backend, shape):
+    xp = backend.xp
+    yy, xx = np.mgrid[: shape[0], : shape[1]].astype(np.float32)
+    ramp = 0.01 * xx + 0.02 * yy  # a smooth image: the fill should continue it
+    image = np.repeat(ramp[..., None], shape[2], axis=2) if len(shape) == 3 else ramp
+    holes = np.zeros(shape[:2], bool)
+    holes[2:5, 10:14] = True
+    holes[-1, -1] = True
+    given = image.copy()
+    given[holes] = np.nan
+    filled = backend.to_numpy(pyramid.fill_holes(xp, xp.asarray(given), xp.asarray(holes)))
+    assert np.isfinite(filled).all()
+    np.testing.assert_array_equal(filled[~holes], image[~holes])
+    np.testing.assert_allclose(filled[holes], image[holes], atol=0.1)
+
+
+def test_fill_holes_with_nothing_known(backend):
+    xp = backend.xp
+    filled = pyramid.fill_holes(xp, xp.full((8, 9), np.nan, xp.float32), xp.ones((8, 9), bool))
+    assert backend.to_numpy(filled).tolist() == np.zeros((8, 9)).tolist()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["reduce", "expand", "gaussian_pyramid", "laplacian_pyramid", "collapse", "n_levels"]
+__all__ = ["reduce", "expand", "gaussian_pyramid", "laplacian_pyramid", "collapse", "n_levels", "fill_holes"]
 
 
 def _take(xp, a, axis: int, start: int, stop: int | None, step: int = 1):
@@ -168,3 +168,45 @@ def collapse(xp, pyr: list) -> Any:
     for band in reversed(pyr[:-1]):
         image = band + expand(xp, image, band.shape[:2])
     return image
+
+
+def fill_holes(xp, image: Any, holes: Any) -> Any:
+    """Replace the pixels under ``holes`` by a smooth interpolation of the others.
+
+    Push-pull: weighted means of the known pixels are pushed down the
+    pyramid until every pixel of a level has some support, then pulled back
+    up, each hole taking the expanded value of the level below.
+
+    Parameters
+    ----------
+    image : array (H, W[, C]) float
+        Values under ``holes`` are ignored (they may be NaN).
+    holes : bool array (H, W)
+
+    Returns
+    -------
+    array
+        A new array: ``image`` where known, interpolated in the holes (zero
+        when nothing is known).
+
+    References
+    ----------
+    Gortler, Grzeszczuk, Szeliski and Cohen, "The Lumigraph", SIGGRAPH 1996
+    (the pull-push hole filling of section 3.2).
+    """
+    def spread(w):
+        return w[..., None] if image.ndim == 3 else w
+
+    weight = (~holes).astype(xp.float32)
+    levels = [(xp.where(spread(holes), 0, image).astype(image.dtype, copy=False), weight)]
+    while not bool((levels[-1][1] > 0).all()) and max(levels[-1][1].shape) > 1:
+        value, weight = levels[-1]
+        levels.append((reduce(xp, value * spread(weight)), reduce(xp, weight)))
+        # back from premultiplied: a weighted mean where there is support
+        value, weight = levels[-1]
+        levels[-1] = (value / spread(xp.maximum(weight, 1e-12)), weight)
+    filled = levels[-1][0]
+    for value, weight in reversed(levels[:-1]):
+        up = expand(xp, filled, value.shape[:2])
+        filled = xp.where(spread(weight > 0), value, up)
+    return filled
