@@ -103,3 +103,19 @@ def test_confidence_is_low_where_nothing_is_in_focus(backend):
         fusion.merge(i, fusion.prepare(xp.asarray(f.astype(np.float32))))
     conf = backend.to_numpy(fusion.result().confidence)
     assert np.median(conf[8:-8, 8:40]) > 3 * np.median(conf[8:-8, 56:-8])
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize("shape", [(5, 5), (10, 400), (31, 31)])
+def test_frames_too_small_for_a_deep_pyramid_still_fuse(backend, method, shape):
+    rng = np.random.default_rng(2)
+    sharp = rng.random(shape).astype(np.float32)
+    frames = [ndi.gaussian_filter(sharp, 2), sharp, ndi.gaussian_filter(sharp, 1)]
+    fusion = make_fusion(method, backend, shape, radius=2, smoothing=1)
+    for i, f in enumerate(frames):
+        fusion.merge(i, fusion.prepare(backend.asarray(f.copy())))  # prepare consumes its frame
+    res = fusion.result()
+    img = backend.to_numpy(res.image)
+    assert img.shape == shape and np.isfinite(img).all()
+    # the sharp frame wins: the result is closer to it than the blurred frames are
+    assert np.abs(img - sharp).mean() < 0.5 * np.abs(frames[2] - sharp).mean()

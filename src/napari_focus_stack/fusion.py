@@ -85,7 +85,8 @@ class PyramidFusion(_Fusion):
 
     def __init__(self, bk: Backend, shape: tuple[int, int], radius: float, smoothing: float, min_size: int = 16):
         super().__init__(bk, shape, radius, smoothing)
-        self.levels = pyramid.n_levels(shape, min_size=min_size, max_levels=MAX_LEVELS)
+        # one band and a base is the least the method needs: tiny frames get just that
+        self.levels = max(2, pyramid.n_levels(shape, min_size=min_size, max_levels=MAX_LEVELS))
         self.best: list | None = None
         self.activity: list = []
         self.base_sum = None
