@@ -280,8 +280,15 @@ def _break_one_frame(scan: Path) -> tuple[str, str]:
     return "Ella_0_9", "at least 2 frames"
 
 
+def _break_tiny_frames(scan: Path) -> tuple[str, str]:
+    for i in range(1, N_FRAMES + 1):
+        save_frame(scan / f"Ella_0_1-{i}.jpg", frames_for(1)[i - 1][:3, :3].copy())
+    return "Ella_0_1", "3 x 3 pixels, too small to stack"
+
+
 @pytest.mark.parametrize(
-    "breaker", [_break_truncated_jpeg, _break_zero_byte, _break_sizes, _break_gray_rgb, _break_one_frame]
+    "breaker",
+    [_break_truncated_jpeg, _break_zero_byte, _break_sizes, _break_gray_rgb, _break_one_frame, _break_tiny_frames],
 )
 def test_bad_stack_fails_clearly_and_others_finish(tmp_path, breaker):
     scan, out = tmp_path / "scan", tmp_path / "out"

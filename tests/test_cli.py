@@ -89,3 +89,36 @@ def test_help(cmd):
 def test_parser_defaults():
     args = build_parser().parse_args(["stack", "a.jpg", "-o", "b.jpg"])
     assert (args.radius, args.smoothing, args.scale_factor, args.method) == (8, 4, 1, "pyramid")
+
+
+def test_nonfinite_pixels_give_one_warning_line(tmp_path, small_stack, capsys):
+    import tifffile
+
+    folder = tmp_path / "float"
+    folder.mkdir()
+    for i, f in enumerate(small_stack.frames):
+        f = f.astype(np.float32) / 255
+        if i == 1:
+            f[5, 5] = np.nan
+            f[6, 6, 0] = np.inf
+        tifffile.imwrite(folder / f"f{i}.tif", f, photometric="rgb")
+    for align in ("none", "similarity"):
+        out = tmp_path / f"fused-{align}.tif"
+        assert main(["stack", str(folder), "-o", str(out), "--align", align]) == 0
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if "warning" in line.lower()]
+        expected = "napari-focus-stack: warning: 2 non-finite pixels (NaN or inf) treated as missing data in 1 frame"
+        assert lines == [f"{expected}: f1.tif (2 px)"]
+        assert "RuntimeWarning" not in err and np.isfinite(tifffile.imread(out)).all()
+
+
+def test_replaced_reference_is_in_the_summary(tmp_path, small_stack, capsys):
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    for i, f in enumerate(small_stack.frames[:5]):
+        Image.fromarray(np.ascontiguousarray(f[::-1, ::-1]) if i == 2 else f).save(folder / f"f{i}.png")
+    assert main(["stack", str(folder), "-o", str(tmp_path / "fused.png")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: the reference f2.png matched no other frame" in err
+    summary = [line for line in err.splitlines() if "wrote" in line]
+    assert len(summary) == 1 and "reference changed to f" in summary[0] and "excluded: f2.png" in summary[0]

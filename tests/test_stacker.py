@@ -213,3 +213,128 @@ def test_big_frames_align_at_half_resolution_accurately(tmp_path):
         mats, _ = _fast().estimate_transforms(inputs)
         errs = [corner_error(a, b, st.truth.shape[:2]) for a, b in zip(mats, st.transforms)]
         assert max(errs) < 0.15, errs
+
+
+# --------------------------------------------------------------------------
+# bad input: missing pixels, tiny frames, an odd reference frame
+# --------------------------------------------------------------------------
+
+
+def _float_frames(stack, dtype=np.float32) -> list:
+    return [f.astype(dtype) / 255 for f in stack.frames]
+
+
+def _stack_warned(stacker, frames, **kw):
+    """``stacker.stack`` and the warnings it gave, all of them recorded."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = stacker.stack(frames, **kw)
+    return res, [(w.category, str(w.message)) for w in caught]
+
+
+@pytest.mark.parametrize("align", ["none", "similarity"])
+@pytest.mark.parametrize("method", ["pyramid", "depthmap"])
+def test_nonfinite_pixels_are_missing_data(small_stack, align, method):
+    from napari_focus_stack import FocusStackWarning
+
+    clean = _float_frames(small_stack)
+    frames = [f.copy() for f in clean]
+    frames[1][40:43, 50:53] = np.nan  # 9 pixels
+    frames[4][100, 120, 2] = np.inf  # one channel of one pixel
+    frames[4][10, 10] = -np.inf
+    stacker = _fast(align=align, method=method)
+    res, warned = _stack_warned(stacker, frames)
+    assert np.isfinite(res.image).all() and np.isfinite(res.depth).all() and np.isfinite(res.confidence).all()
+    assert res.report["excluded"] == []  # a few missing pixels never cost a frame
+    # one warning, naming the frames and the pixels, and no raw numpy warnings
+    assert len(warned) == 1 and warned[0][0] is FocusStackWarning
+    assert "11 non-finite pixels" in warned[0][1] and "frame 1 (9 px)" in warned[0][1] and "frame 4 (2 px)" in warned[0][1]
+    assert res.report["warnings"] == [warned[0][1]]
+    assert [f.get("nonfinite_pixels", 0) for f in res.report["frames"]] == [0, 9, 0, 0, 2, 0]
+    # the other frames fill the holes: as close to the truth as without them
+    truth = small_stack.truth / 255
+    without = stacker.stack(clean).image
+    assert psnr(res.image, truth, 1.0) > psnr(without, truth, 1.0) - 0.2
+
+
+def test_nan_in_the_reference_excludes_no_frame(small_stack):
+    frames = _float_frames(small_stack, np.float64)
+    ref = small_stack.reference
+    frames[ref][60:70, 150:160] = np.nan
+    res, warned = _stack_warned(_fast(), frames)
+    assert res.report["excluded"] == [] and len(warned) == 1
+    errs = [corner_error(a, b, frames[0].shape[:2]) for a, b in zip(res.transforms, small_stack.transforms)]
+    assert max(errs) < 0.25
+    assert np.isfinite(res.image).all()
+    # the hole is filled from the other frames, not left as a patch
+    hole = np.abs(res.image[60:70, 150:160] - small_stack.truth[60:70, 150:160] / 255)
+    assert hole.mean() < 0.1
+
+
+def test_frame_with_missing_pixels_is_still_aligned(small_stack):
+    frames = _float_frames(small_stack)
+    frames[1][::7, ::5] = np.nan  # a sparse grid of holes over the whole frame
+    res, _ = _stack_warned(_fast(), frames)
+    assert res.transforms[1] is not None
+    assert corner_error(res.transforms[1], small_stack.transforms[1], frames[0].shape[:2]) < 0.25
+
+
+@pytest.mark.parametrize("shape", [(10, 600), (600, 10), (5, 40), (24, 24)])
+@pytest.mark.parametrize("align", ["none", "similarity"])
+def test_small_frames_stack_with_fewer_pyramid_levels(shape, align):
+    from napari_focus_stack.synthetic import make_stack
+
+    st = make_stack("checker", shape=(max(shape[0], 16), max(shape[1], 16)), n_frames=3, seed=5, max_shift=0.5)
+    frames = [np.ascontiguousarray(f[: shape[0], : shape[1]]) for f in st.frames]
+    for method in ("pyramid", "depthmap"):
+        res = _fast(align=align, method=method).stack(frames)
+        assert res.image.shape == frames[0].shape and res.depth.shape == shape
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 2), (4, 100), (100, 3)])
+def test_frames_too_small_to_stack_are_refused_clearly(shape):
+    frames = [np.full(shape, i * 40, np.uint8) for i in range(3)]
+    h, w = shape
+    for call in (_fast().stack, _fast().estimate_transforms):
+        with pytest.raises(StackError, match=rf"frame 0: the frames are {w} x {h} pixels.*at least 5 pixels"):
+            call(frames)
+
+
+def _odd_reference_stack(small_stack) -> list:
+    frames = [f.copy() for f in small_stack.frames[:5]]
+    frames[2] = np.ascontiguousarray(frames[2][::-1, ::-1])  # the middle frame, turned 180 degrees
+    return frames
+
+
+def test_odd_reference_frame_is_replaced(small_stack):
+    from napari_focus_stack import FocusStackWarning
+
+    frames = _odd_reference_stack(small_stack)
+    res, warned = _stack_warned(_fast(), frames)
+    rep = res.report
+    assert rep["reference"] in (1, 3) and rep["reference_changed"]["from"] == 2
+    assert rep["reference_changed"]["to"] == rep["reference"]
+    assert rep["excluded"] == ["frame 2"] and rep["frames"][2]["reason"]
+    assert [c for c, _ in warned] == [FocusStackWarning] and "reference" in warned[0][1]
+    assert rep["warnings"] == [warned[0][1]]
+    assert res.meta is not None  # the new reference's metadata
+    # the four good frames are aligned (relative to the new reference) and fused
+    new = rep["reference"]
+    truth_to_new = [m @ np.linalg.inv(small_stack.transforms[new]) for m in small_stack.transforms[:5]]
+    for i in (0, 1, 3, 4):
+        assert corner_error(res.transforms[i], truth_to_new[i], frames[0].shape[:2]) < 0.3
+    assert psnr(res.image, frames[2]) < psnr(frames[new], frames[2])  # not the odd frame
+    # its transforms can be reused: the stack it is reused for takes the same reference
+    with pytest.warns(FocusStackWarning, match="excluded in the reused alignment"):
+        again = _fast().stack(small_stack.frames[:5], transforms=res.transforms)
+    assert again.report["reference"] == new and again.report["excluded"] == ["frame 2"]
+
+
+def test_a_good_reference_is_kept(small_stack):
+    frames = [f.copy() for f in small_stack.frames[:5]]
+    frames[4] = np.ascontiguousarray(frames[4][::-1, ::-1])
+    res = _fast().stack(frames)
+    assert res.report["reference"] == 2 and res.report["reference_changed"] is None
+    assert res.report["excluded"] == ["frame 4"] and res.report["warnings"] == []

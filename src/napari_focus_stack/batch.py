@@ -547,7 +547,7 @@ def _result_entry(task: StackTask, result) -> dict:
         for f in frames
         if not f.get("excluded") and f.get("index") != ref and f.get("quality") is not None and math.isfinite(f["quality"])
     ]
-    warnings = list(task.warnings)
+    warnings = list(task.warnings) + list(rep.get("warnings", []))
     warnings += [f"frame {e['name']} excluded: {e['reason']}" for e in excluded]
     entry = _entry(
         task,

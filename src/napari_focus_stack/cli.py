@@ -5,11 +5,13 @@ import argparse
 import os
 import sys
 import time
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Sequence
 
 from . import __version__
-from .errors import FocusStackError
+from .errors import FocusStackError, FocusStackWarning
 
 __all__ = ["main", "build_parser", "add_engine_options", "engine_kwargs_from_args", "stacker_from_args"]
 
@@ -107,6 +109,8 @@ def _cmd_stack(args: argparse.Namespace) -> int:
     if not args.quiet:
         excluded = result.report["excluded"]
         note = f"; excluded: {', '.join(excluded)}" if excluded else ""
+        if result.report.get("reference_changed"):
+            note = f"; reference changed to {result.report['frames'][result.report['reference']]['name']}" + note
         t = result.report["timings"]["total_s"]
         print(f"wrote {out} ({len(source)} frames, {t:.1f} s, {result.report['backend']}{note})", file=sys.stderr)
     return 0
@@ -232,12 +236,29 @@ def _limit_heap_growth() -> None:
         pass
 
 
+def _warning_line(show: Callable) -> Callable:
+    """A ``warnings.showwarning`` printing the engine's warnings as one plain line each."""
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, FocusStackWarning):
+            from tqdm import tqdm
+
+            # tqdm.write keeps a progress bar intact below the line
+            tqdm.write(f"napari-focus-stack: warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    return showwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     _limit_heap_growth()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_line(warnings.showwarning)
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("napari-focus-stack: interrupted", file=sys.stderr)
         return 130

@@ -12,6 +12,7 @@ __all__ = [
     "OutputError",
     "BackendError",
     "ParameterError",
+    "FocusStackWarning",
 ]
 
 
@@ -41,3 +42,10 @@ class BackendError(FocusStackError, RuntimeError):
 
 class ParameterError(FocusStackError, ValueError):
     """An option is out of its range or not one of its choices."""
+
+
+class FocusStackWarning(UserWarning):
+    """Something in the input was worked around (missing pixels, a replaced reference frame).
+
+    The result is usable; the same lines are in the result's ``report["warnings"]``.
+    """

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
@@ -37,7 +38,7 @@ from .align import (
     valid_region,
     warp_image,
 )
-from .errors import FocusStackError, StackError
+from .errors import FocusStackError, FocusStackWarning, StackError
 from .focus import block_mean
 from .fusion import MAX_LEVELS, METHODS, make_fusion
 from .io import FrameSource, ImageMeta, write_image
@@ -47,6 +48,9 @@ __all__ = ["FocusStacker", "StackResult", "Cancelled"]
 
 ALIGN_PIXELS = 1_000_000  # registration refines up to the first pyramid level at most this big
 THUMB_SIDE = 256  # colour thumbnails for exposure matching are at most this big
+# The focus measure's band-pass is 5 taps wide and registration keeps a 2-pixel
+# border: a side of 5 leaves one interior row. Smaller frames have no focus to measure.
+MIN_FRAME_SIDE = 5
 
 
 class Cancelled(FocusStackError):
@@ -63,6 +67,67 @@ class StackResult:
     transforms: list  # 3x3 reference->frame matrix per frame, None for excluded frames
     report: dict = field(default_factory=dict)
     meta: ImageMeta | None = None  # reference frame's metadata (EXIF, ICC)
+
+
+@dataclass
+class _Alignment:
+    """What the first pass found: the reference, per-frame transforms and the notes for the report."""
+
+    ref: int
+    mats: list  # 3x3 reference->frame matrix per frame, None for excluded frames
+    quality: list
+    reasons: list  # why each excluded frame is excluded
+    thumbs: list  # (thumbnail, block size) per frame, for exposure matching
+    missing: list  # non-finite pixels per frame
+    reference_changed: dict | None = None  # {"from", "to", "reason"} when the reference was replaced
+    notes: list = field(default_factory=list)  # one line per thing the user should know
+
+    @property
+    def connected(self) -> int:
+        """Frames aligned to the reference, the reference included."""
+        return sum(m is not None for m in self.mats)
+
+    def describe(self, source: FrameSource) -> None:
+        """Write the user-facing notes (a replaced reference, non-finite pixels)."""
+        self.notes = []
+        if self.reference_changed:
+            old, new = self.reference_changed["from"], self.reference_changed["to"]
+            self.notes.append(
+                f"the reference {source.names[old]} {self.reference_changed['reason']}; "
+                f"{source.names[new]} is the reference instead"
+            )
+        bad = [(source.names[i], k) for i, k in enumerate(self.missing) if k]
+        if bad:
+            listed = ", ".join(f"{name} ({k} px)" for name, k in bad)
+            self.notes.append(
+                f"{sum(k for _, k in bad)} non-finite pixels (NaN or inf) treated as missing data in "
+                f"{len(bad)} frame{'s' if len(bad) > 1 else ''}: {listed}"
+            )
+
+
+def _warn(notes: list) -> None:
+    for note in notes:
+        # stacklevel 3: the caller of stack() / estimate_transforms()
+        warnings.warn(note, FocusStackWarning, stacklevel=3)
+
+
+def _mark_nonfinite(frame: np.ndarray) -> int:
+    """Set inf in a float host frame to NaN (one marker for missing data); return the pixels missing."""
+    if frame.dtype.kind != "f":
+        return 0
+    bad = ~np.isfinite(frame)
+    if not bad.any():
+        return 0
+    frame[bad] = np.nan
+    return int((bad.any(axis=2) if bad.ndim == 3 else bad).sum())
+
+
+def _missing_pixels(xp, image: Any) -> Any | None:
+    """Boolean (H, W) mask of pixels with a non-finite value in any channel, or None when there are none."""
+    bad = ~xp.isfinite(image)
+    if bad.ndim == 3:
+        bad = bad.any(axis=2)
+    return bad if bool(bad.any()) else None
 
 
 def _dtype_scale(dtype: np.dtype) -> float:
@@ -198,6 +263,7 @@ class FocusStacker:
             shot with the same focus sequence) instead of estimating them.
         """
         source = inputs if isinstance(inputs, FrameSource) else FrameSource.from_inputs(inputs)
+        _check_frame_size(source)
         n = len(source)
         ref = self._reference_index(n)
         bk = self.backend
@@ -206,11 +272,12 @@ class FocusStacker:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         if transforms is not None:
-            mats, quality, reasons = self._reused(transforms, source, ref)
-            thumbs = self._thumbnails(source, cache, run)
+            al = self._reused(transforms, source, ref, cache, run)
         else:
-            mats, quality, reasons, thumbs = self._align(source, ref, cache, run)
-        gains = _exposure_gains(thumbs, mats, ref)
+            al = self._align_to_best_reference(source, ref, cache, run)
+        mats = al.mats
+        gains = _exposure_gains(al.thumbs, mats, al.ref)
+        _warn(al.notes)
         timings["align_s"] = time.perf_counter() - t0
 
         t1 = time.perf_counter()
@@ -232,11 +299,11 @@ class FocusStacker:
         timings["fuse_s"] = time.perf_counter() - t1
         image, depth, confidence = self._finish(image, depth, confidence, source.dtype)
         timings["total_s"] = time.perf_counter() - t0
-        report = self._report(source, mats, quality, reasons, gains, ref, timings)
+        report = self._report(source, al, gains, timings)
         report["tiles"] = tiles
         report["cache_hits"] = cache.hits
         report["inputs"] = [p for p in source.paths if p is not None]
-        return StackResult(image, depth, confidence, mats, report, source.meta(ref))
+        return StackResult(image, depth, confidence, mats, report, source.meta(al.ref))
 
     def estimate_transforms(
         self,
@@ -251,13 +318,15 @@ class FocusStacker:
         the same focus sequence (``None`` marks an excluded frame).
         """
         source = inputs if isinstance(inputs, FrameSource) else FrameSource.from_inputs(inputs)
+        _check_frame_size(source)
         ref = self._reference_index(len(source))
         run = _Run(len(source), progress, cancel_check(cancel))
         t0 = time.perf_counter()
-        mats, quality, reasons, thumbs = self._align(source, ref, _FrameCache(0), run)
-        gains = _exposure_gains(thumbs, mats, ref)
-        report = self._report(source, mats, quality, reasons, gains, ref, {"align_s": time.perf_counter() - t0})
-        return mats, report
+        al = self._align_to_best_reference(source, ref, _FrameCache(0), run)
+        gains = _exposure_gains(al.thumbs, al.mats, al.ref)
+        _warn(al.notes)
+        report = self._report(source, al, gains, {"align_s": time.perf_counter() - t0})
+        return al.mats, report
 
     def warp_to_reference(self, inputs: Any, transforms: Sequence[np.ndarray | None]) -> Iterator[np.ndarray | None]:
         """Yield every frame warped into the reference geometry, one at a time.
@@ -395,21 +464,37 @@ class FocusStacker:
             return 0
         return min(512 << 20, self.backend.available_memory() // 4)
 
-    def _reused(self, transforms: Sequence, source: FrameSource, ref: int) -> tuple[list, list, list]:
+    def _reused(
+        self, transforms: Sequence, source: FrameSource, ref: int, cache: _FrameCache, run: _Run
+    ) -> _Alignment:
         n = len(source)
         if len(transforms) != n:
             raise StackError(
                 f"{len(transforms)} transforms were given for a stack of {n} frames; they must match one to one"
             )
         mats = [None if m is None else np.asarray(m, dtype=float) for m in transforms]
+        changed = None
         if mats[ref] is None:
-            raise StackError(f"the reused alignment excludes the reference frame {source.names[ref]}")
+            # the reused alignment replaced this reference: take the frame it used instead
+            own = [i for i, m in enumerate(mats) if m is not None and np.allclose(m, np.eye(3))]
+            if not own:
+                raise StackError(f"the reused alignment excludes the reference frame {source.names[ref]}")
+            changed = {"from": ref, "to": own[0], "reason": "is excluded in the reused alignment"}
+            ref = own[0]
         # express the reused transforms relative to this stack's reference frame
         to_ref = np.linalg.inv(mats[ref])
         mats = [None if m is None else m @ to_ref for m in mats]
         quality = [float("nan") if m is not None else None for m in mats]
         reasons = [None if m is not None else "excluded in the reused alignment" for m in mats]
-        return mats, quality, reasons
+        thumbs, missing = [], []
+        for i in range(n):
+            host = self._read(source, cache, i)
+            missing.append(_mark_nonfinite(host))
+            thumbs.append(_thumbnail(host, source))
+            run.tick("align")
+        al = _Alignment(ref, mats, quality, reasons, thumbs, missing, reference_changed=changed)
+        al.describe(source)
+        return al
 
     def _read(self, source: FrameSource, cache: "_FrameCache", i: int) -> Any:
         """Frame ``i`` as stored: from the cache (maybe on the device) or decoded on the host."""
@@ -424,14 +509,34 @@ class FocusStacker:
             a *= xp.float32(1.0 / scale)
         return a
 
-    def _thumbnails(self, source: FrameSource, cache: "_FrameCache", run: "_Run") -> list:
-        thumbs = []
-        for i in range(len(source)):
-            thumbs.append(_thumbnail(self._read(source, cache, i), source))
-            run.tick("align")
-        return thumbs
+    def _align_to_best_reference(
+        self, source: FrameSource, ref: int, cache: _FrameCache, run: _Run
+    ) -> _Alignment:
+        """Align to ``ref``; when no other frame matches it, to the best-connected neighbour of it.
 
-    def _align(self, source: FrameSource, ref: int, cache: "_FrameCache", run: "_Run") -> tuple:
+        A reference that matches no other frame is the odd one out (bumped,
+        rotated, another scene): aligning to it would keep it alone.
+        """
+        al = self._align(source, ref, cache, run)
+        n = len(source)
+        if n < 3 or al.connected > 1:
+            al.describe(source)
+            return al
+        quiet = _Run(n, None, run.is_cancelled)  # progress was reported by the first pass
+        best = al
+        for cand in (ref + 1, ref - 1):
+            if not 0 <= cand < n or best.connected >= n - 1:
+                continue
+            trial = self._align(source, cand, _FrameCache(0), quiet)
+            if trial.connected > best.connected:
+                best = trial
+        if best is not al:
+            why = al.reasons[ref + 1 if ref + 1 < n else ref - 1]
+            best.reference_changed = {"from": ref, "to": best.ref, "reason": f"matched no other frame: {why}"}
+        best.describe(source)
+        return best
+
+    def _align(self, source: FrameSource, ref: int, cache: _FrameCache, run: _Run) -> _Alignment:
         n = len(source)
         h, w = source.shape[:2]
         scale = _dtype_scale(source.dtype)
@@ -443,6 +548,7 @@ class FocusStacker:
         quality: list = [None] * n
         reasons: list = [None] * n
         thumbs: list = [None] * n
+        missing: list = [0] * n
         mats[ref] = np.eye(3)
         quality[ref] = 1.0
         xp = self.backend.xp
@@ -460,6 +566,7 @@ class FocusStacker:
             host = source.read_reduced(i) if halve else None
             if host is None:
                 host = source.read(i)
+                missing[i] = _mark_nonfinite(host)  # counted at full size
                 if halve:
                     host = block_mean(np, host, 2)
             thumb, f = _thumbnail(host, source)
@@ -507,7 +614,7 @@ class FocusStacker:
         else:
             walk(up)
             walk(down)
-        return mats, quality, reasons, thumbs
+        return _Alignment(ref, mats, quality, reasons, thumbs, missing)
 
     def _tiles(self, out_shape: tuple[int, int], tile: int | None) -> list[tuple]:
         """Output windows ``(y0, y1, x0, x1)`` with the inner part each one owns."""
@@ -556,6 +663,7 @@ class FocusStacker:
         y0, y1, x0, x1 = window
         shape = (y1 - y0, x1 - x0)
         scale = _dtype_scale(source.dtype)
+        floating = np.dtype(source.dtype).kind == "f"  # only float data can hold NaN or inf
         up = _output_to_reference(s, x0, y0)
         fusion = make_fusion(self.method, bk, shape, self.radius * s, self.smoothing * s)
         frames = [i for i, m in enumerate(mats) if m is not None]
@@ -564,8 +672,15 @@ class FocusStacker:
         def prepare(i: int, frame: Any) -> dict:
             m = mats[i] @ up
             frame, m = _crop_footprint(frame, m, shape)
-            warped = warp_image(bk, self._to_float(frame, scale), m, shape, order)
+            image = self._to_float(frame, scale)
+            holes = _missing_pixels(xp, image) if floating else None
+            if holes is not None:
+                # smooth stand-ins keep the band-pass quiet around holes; the mask keeps them out
+                image = pyramid.fill_holes(xp, image, holes)
+            warped = warp_image(bk, image, m, shape, order)
             valid = valid_region(xp, m, shape, frame.shape[:2])
+            if holes is not None:
+                valid &= warp_image(bk, holes.astype(xp.float32), m, shape, 1) < 1e-3
             if bool(valid.all()):
                 valid = None
             if gains[i] is not None:
@@ -604,20 +719,25 @@ class FocusStacker:
             image = image.astype(dtype, copy=False)
         return image, depth.astype(np.float32, copy=False), confidence.astype(np.float32, copy=False)
 
-    def _report(self, source, mats, quality, reasons, gains, ref, timings) -> dict:
+    def _report(self, source, al: _Alignment, gains, timings) -> dict:
         frames = []
+        mats = al.mats
         for i in range(len(source)):
-            entry = {"index": i, "name": source.names[i], "quality": quality[i], "excluded": mats[i] is None}
+            entry = {"index": i, "name": source.names[i], "quality": al.quality[i], "excluded": mats[i] is None}
             if mats[i] is not None:
                 entry.update(describe_transform(mats[i], source.shape[:2]))
-            if reasons[i]:
-                entry["reason"] = reasons[i]
+            if al.reasons[i]:
+                entry["reason"] = al.reasons[i]
             if gains[i] is not None:
                 entry["gain"] = [float(x) for x in gains[i][0]]
+            if al.missing[i]:
+                entry["nonfinite_pixels"] = al.missing[i]
             frames.append(entry)
         return {
             "frames": frames,
-            "reference": ref,
+            "reference": al.ref,
+            "reference_changed": al.reference_changed,
+            "warnings": list(al.notes),
             "excluded": [f["name"] for f in frames if f["excluded"]],
             "backend": self.backend.name,
             "device": self.backend.device_name,
@@ -725,6 +845,16 @@ def _crop_footprint(frame: Any, m: np.ndarray, out_shape: tuple[int, int], margi
     return frame[ya:yb, xa:xb], shift @ m
 
 
+def _check_frame_size(source: FrameSource) -> None:
+    """Refuse frames too small to measure focus in (see :data:`MIN_FRAME_SIDE`)."""
+    h, w = source.shape[:2]
+    if min(h, w) < MIN_FRAME_SIDE:
+        raise StackError(
+            f"{source.names[0]}: the frames are {w} x {h} pixels, too small to stack; "
+            f"each side needs at least {MIN_FRAME_SIDE} pixels"
+        )
+
+
 def _thumbnail(frame: np.ndarray, source: FrameSource) -> tuple[np.ndarray, int]:
     """Small float colour thumbnail of a host frame (block means), for exposure matching.
 
@@ -759,6 +889,8 @@ def _exposure_gains(thumbs: list, mats: list, ref: int) -> list:
         m = np.linalg.inv(to_full) @ mats[i] @ to_full
         warped = warp_image(cpu, thumb, m, ref_thumb.shape[:2])
         ok = valid_region(np, m, ref_thumb.shape[:2], thumb.shape[:2])
+        for t in (warped, ref_thumb):  # missing (NaN) pixels take no part
+            ok &= np.isfinite(t).all(axis=2) if t.ndim == 3 else np.isfinite(t)
         channels = 1 if warped.ndim == 2 else warped.shape[2]
         a = warped[ok].reshape(-1, channels)
         b = ref_thumb[ok].reshape(-1, channels)
