@@ -684,9 +684,7 @@ class FocusStacker:
             if bool(valid.all()):
                 valid = None
             if gains[i] is not None:
-                g, off = gains[i]
-                warped *= xp.asarray(g)  # warped is always a fresh float array: safe in place
-                warped += xp.asarray(off)
+                warped *= xp.asarray(gains[i])  # warped is always a fresh float array: safe in place
             return fusion.prepare(warped, valid)
 
         read = lambda i: self._read(source, cache, i)  # noqa: E731
@@ -729,7 +727,7 @@ class FocusStacker:
             if al.reasons[i]:
                 entry["reason"] = al.reasons[i]
             if gains[i] is not None:
-                entry["gain"] = [float(x) for x in gains[i][0]]
+                entry["gain"] = [float(x) for x in gains[i]]
             if al.missing[i]:
                 entry["nonfinite_pixels"] = al.missing[i]
             frames.append(entry)
@@ -871,10 +869,12 @@ def _thumbnail(frame: np.ndarray, source: FrameSource) -> tuple[np.ndarray, int]
 
 
 def _exposure_gains(thumbs: list, mats: list, ref: int) -> list:
-    """Per-frame, per-channel (gain, offset) that map each frame onto the reference's exposure.
+    """Per-frame, per-channel gains that map each frame onto the reference's exposure.
 
-    Thumbnails are block means at ``f`` times less resolution, where defocus
-    hardly changes the values, so the fit sees exposure and not blur.
+    A gain is the ratio of the mean values over the part of the scene both
+    frames show. Defocus spreads light but keeps its mean, so the ratio sees
+    exposure and not blur (a gain-and-offset fit would take the contrast a
+    blurred frame lost for a lower exposure).
     """
     from ._backend import get_backend
 
@@ -896,11 +896,8 @@ def _exposure_gains(thumbs: list, mats: list, ref: int) -> list:
         b = ref_thumb[ok].reshape(-1, channels)
         if a.shape[0] < 16:
             continue
-        am, bm = a.mean(axis=0), b.mean(axis=0)
-        var = ((a - am) ** 2).mean(axis=0)
-        cov = ((a - am) * (b - bm)).mean(axis=0)
-        g = np.clip(cov / np.maximum(var, 1e-12), 0.5, 2.0)
-        gains[i] = (g.astype(np.float32), (bm - g * am).astype(np.float32))
+        g = np.clip(b.mean(axis=0) / np.maximum(a.mean(axis=0), 1e-6), 0.5, 2.0)
+        gains[i] = g.astype(np.float32)
     return gains
 
 
