@@ -4,7 +4,7 @@ import sys
 import numpy as np
 import pytest
 
-from napari_focus_stack._backend import DEVICES, get_backend, gpu_status
+from napari_focus_stack._backend import get_backend, gpu_status
 from napari_focus_stack.errors import BackendError
 
 
@@ -19,13 +19,31 @@ def test_auto_matches_gpu_availability():
     ok, why = gpu_status()
     bk = get_backend("auto")
     assert bk.name == ("gpu" if ok else "cpu")
-    assert why in bk.reason or bk.name == "gpu"
+    assert bk.reason.startswith("auto: ") and why in bk.reason
+
+
+def test_auto_without_cupy_falls_back_to_the_cpu_and_says_why(monkeypatch):
+    monkeypatch.delenv("NAPARI_FOCUS_STACK_NO_GPU", raising=False)
+    monkeypatch.setitem(sys.modules, "cupy", None)  # "import cupy" raises ImportError
+    ok, why = gpu_status()
+    assert not ok and why.startswith("cupy is not installed") and "napari-focus-stack[gpu]" in why
+    bk = get_backend("auto")
+    assert bk.name == "cpu" and bk.reason == f"auto: {why}"
+    with pytest.raises(BackendError, match="cupy is not installed"):
+        get_backend("gpu")
 
 
 def test_bad_device_names_valid_choices():
-    with pytest.raises(ValueError, match="auto"):
+    from napari_focus_stack.options import option
+
+    with pytest.raises(ValueError, match=r"\('auto', 'cpu', 'gpu'\), got 'tpu'"):
         get_backend("tpu")
-    assert DEVICES == ("auto", "cpu", "gpu")
+    # every device the options offer resolves: to a backend, or to a clear BackendError
+    for device in option("device").choices:
+        try:
+            assert get_backend(device).name in ("cpu", "gpu")
+        except BackendError:
+            assert device == "gpu" and not gpu_status()[0]
 
 
 def test_gpu_request_without_gpu_is_clear(monkeypatch):
