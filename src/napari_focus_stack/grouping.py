@@ -46,6 +46,7 @@ __all__ = [
     "Problem",
     "Stack",
     "detect_stacks",
+    "path_key",
     "split_into_stacks",
 ]
 
@@ -246,7 +247,7 @@ def detect_stacks(
     if mode == "number" and stack_size is None:
         raise InputError("number mode needs a stack size (--stack-size N): how many frames each stack has")
 
-    skip = {_key(p) for p in exclude}
+    skip = {path_key(p) for p in exclude}
     root, files, folders, ignored = _collect(inputs, skip)
     problems: list[Problem] = []
     if ignored:
@@ -327,7 +328,7 @@ def split_into_stacks(paths: Sequence[str | os.PathLike], stack_size: int | None
     items = list(paths)
     if stack_size is not None and (int(stack_size) != stack_size or stack_size < 1):
         raise StackError(f"stack size must be a positive whole number, got {stack_size!r}")
-    by_key = {_key(p): p for p in items}
+    by_key = {path_key(p): p for p in items}
     matches = [OPENSCAN_PATTERN.match(Path(p).stem) for p in items]
     if items and all(matches):
         stacks, _, _ = _by_regex([Path(p) for p in items], OPENSCAN_PATTERN, "")
@@ -339,7 +340,7 @@ def split_into_stacks(paths: Sequence[str | os.PathLike], stack_size: int | None
                     f"{len(odd)} OpenScan stack(s) do not have {stack_size} frames: {listed}. "
                     "Check for missing or extra files, or leave the stack size out."
                 )
-        return [[by_key[_key(f)] for f in s.frames] for s in stacks]
+        return [[by_key[path_key(f)] for f in s.frames] for s in stacks]
     ordered = sorted(items, key=natural_sort_key)
     if stack_size is None:
         return [ordered] if ordered else []
@@ -358,7 +359,8 @@ def split_into_stacks(paths: Sequence[str | os.PathLike], stack_size: int | None
 # ---------------------------------------------------------------------------
 
 
-def _key(p: str | os.PathLike) -> str:
+def path_key(p: str | os.PathLike) -> str:
+    """A path's identity for comparisons: absolute and, where the file system ignores case, case-folded."""
     return os.path.normcase(os.path.abspath(os.fspath(p)))
 
 
@@ -382,7 +384,7 @@ def _collect(inputs, skip: set[str]) -> tuple[Path | None, list[Path], dict[Path
     files, ignored = [], []
     for item in inputs:
         p = Path(item).expanduser()
-        if _key(p) in skip:
+        if path_key(p) in skip:
             continue
         if p.is_dir():
             raise InputError(f"{p} is a folder; give a folder on its own or a list of image files")
@@ -400,7 +402,7 @@ def _list_folder(folder: Path, skip: set[str]) -> tuple[list[Path], list[Path]]:
         raise InputError(f"{folder} cannot be listed ({exc.strerror or exc}).") from exc
     files, ignored = [], []
     for e in entries:
-        if e.name.startswith(".") or _key(e.path) in skip:
+        if e.name.startswith(".") or path_key(e.path) in skip:
             continue
         try:
             is_file = e.is_file()
@@ -415,7 +417,7 @@ def _walk_subfolders(root: Path, skip: set[str]):
     """(subfolder, its image files) for every non-hidden folder below `root` with images."""
     for dirpath, dirnames, _ in os.walk(root):
         dirnames[:] = sorted(
-            (d for d in dirnames if not d.startswith(".") and _key(os.path.join(dirpath, d)) not in skip),
+            (d for d in dirnames if not d.startswith(".") and path_key(os.path.join(dirpath, d)) not in skip),
             key=natural_sort_key,
         )
         if Path(dirpath) == root:
@@ -506,8 +508,8 @@ def _by_folder(files: list[Path], folders: dict[Path, list[Path]], root: Path | 
             rel = Path(folder.name)
         name = "_".join(rel.parts) or folder.name
         stacks.append(Stack(_safe_name(name), tuple(members), tuple(_frame_number(f.stem) for f in members)))
-    in_folders = {_key(f) for fs in folders.values() for f in fs}
-    unmatched = [f for f in files if _key(f) not in in_folders]
+    in_folders = {path_key(f) for fs in folders.values() for f in fs}
+    unmatched = [f for f in files if path_key(f) not in in_folders]
     return stacks, unmatched, f"one stack per subfolder ({len(stacks)} folders)"
 
 

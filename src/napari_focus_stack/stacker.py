@@ -30,6 +30,7 @@ import numpy as np
 
 from . import pyramid
 from ._backend import Backend, get_backend
+from ._runtime import default_threads
 from .align import (
     MODELS,
     describe_transform,
@@ -38,7 +39,7 @@ from .align import (
     valid_region,
     warp_image,
 )
-from .errors import FocusStackError, FocusStackWarning, StackError
+from .errors import FocusStackError, FocusStackWarning, ParameterError, StackError
 from .focus import block_mean
 from .fusion import MAX_LEVELS, METHODS, make_fusion
 from .io import FrameSource, ImageMeta, write_image
@@ -218,12 +219,7 @@ class FocusStacker:
         if given_backend is not None:
             self.device = given_backend
         self.min_quality = min_quality
-        if workers is None:
-            import os
-
-            workers = max(1, min(4, os.cpu_count() or 1))
-        self.workers = workers
-        self.tile_size = tile_size
+        self.workers = default_threads() if workers is None else workers
         self.cache_bytes = cache_bytes
         self._backend: Backend | None = None
 
@@ -454,7 +450,10 @@ class FocusStacker:
         if ref < 0:
             ref += n
         if not 0 <= ref < n:
-            raise ValueError(f"reference must be a frame index between 0 and {n - 1}, got {self.reference!r}")
+            raise ParameterError(
+                f"reference must be a frame index between 0 and {n - 1} (the stack has {n} frames), "
+                f"got {self.reference!r}"
+            )
         return ref
 
     def _cache_budget(self, source: FrameSource) -> int:

@@ -37,6 +37,8 @@ import numpy as np
 import scipy.ndimage as ndi
 from scipy.signal import fftconvolve
 
+from ._runtime import default_threads
+
 __all__ = [
     "SCENES",
     "SyntheticStack",
@@ -520,10 +522,6 @@ def _to_rc(matrix: np.ndarray) -> np.ndarray:
     return _SWAP @ matrix @ _SWAP
 
 
-def _workers() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
-
-
 def _warp_cubic(rendered: np.ndarray, matrix: np.ndarray, margin: int,
                 out_shape: tuple[int, int]) -> np.ndarray:
     """Sample a rendered canvas region into a frame's geometry (cubic spline)."""
@@ -542,7 +540,7 @@ def _warp_cubic(rendered: np.ndarray, matrix: np.ndarray, margin: int,
         for ch in range(rendered.shape[2]):
             one(ch)
     else:
-        with ThreadPoolExecutor(min(_workers(), rendered.shape[2])) as pool:
+        with ThreadPoolExecutor(min(default_threads(), rendered.shape[2])) as pool:
             list(pool.map(one, range(rendered.shape[2])))
     return out
 
@@ -661,7 +659,7 @@ class _LayerRenderer:
             np.maximum(acc_a, 1e-6, out=acc_a)
             out[ty:ty + th, tx:tx + tw] = acc_c / acc_a[..., None]
 
-        workers = _workers()
+        workers = default_threads()
         if workers == 1 or len(tiles) == 1:
             for tile in tiles:
                 one(tile)

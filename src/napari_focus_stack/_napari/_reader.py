@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from .._runtime import default_threads
 from ..errors import FocusStackError, InputError
 from ..grouping import detect_stacks
 from ..io import FrameSource, ImageMeta, expand_inputs, is_image_name, natural_sorted, read_image, read_meta
@@ -278,7 +279,7 @@ def _eager_stack(loaders, frame_shape, dtype) -> tuple[np.ndarray | None, list[i
             ok[k] = False
             problems.append(str(exc))
 
-    with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
+    with ThreadPoolExecutor(default_threads()) as pool:
         list(pool.map(load, range(len(loaders))))
     keep = [k for k in range(len(loaders)) if ok[k]]
     if not keep:

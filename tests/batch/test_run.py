@@ -1,102 +1,33 @@
-"""Batch stacking: outputs, EXIF, reports, resume, bad input, faults, Dask."""
+"""Batch stacking: outputs, EXIF, reports, resume, bad input, faults, alignment reuse."""
 from __future__ import annotations
 
 import csv
 import errno
-import functools
-import hashlib
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
-from PIL import Image, ImageCms, TiffImagePlugin
+from PIL import Image
+from scans import (
+    FAST,
+    N_FRAMES,
+    SHAPE,
+    by_stack,
+    digest,
+    frames_for,
+    make_scan,
+    outputs,
+    save_frame,
+    srgb_icc,
+    temp_files,
+    truncate,
+)
 
-import napari_focus_stack
-from napari_focus_stack import batch
-from napari_focus_stack.batch import BatchOptions, estimate_peak_memory, run_batch, run_stack
-from napari_focus_stack.errors import InputError, OutputError, StackError
-
-SHAPE = (64, 80)
-N_FRAMES = 4
-FAST = dict(scale_factor=1, device="cpu")
-
-
-# ---------------------------------------------------------------------------
-# test scans
-# ---------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=None)
-def frames_for(seed: int, gray: bool = False, dtype=np.uint8) -> tuple:
-    from napari_focus_stack.synthetic import make_stack
-
-    return tuple(make_stack("pcb", shape=SHAPE, n_frames=N_FRAMES, seed=seed, gray=gray, dtype=dtype).frames)
-
-
-@functools.lru_cache(maxsize=None)
-def srgb_icc() -> bytes:
-    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
-
-
-def camera_exif(orientation: int | None = None) -> bytes:
-    ex = Image.Exif()
-    ex[0x010F] = "OpenScan"  # Make
-    ex[0x0110] = "Arducam IMX519"  # Model
-    ex.get_ifd(0x8769)[0x920A] = TiffImagePlugin.IFDRational(474, 100)  # FocalLength 4.74 mm
-    if orientation:
-        ex[0x0112] = orientation
-    return ex.tobytes()
-
-
-def save_frame(path: Path, frame: np.ndarray, orientation: int | None = None) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() in (".tif", ".tiff"):
-        tifffile.imwrite(path, frame, photometric="rgb" if frame.ndim == 3 else "minisblack")
-    else:
-        Image.fromarray(frame).save(path, quality=95, exif=camera_exif(orientation), icc_profile=srgb_icc())
-    return path
-
-
-def make_scan(folder: Path, poses=3, name="Ella_0", ext="jpg", orientation=None, first_pose=0) -> list[Path]:
-    """OpenScan-named frames ``<name>_<pose>-<frame>.<ext>``, one synthetic stack per pose."""
-    paths = []
-    for pose in range(first_pose, first_pose + poses):
-        for i, frame in enumerate(frames_for(pose % 3), start=1):
-            paths.append(save_frame(folder / f"{name}_{pose}-{i}.{ext}", frame, orientation))
-    return paths
-
-
-def outputs(folder: Path) -> dict[str, bytes]:
-    """Result files (not inputs, reports or state) by name."""
-    return {
-        p.name: p.read_bytes()
-        for p in folder.iterdir()
-        if p.is_file() and not p.name.startswith(".") and "-" not in p.stem and not p.name.startswith("batch-report")
-    }
-
-
-def digest(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
-
-
-def by_stack(result) -> dict[str, dict]:
-    return {e["stack"]: e for e in result.stacks}
-
-
-def temp_files(folder: Path) -> list[str]:
-    return [p.name for p in folder.iterdir() if p.name.startswith(".") and p.is_file()]
-
+from napari_focus_stack.batch import STATE_DIR, BatchOptions, run_batch
+from napari_focus_stack.errors import OutputError
 
 # ---------------------------------------------------------------------------
 # outputs, metadata, reports
@@ -149,15 +80,6 @@ def test_16_bit_tiff_with_depth_and_confidence_maps(tmp_path):
     assert set(by_stack(result)["Ella_0_1"]["outputs"]) == {"image", "depth", "confidence"}
 
 
-def test_invalid_options():
-    with pytest.raises(ValueError, match="JPEG"):
-        BatchOptions(format="jpg", bit_depth=16).validate()
-    with pytest.raises(ValueError, match="radius"):
-        BatchOptions(radius=0).validate()
-    with pytest.raises(ValueError, match="format"):
-        BatchOptions(format="gif").validate()
-
-
 # ---------------------------------------------------------------------------
 # resume
 # ---------------------------------------------------------------------------
@@ -185,78 +107,13 @@ def test_rerun_skips_complete_stacks_and_param_changes_invalidate(tmp_path):
     assert changed.counts["done"] == 3  # new parameters: our own outputs are redone
 
 
-def _slow_batch_script() -> str:
-    return (
-        "import sys, time\n"
-        "import napari_focus_stack.batch as b\n"
-        "orig = b.run_stack\n"
-        "def slow(task, progress=None, cancel=None):\n"
-        "    time.sleep(0.15)\n"
-        "    entry = orig(task, progress, cancel)\n"
-        "    time.sleep(0.15)\n"
-        "    return entry\n"
-        "b.run_stack = slow\n"
-        "sys.exit(b.main(sys.argv[1:]))\n"
-    )
-
-
-def _marker_done(path: Path) -> bool:
-    """A finished stack's marker; temporary files being renamed into place are skipped."""
-    if path.name.startswith("."):
-        return False
-    try:
-        return '"state": "done"' in path.read_text()
-    except OSError:  # replaced between glob and read
-        return False
-
-
-def test_kill_9_then_resume_gives_the_uninterrupted_outputs(tmp_path):
-    scan = tmp_path / "scan"
-    make_scan(scan, poses=6)
-    args = ["--scale-factor", "1", "--device", "cpu", "--depth-maps", "-q"]
-
-    reference = tmp_path / "reference"
-    assert batch.main([str(scan), "-o", str(reference), *args]) == 0
-
-    out = tmp_path / "out"
-    env = dict(os.environ)
-    src = str(Path(napari_focus_stack.__file__).resolve().parents[1])
-    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _slow_batch_script(), str(scan), "-o", str(out), *args],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and proc.poll() is None:
-            done = [p for p in (out / batch.STATE_DIR).glob("*.json") if _marker_done(p)]
-            if len(done) >= 2:
-                break
-            time.sleep(0.02)
-        assert proc.poll() is None, "the batch ended before it could be killed"
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(30)
-    assert len(outputs(out)) < len(outputs(reference))
-
-    result = run_batch(scan, out, BatchOptions(depth_maps=True, **FAST))
-    assert result.ok
-    assert result.counts["skipped"] >= 2
-    assert outputs(out) == outputs(reference)  # byte for byte
-    assert temp_files(out) == []
-
-
 # ---------------------------------------------------------------------------
 # bad input: a clear error for the stack, the other stacks finish
 # ---------------------------------------------------------------------------
 
 
 def _break_truncated_jpeg(scan: Path) -> tuple[str, str]:
-    p = scan / "Ella_0_1-2.jpg"
-    data = p.read_bytes()
-    p.write_bytes(data[: len(data) // 2])
+    truncate(scan / "Ella_0_1-2.jpg")
     return "Ella_0_1", "Ella_0_1-2.jpg"
 
 
@@ -349,14 +206,6 @@ def test_noise_frame_is_excluded_and_unrelated_frames_fail(tmp_path):
     assert not (out / "Ella_0_1.jpg").exists()
 
 
-def test_empty_folder(tmp_path, capsys):
-    (tmp_path / "scan").mkdir()
-    with pytest.raises(InputError, match="no image files"):
-        run_batch(tmp_path / "scan", tmp_path / "out")
-    assert batch.main([str(tmp_path / "scan"), "-o", str(tmp_path / "out")]) == 2
-    assert "no image files" in capsys.readouterr().err
-
-
 def test_output_folder_not_writable(tmp_path):
     scan = tmp_path / "scan"
     make_scan(scan, poses=1)
@@ -406,41 +255,6 @@ def test_non_ascii_and_spaces_in_paths(tmp_path):
     assert "Éllà 0_1" in (out / "batch-report.json").read_text(encoding="utf-8")
 
 
-@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
-def test_too_large_for_memory_is_refused_up_front(tmp_path, monkeypatch):
-    scan, out = tmp_path / "scan", tmp_path / "out"
-    make_scan(scan, poses=2)
-    side = 12000  # claimed in the JPEG header; the pixels are never decoded
-    for i in range(1, N_FRAMES + 1):
-        p = scan / f"Ella_0_1-{i}.jpg"
-        data = bytearray(p.read_bytes())
-        sof = data.index(b"\xff\xc0")
-        data[sof + 5 : sof + 9] = side.to_bytes(2, "big") + side.to_bytes(2, "big")
-        p.write_bytes(bytes(data))
-    monkeypatch.setattr(batch, "available_memory", lambda: 8 * 2**30)
-    result = run_batch(scan, out, BatchOptions(scale_factor=2, device="cpu"))
-    entries = by_stack(result)
-    err = entries["Ella_0_1"]["error"]
-    assert entries["Ella_0_1"]["status"] == "failed"
-    assert "12000x12000" in err and "GiB" in err and "scale-factor 1" in err and "8.0 GiB" in err
-    assert entries["Ella_0_0"]["status"] == "done"
-
-
-def test_memory_estimate(monkeypatch):
-    one = estimate_peak_memory((1000, 1000, 3), scale_factor=1, in_flight=1)
-    assert estimate_peak_memory((1000, 1000, 3), scale_factor=2, in_flight=1) > 3 * one
-    assert estimate_peak_memory((1000, 1000), scale_factor=1, in_flight=1) == pytest.approx(one / 3)
-    big = (6000, 8000, 3)
-    assert estimate_peak_memory(big, 2, 3, tile_size=1024) < estimate_peak_memory(big, 2, 3) / 3
-    with pytest.raises(StackError, match="GiB"):
-        batch.check_memory((10**6, 10**6, 3), 1, 1, what="huge")
-    monkeypatch.setattr(batch, "available_memory", lambda: 4 * 2**30)
-    with pytest.raises(StackError, match=r"--tile-size \d+.*") as info:
-        batch.check_memory(big, 1, 2, what="48 MP")
-    assert "48 MP: 8000x6000-pixel frames" in str(info.value)
-    batch.check_memory((3000, 4000, 3), 1, 2)  # 12 MP fits in 4 GiB
-
-
 def test_inputs_never_modified_even_when_output_is_input(tmp_path):
     scan = tmp_path / "scan"
     make_scan(scan, poses=3)
@@ -458,23 +272,6 @@ def test_inputs_never_modified_even_when_output_is_input(tmp_path):
         after = digest(scan)
         assert {k: after[k] for k in before} == before
     assert (scan / "Ella_0_0.jpg").exists() and (scan / "Ella_0_1_depth.tif").exists()
-
-
-def test_numbered_files_with_a_stack_size(tmp_path, capsys):
-    scan, out = tmp_path / "scan", tmp_path / "out"
-    k = 0
-    for pose in (0, 1):
-        for frame in frames_for(pose):
-            k += 1
-            save_frame(scan / f"IMG_{k:04d}.png", frame)
-    code = batch.main([str(scan), "-o", str(out), "--stack-size", "4", "--scale-factor", "1", "--device", "cpu"])
-    assert code == 0
-    assert "mode: number" in capsys.readouterr().err
-    assert sorted(p.name for p in out.glob("*.png")) == ["IMG_0001-0004.png", "IMG_0005-0008.png"]
-    # 8 = 3 + 3 + 2: the short stack is reported before the work, and stacked
-    assert batch.main([str(scan), "-o", str(out), "--stack-size", "3", "-q", "--scale-factor", "1"]) == 0
-    assert "2 file(s) are left over" in capsys.readouterr().err
-    assert (out / "IMG_0007-0008.png").exists()
 
 
 def test_folder_mode_with_the_output_inside_the_scan(tmp_path):
@@ -566,117 +363,7 @@ def test_reuse_alignment_from_calibration_stack(tmp_path):
     result = run_batch(scan, out, BatchOptions(calibration=str(cal), **FAST))
     assert result.ok
     assert all(e["alignment"]["reused_from"] == "calibration" for e in result.stacks)
-    assert (out / batch.STATE_DIR / "calibration.json").exists()
+    assert (out / STATE_DIR / "calibration.json").exists()
     assert run_batch(scan, out, BatchOptions(calibration=str(cal), **FAST)).counts["skipped"] == 2
 
 
-# ---------------------------------------------------------------------------
-# command line
-# ---------------------------------------------------------------------------
-
-
-def test_cli_is_wired_and_dry_run_writes_nothing(tmp_path, capsys):
-    from napari_focus_stack.cli import main as cli_main
-
-    scan, out = tmp_path / "scan", tmp_path / "out"
-    make_scan(scan, poses=2)
-    (scan / "Ella_0_5-1.jpg").write_bytes((scan / "Ella_0_0-1.jpg").read_bytes())
-    assert cli_main(["batch", str(scan), "-o", str(out), "--dry-run", "--scale-factor", "1"]) == 0
-    text = capsys.readouterr().out
-    assert "mode: openscan" in text and "Ella_0_1: will run -> Ella_0_1.jpg" in text
-    assert "Ella_0_5: cannot run" in text and "[too_few]" in text
-    assert not out.exists()
-
-    assert cli_main(["batch", str(scan), "-o", str(out), "--strict", "-q"]) == 2
-    assert not (out / "batch-report.json").exists()
-
-    code = cli_main(["batch", str(scan), "-o", str(out), "--scale-factor", "1", "--device", "cpu", "--format", "png"])
-    assert code == 1  # the one-frame stack failed
-    err = capsys.readouterr().err
-    assert "Ella_0_0: done" in err and "Ella_0_5: failed" in err and "2 done" in err
-    assert (out / "Ella_0_1.png").exists()
-
-
-def test_cli_options_reach_the_batch(tmp_path):
-    import argparse
-
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers()
-    batch.add_batch_parser(sub)
-    args = parser.parse_args(
-        ["batch", "in", "-o", "out", "--mode", "number", "--stack-size", "5", "--workers", "3",
-         "--scheduler", "tcp://h:8786", "--format", "tif", "--bit-depth", "16", "--reuse-alignment",
-         "--overwrite", "--depth-maps", "--confidence-maps", "--method", "depthmap", "--radius", "3",
-         "--smoothing", "2", "--scale-factor", "1", "--align", "translation", "--reference", "0", "--device", "cpu"]
-    )
-    assert args.func is batch.run_batch_cli
-    opts = batch.options_from_args(args)
-    assert (opts.workers, opts.scheduler, opts.format, opts.bit_depth) == (3, "tcp://h:8786", "tif", 16)
-    assert opts.reuse and opts.overwrite and opts.depth_maps and opts.confidence_maps
-    assert opts.engine_kwargs() == dict(radius=3, smoothing=2, scale_factor=1, method="depthmap",
-                                        align="translation", reference=0, device="cpu", upscale_output=False,
-                                        tile_size=None)
-    assert (args.mode, args.stack_size) == ("number", 5)
-
-
-# ---------------------------------------------------------------------------
-# Dask: a real local cluster of processes
-# ---------------------------------------------------------------------------
-
-
-def flaky_runner(task, flag_dir):
-    """Kill the worker process on the first attempt at Ella_0_1; raise once on Ella_0_2."""
-    flag = Path(flag_dir) / f"{task.name}.attempted"
-    if task.name in ("Ella_0_1", "Ella_0_2") and not flag.exists():
-        flag.write_text(str(os.getpid()))
-        if task.name == "Ella_0_1":
-            os._exit(1)  # the worker dies mid-task
-        raise RuntimeError("transient failure")
-    return run_stack(task)
-
-
-def test_dask_local_cluster_cli_matches_in_process(tmp_path):
-    pytest.importorskip("distributed")
-    scan = tmp_path / "scan"
-    make_scan(scan, poses=4)
-    _break_truncated_jpeg(scan)
-    args = ["--scale-factor", "1", "--device", "cpu", "-q"]
-    assert batch.main([str(scan), "-o", str(tmp_path / "one"), *args]) == 1
-    events = []
-    result = run_batch(
-        scan, tmp_path / "two", BatchOptions(workers=2, **FAST), progress=lambda *a: events.append(a)
-    )
-    entries = by_stack(result)
-    assert entries["Ella_0_1"]["status"] == "failed" and "Ella_0_1-2.jpg" in entries["Ella_0_1"]["error"]
-    assert [entries[n]["status"] for n in ("Ella_0_0", "Ella_0_2", "Ella_0_3")] == ["done"] * 3
-    assert outputs(tmp_path / "two") == outputs(tmp_path / "one")
-    assert entries["Ella_0_0"]["worker"].startswith("tcp://")
-    assert events and {e[0] for e in events} <= {"Ella_0_0", "Ella_0_1", "Ella_0_2", "Ella_0_3"}
-
-
-def test_dask_worker_death_and_errors_are_retried(tmp_path):
-    distributed = pytest.importorskip("distributed")
-    import cloudpickle
-
-    scan, out, flags = tmp_path / "scan", tmp_path / "out", tmp_path / "flags"
-    make_scan(scan, poses=3)
-    flags.mkdir()
-    module = sys.modules[__name__]
-    cloudpickle.register_pickle_by_value(module)  # the workers cannot import this test module
-    try:
-        with distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=50
-        ) as cluster:
-            result = run_batch(
-                scan,
-                out,
-                BatchOptions(scheduler=cluster.scheduler_address, **FAST),
-                runner=functools.partial(flaky_runner, flag_dir=str(flags)),
-            )
-    finally:
-        cloudpickle.unregister_pickle_by_value(module)
-    assert (flags / "Ella_0_1.attempted").exists() and (flags / "Ella_0_2.attempted").exists()
-    with pytest.raises(ProcessLookupError):  # that worker process is gone
-        os.kill(int((flags / "Ella_0_1.attempted").read_text()), 0)
-    assert result.ok, result.stacks
-    assert sorted(outputs(out)) == ["Ella_0_0.jpg", "Ella_0_1.jpg", "Ella_0_2.jpg"]

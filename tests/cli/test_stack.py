@@ -1,11 +1,10 @@
-import subprocess
-import sys
+"""``napari-focus-stack stack``: outputs, maps, errors."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from napari_focus_stack.cli import build_parser, main
+from napari_focus_stack.cli import main
 
 
 @pytest.fixture()
@@ -62,33 +61,6 @@ def test_errors_are_one_clear_line(tmp_path, capsys):
 def test_depth_map_needs_tiff(frame_dir, tmp_path, capsys):
     code = main(["stack", str(frame_dir), "-o", str(tmp_path / "f.png"), "--depth-map", str(tmp_path / "d.png")])
     assert code == 2 and "tif" in capsys.readouterr().err
-
-
-def test_demo(tmp_path, capsys):
-    assert main(["demo", str(tmp_path / "demo"), "-q"]) == 0
-    out = capsys.readouterr().out
-    assert (tmp_path / "demo" / "fused.png").is_file() and (tmp_path / "demo" / "depth.tif").is_file()
-    psnr = float(out.split("PSNR ")[1].split(" dB")[0])
-    assert psnr > 30
-
-
-def test_info_runs(capsys):
-    assert main(["info", "--device", "cpu"]) == 0
-    out = capsys.readouterr().out
-    assert "backend for device='cpu': cpu" in out and "gpu:" in out
-
-
-@pytest.mark.parametrize("cmd", [[], ["stack"], ["demo"], ["info"], ["batch"]])
-def test_help(cmd):
-    proc = subprocess.run(
-        [sys.executable, "-m", "napari_focus_stack.cli", *cmd, "--help"], capture_output=True, text=True
-    )
-    assert proc.returncode == 0 and "usage" in proc.stdout
-
-
-def test_parser_defaults():
-    args = build_parser().parse_args(["stack", "a.jpg", "-o", "b.jpg"])
-    assert (args.radius, args.smoothing, args.scale_factor, args.method) == (8, 4, 1, "pyramid")
 
 
 def test_nonfinite_pixels_give_one_warning_line(tmp_path, small_stack, capsys):

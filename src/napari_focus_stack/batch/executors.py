@@ -1,0 +1,192 @@
+"""Executors: run stack tasks in this process or on a Dask cluster.
+
+Both take a list of :class:`StackTask`, a runner (normally
+:func:`run_stack`) and a ``record`` callback that receives each stack's
+report entry as soon as it is known. A runner returns an entry for the
+errors a user can fix (a :class:`~napari_focus_stack.errors.FocusStackError`
+becomes a failed entry inside :func:`run_stack`); anything it raises is
+unexpected (a bug, a transient fault) and is retried up to ``retries``
+times before the stack is recorded as failed with the traceback.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+
+from ..errors import InputError
+from .options import BatchOptions
+from .task import ProgressCallback, StackTask, new_entry, run_stack
+
+__all__ = ["DaskExecutor", "InProcess", "unexpected_entry"]
+
+_PROGRESS_TOPIC = "napari-focus-stack-progress"
+
+
+def unexpected_entry(task: StackTask, exc: BaseException, attempts: int, tb: str | None = None) -> dict:
+    """The failed entry of a stack that raised something other than a FocusStackError."""
+    entry = new_entry(
+        task,
+        "failed",
+        error=(
+            f"unexpected error after {attempts} attempt(s): {type(exc).__name__}: {exc} "
+            "(a bug or a fault of the machine; the traceback is in batch-report.json)"
+        ),
+    )
+    if tb is None:
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    entry["traceback"] = tb
+    return entry
+
+
+class InProcess:
+    """Runs stacks one after the other in this process."""
+
+    startup_s = 0.0
+
+    def __init__(self, options: BatchOptions, progress: ProgressCallback | None, is_cancelled: Callable[[], bool]):
+        self.progress, self.is_cancelled = progress, is_cancelled
+        self.retries = int(options.retries)
+
+    def run(self, tasks: list[StackTask], runner, record) -> list[dict]:
+        results = []
+        for task in tasks:
+            if self.is_cancelled():
+                break
+            attempts = 0
+            while True:
+                attempts += 1
+                try:
+                    if runner is run_stack:
+                        entry = run_stack(task, self.progress, self.is_cancelled)
+                    else:
+                        entry = runner(task)
+                    break
+                except Exception as exc:  # noqa: BLE001 - not a user error (run_stack returns those): retry, then record
+                    if attempts <= self.retries and not self.is_cancelled():
+                        continue
+                    entry = unexpected_entry(task, exc, attempts)
+                    break
+            record(entry)
+            results.append(entry)
+        return results
+
+    def close(self) -> None:
+        pass
+
+
+def _warm_up() -> None:
+    """Import the engine in a Dask worker."""
+    from .. import io, stacker  # noqa: F401
+
+
+class DaskExecutor:
+    """Runs stacks as tasks on a local or remote ``dask.distributed`` cluster."""
+
+    def __init__(self, options: BatchOptions, progress: ProgressCallback | None, is_cancelled: Callable[[], bool]):
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise InputError(
+                "running on several workers needs dask.distributed: pip install 'napari-focus-stack[batch]'"
+            ) from exc
+        t0 = time.perf_counter()
+        self.progress, self.is_cancelled = progress, is_cancelled
+        self.retries = int(options.retries)
+        self.cluster = None
+        self.topic = f"{_PROGRESS_TOPIC}-{uuid.uuid4().hex[:8]}"
+        if options.scheduler:
+            try:
+                self.client = Client(options.scheduler, timeout="20s")
+            except (OSError, TimeoutError) as exc:
+                raise InputError(f"cannot reach the Dask scheduler at {options.scheduler}: {exc}") from exc
+        else:
+            self.cluster = LocalCluster(
+                n_workers=int(options.workers),
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=":0",  # any free port: never clash with a running dashboard
+                memory_limit=0,  # memory is checked per stack, up front
+                silence_logs=logging.ERROR,
+            )
+            self.client = Client(self.cluster)
+        if progress is not None:
+            self.client.subscribe_topic(self.topic, self._on_progress)
+        try:
+            self.client.run(_warm_up)  # imports in every worker now, not inside the first stacks' timings
+        except Exception as exc:  # whatever a worker raised while importing
+            self.close()
+            raise InputError(
+                f"the Dask workers cannot load napari-focus-stack ({type(exc).__name__}: {exc}); "
+                "install the same version on every worker"
+            ) from exc
+        self.startup_s = time.perf_counter() - t0
+
+    def _on_progress(self, event) -> None:
+        _, msg = event
+        try:
+            self.progress(msg["stack"], msg["done"], msg["total"], msg["stage"])
+        except Exception:  # a progress display must not stop the batch
+            logging.getLogger(__name__).debug("progress callback failed", exc_info=True)
+
+    def _threads_on_host(self) -> dict:
+        hosts: dict[str, int] = {}
+        for addr, info in self.client.scheduler_info().get("workers", {}).items():
+            host = addr.rsplit(":", 1)[0]
+            hosts[host] = hosts.get(host, 0) + int(info.get("nthreads", 1))
+        return hosts
+
+    def run(self, tasks: list[StackTask], runner, record) -> list[dict]:
+        from distributed import wait
+
+        hosts = self._threads_on_host()
+        futures = {}
+        for task in tasks:
+            task.threads_on_host = hosts
+            task.progress_topic = self.topic if self.progress is not None else None
+            key = f"focus-stack-{_safe_key(task.name)}-{uuid.uuid4().hex[:8]}"
+            fut = self.client.submit(runner, task, key=key, pure=False, retries=self.retries)
+            futures[fut] = task
+        pending = set(futures)
+        results = []
+        while pending:
+            if self.is_cancelled():
+                self.client.cancel(list(pending), force=True)
+                break
+            try:
+                done, pending = wait(pending, timeout=0.25, return_when="FIRST_COMPLETED")
+            except TimeoutError:
+                continue
+            for fut in done:
+                entry = self._entry_of(fut, futures[fut])
+                record(entry)
+                results.append(entry)
+        return results
+
+    def _entry_of(self, fut, task: StackTask) -> dict:
+        if fut.status == "finished":
+            return fut.result()
+        if fut.status == "cancelled":
+            return new_entry(task, "cancelled", error="cancelled")
+        exc = fut.exception()
+        if type(exc).__name__ == "KilledWorker":
+            return new_entry(
+                task, "failed",
+                error=f"the stack killed its worker repeatedly (out of memory, or a crash in a decoder): {exc}",
+            )
+        tb = "".join(traceback.format_tb(fut.traceback())) if fut.traceback() is not None else None
+        return unexpected_entry(task, exc, self.retries + 1, tb)
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        finally:
+            if self.cluster is not None:
+                self.cluster.close()
+
+
+def _safe_key(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:60]

@@ -1,0 +1,112 @@
+"""Batch reports: ``batch-report.json`` (everything) and ``batch-report.csv`` (one row per stack)."""
+from __future__ import annotations
+
+import csv
+import io as _stdio
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..io import remove_stale_temps, write_text
+from .markers import json_safe
+
+if TYPE_CHECKING:
+    from ..grouping import Plan
+    from .options import BatchOptions
+    from .run import BatchResult
+
+__all__ = ["REPORT_NAME", "write_reports"]
+
+#: Batch reports are ``<REPORT_NAME>.json`` and ``<REPORT_NAME>.csv`` in the output folder.
+REPORT_NAME = "batch-report"
+
+_CSV_COLUMNS = (
+    "stack",
+    "status",
+    "n_frames",
+    "n_excluded",
+    "excluded",
+    "reference",
+    "quality_min",
+    "quality_mean",
+    "alignment_from",
+    "align_s",
+    "fuse_s",
+    "write_s",
+    "total_s",
+    "output",
+    "warnings",
+    "error",
+)
+
+
+def _csv_row(e: dict) -> dict:
+    t = e.get("timings") or {}
+    a = e.get("alignment") or {}
+
+    def num(x):
+        return "" if x is None else f"{x:.4g}"
+
+    return {
+        "stack": e["stack"],
+        "status": e["status"],
+        "n_frames": e.get("n_frames", ""),
+        "n_excluded": len(e.get("excluded") or []),
+        "excluded": "; ".join(f"{x['name']}: {x['reason']}" for x in e.get("excluded") or []),
+        "reference": e.get("reference") or "",
+        "quality_min": num(a.get("quality_min")),
+        "quality_mean": num(a.get("quality_mean")),
+        "alignment_from": a.get("reused_from") or "",
+        "align_s": num(t.get("align_s")),
+        "fuse_s": num(t.get("fuse_s")),
+        "write_s": num(t.get("write_s")),
+        "total_s": num(t.get("wall_s", t.get("total_s"))),
+        "output": (e.get("outputs") or {}).get("image", ""),
+        "warnings": " | ".join(e.get("warnings") or []),
+        "error": e.get("error") or "",
+    }
+
+
+def write_reports(
+    out: Path, plan: Plan, options: BatchOptions, result: BatchResult, started: str
+) -> tuple[Path, Path]:
+    """Write the JSON and CSV reports of a batch into `out` (atomically); return their paths."""
+    from .. import __version__
+
+    report = {
+        "tool": f"napari-focus-stack {__version__}",
+        "started": started,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "elapsed_s": result.elapsed_s,
+        "input": str(plan.root) if plan.root is not None else None,
+        "output": str(out),
+        "grouping": {
+            "mode": plan.mode,
+            "reason": plan.reason,
+            "problems": [
+                {"kind": p.kind, "stack": p.stack, "message": p.message, "files": [f.name for f in p.files]}
+                for p in plan.problems
+            ],
+        },
+        "options": options.as_dict(),
+        "summary": {
+            **result.counts,
+            "stacks": len(result.stacks),
+            "stacks_per_minute": result.stacks_per_minute,
+            "cluster_start_s": result.startup_s,
+        },
+        "stacks": result.stacks,
+    }
+    json_path = out / f"{REPORT_NAME}.json"
+    csv_path = out / f"{REPORT_NAME}.csv"
+    for path in (json_path, csv_path):
+        remove_stale_temps(path)
+    write_text(json_path, json.dumps(json_safe(report), indent=2, ensure_ascii=False))
+    buf = _stdio.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=_CSV_COLUMNS)
+    writer.writeheader()
+    for e in result.stacks:
+        writer.writerow(_csv_row(e))
+    write_text(csv_path, buf.getvalue())
+    return json_path, csv_path

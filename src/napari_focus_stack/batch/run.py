@@ -1,0 +1,257 @@
+"""run_batch: plan, run every stack on an executor, write the reports."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import AlignmentError, InputError, OutputError
+from ..grouping import Plan
+from ..io import write_text
+from ..stacker import cancel_check
+from .executors import DaskExecutor, InProcess
+from .markers import MARKER_VERSION, STATE_DIR, is_complete, read_marker
+from .options import BatchOptions
+from .plan import StackJob, calibration_key, plan_batch
+from .report import write_reports
+from .task import ProgressCallback, new_entry, run_stack
+
+__all__ = ["BatchResult", "run_batch"]
+
+
+@dataclass
+class BatchResult:
+    """What a batch did.
+
+    Attributes
+    ----------
+    plan : Plan
+    stacks : list of dict
+        One report entry per stack, in plan order.
+    report_json, report_csv : Path or None
+        The written reports.
+    elapsed_s : float
+        Wall time of the whole batch.
+    startup_s : float
+        Of which starting (or connecting to) the Dask cluster.
+    """
+
+    plan: Plan
+    stacks: list[dict]
+    report_json: Path | None
+    report_csv: Path | None
+    elapsed_s: float
+    startup_s: float = 0.0
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Stacks per status: done, skipped, failed, cancelled."""
+        out = {"done": 0, "skipped": 0, "failed": 0, "cancelled": 0}
+        for e in self.stacks:
+            out[e["status"]] = out.get(e["status"], 0) + 1
+        return out
+
+    @property
+    def ok(self) -> bool:
+        """True when no stack failed or was cancelled."""
+        c = self.counts
+        return c["failed"] == 0 and c["cancelled"] == 0
+
+    @property
+    def stacks_per_minute(self) -> float:
+        """Throughput of the stacks done in this run."""
+        done = self.counts["done"]
+        return 60.0 * done / self.elapsed_s if self.elapsed_s > 0 else float("nan")
+
+
+def _check_output_dir(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the output folder {out}: {exc.strerror or exc}.") from exc
+    if not out.is_dir():
+        raise OutputError(f"the output path {out} exists and is not a folder.")
+    try:
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test.", delete=True):
+            pass
+        (out / STATE_DIR).mkdir(exist_ok=True)
+    except OSError as exc:
+        raise OutputError(
+            f"the output folder {out} is not writable ({exc.strerror or exc}). Choose a folder you can write to."
+        ) from exc
+
+
+def run_batch(
+    inputs: str | os.PathLike | Sequence | Plan,
+    output_dir: str | os.PathLike,
+    options: BatchOptions | None = None,
+    *,
+    mode: str = "auto",
+    stack_size: int | None = None,
+    pattern: str | None = None,
+    progress: ProgressCallback | None = None,
+    on_stack: Callable[[dict], None] | None = None,
+    cancel: Callable[[], bool] | threading.Event | None = None,
+    runner: Callable[..., dict] | None = None,
+) -> BatchResult:
+    """Stack every stack of a scan and write a report.
+
+    Parameters
+    ----------
+    inputs : path-like, list of path-like or Plan
+        Scan folder, file list, or a plan from
+        :func:`~napari_focus_stack.grouping.detect_stacks`.
+    output_dir : path-like
+        Created if needed. May be the input folder: inputs are never written.
+    options : BatchOptions, optional
+    mode, stack_size, pattern
+        Grouping, see :func:`~napari_focus_stack.grouping.detect_stacks`.
+    progress : callable(stack, done, total, stage), optional
+        Per-frame progress of each stack (from a Dask worker, via events).
+    on_stack : callable(entry), optional
+        Called with each stack's report entry as soon as it is known.
+    cancel : callable or threading.Event, optional
+        Stops the batch: running stacks stop between frames (in-process) or
+        are abandoned (Dask); nothing partial is left.
+    runner : callable(StackTask) -> dict, optional
+        Replaces :func:`run_stack` (tests, instrumentation). Must be
+        importable or picklable by value for Dask.
+
+    Returns
+    -------
+    BatchResult
+
+    Raises
+    ------
+    InputError
+        No stacks found.
+    OutputError
+        The output folder cannot be created or written.
+    ParameterError
+        Invalid options.
+    """
+    options = options or BatchOptions()
+    options.validate()
+    t0 = time.perf_counter()
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    out = Path(output_dir).expanduser().absolute()
+    _check_output_dir(out)
+    plan, jobs = plan_batch(inputs, out, options, mode=mode, stack_size=stack_size, pattern=pattern)
+    if not plan.stacks:
+        why = "; ".join(p.message for p in plan.problems) or "no stacks found"
+        raise InputError(f"nothing to stack: {why}")
+    first_to_run = None
+    transforms = source = None
+    if options.calibration:
+        transforms = _calibration_transforms(options, out)
+        source = Path(options.calibration).name
+    first = next((j for j in jobs if j.alignment_source), None)
+    if first is not None:
+        source = first.task.name
+        if first.state == "skip" and (first.marker or {}).get("transforms") is not None:
+            transforms = first.marker["transforms"]
+        elif first.state in ("skip", "run"):
+            first.state, first_to_run = "run", first  # (again, when an old marker lacks the alignment)
+
+    entries: dict[str, dict] = {}
+    is_cancelled = cancel_check(cancel)
+
+    def record(entry: dict) -> None:
+        entry = {k: v for k, v in entry.items() if k != "_transforms"}
+        entries[entry["stack"]] = entry
+        if on_stack is not None:
+            on_stack(entry)
+
+    for job in jobs:
+        if job.state == "skip":
+            stored = dict((job.marker or {}).get("entry") or new_entry(job.task, "done"))
+            stored["status"] = "skipped"
+            stored["note"] = "complete from an earlier run (resumed)"
+            record(stored)
+        elif job.state == "fail":
+            record(new_entry(job.task, "failed", error=job.error))
+
+    todo = [j for j in jobs if j.state == "run" and j is not first_to_run]
+    if options.reuse and first_to_run is None:
+        _apply_transforms(todo, transforms, source)
+    runner = runner or run_stack
+    executor = None
+    interrupted = False
+    try:
+        if options.scheduler or options.workers > 1:
+            executor = DaskExecutor(options, progress, is_cancelled)
+        else:
+            executor = InProcess(options, progress, is_cancelled)
+        if first_to_run is not None:
+            got = executor.run([first_to_run.task], runner, record)
+            ok = bool(got) and got[0].get("status") == "done"
+            _apply_transforms(todo, got[0].get("_transforms") if ok else None, first_to_run.task.name)
+        if todo and not is_cancelled():
+            executor.run([j.task for j in todo], runner, record)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        if executor is not None:
+            executor.close()
+    for job in jobs:  # stopped early: what finished anyway, and what did not run
+        if job.task.name not in entries:
+            marker = read_marker(job.task.marker)
+            if is_complete(job.task, marker) and marker.get("entry"):
+                record(dict(marker["entry"]))
+            else:
+                record(new_entry(job.task, "cancelled", error="cancelled before it ran"))
+
+    ordered = [entries[j.task.name] for j in jobs]
+    elapsed = time.perf_counter() - t0
+    result = BatchResult(plan, ordered, None, None, elapsed, getattr(executor, "startup_s", 0.0))
+    result.report_json, result.report_csv = write_reports(out, plan, options, result, started)
+    if interrupted:
+        raise KeyboardInterrupt
+    return result
+
+
+def _apply_transforms(jobs: list[StackJob], transforms: list | None, source: str | None) -> None:
+    for job in jobs:
+        task = job.task
+        task.reuse_source = source
+        if transforms is None:
+            task.warnings.append(f"the alignment of {source} could not be reused (it failed); estimated for this stack")
+            task.reuse_source = None
+        elif len(transforms) != len(task.frames):
+            task.warnings.append(
+                f"{len(task.frames)} frames but the reused alignment of {source} has {len(transforms)}: "
+                "alignment estimated for this stack"
+            )
+            task.reuse_source = None
+        else:
+            task.transforms = transforms
+
+
+def _calibration_transforms(options: BatchOptions, out: Path) -> list:
+    """Transforms of the calibration stack, cached in the output folder."""
+    from ..stacker import FocusStacker
+
+    files, key = calibration_key(options)
+    cache = out / STATE_DIR / "calibration.json"
+    data = read_marker(cache)
+    if data and data.get("params") == key and data.get("transforms") is not None:
+        return data["transforms"]
+    mats, report = FocusStacker(**options.engine_kwargs()).estimate_transforms(files)
+    transforms = [None if m is None else np.asarray(m).tolist() for m in mats]
+    if sum(m is not None for m in transforms) < 2:
+        raise AlignmentError(
+            f"the calibration stack {options.calibration} could not be aligned "
+            f"(excluded: {', '.join(report.get('excluded', []))}); choose another calibration stack."
+        )
+    text = json.dumps(
+        {"version": MARKER_VERSION, "params": key, "source": str(options.calibration), "transforms": transforms}
+    )
+    write_text(cache, text)
+    return transforms

@@ -1,0 +1,228 @@
+"""One stack of a batch: the job description and the function that runs it.
+
+:class:`StackTask` is plain data, so that it travels to Dask workers;
+:func:`run_stack` reads the frames, runs the engine, writes the outputs
+atomically and records the stack's marker and report entry.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._runtime import default_threads, tune_malloc
+from ..errors import AlignmentError, FocusStackError, StackError
+from .markers import STATE_DIR, json_safe, write_marker
+from .memory import check_memory
+
+__all__ = ["ProgressCallback", "StackTask", "new_entry", "run_stack"]
+
+ProgressCallback = Callable[[str, int, int, str], None]
+
+
+@dataclass
+class StackTask:
+    """One stack job: what a worker needs to produce and record one stack.
+
+    Plain data, so that it travels to Dask workers.
+    """
+
+    name: str
+    frames: list[str]
+    outputs: dict[str, str]  # "image" / "depth" / "confidence" -> absolute path
+    output_dir: str
+    engine: dict
+    bit_depth: int | None
+    quality: int
+    params_hash: str
+    transforms: list | None = None  # reused alignment (lists of 3x3), None: estimate
+    reuse_source: str | None = None  # name of the stack the alignment comes from
+    warnings: list[str] = field(default_factory=list)
+    engine_workers: int | None = None  # engine threads; None: decide where it runs
+    threads_on_host: dict | None = None  # Dask: {host: tasks at once} to share the cores
+    progress_topic: str | None = None  # Dask: event topic for per-frame progress
+
+    @property
+    def marker(self) -> Path:
+        """This stack's resume marker."""
+        return Path(self.output_dir) / STATE_DIR / f"{self.name}.json"
+
+
+def new_entry(task: StackTask, status: str, **extra) -> dict:
+    """A report entry for `task` with every field present."""
+    entry = {
+        "stack": task.name,
+        "status": status,
+        "frames": [Path(f).name for f in task.frames],
+        "n_frames": len(task.frames),
+        "excluded": [],
+        "reference": None,
+        "alignment": {"reused_from": task.reuse_source, "quality_min": None, "quality_mean": None, "frames": []},
+        "timings": {},
+        "outputs": {},
+        "warnings": list(task.warnings),
+        "error": None,
+        "backend": None,
+        "worker": None,
+    }
+    entry.update(extra)
+    return entry
+
+
+def _dask_context(task: StackTask) -> tuple[Any, str | None, int]:
+    """(worker or None, host, tasks at once on this host)."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):  # distributed not installed, or not on a Dask worker
+        return None, None, 1
+    host = worker.address.rsplit(":", 1)[0]
+    share = int((task.threads_on_host or {}).get(host, worker.state.nthreads))
+    return worker, host, max(1, share)
+
+
+def run_stack(
+    task: StackTask,
+    progress: ProgressCallback | None = None,
+    cancel: Callable[[], bool] | threading.Event | None = None,
+) -> dict:
+    """Stack one job and record it; the unit of work of a batch.
+
+    Parameters
+    ----------
+    task : StackTask
+        The job (frames, outputs, engine parameters, reused alignment).
+    progress : callable(stack, done, total, stage), optional
+        Per-frame progress. On a Dask worker, progress is also sent as an
+        event on ``task.progress_topic``.
+    cancel : callable or threading.Event, optional
+        Checked between frames.
+
+    Returns
+    -------
+    dict
+        The stack's report entry; ``status`` is ``"done"``, ``"failed"`` or
+        ``"cancelled"``. Errors of the :class:`FocusStackError` family (bad
+        frames, memory, disk full...) give a failed entry; any other
+        exception (a bug, or something unexpected) propagates after the
+        outputs written so far are removed, so that the executor retries it.
+    """
+    from ..io import read_meta, remove_stale_temps, write_image
+    from ..stacker import Cancelled, FocusStacker
+
+    t0 = time.perf_counter()
+    worker, host, share = _dask_context(task)
+    if worker is not None:
+        tune_malloc()
+    threads = int(task.engine_workers) if task.engine_workers else default_threads(share)
+    entry_extra = {"worker": host or "local"}
+
+    def report(done: int, total: int, stage: str) -> None:
+        if progress is not None:
+            progress(task.name, done, total, stage)
+        if worker is not None and task.progress_topic:
+            worker.log_event(task.progress_topic, {"stack": task.name, "done": done, "total": total, "stage": stage})
+
+    written: list[Path] = []
+    try:
+        if len(task.frames) < 2:
+            raise StackError(f"{task.name} has {len(task.frames)} frame; a stack needs at least 2 frames")
+        meta = read_meta(task.frames[0])
+        check_memory(
+            meta.shape, task.engine["scale_factor"], threads, tile_size=task.engine.get("tile_size"),
+            share=share, what=task.name,
+        )
+        write_marker(task, "started")
+        stacker = FocusStacker(**task.engine, workers=threads)
+        transforms = None
+        if task.transforms is not None:
+            transforms = [None if m is None else np.asarray(m) for m in task.transforms]
+        result = stacker.stack(list(task.frames), progress=report, cancel=cancel, transforms=transforms)
+        entry = _result_entry(task, result)
+        entry.update(entry_extra)
+        used = sum(m is not None for m in result.transforms)
+        if used < 2:
+            reasons = "; ".join(f"{e['name']}: {e['reason']}" for e in entry["excluded"]) or "no reason given"
+            raise AlignmentError(
+                f"{task.name}: no frame could be aligned to the reference frame {entry['reference']} "
+                f"({reasons}). The frames do not look like one focus stack: check the grouping, "
+                "or try --align translation or --align none."
+            )
+        t1 = time.perf_counter()
+        sizes = {}
+        meta = result.meta
+        for kind, path in task.outputs.items():
+            target = Path(path)
+            remove_stale_temps(target)
+            if kind == "image":
+                exif, icc = getattr(meta, "exif", None), getattr(meta, "icc", None)
+                bits = None if target.suffix.lower() == ".jpg" else task.bit_depth
+                write_image(
+                    target, result.image, quality=task.quality, exif=exif, icc=icc, protect=task.frames, bit_depth=bits
+                )
+            else:  # float32 maps
+                write_image(target, result.depth if kind == "depth" else result.confidence, protect=task.frames)
+            written.append(target)
+            sizes[kind] = target.stat().st_size
+        entry["timings"]["write_s"] = time.perf_counter() - t1
+        entry["timings"]["wall_s"] = time.perf_counter() - t0
+        entry["outputs"] = {k: str(v) for k, v in task.outputs.items()}
+        write_marker(task, "done", sizes=sizes, entry=entry, transforms=result.transforms)
+        entry["_transforms"] = [None if m is None else np.asarray(m).tolist() for m in result.transforms]
+        return entry
+    except Cancelled:
+        _remove(written)
+        return new_entry(task, "cancelled", error="cancelled", **entry_extra)
+    except FocusStackError as exc:  # the user's data or options: retrying cannot help
+        _remove(written)
+        entry = new_entry(task, "failed", error=str(exc), **entry_extra)
+        entry["timings"]["wall_s"] = time.perf_counter() - t0
+        return entry
+    except BaseException:
+        _remove(written)
+        raise
+
+
+def _remove(paths: list[Path]) -> None:
+    for p in paths:
+        try:
+            p.unlink()
+        except OSError:
+            pass
+
+
+def _result_entry(task: StackTask, result) -> dict:
+    rep = result.report
+    frames = rep.get("frames", [])
+    excluded = [{"name": f["name"], "reason": f.get("reason", "excluded")} for f in frames if f.get("excluded")]
+    ref = rep.get("reference")
+    qualities = [
+        f["quality"]
+        for f in frames
+        if not f.get("excluded") and f.get("index") != ref
+        and f.get("quality") is not None and math.isfinite(f["quality"])
+    ]
+    warnings = list(task.warnings) + list(rep.get("warnings", []))
+    warnings += [f"frame {e['name']} excluded: {e['reason']}" for e in excluded]
+    entry = new_entry(
+        task,
+        "done",
+        excluded=excluded,
+        reference=frames[ref]["name"] if ref is not None and ref < len(frames) else None,
+        warnings=warnings,
+        backend=rep.get("backend"),
+        timings=dict(rep.get("timings", {})),
+    )
+    entry["alignment"].update(
+        quality_min=min(qualities) if qualities else None,
+        quality_mean=sum(qualities) / len(qualities) if qualities else None,
+        frames=frames,
+    )
+    return json_safe(entry)

@@ -1,0 +1,157 @@
+"""``napari-focus-stack batch``: stack every stack of a scan."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..batch import FORMATS, BatchOptions, plan_batch, run_batch
+from ..batch.plan import known_outputs
+from ..grouping import MODES, detect_stacks
+from .parser import add_engine_options, engine_options
+
+__all__ = ["add_parser", "options_from_args", "run"]
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``batch`` command to `subparsers`."""
+    p = subparsers.add_parser(
+        "batch",
+        help="stack every stack of a scan (OpenScan and others)",
+        description=(
+            "Find the stacks in INPUT_DIR (OpenScan names <name>_<pose>-<frame>, numbered files with "
+            "--stack-size, one per subfolder, or a --pattern), stack each, and write one image per stack "
+            "named after it, with the reference frame's EXIF and ICC profile. A rerun skips complete "
+            "stacks; inputs are never overwritten. Writes batch-report.json and .csv in OUTPUT_DIR."
+        ),
+    )
+    p.add_argument("input_dir", metavar="INPUT_DIR", help="folder with the frames (or one subfolder per stack)")
+    p.add_argument("-o", "--output", required=True, metavar="OUTPUT_DIR", help="output folder (may be INPUT_DIR)")
+    g = p.add_argument_group("stack detection")
+    g.add_argument("--mode", choices=MODES, default="auto", help="how files are grouped (default: auto)")
+    g.add_argument("--stack-size", type=int, metavar="N", help="frames per stack (number mode; checked elsewhere)")
+    g.add_argument("--pattern", metavar="REGEX", help="regex with named groups 'stack' and 'frame' (regex mode)")
+    g.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    g.add_argument("--strict", action="store_true", help="stop before any work when the plan has problems")
+    g = p.add_argument_group("output")
+    g.add_argument("--format", choices=FORMATS, help="output format (default: that of the frames)")
+    g.add_argument("--bit-depth", type=int, choices=(8, 16), help="output bits per sample (16: png or tif)")
+    g.add_argument("--quality", type=int, default=95, help="JPEG quality, 1-100 (default: 95)")
+    g.add_argument("--depth-maps", action="store_true", help="also write <stack>_depth.tif (float32)")
+    g.add_argument("--confidence-maps", action="store_true", help="also write <stack>_confidence.tif (float32)")
+    g.add_argument("--overwrite", action="store_true", help="recompute all stacks and replace existing outputs")
+    g = p.add_argument_group("speed")
+    g.add_argument(
+        "--reuse-alignment",
+        action="store_true",
+        help="estimate the alignment once (first stack) and apply it to every stack",
+    )
+    g.add_argument(
+        "--calibration", metavar="PATH",
+        help="stack to estimate the reused alignment from (implies --reuse-alignment)",
+    )
+    g.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="local worker processes (default: 1, in-process)"
+    )
+    g.add_argument("--scheduler", metavar="ADDRESS", help="existing Dask scheduler, e.g. tcp://host:8786")
+    g.add_argument(
+        "--retries", type=int, default=2, metavar="N",
+        help="retries of a stack that raised an unexpected error (default: 2)",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="print errors and the summary only")
+    add_engine_options(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def options_from_args(args: argparse.Namespace) -> BatchOptions:
+    """:class:`BatchOptions` from parsed ``batch`` arguments.
+
+    Raises
+    ------
+    ParameterError
+        An option out of range, or options that cannot work together.
+    """
+    return BatchOptions(
+        engine_options(args),
+        format=args.format,
+        bit_depth=args.bit_depth,
+        quality=args.quality,
+        depth_maps=args.depth_maps,
+        confidence_maps=args.confidence_maps,
+        reuse_alignment=args.reuse_alignment,
+        calibration=args.calibration,
+        overwrite=args.overwrite,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        retries=args.retries,
+    )
+
+
+def _dry_run(args: argparse.Namespace, options: BatchOptions) -> int:
+    plan, jobs = plan_batch(
+        args.input_dir, Path(args.output), options, mode=args.mode, stack_size=args.stack_size, pattern=args.pattern
+    )
+    print(plan.summary(limit=None))
+    print("\nplan:")
+    for job in jobs:
+        outs = ", ".join(Path(p).name for p in job.task.outputs.values())
+        what = {"run": "will run", "skip": "complete, skipped", "fail": "cannot run"}[job.state]
+        line = f"  {job.task.name}: {what} -> {outs}"
+        if job.error:
+            line += f"\n      {job.error}"
+        print(line)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``batch``; return the exit code.
+
+    0: every stack done or already complete; 1: some stacks failed (see the
+    report); 2: nothing could run (bad options, no stacks, output folder not
+    writable, ``--strict`` with problems).
+    """
+    options = options_from_args(args)
+    if args.dry_run:
+        return _dry_run(args, options)
+    err = sys.stderr
+    out = Path(args.output)
+    out_abs = out.expanduser().absolute()
+    plan = detect_stacks(
+        args.input_dir, mode=args.mode, stack_size=args.stack_size, pattern=args.pattern,
+        exclude=known_outputs(out_abs) + [out_abs],
+    )
+    if not args.quiet or plan.problems:
+        print(plan.summary(limit=None if args.quiet or len(plan.stacks) <= 60 else 40), file=err)
+    if not plan.stacks:
+        return 2
+    if args.strict and any(p.kind != "ignored" for p in plan.problems):
+        print("napari-focus-stack: --strict: the plan has problems (listed above); nothing was done", file=err)
+        return 2
+    total = len(plan.stacks)
+    count = [0]
+
+    def on_stack(e: dict) -> None:
+        count[0] += 1
+        status = e["status"]
+        if args.quiet and status in ("done", "skipped"):
+            return
+        t = (e.get("timings") or {}).get("wall_s")
+        bits = [f"[{count[0]}/{total}] {e['stack']}: {status}"]
+        if status == "done":
+            bits.append(f"in {t:.1f} s" if t is not None else "")
+            bits.append(f"-> {Path(e['outputs'].get('image', '')).name}")
+            if e.get("excluded"):
+                bits.append(f"({len(e['excluded'])} frame(s) excluded)")
+        elif e.get("error"):
+            bits.append(f"- {e['error']}")
+        print(" ".join(b for b in bits if b), file=err, flush=True)
+
+    result = run_batch(plan, out, options, on_stack=on_stack)
+    c = result.counts
+    print(
+        f"{c['done']} done, {c['skipped']} skipped (complete), {c['failed']} failed, {c['cancelled']} cancelled "
+        f"in {result.elapsed_s:.1f} s ({result.stacks_per_minute:.1f} stacks/min); report: {result.report_json}",
+        file=err,
+    )
+    return 0 if result.ok else 1

@@ -1,0 +1,48 @@
+"""``napari-focus-stack info``: the compute backend, the GPU and its memory."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .. import __version__
+from ..options import option
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``info`` command to `subparsers`."""
+    device = option("device")
+    p = subparsers.add_parser(
+        "info", help="show the compute backend and GPU", description="Print backend, device and memory."
+    )
+    p.add_argument("--device", choices=device.choices, default=device.default, help=device.help)
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``info``; return the exit code."""
+    import numpy as np
+
+    from .._backend import get_backend, gpu_status
+
+    print(f"napari-focus-stack {__version__}")
+    print(f"python {sys.version.split()[0]}, numpy {np.__version__}, cpus {os.cpu_count()}")
+    ok, why = gpu_status()
+    print(f"gpu: {'available: ' + why if ok else 'not available: ' + why}")
+    if ok:
+        import cupy
+
+        free, total = cupy.cuda.runtime.memGetInfo()
+        print(f"gpu memory: {free / 2**30:.1f} GiB free of {total / 2**30:.1f} GiB")
+        try:
+            import cucim
+        except Exception as exc:  # noqa: BLE001 - ImportError, or a broken CUDA install: info still prints
+            print(f"cucim: not usable ({type(exc).__name__}: {exc}); CuPy-only path")
+        else:
+            print(f"cucim {cucim.__version__}")
+    bk = get_backend(args.device)
+    print(f"backend for device={args.device!r}: {bk.name} ({bk.device_name}); {bk.reason}")
+    return 0

@@ -1,0 +1,85 @@
+"""The argument parser: the root parser and the engine options generated from :data:`OPTIONS`."""
+from __future__ import annotations
+
+import argparse
+
+from .. import __version__
+from ..options import OPTIONS, EngineOptions, Option
+
+__all__ = ["add_engine_options", "build_parser", "engine_options", "stacker_from_args"]
+
+
+_OPEN_ENDED = 100_000  # an upper bound this high is only a sanity limit: not worth showing
+
+
+def _help(opt: Option) -> str:
+    """The option's help with its range and default, as ``--help`` shows them."""
+    bits = []
+    if opt.range is not None:
+        lo, hi = opt.range
+        bits.append(f"{_num(lo)} or more" if hi >= _OPEN_ENDED else f"{_num(lo)}-{_num(hi)}")
+    if opt.kind is not bool and "default" not in opt.help:
+        bits.append("default: " + ("automatic" if opt.default is None else str(opt.default)))
+    return f"{opt.help} ({'; '.join(bits)})" if bits else opt.help
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    """Add every engine option of :data:`~napari_focus_stack.options.OPTIONS` to `parser`.
+
+    Flags, types, choices, defaults and help come from the options model;
+    argparse only converts the text, and :class:`EngineOptions` checks the
+    ranges, so that an out-of-range value gives the same one-line error as
+    in Python.
+    """
+    group = parser.add_argument_group("engine")
+    for opt in OPTIONS:
+        kw: dict = {"dest": opt.name, "help": _help(opt)}
+        if opt.kind is bool:
+            kw["action"] = argparse.BooleanOptionalAction if opt.default else "store_true"
+            kw["default"] = bool(opt.default)
+        else:
+            kw["type"] = opt.kind
+            kw["default"] = opt.default
+            if opt.choices is not None:
+                kw["choices"] = opt.choices
+            if opt.metavar is not None:
+                kw["metavar"] = opt.metavar
+        group.add_argument(opt.flag, **kw)
+
+
+def engine_options(args: argparse.Namespace) -> EngineOptions:
+    """The validated :class:`EngineOptions` among parsed arguments.
+
+    Raises
+    ------
+    ParameterError
+        A value out of its range.
+    """
+    return EngineOptions.from_mapping(args)
+
+
+def stacker_from_args(args: argparse.Namespace, **overrides):
+    """A :class:`FocusStacker` with the parsed engine options."""
+    from ..stacker import FocusStacker
+
+    return FocusStacker(**engine_options(args).kwargs(), **overrides)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``napari-focus-stack`` parser with its ``stack``, ``batch``, ``demo`` and ``info`` commands."""
+    from . import batch, demo, info, stack
+
+    parser = argparse.ArgumentParser(
+        prog="napari-focus-stack",
+        description="Align and fuse focus stacks into one sharp image, with depth and confidence maps.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for command in (stack, demo, info, batch):
+        command.add_parser(sub)
+    return parser
