@@ -2,12 +2,12 @@ import re
 
 import numpy as np
 import pytest
+from helpers import psnr
 
 from napari_focus_stack import FocusStacker, StackError
 from napari_focus_stack.align import corner_error
+from napari_focus_stack.errors import InputError, ParameterError
 from napari_focus_stack.stacker import Cancelled
-
-from helpers import psnr
 
 
 def _fast(**kw):
@@ -159,6 +159,31 @@ def test_exposure_gains_match_the_true_gains():
             continue
         # the reported gain maps the frame back onto the reference's exposure
         np.testing.assert_allclose(np.asarray(entry["gain"]) * true, 1.0, atol=0.03)
+
+
+@pytest.mark.parametrize(
+    "reference, words",
+    [(1.5, "reference must be a whole number, 0 or more, got 1.5"), (-1, "reference must be 0 or more, got -1"),
+     ("2", "reference must be a number")],
+)
+def test_reference_is_refused_not_truncated(reference, words):
+    with pytest.raises(ParameterError, match=words):
+        FocusStacker(reference=reference)
+
+
+def test_reference_beyond_the_stack_names_the_valid_range(small_stack):
+    with pytest.raises(ParameterError, match=r"between 0 and 5 \(the stack has 6 frames\), got 6"):
+        _fast(reference=6).stack(small_stack.frames)
+
+
+@pytest.mark.parametrize("kind", ["arrays", "paths"])
+def test_a_missing_frame_in_a_list_is_named(small_stack, tmp_path, kind):
+    from napari_focus_stack.synthetic import save_stack
+
+    frames = list(small_stack.frames) if kind == "arrays" else save_stack(small_stack, tmp_path)
+    frames[2] = None
+    with pytest.raises(InputError, match="frame 2 of the 6 inputs is None"):
+        _fast().stack(frames)
 
 
 def test_progress_and_cancel(small_stack):

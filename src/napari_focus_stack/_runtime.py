@@ -1,15 +1,19 @@
-"""Process tuning in one place: thread counts and the C allocator.
+"""Process tuning in one place: thread counts, the C allocator, the image-size limit.
 
 The engine, the batch workers, the synthetic-data generator and the napari
 reader all ask :func:`default_threads` how many threads to use; the command
-line and the batch workers call :func:`tune_malloc` once per process.
+line and the batch workers call :func:`tune_malloc` once per process and
+set the decompression-bomb limit with :func:`pixel_limit`.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import warnings
+from collections.abc import Iterator
 
-__all__ = ["MAX_DEFAULT_THREADS", "default_threads", "tune_malloc"]
+__all__ = ["MAX_DEFAULT_THREADS", "default_threads", "pixel_limit", "pixel_limit_hint", "tune_malloc"]
 
 #: Threads used by default. Decoding and per-frame work stop scaling beyond
 #: four threads (memory bandwidth), and each thread holds a frame in flight.
@@ -79,3 +83,51 @@ def tune_malloc() -> bool:
         return False
     _tuned = ok
     return ok
+
+
+@contextlib.contextmanager
+def pixel_limit(max_pixels: int | None) -> Iterator[None]:
+    """Refuse images of more than `max_pixels` pixels while the block runs.
+
+    Pillow refuses images of more than twice ``PIL.Image.MAX_IMAGE_PIXELS``
+    (about 179 million pixels by default) as possible decompression bombs,
+    and the TIFF reader follows it. This sets that limit for the block and
+    silences Pillow's warning below it, which the user has accepted.
+
+    Parameters
+    ----------
+    max_pixels : int or None
+        None leaves the limit as it is; 0 removes it.
+    """
+    if max_pixels is None:
+        yield
+        return
+    from PIL import Image
+
+    before = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None if max_pixels == 0 else (int(max_pixels) + 1) // 2
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = before
+
+
+def pixel_limit_hint(exc: BaseException, how: str) -> str:
+    """Words to add to `exc`'s message when it refused an image for its size, else "".
+
+    Parameters
+    ----------
+    exc : BaseException
+        The error (its cause is Pillow's ``DecompressionBombError``).
+    how : str
+        How the caller raises the limit (``"--max-pixels N"``).
+    """
+    from PIL import Image
+
+    if not isinstance(exc.__cause__, Image.DecompressionBombError):
+        return ""
+    limit = Image.MAX_IMAGE_PIXELS
+    now = f" (now {2 * int(limit):,} pixels)" if limit else ""
+    return f" If you trust the file, raise the limit with {how}{now}."

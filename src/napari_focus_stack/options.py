@@ -27,6 +27,7 @@ __all__ = [
     "EngineOptions",
     "FUSION_METHODS",
     "MIN_TILE",
+    "OPEN_ENDED",
     "OPTIONS",
     "Option",
     "option",
@@ -36,6 +37,8 @@ FUSION_METHODS = ("pyramid", "depthmap")
 ALIGN_MODELS = ("similarity", "affine", "translation", "none")
 DEVICES = ("auto", "cpu", "gpu")
 MIN_TILE = 256
+#: An upper bound this high is a sanity limit, not a range to show.
+OPEN_ENDED = 100_000
 
 
 @dataclass(frozen=True)
@@ -115,20 +118,26 @@ class Option:
             raise ParameterError(f"{self.name} must be a number, got NaN")
         if self.kind is int:
             if float(value) != int(value):
-                raise ParameterError(f"{self.name} must be a whole number{self._range_text()}, got {value!r}")
+                span = self._range_text()
+                if span.endswith("or more"):
+                    span = "," + span
+                raise ParameterError(f"{self.name} must be a whole number{span}, got {value!r}")
             value = int(value)
         else:
             value = float(value)
         if self.range is not None:
             lo, hi = self.range
             if not lo <= value <= hi:
-                raise ParameterError(f"{self.name} must be between {_num(lo)} and {_num(hi)}, got {value!r}")
+                raise ParameterError(f"{self.name} must be{self._range_text()}, got {value!r}")
         return value
 
     def _range_text(self) -> str:
         if self.range is None:
             return ""
-        return f" between {_num(self.range[0])} and {_num(self.range[1])}"
+        lo, hi = self.range
+        if hi >= OPEN_ENDED:  # only a sanity limit: "0 or more" says what the user needs
+            return f" {_num(lo)} or more"
+        return f" between {_num(lo)} and {_num(hi)}"
 
 
 def _num(x: float) -> str:
@@ -149,7 +158,8 @@ OPTIONS: tuple[Option, ...] = (
            "alignment model: similarity (scale, rotation, shift: focus breathing), affine, translation or none",
            choices=ALIGN_MODELS),
     Option("reference", int, None, "Reference frame",
-           "index of the reference frame (default: the middle frame)", range=(0, 100_000), metavar="INDEX"),
+           "index of the reference frame, counted from 0 (default: the middle frame)", range=(0, OPEN_ENDED),
+           metavar="INDEX"),
     Option("device", str, "auto", "Device",
            "compute device: auto picks the GPU when CuPy sees one", choices=DEVICES),
     Option("upscale_output", bool, False, "Keep upscaled result",

@@ -39,7 +39,7 @@ from .align import (
     valid_region,
     warp_image,
 )
-from .errors import FocusStackError, FocusStackWarning, ParameterError, StackError
+from .errors import FocusStackError, FocusStackWarning, InputError, ParameterError, StackError
 from .focus import block_mean
 from .fusion import MAX_LEVELS, METHODS, make_fusion
 from .io import FrameSource, ImageMeta, write_image
@@ -129,6 +129,20 @@ def _missing_pixels(xp, image: Any) -> Any | None:
     if bad.ndim == 3:
         bad = bad.any(axis=2)
     return bad if bool(bad.any()) else None
+
+
+def _frame_source(inputs: Any) -> FrameSource:
+    """A FrameSource of `inputs`; a missing frame in a list is named by its index."""
+    if isinstance(inputs, FrameSource):
+        return inputs
+    if isinstance(inputs, (list, tuple)):
+        missing = [i for i, x in enumerate(inputs) if x is None]
+        if missing:
+            raise InputError(
+                f"frame {missing[0]} of the {len(inputs)} inputs is None; give an image array or a file path "
+                "for every frame"
+            )
+    return FrameSource.from_inputs(inputs)
 
 
 def _dtype_scale(dtype: np.dtype) -> float:
@@ -258,7 +272,7 @@ class FocusStacker:
             Reuse known reference->frame transforms (e.g. from another stack
             shot with the same focus sequence) instead of estimating them.
         """
-        source = inputs if isinstance(inputs, FrameSource) else FrameSource.from_inputs(inputs)
+        source = _frame_source(inputs)
         _check_frame_size(source)
         n = len(source)
         ref = self._reference_index(n)
@@ -313,7 +327,7 @@ class FocusStacker:
         ``transforms`` can be given to :meth:`stack` of other stacks shot with
         the same focus sequence (``None`` marks an excluded frame).
         """
-        source = inputs if isinstance(inputs, FrameSource) else FrameSource.from_inputs(inputs)
+        source = _frame_source(inputs)
         _check_frame_size(source)
         ref = self._reference_index(len(source))
         run = _Run(len(source), progress, cancel_check(cancel))
@@ -447,8 +461,6 @@ class FocusStacker:
     # ------------------------------------------------------------ internals
     def _reference_index(self, n: int) -> int:
         ref = n // 2 if self.reference is None else int(self.reference)
-        if ref < 0:
-            ref += n
         if not 0 <= ref < n:
             raise ParameterError(
                 f"reference must be a frame index between 0 and {n - 1} (the stack has {n} frames), "

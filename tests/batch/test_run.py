@@ -274,6 +274,40 @@ def test_inputs_never_modified_even_when_output_is_input(tmp_path):
     assert (scan / "Ella_0_0.jpg").exists() and (scan / "Ella_0_1_depth.tif").exists()
 
 
+def test_in_place_reruns_never_take_earlier_outputs_for_frames(tmp_path):
+    scan = tmp_path / "scan"
+    make_scan(scan, poses=2)
+    frames = digest(scan)
+    runs = [
+        dict(depth_maps=True),
+        dict(),  # without maps: the maps of the first run stay, and are not frames
+        dict(depth_maps=True),
+        dict(depth_maps=True, overwrite=True),
+        dict(format="png", confidence_maps=True),  # another format: the JPEG results are not frames either
+    ]
+    for extra in runs:
+        result = run_batch(scan, scan, BatchOptions(**extra, **FAST))
+        assert result.ok, (extra, result.stacks)
+        assert [s.name for s in result.plan.stacks] == ["Ella_0_0", "Ella_0_1"]
+        assert all(len(s.frames) == N_FRAMES for s in result.plan.stacks)
+        assert result.plan.unmatched == [] and result.plan.problems == [], (extra, result.plan.problems)
+        after = digest(scan)
+        assert {k: after[k] for k in frames} == frames
+    assert (scan / "Ella_0_1.png").exists() and (scan / "Ella_0_1_confidence.tif").exists()
+
+
+def test_two_stacks_never_write_one_file(tmp_path):
+    scan, out = tmp_path / "scan", tmp_path / "out"
+    for i, frame in enumerate(frames_for(0), start=1):
+        save_frame(scan / "A" / f"IMG_{i}.tif", frame)
+        save_frame(scan / "A_depth" / f"IMG_{i}.tif", frame)
+    result = run_batch(scan, out, BatchOptions(depth_maps=True, **FAST))
+    entries = by_stack(result)
+    assert entries["A"]["status"] == "done"
+    assert entries["A_depth"]["status"] == "failed" and "also an output of the stack A" in entries["A_depth"]["error"]
+    assert tifffile.imread(out / "A_depth.tif").dtype == np.float32  # A's depth map, not overwritten
+
+
 def test_folder_mode_with_the_output_inside_the_scan(tmp_path):
     scan = tmp_path / "scan"
     for pose in (1, 2):
@@ -367,3 +401,17 @@ def test_reuse_alignment_from_calibration_stack(tmp_path):
     assert run_batch(scan, out, BatchOptions(calibration=str(cal), **FAST)).counts["skipped"] == 2
 
 
+
+
+def test_max_pixels_refuses_large_frames_and_says_how_to_raise_it(tmp_path):
+    from PIL import Image as PILImage
+
+    scan, out = tmp_path / "scan", tmp_path / "out"
+    make_scan(scan, poses=1)
+    before = PILImage.MAX_IMAGE_PIXELS
+    result = run_batch(scan, out, BatchOptions(max_pixels=1000, **FAST))  # frames are 64 x 80 = 5120 pixels
+    entry = result.stacks[0]
+    assert entry["status"] == "failed" and "Ella_0_0-1.jpg" in entry["error"]
+    assert "raise the limit with max_pixels=N (--max-pixels N on the command line)" in entry["error"]
+    assert PILImage.MAX_IMAGE_PIXELS == before
+    assert run_batch(scan, out, BatchOptions(max_pixels=6000, **FAST)).ok

@@ -144,3 +144,17 @@ def test_kill_9_then_resume_gives_the_uninterrupted_outputs(tmp_path):
     assert result.counts["skipped"] >= 2
     assert outputs(out) == outputs(reference)  # byte for byte
     assert temp_files(out) == []
+
+
+def test_excluded_frames_are_listed_with_their_reasons(tmp_path, capsys):
+    import numpy as np
+
+    scan = tmp_path / "scan"
+    make_scan(scan, poses=1)
+    noise = np.random.default_rng(0).integers(0, 256, (*frames_for(0)[0].shape,), dtype=np.uint8)
+    save_frame(scan / "Ella_0_0-1.jpg", noise)
+    assert cli_main(["batch", str(scan), "-o", str(tmp_path / "out"), "--device", "cpu"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    i = next(i for i, line in enumerate(err) if "Ella_0_0: done" in line)
+    assert "(1 frame(s) excluded)" in err[i]
+    assert err[i + 1].startswith("    excluded Ella_0_0-1.jpg: ") and len(err[i + 1]) > 40

@@ -1,9 +1,16 @@
-"""``napari-focus-stack stack``: outputs, maps, errors."""
+"""``napari-focus-stack stack``: outputs, maps, errors, kills."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+import napari_focus_stack
 from napari_focus_stack.cli import main
 
 
@@ -92,5 +99,122 @@ def test_replaced_reference_is_in_the_summary(tmp_path, small_stack, capsys):
     assert main(["stack", str(folder), "-o", str(tmp_path / "fused.png")]) == 0
     err = capsys.readouterr().err
     assert "warning: the reference f2.png matched no other frame" in err
-    summary = [line for line in err.splitlines() if "wrote" in line]
-    assert len(summary) == 1 and "reference changed to f" in summary[0] and "excluded: f2.png" in summary[0]
+    lines = err.splitlines()
+    summary = [i for i, line in enumerate(lines) if "wrote" in line]
+    assert len(summary) == 1 and "reference changed to f" in lines[summary[0]] and "1 excluded" in lines[summary[0]]
+    assert lines[summary[0] + 1].startswith("  excluded f2.png: ")
+
+
+# ---------------------------------------------------------------------------
+# outputs: all or none, checked before the work, cleaned up after a kill
+# ---------------------------------------------------------------------------
+
+_SLOW_WRITE = (
+    "import sys, time\n"
+    "from pathlib import Path\n"
+    "from PIL import Image\n"
+    "from napari_focus_stack.cli import main\n"
+    "flag = Path(sys.argv[1])\n"
+    "def save(self, fp, *args, **kwargs):\n"
+    "    fp.write(b'half an image')\n"
+    "    fp.flush()\n"
+    "    flag.touch()\n"
+    "    time.sleep(120)\n"
+    "Image.Image.save = save\n"
+    "sys.exit(main(sys.argv[2:]))\n"
+)
+
+
+def _stack_killed_while_writing(frame_dir: Path, out: Path, sig: int) -> subprocess.CompletedProcess:
+    """Run ``stack`` in a process whose PNG encoder hangs halfway, and send it `sig` then."""
+    env = dict(os.environ)
+    src = str(Path(napari_focus_stack.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    flag = out.parent / "writing.flag"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_WRITE, str(flag), "stack", str(frame_dir), "-o", str(out), "-q",
+         "--device", "cpu"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not flag.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert flag.exists(), proc.communicate(timeout=5)
+        proc.send_signal(sig)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    flag.unlink()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def _hidden(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_sigterm_while_writing_leaves_no_temporary_file(frame_dir, tmp_path):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    proc = _stack_killed_while_writing(frame_dir, out_dir / "fused.png", signal.SIGTERM)
+    assert proc.returncode == 128 + signal.SIGTERM and "terminated" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert list(out_dir.iterdir()) == []
+
+
+def test_rerun_after_sigkill_removes_the_stale_temporary_files(frame_dir, tmp_path, capsys):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    proc = _stack_killed_while_writing(frame_dir, out_dir / "fused.png", signal.SIGKILL)
+    assert proc.returncode == -signal.SIGKILL
+    assert _hidden(out_dir), "the kill left nothing to clean up: the test proves nothing"
+    assert main(["stack", str(frame_dir), "-o", str(out_dir / "fused.png"), "-q", "--device", "cpu"]) == 0
+    assert _hidden(out_dir) == [] and [p.name for p in out_dir.iterdir()] == ["fused.png"]
+
+
+def test_when_one_output_fails_none_is_changed(frame_dir, tmp_path, monkeypatch, capsys):
+    import errno
+
+    import tifffile
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "fused.png").write_bytes(b"an earlier result")
+    real = tifffile.imwrite
+
+    def imwrite(fh, data, *args, **kwargs):
+        if "confidence" in str(getattr(fh, "name", fh)):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fh, data, *args, **kwargs)
+
+    monkeypatch.setattr(tifffile, "imwrite", imwrite)
+    code = main(["stack", str(frame_dir), "-o", str(out / "fused.png"), "--depth-map", str(out / "depth.tif"),
+                 "--confidence-map", str(out / "confidence.tif"), "-q", "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "disk is full" in err[0] and "confidence.tif" in err[0]
+    assert sorted(p.name for p in out.iterdir()) == ["fused.png"]
+    assert (out / "fused.png").read_bytes() == b"an earlier result"
+
+
+def test_excluded_frames_are_listed_with_their_reasons(frame_dir, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    odd = sorted(frame_dir.iterdir())[0]
+    Image.fromarray(rng.integers(0, 256, (160, 200, 3), dtype=np.uint8)).save(odd)
+    assert main(["stack", str(frame_dir), "-o", str(tmp_path / "f.png"), "--device", "cpu"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    err = err[next(i for i, line in enumerate(err) if line.startswith("wrote")):]  # after the progress bar
+    assert err[0].startswith(f"wrote {tmp_path / 'f.png'}") and "1 excluded" in err[0]
+    assert err[1].startswith(f"  excluded {odd.name}: ") and len(err[1]) > len(f"  excluded {odd.name}: ") + 5
+
+
+def test_max_pixels_zero_lifts_the_limit(frame_dir, tmp_path):
+    from PIL import Image as PILImage
+
+    before = PILImage.MAX_IMAGE_PIXELS
+    assert main(["stack", str(frame_dir), "-o", str(tmp_path / "f.png"), "-q", "--max-pixels", "0",
+                 "--device", "cpu"]) == 0
+    assert PILImage.MAX_IMAGE_PIXELS == before  # set for the command only
+    assert main(["stack", str(frame_dir), "-o", str(tmp_path / "g.png"), "-q", "--max-pixels", "40000",
+                 "--device", "cpu"]) == 0  # 200 x 160 = 32000 pixels

@@ -11,10 +11,10 @@ from pathlib import Path
 
 from .._runtime import default_threads
 from ..errors import FocusStackError, StackError
-from ..grouping import Plan, Stack, detect_stacks, path_key
+from ..grouping import Plan, Stack, detect_stacks
 from .markers import STATE_DIR, file_fingerprint, is_complete, params_hash, read_marker
 from .memory import check_memory
-from .options import BatchOptions
+from .options import FORMATS, BatchOptions
 from .report import REPORT_NAME
 from .task import StackTask
 
@@ -46,16 +46,33 @@ class StackJob:
     alignment_source: bool = False
 
 
+#: The names a stack's outputs can have: ``<stack><suffix>``.
+OUTPUT_SUFFIXES = tuple(f".{fmt}" for fmt in FORMATS) + ("_depth.tif", "_confidence.tif")
+
+
 def known_outputs(output_dir: Path) -> list[Path]:
-    """Files this tool wrote (or started writing) in `output_dir`, from the markers."""
+    """Files this tool wrote, or may have written, in `output_dir`: never taken for frames.
+
+    The reports, and for every stack with a marker (finished or not) the
+    outputs it recorded and every name its outputs can have in any run
+    (another format, the depth and confidence maps of an earlier run with
+    ``--depth-maps``).
+    """
     found = [output_dir / f"{REPORT_NAME}.json", output_dir / f"{REPORT_NAME}.csv"]
     state = output_dir / STATE_DIR
     if state.is_dir():
         for marker in state.glob("*.json"):
             data = read_marker(marker)
-            if data:
-                found += [output_dir / rel for rel in data.get("outputs", {}).values()]
+            if not data or not isinstance(data.get("stack"), str):
+                continue  # another kind of state file (calibration.json)
+            found += [output_dir / rel for rel in data.get("outputs", {}).values()]
+            found += [output_dir / f"{data['stack']}{suffix}" for suffix in OUTPUT_SUFFIXES]
     return found
+
+
+def _real_key(path: str | os.PathLike) -> str:
+    """A file's identity through symbolic links and other spellings."""
+    return os.path.normcase(os.path.realpath(path))
 
 
 def _output_format(options: BatchOptions, stack: Stack) -> str:
@@ -118,8 +135,9 @@ def plan_batch(
         plan = detect_stacks(
             inputs, mode=mode, stack_size=stack_size, pattern=pattern, exclude=known_outputs(out) + [out]
         )
-    input_keys = {path_key(f) for f in plan.files}
-    input_keys |= {path_key(f) for p in plan.problems for f in p.files}
+    input_keys = {_real_key(f) for f in plan.files}
+    input_keys |= {_real_key(f) for p in plan.problems for f in p.files}
+    claimed: dict[str, str] = {}  # output -> the stack that writes it
     engine = options.engine_kwargs()
     jobs: list[StackJob] = []
     taken: set[str] = set()
@@ -147,10 +165,12 @@ def plan_batch(
             quality=int(options.quality),
             params_hash=params_hash(payload),
             warnings=[p.message for p in plan.problems_for(stack.name)],
+            max_pixels=options.max_pixels,
         )
         job = StackJob(task, "run", marker=read_marker(task.marker))
         jobs.append(job)
-        clash = [p for p in outputs.values() if path_key(p) in input_keys]
+        clash = [p for p in outputs.values() if _real_key(p) in input_keys]
+        taken_by = next(((p, claimed[_real_key(p)]) for p in outputs.values() if _real_key(p) in claimed), None)
         if len(stack) < 2:
             job.state, job.error = "fail", (
                 f"{name} has {len(stack)} frame ({stack.frames[0].name}); a stack needs at least 2 frames"
@@ -160,6 +180,13 @@ def plan_batch(
                 f"{name}: the output {clash[0]} is an input file; it is never overwritten. "
                 "Choose another output folder or --format."
             )
+        elif taken_by is not None:
+            job.state, job.error = "fail", (
+                f"{name}: the output {taken_by[0]} is also an output of the stack {taken_by[1]}; "
+                "rename one of the stacks or choose another --format."
+            )
+        if job.state != "fail":
+            claimed.update({_real_key(p): name for p in outputs.values()})
     if options.reuse:
         _reuse_hashes(jobs, options)
     if share is None:

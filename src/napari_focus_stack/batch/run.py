@@ -72,12 +72,12 @@ class BatchResult:
 
 
 def _check_output_dir(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"the output path {out} exists and is not a folder; give a folder.")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create the output folder {out}: {exc.strerror or exc}.") from exc
-    if not out.is_dir():
-        raise OutputError(f"the output path {out} exists and is not a folder.")
     try:
         with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test.", delete=True):
             pass

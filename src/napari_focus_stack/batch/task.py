@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from .._runtime import default_threads, tune_malloc
+from .._runtime import default_threads, pixel_limit, pixel_limit_hint, tune_malloc
 from ..errors import AlignmentError, FocusStackError, StackError
+from ..outputs import Output, write_outputs
 from .markers import STATE_DIR, json_safe, write_marker
 from .memory import check_memory
 
@@ -47,6 +48,7 @@ class StackTask:
     engine_workers: int | None = None  # engine threads; None: decide where it runs
     threads_on_host: dict | None = None  # Dask: {host: tasks at once} to share the cores
     progress_topic: str | None = None  # Dask: event topic for per-frame progress
+    max_pixels: int | None = None  # decompression-bomb limit; None: the reader's default
 
     @property
     def marker(self) -> Path:
@@ -111,10 +113,15 @@ def run_stack(
         The stack's report entry; ``status`` is ``"done"``, ``"failed"`` or
         ``"cancelled"``. Errors of the :class:`FocusStackError` family (bad
         frames, memory, disk full...) give a failed entry; any other
-        exception (a bug, or something unexpected) propagates after the
-        outputs written so far are removed, so that the executor retries it.
+        exception (a bug, or something unexpected) propagates, so that the
+        executor retries it. Outputs are written all or none.
     """
-    from ..io import read_meta, remove_stale_temps, write_image
+    with pixel_limit(task.max_pixels):
+        return _run_stack(task, progress, cancel)
+
+
+def _run_stack(task: StackTask, progress: ProgressCallback | None, cancel) -> dict:
+    from ..io import read_meta
     from ..stacker import Cancelled, FocusStacker
 
     t0 = time.perf_counter()
@@ -130,7 +137,6 @@ def run_stack(
         if worker is not None and task.progress_topic:
             worker.log_event(task.progress_topic, {"stack": task.name, "done": done, "total": total, "stage": stage})
 
-    written: list[Path] = []
     try:
         if len(task.frames) < 2:
             raise StackError(f"{task.name} has {len(task.frames)} frame; a stack needs at least 2 frames")
@@ -156,21 +162,13 @@ def run_stack(
                 "or try --align translation or --align none."
             )
         t1 = time.perf_counter()
-        sizes = {}
         meta = result.meta
-        for kind, path in task.outputs.items():
-            target = Path(path)
-            remove_stale_temps(target)
-            if kind == "image":
-                exif, icc = getattr(meta, "exif", None), getattr(meta, "icc", None)
-                bits = None if target.suffix.lower() == ".jpg" else task.bit_depth
-                write_image(
-                    target, result.image, quality=task.quality, exif=exif, icc=icc, protect=task.frames, bit_depth=bits
-                )
-            else:  # float32 maps
-                write_image(target, result.depth if kind == "depth" else result.confidence, protect=task.frames)
-            written.append(target)
-            sizes[kind] = target.stat().st_size
+        sizes = write_outputs(
+            [Output(kind, Path(path)) for kind, path in task.outputs.items()],
+            {"image": result.image, "depth": result.depth, "confidence": result.confidence},
+            quality=task.quality, exif=getattr(meta, "exif", None), icc=getattr(meta, "icc", None),
+            bit_depth=task.bit_depth, protect=task.frames,
+        )
         entry["timings"]["write_s"] = time.perf_counter() - t1
         entry["timings"]["wall_s"] = time.perf_counter() - t0
         entry["outputs"] = {k: str(v) for k, v in task.outputs.items()}
@@ -178,24 +176,12 @@ def run_stack(
         entry["_transforms"] = [None if m is None else np.asarray(m).tolist() for m in result.transforms]
         return entry
     except Cancelled:
-        _remove(written)
         return new_entry(task, "cancelled", error="cancelled", **entry_extra)
     except FocusStackError as exc:  # the user's data or options: retrying cannot help
-        _remove(written)
-        entry = new_entry(task, "failed", error=str(exc), **entry_extra)
+        hint = pixel_limit_hint(exc, "max_pixels=N (--max-pixels N on the command line)")
+        entry = new_entry(task, "failed", error=f"{exc}{hint}", **entry_extra)
         entry["timings"]["wall_s"] = time.perf_counter() - t0
         return entry
-    except BaseException:
-        _remove(written)
-        raise
-
-
-def _remove(paths: list[Path]) -> None:
-    for p in paths:
-        try:
-            p.unlink()
-        except OSError:
-            pass
 
 
 def _result_entry(task: StackTask, result) -> dict:

@@ -8,7 +8,8 @@ from pathlib import Path
 from ..batch import FORMATS, BatchOptions, plan_batch, run_batch
 from ..batch.plan import known_outputs
 from ..grouping import MODES, detect_stacks
-from .parser import add_engine_options, engine_options
+from .inputs import check_input_paths, reading_inputs
+from .parser import add_engine_options, add_max_pixels, check_max_pixels, engine_options
 
 __all__ = ["add_parser", "options_from_args", "run"]
 
@@ -33,6 +34,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     g.add_argument("--pattern", metavar="REGEX", help="regex with named groups 'stack' and 'frame' (regex mode)")
     g.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     g.add_argument("--strict", action="store_true", help="stop before any work when the plan has problems")
+    add_max_pixels(g)
     g = p.add_argument_group("output")
     g.add_argument("--format", choices=FORMATS, help="output format (default: that of the frames)")
     g.add_argument("--bit-depth", type=int, choices=(8, 16), help="output bits per sample (16: png or tif)")
@@ -85,6 +87,7 @@ def options_from_args(args: argparse.Namespace) -> BatchOptions:
         workers=args.workers,
         scheduler=args.scheduler,
         retries=args.retries,
+        max_pixels=args.max_pixels,
     )
 
 
@@ -111,9 +114,16 @@ def run(args: argparse.Namespace) -> int:
     report); 2: nothing could run (bad options, no stacks, output folder not
     writable, ``--strict`` with problems).
     """
+    check_max_pixels(args.max_pixels)
     options = options_from_args(args)
-    if args.dry_run:
-        return _dry_run(args, options)
+    check_input_paths([args.input_dir])
+    with reading_inputs(args.max_pixels):
+        if args.dry_run:
+            return _dry_run(args, options)
+        return _run(args, options)
+
+
+def _run(args: argparse.Namespace, options: BatchOptions) -> int:
     err = sys.stderr
     out = Path(args.output)
     out_abs = out.expanduser().absolute()
@@ -145,7 +155,10 @@ def run(args: argparse.Namespace) -> int:
                 bits.append(f"({len(e['excluded'])} frame(s) excluded)")
         elif e.get("error"):
             bits.append(f"- {e['error']}")
-        print(" ".join(b for b in bits if b), file=err, flush=True)
+        lines = [" ".join(b for b in bits if b)]
+        if status == "done":
+            lines += [f"    excluded {x['name']}: {x['reason']}" for x in e.get("excluded") or []]
+        print("\n".join(lines), file=err, flush=True)
 
     result = run_batch(plan, out, options, on_stack=on_stack)
     c = result.counts

@@ -4,12 +4,10 @@ from __future__ import annotations
 import argparse
 
 from .. import __version__
-from ..options import OPTIONS, EngineOptions, Option
+from ..errors import ParameterError
+from ..options import OPEN_ENDED, OPTIONS, EngineOptions, Option
 
-__all__ = ["add_engine_options", "build_parser", "engine_options", "stacker_from_args"]
-
-
-_OPEN_ENDED = 100_000  # an upper bound this high is only a sanity limit: not worth showing
+__all__ = ["add_engine_options", "add_max_pixels", "build_parser", "engine_options", "stacker_from_args"]
 
 
 def _help(opt: Option) -> str:
@@ -17,7 +15,7 @@ def _help(opt: Option) -> str:
     bits = []
     if opt.range is not None:
         lo, hi = opt.range
-        bits.append(f"{_num(lo)} or more" if hi >= _OPEN_ENDED else f"{_num(lo)}-{_num(hi)}")
+        bits.append(f"{_num(lo)} or more" if hi >= OPEN_ENDED else f"{_num(lo)}-{_num(hi)}")
     if opt.kind is not bool and "default" not in opt.help:
         bits.append("default: " + ("automatic" if opt.default is None else str(opt.default)))
     return f"{opt.help} ({'; '.join(bits)})" if bits else opt.help
@@ -49,6 +47,21 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
             if opt.metavar is not None:
                 kw["metavar"] = opt.metavar
         group.add_argument(opt.flag, **kw)
+
+
+def add_max_pixels(parser: argparse.ArgumentParser) -> None:
+    """Add ``--max-pixels``, the decompression-bomb limit of the readers."""
+    parser.add_argument(
+        "--max-pixels", type=int, default=None, metavar="N",
+        help="refuse frames of more than N pixels, a guard against decompression bombs "
+        "(default: Pillow's limit, about 179 million; 0: no limit)",
+    )
+
+
+def check_max_pixels(value: int | None) -> None:
+    """Raise :class:`ParameterError` for a negative ``--max-pixels``."""
+    if value is not None and value < 0:
+        raise ParameterError(f"--max-pixels must be 0 (no limit) or more, got {value}")
 
 
 def engine_options(args: argparse.Namespace) -> EngineOptions:

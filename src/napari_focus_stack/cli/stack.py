@@ -1,17 +1,22 @@
-"""``napari-focus-stack stack``: fuse one stack."""
+"""``napari-focus-stack stack``: fuse one stack.
+
+Every output is checked before the first frame is read (folder, extension,
+permissions, not an input, not another output), and the outputs are written
+all or none (see :mod:`napari_focus_stack.outputs`).
+"""
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
 
-from ..errors import OutputError, ParameterError
-from .parser import add_engine_options, stacker_from_args
+from ..errors import ParameterError
+from ..outputs import Output, check_outputs, write_outputs
+from .inputs import check_input_paths, reading_inputs
+from .parser import add_engine_options, add_max_pixels, check_max_pixels, stacker_from_args
 from .progress import Progress
 
 __all__ = ["add_parser", "run"]
-
-MAP_SUFFIXES = (".tif", ".tiff")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -26,47 +31,56 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--depth-map", metavar="PATH", help="also write the depth map (float32 .tif)")
     p.add_argument("--confidence-map", metavar="PATH", help="also write the confidence map (float32 .tif)")
     p.add_argument("--quality", type=int, default=95, help="JPEG quality, 1-100 (default: 95)")
+    add_max_pixels(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     add_engine_options(p)
     p.set_defaults(func=run)
     return p
 
 
-def check_quality(quality: int) -> None:
-    """Raise :class:`ParameterError` unless `quality` is a JPEG quality (1-100)."""
-    if not 1 <= quality <= 100:
-        raise ParameterError(f"--quality must be between 1 and 100, got {quality}")
+def _outputs(args: argparse.Namespace) -> list[Output]:
+    outputs = [Output("image", Path(args.output).expanduser(), "-o")]
+    if args.depth_map:
+        outputs.append(Output("depth", Path(args.depth_map).expanduser(), "--depth-map"))
+    if args.confidence_map:
+        outputs.append(Output("confidence", Path(args.confidence_map).expanduser(), "--confidence-map"))
+    return outputs
+
+
+def _summary(outputs: list[Output], n_frames: int, report: dict) -> str:
+    t = report["timings"]["total_s"]
+    excluded = [f for f in report["frames"] if f.get("excluded")]
+    note = f"; {len(excluded)} excluded" if excluded else ""
+    if report.get("reference_changed"):
+        note = f"; reference changed to {report['frames'][report['reference']]['name']}" + note
+    lines = [
+        f"wrote {', '.join(str(o.path) for o in outputs)} ({n_frames} frames, {t:.1f} s, {report['backend']}{note})"
+    ]
+    lines += [f"  excluded {f['name']}: {f.get('reason', 'no reason given')}" for f in excluded]
+    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``stack``; return the exit code."""
-    from ..io import FrameSource
+    from ..io import FrameSource, expand_inputs
 
-    check_quality(args.quality)
+    if not 1 <= args.quality <= 100:
+        raise ParameterError(f"--quality must be between 1 and 100, got {args.quality}")
+    check_max_pixels(args.max_pixels)
     stacker = stacker_from_args(args)
-    inputs = args.inputs[0] if len(args.inputs) == 1 else list(args.inputs)
-    source = FrameSource.from_inputs(inputs)
-    protect = [p for p in source.paths if p is not None]
-    out = Path(args.output)
-    for extra in (args.depth_map, args.confidence_map):
-        if extra is not None and Path(extra).suffix.lower() not in MAP_SUFFIXES:
-            raise OutputError(f"{extra}: depth and confidence maps are float32 and need a .tif/.tiff name")
-    with Progress(out.name, enabled=not args.quiet) as bar:
-        result = stacker.stack(source, progress=bar)
+    outputs = _outputs(args)
+    with reading_inputs(args.max_pixels):
+        check_input_paths(args.inputs)
+        files = expand_inputs(args.inputs)  # lists folders; reads no image
+        check_outputs(outputs, inputs=files)
+        source = FrameSource.from_inputs(files)
+        with Progress(outputs[0].path.name, enabled=not args.quiet) as bar:
+            result = stacker.stack(source, progress=bar)
     meta = result.meta
-    stacker.save_image(
-        result.image, out, quality=args.quality, exif=getattr(meta, "exif", None), icc=getattr(meta, "icc", None),
-        protect=protect,
+    write_outputs(
+        outputs, {"image": result.image, "depth": result.depth, "confidence": result.confidence},
+        quality=args.quality, exif=getattr(meta, "exif", None), icc=getattr(meta, "icc", None), protect=files,
     )
-    if args.depth_map:
-        stacker.save_image(result.depth, args.depth_map, protect=protect)
-    if args.confidence_map:
-        stacker.save_image(result.confidence, args.confidence_map, protect=protect)
     if not args.quiet:
-        excluded = result.report["excluded"]
-        note = f"; excluded: {', '.join(excluded)}" if excluded else ""
-        if result.report.get("reference_changed"):
-            note = f"; reference changed to {result.report['frames'][result.report['reference']]['name']}" + note
-        t = result.report["timings"]["total_s"]
-        print(f"wrote {out} ({len(source)} frames, {t:.1f} s, {result.report['backend']}{note})", file=sys.stderr)
+        print(_summary(outputs, len(source), result.report), file=sys.stderr)
     return 0

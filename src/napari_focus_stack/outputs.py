@@ -1,0 +1,220 @@
+"""A run's outputs: all checked before any work, all written or none.
+
+A stack can take minutes; an output problem found after the work (a
+missing folder, an unknown extension, a read-only folder, two outputs that
+are one file, an output that is an input) wastes it, and a failure between
+two outputs leaves a fused image without its depth map. So the command line
+and the batch check every output with :func:`check_outputs` before reading
+the first frame, and write them with :func:`write_outputs`: each output is
+written (atomically, see :func:`~napari_focus_stack.io.write_image`) to a
+hidden staging name beside it, and only when all are complete are they
+renamed into place. A failure or an interruption removes the staged files
+and leaves earlier files of the same names as they were.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import OutputError
+from .io import IMAGE_EXTENSIONS, remove_stale_temps, write_image
+
+__all__ = ["MAP_KINDS", "Output", "check_outputs", "same_file", "write_outputs"]
+
+#: Output kinds that are float32 maps and need a TIFF name.
+MAP_KINDS = ("depth", "confidence")
+_MAP_SUFFIXES = (".tif", ".tiff")
+# The staging name is ".<name>.staged__<suffix>": the hidden-temporary pattern
+# of io.remove_stale_temps (8 name characters), so a rerun removes what a
+# killed run left, like any other temporary file of that output.
+_STAGE = "staged__"
+
+
+@dataclass(frozen=True)
+class Output:
+    """One file a run writes.
+
+    Attributes
+    ----------
+    kind : {"image", "depth", "confidence"}
+        What goes into it.
+    path : Path
+    label : str
+        How the user named it, for messages (``"-o"``, ``"--depth-map"``).
+    """
+
+    kind: str
+    path: Path
+    label: str = ""
+
+    @property
+    def named(self) -> str:
+        return f"{self.label} {self.path}" if self.label else str(self.path)
+
+
+def _real(path: str | os.PathLike) -> str:
+    return os.path.normcase(os.path.realpath(os.path.expanduser(os.fspath(path))))
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether `a` and `b` name one file: the same path once symbolic links and ``..`` are resolved, or one inode.
+
+    Works for files that do not exist yet (then only the resolved paths are compared).
+
+    Examples
+    --------
+    >>> same_file("out/x.tif", "out/../out/x.tif")
+    True
+    """
+    if _real(a) == _real(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist
+        return False
+
+
+def _check_folder(out: Output) -> None:
+    parent = out.path.parent
+    if not parent.exists():
+        raise OutputError(
+            f"cannot write {out.named}: the folder {parent} does not exist. "
+            "Create it first or choose another output folder."
+        )
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {out.named}: {parent} is not a folder.")
+    try:
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".write-test.", delete=True):
+            pass
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write {out.named}: the folder {parent} is not writable ({exc.strerror or exc}). "
+            "Choose a folder you can write to."
+        ) from exc
+
+
+def check_outputs(outputs: Sequence[Output], inputs: Iterable[str | os.PathLike] = ()) -> None:
+    """Check that every output can be written, before any work.
+
+    Parameters
+    ----------
+    outputs : sequence of Output
+    inputs : iterable of path-like
+        The run's input files: never overwritten.
+
+    Raises
+    ------
+    OutputError
+        An unknown extension (maps need .tif/.tiff), a missing or read-only
+        folder, an output that is a folder or an input, or two outputs that
+        are one file (also through another spelling or a symbolic link).
+        Nothing is written (a test file in each folder is removed again).
+    """
+    for out in outputs:
+        suffix = out.path.suffix.lower()
+        if out.path.is_dir():
+            raise OutputError(f"cannot write {out.named}: it is a folder. Give a file name.")
+        if out.kind in MAP_KINDS:
+            if suffix not in _MAP_SUFFIXES:
+                raise OutputError(
+                    f"cannot write {out.named}: depth and confidence maps are float32 and need a .tif/.tiff name."
+                )
+        elif suffix not in IMAGE_EXTENSIONS:
+            raise OutputError(
+                f"cannot write {out.named}: unknown image type {out.path.suffix!r}. "
+                "Use .jpg, .png, .tif, .bmp or .webp."
+            )
+    for i, a in enumerate(outputs):
+        for b in outputs[i + 1 :]:
+            if same_file(a.path, b.path):
+                raise OutputError(
+                    f"{a.named} and {b.named} are the same file; give each output its own name."
+                )
+    inputs = [Path(p) for p in inputs if p is not None]
+    real_inputs = {_real(p): p for p in inputs}
+    for out in outputs:
+        hit = real_inputs.get(_real(out.path))
+        if hit is None and out.path.exists():
+            hit = next((p for p in inputs if same_file(out.path, p)), None)  # hard links
+        if hit is not None:
+            raise OutputError(f"refusing to overwrite input file {hit} ({out.named}); choose another output name.")
+    for out in outputs:
+        _check_folder(out)
+
+
+def _stage(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{_STAGE}{path.suffix}")
+
+
+def write_outputs(
+    outputs: Sequence[Output],
+    data: Mapping[str, Any],
+    *,
+    quality: int = 95,
+    exif: bytes | None = None,
+    icc: bytes | None = None,
+    bit_depth: int | None = None,
+    protect: Iterable[str | os.PathLike] = (),
+) -> dict[str, int]:
+    """Write every output, or none: staged beside each target, then renamed into place together.
+
+    Parameters
+    ----------
+    outputs : sequence of Output
+    data : mapping
+        The array for each output kind (``{"image": ..., "depth": ...}``).
+    quality, exif, icc, bit_depth
+        For the ``"image"`` output, as in :func:`~napari_focus_stack.io.write_image`
+        (`bit_depth` is ignored for JPEG).
+    protect : iterable of path-like
+        Input files that must not be overwritten.
+
+    Returns
+    -------
+    dict
+        The size in bytes of each output kind written.
+
+    Raises
+    ------
+    OutputError
+        An output could not be written; no output was changed.
+    """
+    protect = list(protect)
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for out in outputs:
+            stage = _stage(out.path)
+            remove_stale_temps(out.path)  # what a killed run left (the staging file among them)
+            remove_stale_temps(stage)
+            if out.kind == "image":
+                jpeg = out.path.suffix.lower() in (".jpg", ".jpeg")
+                write_image(
+                    stage, data[out.kind], quality=quality, exif=exif, icc=icc, protect=protect,
+                    bit_depth=None if jpeg else bit_depth,
+                )
+            else:
+                write_image(stage, data[out.kind], protect=protect)
+            staged.append((stage, out.path))
+            try:  # a replaced file keeps its permissions, as with write_image
+                os.chmod(stage, out.path.stat().st_mode & 0o7777)
+            except OSError:
+                pass
+        while staged:
+            stage, final = staged[0]
+            try:
+                os.replace(stage, final)
+            except OSError as exc:
+                raise OutputError(f"could not write {final}: {exc.strerror or exc}.") from exc
+            staged.pop(0)
+    except BaseException:
+        for stage, _ in staged:
+            try:
+                stage.unlink()
+            except OSError:
+                pass
+        raise
+    return {out.kind: out.path.stat().st_size for out in outputs}

@@ -1,0 +1,175 @@
+"""Bad input on the command line: one table, one line per case, nothing written, no work wasted.
+
+Each row is a careless or unlucky command: what it runs, the exit code, a
+fragment of the one-line message, and the files that must not exist
+afterwards. Rows marked ``before_work`` must be refused before the engine
+starts. For every row the input frames are unchanged and no hidden
+temporary file is left. New cases join the table.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_focus_stack.cli import main
+
+Args = Callable[[Path], list]
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    args: Args  # the command line, given the work folder
+    code: int
+    words: str
+    absent: tuple[str, ...] = ()  # relative to the work folder: must not exist afterwards
+    before_work: bool = True
+    setup: Callable[[Path], None] | None = None
+    one_line: bool = True
+    marks: tuple = field(default=())
+
+
+def _link(name: str, target: str) -> Callable[[Path], None]:
+    def setup(w: Path) -> None:
+        os.symlink(target, w / name)
+
+    return setup
+
+
+def _bomb(w: Path) -> None:
+    """A JPEG whose header claims 20000 x 20000 pixels (400 million): its pixels are never decoded."""
+    from PIL import Image
+
+    (w / "bomb").mkdir()
+    for i in range(2):
+        Image.fromarray(np.full((16, 16, 3), 100 * i, np.uint8)).save(w / "bomb" / f"b_{i}.jpg")
+        p = w / "bomb" / f"b_{i}.jpg"
+        data = bytearray(p.read_bytes())
+        sof = data.index(b"\xff\xc0")
+        data[sof + 5 : sof + 9] = (20000).to_bytes(2, "big") * 2
+        p.write_bytes(bytes(data))
+
+
+def stack(*extra) -> Args:
+    return lambda w: ["stack", str(w / "frames"), *[str(w / x) if isinstance(x, Path) else x for x in extra]]
+
+
+def batch(*extra) -> Args:
+    return lambda w: ["batch", str(w / "frames"), *[str(w / x) if isinstance(x, Path) else x for x in extra]]
+
+
+P = Path  # a path relative to the work folder
+ROOT = os.geteuid() == 0  # root writes into read-only folders
+
+CASES = [
+    # outputs that are one file
+    Case("output is the depth map", stack("-o", P("out/x.tif"), "--depth-map", P("out/x.tif")), 2,
+         "are the same file", absent=("out/x.tif",)),
+    Case("depth map is the confidence map",
+         stack("-o", P("out/f.png"), "--depth-map", P("out/d.tif"), "--confidence-map", P("out/d.tif")), 2,
+         "are the same file", absent=("out/f.png", "out/d.tif")),
+    Case("same file spelled twice", stack("-o", P("out/x.tif"), "--depth-map", P("out/../out/./x.tif")), 2,
+         "are the same file", absent=("out/x.tif",)),
+    Case("same file through a link to it", stack("-o", P("out/x.tif"), "--depth-map", P("out/link.tif")), 2,
+         "are the same file", absent=("out/x.tif",), setup=_link("out/link.tif", "x.tif")),
+    Case("same file through a linked folder", stack("-o", P("out/x.tif"), "--confidence-map", P("alias/x.tif")), 2,
+         "are the same file", absent=("out/x.tif",), setup=_link("alias", "out")),
+    # outputs that cannot be written
+    Case("missing output folder", stack("-o", P("nowhere/x.png")), 2, "does not exist", absent=("nowhere",)),
+    Case("unknown extension", stack("-o", P("out/x.gif")), 2, "unknown image type '.gif'", absent=("out/x.gif",)),
+    Case("output is a folder", stack("-o", P("out")), 2, "it is a folder"),
+    Case("depth map is not a TIFF", stack("-o", P("out/f.png"), "--depth-map", P("out/d.png")), 2,
+         "need a .tif/.tiff name", absent=("out/f.png", "out/d.png")),
+    Case("one output cannot be written: none is",
+         stack("-o", P("out/f.png"), "--depth-map", P("out/d.tif"), "--confidence-map", P("nowhere/c.tif")), 2,
+         "nowhere", absent=("out/f.png", "out/d.tif")),
+    Case("read-only output folder", stack("-o", P("ro/f.png")), 2, "not writable", absent=("ro/f.png",),
+         setup=lambda w: ((w / "ro").mkdir(), (w / "ro").chmod(0o500)),
+         marks=(pytest.mark.skipif(ROOT, reason="root writes into read-only folders"),)),
+    Case("output is an input", stack("-o", P("frames/f_001.png")), 2, "refusing to overwrite input file"),
+    Case("output is an input through a link", stack("-o", P("out/in.png")), 2, "refusing to overwrite input file",
+         setup=_link("out/in.png", "../frames/f_001.png")),
+    Case("quality 0", stack("-o", P("out/f.jpg"), "--quality", "0"), 2, "--quality must be between 1 and 100",
+         absent=("out/f.jpg",)),
+    Case("quality 101", stack("-o", P("out/f.jpg"), "--quality", "101"), 2, "--quality must be between 1 and 100",
+         absent=("out/f.jpg",)),
+    # options
+    Case("negative reference", stack("-o", P("out/f.png"), "--reference", "-1"), 2,
+         "reference must be 0 or more, got -1", absent=("out/f.png",)),
+    Case("reference beyond the stack", stack("-o", P("out/f.png"), "--reference", "4"), 2,
+         "reference must be a frame index between 0 and 3", absent=("out/f.png",), before_work=False),
+    Case("radius out of range", stack("-o", P("out/f.png"), "--radius", "0"), 2, "radius must be between 1 and 20"),
+    Case("negative --max-pixels", stack("-o", P("out/f.png"), "--max-pixels", "-1"), 2, "--max-pixels must be 0"),
+    # inputs
+    Case("missing input", lambda w: ["stack", str(w / "nothing"), "-o", str(w / "out/f.png")], 2, "not found",
+         absent=("out/f.png",)),
+    Case("input is a link to itself", lambda w: ["stack", str(w / "loop"), "-o", str(w / "out/f.png")], 2,
+         "loops back on itself", absent=("out/f.png",), setup=_link("loop", "loop")),
+    Case("input through a looping link", lambda w: ["stack", str(w / "loop/f_001.png"), "-o", str(w / "out/f.png")],
+         2, "loops back on itself", absent=("out/f.png",), setup=_link("loop", "loop")),
+    Case("looping link inside the input folder", stack("-o", P("out/f.png")), 2, "loops back on itself",
+         absent=("out/f.png",), setup=_link("frames/zz", "zz")),
+    Case("broken link as input", lambda w: ["stack", str(w / "gone"), "-o", str(w / "out/f.png")], 2,
+         "which does not exist", absent=("out/f.png",), setup=_link("gone", "elsewhere")),
+    Case("frames over --max-pixels", stack("-o", P("out/f.png"), "--max-pixels", "1000"), 2,
+         "raise the limit with --max-pixels N", absent=("out/f.png",)),
+    Case("decompression bomb", lambda w: ["stack", str(w / "bomb"), "-o", str(w / "out/f.png")], 2,
+         "raise the limit with --max-pixels N", absent=("out/f.png",), setup=_bomb),
+    # batch
+    Case("batch output is a file", batch("-o", P("frames/f_001.png")), 2, "exists and is not a folder"),
+    Case("batch input is a link to itself", lambda w: ["batch", str(w / "loop"), "-o", str(w / "out")], 2,
+         "loops back on itself", setup=_link("loop", "loop")),
+    Case("batch quality 0", batch("-o", P("out"), "--quality", "0"), 2, "quality must be"),
+    Case("batch workers 0", batch("-o", P("out"), "--workers", "0"), 2, "workers must be"),
+    Case("batch negative --max-pixels", batch("-o", P("out"), "--max-pixels", "-3"), 2, "--max-pixels must be 0"),
+]
+
+
+@pytest.fixture()
+def work(tmp_path):
+    from napari_focus_stack.synthetic import make_stack, save_stack
+
+    stack = make_stack("pcb", shape=(64, 80), n_frames=4, seed=1)
+    save_stack(stack, tmp_path / "frames", fmt="png", prefix="f")
+    (tmp_path / "out").mkdir()
+    return tmp_path
+
+
+def _digest(folder: Path) -> dict:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def _hidden_files(w: Path) -> list[str]:
+    return [str(p.relative_to(w)) for p in w.rglob(".*") if p.is_file()]
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=c.marks) for c in CASES])
+def test_bad_input(case, work, monkeypatch, capsys):
+    if case.setup is not None:
+        case.setup(work)
+    frames_before = _digest(work / "frames")
+    if case.before_work:
+        from napari_focus_stack.stacker import FocusStacker
+
+        def no_work(*args, **kwargs):
+            raise AssertionError("the engine started before the problem was found")
+
+        monkeypatch.setattr(FocusStacker, "stack", no_work)
+    code = main([*case.args(work), "-q", "--device", "cpu"])
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == case.code, err
+    assert case.words in lines[-1], err
+    assert "Traceback" not in err
+    if case.one_line:
+        assert len(lines) == 1, err
+    for rel in case.absent:
+        assert not (work / rel).exists(), rel
+    assert _digest(work / "frames") == frames_before
+    assert _hidden_files(work) == []
