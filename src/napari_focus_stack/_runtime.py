@@ -55,12 +55,15 @@ def tune_malloc() -> bool:
     ``dask.distributed`` gives its workers, which otherwise pins the mmap
     threshold at 128 KiB so that every mid-sized array is page-faulted afresh.
 
-    Measured on the 7 x 3.1 MP pcb stack, one process, CPU (minor page faults,
-    peak resident set): glibc defaults 100 k, ~500 MiB; Dask's worker
-    environment 820 k, ~410-450 MiB; a 4 MiB mmap threshold alone 360 k,
-    ~435-475 MiB; 32 MiB mmap + 64 MiB trim 70-95 k, ~500-540 MiB; this
-    setting (8 MiB + 64 MiB) 110 k, ~445-455 MiB: close to the lowest memory
-    for a third of the page faults.
+    Measured on the 7 x 3.1 MP pcb stack, one process, CPU, 2 cores (minor
+    page faults, peak resident set, CPU seconds): glibc defaults 100 k,
+    490-530 MiB, 6.5-6.9 s; Dask's worker environment 820 k, 410-450 MiB,
+    8.4-8.6 s; a 4 MiB mmap threshold alone (the command line's earlier
+    setting) 340-390 k, 425-475 MiB, 6.7-8.0 s; 32 MiB mmap + 64 MiB trim
+    (the workers' earlier setting) 70-95 k, 500-540 MiB; this setting 100-120 k,
+    445-475 MiB, 6.4-6.8 s: the speed of glibc's defaults with 40-50 MiB
+    less memory, where the 4 MiB threshold saves 20-30 MiB more for 5-15 %
+    more CPU time.
 
     Process-wide, so only the command line and batch workers call it, never
     the library on import. Linux/glibc only; elsewhere it does nothing.
