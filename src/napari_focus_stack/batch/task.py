@@ -18,7 +18,7 @@ import numpy as np
 
 from .._runtime import default_threads, pixel_limit, pixel_limit_hint, tune_malloc
 from ..errors import AlignmentError, FocusStackError, StackError
-from ..outputs import Output, write_outputs
+from ..io.outputs import Output, write_outputs
 from .markers import STATE_DIR, json_safe, write_marker
 from .memory import check_memory
 

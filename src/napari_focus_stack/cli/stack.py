@@ -2,7 +2,7 @@
 
 Every output is checked before the first frame is read (folder, extension,
 permissions, not an input, not another output), and the outputs are written
-all or none (see :mod:`napari_focus_stack.outputs`).
+all or none (see :mod:`napari_focus_stack.io.outputs`).
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from ..errors import ParameterError
-from ..outputs import Output, check_outputs, write_outputs
+from ..io.outputs import Output, check_outputs, write_outputs
 from .inputs import check_input_paths, reading_inputs
 from .parser import add_engine_options, add_max_pixels, check_max_pixels, stacker_from_args
 from .progress import Progress

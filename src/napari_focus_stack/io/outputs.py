@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import OutputError
-from .io import IMAGE_EXTENSIONS, remove_stale_temps, write_image
+from ..errors import OutputError
+from .atomic import remove_stale_temps
+from .encoders import write_image
+from .paths import IMAGE_EXTENSIONS
 
 __all__ = ["MAP_KINDS", "Output", "check_outputs", "same_file", "write_outputs"]
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from napari_focus_stack.errors import OutputError
-from napari_focus_stack.outputs import Output, check_outputs, same_file, write_outputs
+from napari_focus_stack.io.outputs import Output, check_outputs, same_file, write_outputs
 
 IMAGE = np.full((8, 10, 3), 120, np.uint8)
 MAP = np.zeros((8, 10), np.float32)
@@ -34,7 +34,7 @@ def test_check_outputs_writes_nothing(tmp_path):
 
 
 def test_write_outputs_all_or_none(tmp_path, monkeypatch):
-    from napari_focus_stack import outputs as mod
+    from napari_focus_stack.io import outputs as mod
 
     image, depth = tmp_path / "f.png", tmp_path / "d.tif"
     image.write_bytes(b"old image")
