@@ -35,6 +35,7 @@ __all__ = [
     "scale_matrix",
     "describe_transform",
     "corner_error",
+    "max_corner_shift",
 ]
 
 MODELS = ALIGN_MODELS
@@ -50,11 +51,26 @@ class Registration:
     converged: bool
 
 
-def to_gray(xp, frame: Any) -> Any:
-    """Luma of a float (H, W, 3) frame, or the frame itself when it is gray."""
+def to_gray(xp, frame: Any, weights: Any | None = None) -> Any:
+    """One gray image of a float (H, W[, C]) frame.
+
+    With ``weights`` (one per channel) the weighted mean of the channels;
+    else the luma of an RGB frame, the mean of any other channels, or the
+    frame itself when it is gray.
+    """
     if frame.ndim == 2:
         return frame.astype(xp.float32, copy=False)
-    return (0.299 * frame[..., 0] + 0.587 * frame[..., 1] + 0.114 * frame[..., 2]).astype(xp.float32)
+    if weights is None:
+        c = frame.shape[2]
+        weights = (0.299, 0.587, 0.114) if c == 3 else (1.0,) * c
+    total = float(sum(weights))
+    gray = None
+    for c, w in enumerate(weights):
+        if w == 0:
+            continue
+        part = frame[..., c] * xp.float32(w / total)
+        gray = part if gray is None else gray.__iadd__(part)
+    return gray.astype(xp.float32, copy=False)
 
 
 def scale_matrix(f: float) -> np.ndarray:
@@ -78,6 +94,14 @@ def corner_error(m_est: np.ndarray, m_true: np.ndarray, shape: tuple[int, int]) 
     corners = np.array([[0, 0, 1], [w - 1, 0, 1], [0, h - 1, 1], [w - 1, h - 1, 1]], dtype=float).T
     diff = (np.asarray(m_est) @ corners - np.asarray(m_true) @ corners)[:2]
     return float(np.mean(np.hypot(diff[0], diff[1])))
+
+
+def max_corner_shift(m: np.ndarray, shape: tuple[int, int]) -> float:
+    """Largest displacement (px) of an image corner under ``m`` (0 for the identity)."""
+    h, w = shape[:2]
+    corners = np.array([[0, 0, 1], [w - 1, 0, 1], [0, h - 1, 1], [w - 1, h - 1, 1]], dtype=float).T
+    moved = np.asarray(m, dtype=float) @ corners - corners
+    return float(np.max(np.hypot(moved[0], moved[1])))
 
 
 def valid_region(xp, m: np.ndarray, out_shape: tuple[int, int], in_shape: tuple[int, int]) -> Any:

@@ -36,13 +36,22 @@ def block_mean(xp, a: Any, f: int) -> Any:
     return out
 
 
-def band_energy(band: Any) -> Any:
-    """Squared band summed over colour channels (explicit sum: faster than ``.sum(axis=2)``)."""
+def band_energy(band: Any, weights: Any | None = None) -> Any:
+    """Squared band summed over colour channels (explicit sum: faster than ``.sum(axis=2)``).
+
+    ``weights`` (one per channel) scale each channel before squaring, so the
+    energy is ``sum((w_c * band_c) ** 2)``: a channel of weight 0 has no say.
+    """
     if band.ndim == 2:
         return band * band
-    energy = band[..., 0] * band[..., 0]
-    for c in range(1, band.shape[2]):
-        energy += band[..., c] * band[..., c]
+    if weights is None:
+        weights = (1.0,) * band.shape[2]
+    energy = None
+    for c, w in enumerate(weights):
+        if w == 0:
+            continue
+        part = band[..., c] * band[..., c] if w == 1 else (band[..., c] * w) ** 2
+        energy = part if energy is None else energy.__iadd__(part)
     return energy
 
 
@@ -65,7 +74,13 @@ def smooth_measure(bk: Backend, a: Any, radius: float, smoothing: float) -> Any:
 
 
 def focus_measure(
-    bk: Backend, band: Any, radius: float, smoothing: float, downsample: int = 2, valid: Any | None = None
+    bk: Backend,
+    band: Any,
+    radius: float,
+    smoothing: float,
+    downsample: int = 2,
+    valid: Any | None = None,
+    weights: Any | None = None,
 ) -> tuple[Any, Any | None]:
     """Focus measure of a band-pass image, on a grid ``downsample`` times coarser.
 
@@ -81,6 +96,8 @@ def focus_measure(
         Pixels the frame really covers. The average is then a normalised
         convolution over covered pixels only, so a frame's measure stays
         usable right up to the edge of what it covers.
+    weights : sequence of float, optional
+        Per-channel weights of the energy (see :func:`band_energy`).
 
     Returns
     -------
@@ -88,7 +105,7 @@ def focus_measure(
     ok : bool array of the same shape, or None when every pixel is covered
     """
     xp = bk.xp
-    energy = block_mean(xp, band_energy(band), downsample).astype(xp.float32, copy=False)
+    energy = block_mean(xp, band_energy(band, weights), downsample).astype(xp.float32, copy=False)
     r, s = radius / downsample, smoothing / downsample
     if valid is None:
         return smooth_measure(bk, energy, r, s), None

@@ -51,8 +51,11 @@ class FusionResult:
 
 
 class _Fusion:
-    def __init__(self, bk: Backend, shape: tuple[int, int], radius: float, smoothing: float):
+    def __init__(
+        self, bk: Backend, shape: tuple[int, int], radius: float, smoothing: float, weights: Any | None = None
+    ):
         self.bk = bk
+        self.weights = None if weights is None else tuple(float(w) for w in weights)
         self.shape = tuple(shape)
         self.radius = float(radius)
         self.smoothing = float(smoothing)
@@ -83,8 +86,16 @@ def _upsample_smooth(bk: Backend, a: Any, shape: tuple[int, int]) -> Any:
 class PyramidFusion(_Fusion):
     """Laplacian-pyramid maximum-activity fusion (see module docstring)."""
 
-    def __init__(self, bk: Backend, shape: tuple[int, int], radius: float, smoothing: float, min_size: int = 16):
-        super().__init__(bk, shape, radius, smoothing)
+    def __init__(
+        self,
+        bk: Backend,
+        shape: tuple[int, int],
+        radius: float,
+        smoothing: float,
+        weights: Any | None = None,
+        min_size: int = 16,
+    ):
+        super().__init__(bk, shape, radius, smoothing, weights)
         # one band and a base is the least the method needs: tiny frames get just that
         self.levels = max(2, pyramid.n_levels(shape, min_size=min_size, max_levels=MAX_LEVELS))
         self.best: list | None = None
@@ -96,7 +107,7 @@ class PyramidFusion(_Fusion):
         """Pyramid and activities of one frame; ``frame`` is consumed (its buffer reused)."""
         bk, xp = self.bk, self.bk.xp
         lap = pyramid.laplacian_pyramid(xp, frame, self.levels, overwrite=True)
-        measure, half_valid = focus_measure(bk, lap[0], self.radius, self.smoothing, valid=valid)
+        measure, half_valid = focus_measure(bk, lap[0], self.radius, self.smoothing, valid=valid, weights=self.weights)
         prep = {"lap": lap, "measure": measure, "half_valid": half_valid}
         acts, masks = [], []
         vpyr = None if valid is None else pyramid.gaussian_pyramid(xp, valid.astype(xp.float32), self.levels)
@@ -104,7 +115,7 @@ class PyramidFusion(_Fusion):
             f = 2.0**level
             act, ok = focus_measure(
                 bk, lap[level], self.radius / f, self.smoothing / f, downsample=1,
-                valid=None if vpyr is None else vpyr[level] > 0.999,
+                valid=None if vpyr is None else vpyr[level] > 0.999, weights=self.weights,
             )
             acts.append(act)
             masks.append(ok)
@@ -145,15 +156,17 @@ class PyramidFusion(_Fusion):
 class DepthMapFusion(_Fusion):
     """Focus-measure (depth map) fusion with soft, interpolating seams."""
 
-    def __init__(self, bk: Backend, shape: tuple[int, int], radius: float, smoothing: float):
-        super().__init__(bk, shape, radius, smoothing)
+    def __init__(
+        self, bk: Backend, shape: tuple[int, int], radius: float, smoothing: float, weights: Any | None = None
+    ):
+        super().__init__(bk, shape, radius, smoothing, weights)
         self.acc = None
         self.weight = None
         self.log_max = None
 
     def prepare(self, frame: Any, valid: Any | None = None) -> dict:
         bk, xp = self.bk, self.bk.xp
-        gray = to_gray(xp, frame)
+        gray = to_gray(xp, frame, self.weights)
         band = gray - pyramid.expand(xp, pyramid.reduce(xp, gray), gray.shape)
         measure, half_valid = focus_measure(bk, band, self.radius, self.smoothing, valid=valid)
         return {"frame": frame, "measure": measure, "half_valid": half_valid}
@@ -197,10 +210,22 @@ class DepthMapFusion(_Fusion):
 METHODS = {"pyramid": PyramidFusion, "depthmap": DepthMapFusion}
 
 
-def make_fusion(method: str, bk: Backend, shape: tuple[int, int], radius: float, smoothing: float) -> _Fusion:
-    """Create the streaming fusion state for ``method`` ("pyramid" or "depthmap")."""
+def make_fusion(
+    method: str,
+    bk: Backend,
+    shape: tuple[int, int],
+    radius: float,
+    smoothing: float,
+    weights: Any | None = None,
+) -> _Fusion:
+    """Create the streaming fusion state for ``method`` ("pyramid" or "depthmap").
+
+    ``weights`` (one per channel) set each channel's say in the one focus
+    decision all channels share (default: colour channels count alike; see
+    :mod:`napari_focus_stack.channels`).
+    """
     try:
         cls = METHODS[method]
     except KeyError:
         raise ValueError(f"method must be one of {tuple(METHODS)}, got {method!r}") from None
-    return cls(bk, shape, radius, smoothing)
+    return cls(bk, shape, radius, smoothing, weights)

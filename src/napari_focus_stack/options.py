@@ -16,6 +16,7 @@ napari_focus_stack.errors.ParameterError: radius must be between 1 and 20, got 3
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -102,14 +103,19 @@ class Option:
             if value not in self.choices:
                 raise ParameterError(f"{self.name} must be one of {self.choices}, got {value!r}")
             return value
+        if self.kind is str:
+            # a free string; a whole number is kept as an index (``channel``)
+            if isinstance(value, str):
+                return value
+            if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+                return int(value)
+            raise ParameterError(f"{self.name} must be {self.metavar or 'a string'}, got {value!r}")
         if self.kind is bool:
             if not isinstance(value, (bool, int)) or value not in (0, 1):
                 raise ParameterError(f"{self.name} must be True or False, got {value!r}")
             return bool(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             try:  # numpy scalars
-                import numbers
-
                 if not isinstance(value, numbers.Real):
                     raise TypeError
             except TypeError:
@@ -160,6 +166,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("reference", int, None, "Reference frame",
            "index of the reference frame, counted from 0 (default: the middle frame)", range=(0, OPEN_ENDED),
            metavar="INDEX"),
+    Option("channel", str, None, "Deciding channel",
+           "channel whose focus decides for all channels, by index or name (default: all channels, "
+           "each normalised by its intensity spread)", metavar="N|NAME", advanced=True),
     Option("device", str, "auto", "Device",
            "compute device: auto picks the GPU when CuPy sees one", choices=DEVICES),
     Option("upscale_output", bool, False, "Keep upscaled result",
@@ -191,6 +200,7 @@ class EngineOptions:
     scale_factor: int = option("scale_factor").default
     align: str = option("align").default
     reference: int | None = option("reference").default
+    channel: int | str | None = option("channel").default
     device: str = option("device").default
     upscale_output: bool = option("upscale_output").default
     tile_size: int | None = option("tile_size").default

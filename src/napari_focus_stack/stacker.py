@@ -35,13 +35,16 @@ from .align import (
     MODELS,
     describe_transform,
     estimate_transform,
+    max_corner_shift,
     to_gray,
     valid_region,
     warp_image,
 )
+from .channels import channel_weights
 from .errors import FocusStackError, FocusStackWarning, InputError, ParameterError, StackError
 from .focus import block_mean
 from .fusion import MAX_LEVELS, METHODS, make_fusion
+from .height import regularise_depth
 from .io import FrameSource, ImageMeta, write_image
 from .options import MIN_TILE, EngineOptions
 
@@ -52,6 +55,9 @@ THUMB_SIDE = 256  # colour thumbnails for exposure matching are at most this big
 # The focus measure's band-pass is 5 taps wide and registration keeps a 2-pixel
 # border: a side of 5 leaves one interior row. Smaller frames have no focus to measure.
 MIN_FRAME_SIDE = 5
+# A frame whose transform moves no image corner further than this (px) is
+# fused as it is: no interpolation blur for stacks that do not breathe.
+UNWARPED_PX = 0.1
 
 
 class Cancelled(FocusStackError):
@@ -60,14 +66,27 @@ class Cancelled(FocusStackError):
 
 @dataclass
 class StackResult:
-    """Everything one stack produced. Writing is a separate step."""
+    """Everything one stack produced. Writing is a separate step.
+
+    ``depth`` is the regularised depth map (see :mod:`napari_focus_stack.height`):
+    confident pixels as measured, the others filled edge-aware from them. It
+    is computed on first use; ``depth_raw`` is the map as measured.
+    """
 
     image: np.ndarray  # fused image, dtype and channels of the input
-    depth: np.ndarray  # float32 fractional index of the sharpest frame
+    depth_raw: np.ndarray  # float32 fractional index of the sharpest frame, as measured
     confidence: np.ndarray  # float32 0..1
     transforms: list  # 3x3 reference->frame matrix per frame, None for excluded frames
     report: dict = field(default_factory=dict)
     meta: ImageMeta | None = None  # reference frame's metadata (EXIF, ICC)
+    _depth: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def depth(self) -> np.ndarray:
+        """float32 (H, W) fractional frame index, regularised (computed once, on first use)."""
+        if self._depth is None:
+            self._depth = _regularised_depth(self)
+        return self._depth
 
 
 @dataclass
@@ -187,6 +206,12 @@ class FocusStacker:
         Decoded frames kept between the two passes, in bytes (default: none
         on the CPU, where decoding again is cheap and memory must not grow
         with the stack; up to 512 MiB on a GPU, so each frame is uploaded once).
+    channel : int or str, optional
+        The channel whose focus decides, for all channels, which frame is
+        sharp (an index, or a name where the data names its channels).
+        Default: colour photos weigh their channels alike (luma for
+        alignment); with ``normalise_channels`` every channel counts after
+        division by its intensity spread.
 
     Examples
     --------
@@ -212,13 +237,14 @@ class FocusStacker:
         workers: int | None = None,
         tile_size: int | None = None,
         cache_bytes: int | None = None,
+        channel: int | str | None = None,
     ):
         # a ready Backend (tests, benchmarks) is taken as it is
         given_backend = device if isinstance(device, Backend) else None
         opts = EngineOptions(
             method=method, radius=radius, smoothing=smoothing, scale_factor=scale_factor, align=align,
             reference=reference, device=given_backend.name if given_backend else device,
-            upscale_output=upscale_output, tile_size=tile_size,
+            upscale_output=upscale_output, tile_size=tile_size, channel=channel,
         )
         self.options = opts
         self.radius = opts.radius
@@ -232,6 +258,7 @@ class FocusStacker:
         self.tile_size = opts.tile_size
         if given_backend is not None:
             self.device = given_backend
+        self.channel = opts.channel
         self.min_quality = min_quality
         self.workers = default_threads() if workers is None else workers
         self.cache_bytes = cache_bytes
@@ -255,6 +282,9 @@ class FocusStacker:
         progress: Callable[[int, int, str], None] | None = None,
         cancel: Callable[[], bool] | threading.Event | None = None,
         transforms: Sequence[np.ndarray | None] | None = None,
+        channel_names: Sequence[str] | None = None,
+        normalise_channels: bool = False,
+        match_exposure: bool = True,
     ) -> StackResult:
         """Align and fuse one stack.
 
@@ -271,6 +301,23 @@ class FocusStacker:
         transforms : list of 3x3 arrays, optional
             Reuse known reference->frame transforms (e.g. from another stack
             shot with the same focus sequence) instead of estimating them.
+        channel_names : sequence of str, optional
+            Names of the frames' channels, so that ``channel`` can name one.
+        normalise_channels : bool
+            Without a deciding ``channel``, weigh every channel by the inverse
+            of its intensity spread in the reference frame (independent
+            channels, e.g. fluorescence), instead of alike (colour photos).
+        match_exposure : bool
+            Correct each frame's per-channel gain and offset towards the
+            reference frame (photos: exposure drift). Microscope intensities
+            are measurements: pass False to keep them as recorded.
+
+        Notes
+        -----
+        All channels share one alignment and one focus decision, so a
+        channel that is ``a * other + b`` in every frame is so in the result.
+        A frame whose transform moves no image corner by more than
+        ``UNWARPED_PX`` is fused unwarped (``"warped": False`` in its report).
         """
         source = _frame_source(inputs)
         _check_frame_size(source)
@@ -281,14 +328,17 @@ class FocusStacker:
         cache = _FrameCache(self._cache_budget(source))
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
+        weights = self._channel_weights(source, ref, channel_names, normalise_channels)
         if transforms is not None:
-            al = self._reused(transforms, source, ref, cache, run)
+            al = self._reused(transforms, source, ref, cache, run, read_frames=match_exposure)
         else:
-            al = self._align_to_best_reference(source, ref, cache, run)
+            al = self._align_to_best_reference(source, ref, cache, run, weights)
         mats = al.mats
-        gains = _exposure_gains(al.thumbs, mats, al.ref)
+        gains = _exposure_gains(al.thumbs, mats, al.ref) if match_exposure else [None] * n
         _warn(al.notes)
         timings["align_s"] = time.perf_counter() - t0
+        # frames that hardly move are used as they are: no resampling blur
+        fuse_mats = [_unwarped(m, source.shape[:2]) for m in mats]
 
         t1 = time.perf_counter()
         h, w = source.shape[:2]
@@ -296,7 +346,9 @@ class FocusStacker:
         tile = self.tile_size
         while True:
             try:
-                image, depth, confidence, tiles = self._fuse(source, mats, gains, cache, run, out_shape, tile)
+                image, depth, confidence, tiles = self._fuse(
+                    source, fuse_mats, gains, cache, run, out_shape, tile, weights
+                )
                 break
             except bk.oom_errors:
                 # the device ran out of memory: redo the fusion in smaller tiles
@@ -310,6 +362,12 @@ class FocusStacker:
         image, depth, confidence = self._finish(image, depth, confidence, source.dtype)
         timings["total_s"] = time.perf_counter() - t0
         report = self._report(source, al, gains, timings)
+        for entry, m in zip(report["frames"], fuse_mats):
+            if m is not None:
+                entry["warped"] = not _is_identity(m)
+        report["unwarped"] = [f["name"] for f in report["frames"] if f.get("warped") is False]
+        report["channel_weights"] = None if weights is None else list(weights)
+        report["exposure_matched"] = bool(match_exposure)
         report["tiles"] = tiles
         report["cache_hits"] = cache.hits
         report["inputs"] = [p for p in source.paths if p is not None]
@@ -332,7 +390,8 @@ class FocusStacker:
         ref = self._reference_index(len(source))
         run = _Run(len(source), progress, cancel_check(cancel))
         t0 = time.perf_counter()
-        al = self._align_to_best_reference(source, ref, _FrameCache(0), run)
+        weights = self._channel_weights(source, ref, None, False)
+        al = self._align_to_best_reference(source, ref, _FrameCache(0), run, weights)
         gains = _exposure_gains(al.thumbs, al.mats, al.ref)
         _warn(al.notes)
         report = self._report(source, al, gains, {"align_s": time.perf_counter() - t0})
@@ -468,6 +527,15 @@ class FocusStacker:
             )
         return ref
 
+    def _channel_weights(self, source: FrameSource, ref: int, names, normalise: bool) -> tuple | None:
+        """Each channel's say in the one alignment and focus decision (None: the photo default)."""
+        if self.channel is None and not (normalise and len(source.shape) == 3):
+            return None
+        frame = source.read(ref) if self.channel is None else None
+        return channel_weights(
+            source.shape, self.channel, names=names, frame=frame, peak=_dtype_scale(source.dtype)
+        )
+
     def _cache_budget(self, source: FrameSource) -> int:
         if self.cache_bytes is not None:
             return int(self.cache_bytes)
@@ -476,8 +544,11 @@ class FocusStacker:
         return min(512 << 20, self.backend.available_memory() // 4)
 
     def _reused(
-        self, transforms: Sequence, source: FrameSource, ref: int, cache: _FrameCache, run: _Run
+        self, transforms: Sequence, source: FrameSource, ref: int, cache: _FrameCache, run: _Run,
+        read_frames: bool = True,
     ) -> _Alignment:
+        """The alignment from given transforms; ``read_frames`` reads every frame for exposure
+        thumbnails and missing-pixel counts (without it, the frames are read once, to be fused)."""
         n = len(source)
         if len(transforms) != n:
             raise StackError(
@@ -497,12 +568,14 @@ class FocusStacker:
         mats = [None if m is None else m @ to_ref for m in mats]
         quality = [float("nan") if m is not None else None for m in mats]
         reasons = [None if m is not None else "excluded in the reused alignment" for m in mats]
-        thumbs, missing = [], []
-        for i in range(n):
+        thumbs, missing = [None] * n, [0] * n
+        for i in range(n) if read_frames else ():
             host = self._read(source, cache, i)
-            missing.append(_mark_nonfinite(host))
-            thumbs.append(_thumbnail(host, source))
+            missing[i] = _mark_nonfinite(host)
+            thumbs[i] = _thumbnail(host, source)
             run.tick("align")
+        if not read_frames:
+            run.tick("align", n)
         al = _Alignment(ref, mats, quality, reasons, thumbs, missing, reference_changed=changed)
         al.describe(source)
         return al
@@ -521,14 +594,14 @@ class FocusStacker:
         return a
 
     def _align_to_best_reference(
-        self, source: FrameSource, ref: int, cache: _FrameCache, run: _Run
+        self, source: FrameSource, ref: int, cache: _FrameCache, run: _Run, weights=None
     ) -> _Alignment:
         """Align to ``ref``; when no other frame matches it, to the best-connected neighbour of it.
 
         A reference that matches no other frame is the odd one out (bumped,
         rotated, another scene): aligning to it would keep it alone.
         """
-        al = self._align(source, ref, cache, run)
+        al = self._align(source, ref, cache, run, weights)
         n = len(source)
         if n < 3 or al.connected > 1:
             al.describe(source)
@@ -538,7 +611,7 @@ class FocusStacker:
         for cand in (ref + 1, ref - 1):
             if not 0 <= cand < n or best.connected >= n - 1:
                 continue
-            trial = self._align(source, cand, _FrameCache(0), quiet)
+            trial = self._align(source, cand, _FrameCache(0), quiet, weights)
             if trial.connected > best.connected:
                 best = trial
         if best is not al:
@@ -547,7 +620,7 @@ class FocusStacker:
         best.describe(source)
         return best
 
-    def _align(self, source: FrameSource, ref: int, cache: _FrameCache, run: _Run) -> _Alignment:
+    def _align(self, source: FrameSource, ref: int, cache: _FrameCache, run: _Run, weights=None) -> _Alignment:
         n = len(source)
         h, w = source.shape[:2]
         scale = _dtype_scale(source.dtype)
@@ -586,7 +659,7 @@ class FocusStacker:
             cache.put(i, device)
             if self.align == "none":
                 return None
-            return pyramid.gaussian_pyramid(xp, to_gray(xp, self._to_float(device, scale)), levels)
+            return pyramid.gaussian_pyramid(xp, to_gray(xp, self._to_float(device, scale), weights), levels)
 
         ref_pyr = load(ref)
         run.tick("align")
@@ -645,18 +718,18 @@ class FocusStacker:
                 tiles.append((outer, inner))
         return tiles
 
-    def _fuse(self, source, mats, gains, cache, run, out_shape, tile) -> tuple:
+    def _fuse(self, source, mats, gains, cache, run, out_shape, tile, weights=None) -> tuple:
         """Fuse all windows; returns host arrays at the working resolution."""
         tiles = self._tiles(out_shape, tile)
         bk = self.backend
         if len(tiles) == 1:
-            res = self._fuse_window(source, mats, gains, cache, run, tiles[0][0], 1.0)
+            res = self._fuse_window(source, mats, gains, cache, run, tiles[0][0], 1.0, weights)
             return bk.to_numpy(res.image), bk.to_numpy(res.depth), bk.to_numpy(res.confidence), 1
         image = np.empty(tuple(out_shape) + tuple(source.shape[2:]), np.float32)
         depth = np.empty(out_shape, np.float32)
         confidence = np.empty(out_shape, np.float32)
         for outer, inner in tiles:
-            res = self._fuse_window(source, mats, gains, cache, run, outer, 1.0 / len(tiles))
+            res = self._fuse_window(source, mats, gains, cache, run, outer, 1.0 / len(tiles), weights)
             y0, y1, x0, x1 = inner
             oy, ox = y0 - outer[0], x0 - outer[2]
             inner_rows = slice(oy, oy + y1 - y0)
@@ -667,7 +740,7 @@ class FocusStacker:
             del res
         return image, depth, confidence, len(tiles)
 
-    def _fuse_window(self, source, mats, gains, cache, run, window, share: float):
+    def _fuse_window(self, source, mats, gains, cache, run, window, share: float, weights=None):
         bk, xp = self.backend, self.backend.xp
         h, w = source.shape[:2]
         s = self.scale_factor
@@ -676,7 +749,7 @@ class FocusStacker:
         scale = _dtype_scale(source.dtype)
         floating = np.dtype(source.dtype).kind == "f"  # only float data can hold NaN or inf
         up = _output_to_reference(s, x0, y0)
-        fusion = make_fusion(self.method, bk, shape, self.radius * s, self.smoothing * s)
+        fusion = make_fusion(self.method, bk, shape, self.radius * s, self.smoothing * s, weights)
         frames = [i for i, m in enumerate(mats) if m is not None]
         order = 1 if s == 1 else 3  # upsampling wants bicubic; at 1x bilinear is as good and faster
 
@@ -910,6 +983,33 @@ def _exposure_gains(thumbs: list, mats: list, ref: int) -> list:
         g = np.clip(b.mean(axis=0) / np.maximum(a.mean(axis=0), 1e-6), 0.5, 2.0)
         gains[i] = g.astype(np.float32)
     return gains
+
+
+def _unwarped(m: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray | None:
+    """The identity for a transform that moves no corner by more than ``UNWARPED_PX``, else ``m``."""
+    if m is None or max_corner_shift(m, shape) > UNWARPED_PX:
+        return m
+    return np.eye(3)
+
+
+def _is_identity(m: np.ndarray) -> bool:
+    return bool(np.array_equal(m, np.eye(3)))
+
+
+def _regularised_depth(result: StackResult) -> np.ndarray:
+    """The regularised depth of a result, on the backend that made it, guided by its fused image."""
+    from ._backend import get_backend
+
+    report = result.report
+    try:
+        bk = get_backend(report.get("backend", "cpu"))
+    except FocusStackError:  # the result travelled to a machine without that device
+        bk = get_backend("cpu")
+    image = bk.asarray(result.image).astype(bk.xp.float32)
+    guide = to_gray(bk.xp, image, report.get("channel_weights"))
+    radius = 2 * int(report.get("parameters", {}).get("radius", 8))
+    depth = regularise_depth(bk, bk.asarray(result.depth_raw), bk.asarray(result.confidence), guide, radius)
+    return bk.to_numpy(depth).astype(np.float32, copy=False)
 
 
 def _next_tile_size(out_shape: tuple[int, int], tile: int | None) -> int | None:

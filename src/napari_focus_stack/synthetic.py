@@ -48,8 +48,9 @@ __all__ = [
 ]
 
 #: Names accepted by :func:`make_stack`. The first five are photographs that
-#: ship inside scikit-image (no download); the last three are procedural and
-#: have detail at every scale, whatever the output size.
+#: ship inside scikit-image (no download); the others are procedural and
+#: have detail at every scale, whatever the output size ("patches" also has
+#: large untextured patches, where focus cannot be observed).
 SCENES: tuple[str, ...] = (
     "astronaut",
     "coffee",
@@ -59,6 +60,7 @@ SCENES: tuple[str, ...] = (
     "rocks",
     "pcb",
     "checker",
+    "patches",
 )
 
 _PHOTOS = {"astronaut", "coffee", "chelsea", "coins", "camera"}
@@ -149,6 +151,7 @@ def make_stack(
     gain_range: float = 0.05,
     noise: float = 0.005,
     jpeg_quality: int | None = None,
+    objects: bool = True,
 ) -> SyntheticStack:
     """Render a synthetic focus stack with ground truth.
 
@@ -189,6 +192,9 @@ def make_stack(
     jpeg_quality : int or None, optional
         When given, every frame goes through an in-memory JPEG round trip at
         this quality (uint8 only).
+    objects : bool, optional
+        Raise one or two objects with sharp outlines over the background;
+        False leaves a smooth surface (a sloped, bumpy relief).
 
     Returns
     -------
@@ -239,7 +245,7 @@ def make_stack(
     canvas_shape = (height + 2 * off, width + 2 * off)
 
     texture = _scene_texture(scene, canvas_shape, rng)
-    depth = _depth_map(canvas_shape, (off, off, height, width), rng)
+    depth = _depth_map(canvas_shape, (off, off, height, width), rng, objects)
     # Objects are painted a little differently from what lies behind them,
     # as a raised part usually is; it makes their outline visible.
     objects = depth < 0.0
@@ -714,8 +720,8 @@ def _texture_mask(truth: np.ndarray, size: int = 9, threshold: float = 0.03) -> 
 # --------------------------------------------------------------------------
 
 
-def _depth_map(canvas_shape, view, rng) -> np.ndarray:
-    """Smooth background relief plus raised objects with sharp outlines.
+def _depth_map(canvas_shape, view, rng, objects: bool = True) -> np.ndarray:
+    """Smooth background relief plus (with ``objects``) raised objects with sharp outlines.
 
     Returns depth (larger is farther) on the canvas; object pixels are
     negative and everything else is positive, which the caller uses to find
@@ -747,7 +753,7 @@ def _depth_map(canvas_shape, view, rng) -> np.ndarray:
     yr = (np.arange(hc, dtype=np.float32) - oy)[:, None]
     xr = (np.arange(wc, dtype=np.float32) - ox)[None, :]
     short = min(height, width)
-    for _ in range(int(rng.integers(1, 3))):
+    for _ in range(int(rng.integers(1, 3)) if objects else 0):
         cy = rng.uniform(0.3, 0.7) * height
         cx = rng.uniform(0.3, 0.7) * width
         a = rng.uniform(0.14, 0.26) * short
@@ -783,7 +789,7 @@ def _scene_texture(scene: str, shape, rng) -> np.ndarray:
     """(H, W, 3) float32 texture in [0, 1] of the canvas size."""
     if scene in _PHOTOS:
         return _photo(scene, shape, rng)
-    texture = {"rocks": _rocks, "pcb": _pcb, "checker": _checker}[scene](shape, rng)
+    texture = {"rocks": _rocks, "pcb": _pcb, "checker": _checker, "patches": _patches}[scene](shape, rng)
     # Procedural edges are drawn pixel-sharp; a real lens at best focus and
     # the sensor's pixels band-limit them a little. Without this, resampling
     # a frame (as any aligner must) loses more than it would on a photograph.
@@ -911,6 +917,22 @@ def _rocks(shape, rng):
     del blobs, height
     grain = _fractal_noise(shape, rng, coarsest=short / 10, persistence=0.85)
     texture *= (shade * (1.0 + 0.22 * grain))[..., None]
+    np.clip(texture, 0.0, 1.0, out=texture)
+    return texture
+
+
+def _patches(shape, rng):
+    """Speckled tissue with large flat patches: a third of the area has no texture."""
+    hc, wc = shape
+    short = min(hc, wc)
+    base = rng.uniform(0.3, 0.7, size=3).astype(np.float32)
+    tone = _fractal_noise(shape, rng, coarsest=max(4.0, short / 32), persistence=0.9)
+    texture = base * (1.0 + 0.35 * tone)[..., None]
+    del tone
+    blobs = _smooth_noise(shape, rng, cell=short / 5)
+    flat = blobs > np.quantile(blobs[::4, ::4], 0.67)
+    del blobs
+    texture[flat] = np.clip(base * rng.uniform(0.8, 1.2), 0.0, 1.0)
     np.clip(texture, 0.0, 1.0, out=texture)
     return texture
 
