@@ -8,8 +8,11 @@ is therefore the same linear function of it in the result.
 
 The decision reads a weighted combination of the channels:
 
-- alignment registers the weighted mean of the channels (:func:`align.to_gray`);
-- the focus energy is ``sum((w_c * band_c) ** 2)`` (:func:`focus.band_energy`).
+- the focus energy is ``sum((w_c * band_c) ** 2)`` (:func:`focus.band_energy`);
+- alignment registers one gray image (:func:`align.to_gray`): the luma of a
+  colour photo, else one channel (the deciding one, or the one with the most
+  normalised detail). A weighted mean of independent channels could cancel:
+  two complementary stains (nucleus and cytoplasm) add up to a flat image.
 
 The weights come from here: one channel alone (``channel=``), or every
 channel divided by its intensity spread, so that a channel ten times
@@ -17,13 +20,13 @@ brighter than another does not have a hundred times its say.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from .errors import ParameterError
 
-__all__ = ["resolve_channel", "channel_weights", "spread_weights"]
+__all__ = ["alignment_weights", "channel_weights", "resolve_channel", "spread_weights"]
 
 # Percentiles of the spread that normalises a channel: robust to hot pixels
 # and to the few brightest spots of a sparse fluorescence image.
@@ -140,3 +143,21 @@ def channel_weights(
     if frame is not None:
         return tuple(float(w) for w in spread_weights(frame, peak))
     return None
+
+
+def alignment_weights(weights: Sequence[float] | None, frame: np.ndarray | None = None) -> tuple[float, ...] | None:
+    """The channel weights of the gray image that alignment registers.
+
+    The decision ``weights`` themselves when they pick one channel (or are
+    None: luma); else the channel whose weighted detail (mean squared
+    difference of neighbouring pixels in ``frame``) is largest.
+    """
+    if weights is None or sum(1 for w in weights if w != 0) <= 1 or frame is None:
+        return None if weights is None else tuple(weights)
+    sub = np.asarray(frame[::2, ::2], dtype=np.float32)
+    detail = [
+        (w * w) * float(np.mean(np.diff(sub[..., c], axis=0) ** 2) + np.mean(np.diff(sub[..., c], axis=1) ** 2))
+        for c, w in enumerate(weights)
+    ]
+    k = int(np.argmax(detail))
+    return tuple(1.0 if c == k else 0.0 for c in range(len(weights)))

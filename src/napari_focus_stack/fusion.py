@@ -166,9 +166,10 @@ class DepthMapFusion(_Fusion):
 
     def prepare(self, frame: Any, valid: Any | None = None) -> dict:
         bk, xp = self.bk, self.bk.xp
-        gray = to_gray(xp, frame, self.weights)
+        # weighted channels are measured one by one: their weighted mean could cancel
+        gray = to_gray(xp, frame) if self.weights is None else frame
         band = gray - pyramid.expand(xp, pyramid.reduce(xp, gray), gray.shape)
-        measure, half_valid = focus_measure(bk, band, self.radius, self.smoothing, valid=valid)
+        measure, half_valid = focus_measure(bk, band, self.radius, self.smoothing, valid=valid, weights=self.weights)
         return {"frame": frame, "measure": measure, "half_valid": half_valid}
 
     def merge(self, index: int, prep: dict) -> None:

@@ -56,50 +56,110 @@ def confidence_weights(xp, confidence: Any) -> Any:
 # many pixels a side: they carry only what confident pixels do not, which
 # varies slowly.
 _GRID_SIDE = 256
-# Ridge on the slopes of the local planes, relative to the support: a slope
-# that few pixels (or pixels along a line) determine shrinks towards flat.
-_SLOPE_RIDGE = 0.1
+# Ridge on the slopes of the local planes (in squared pixels of each level,
+# times the support): a slope that few pixels (or pixels along a line)
+# determine shrinks towards flat.
+_SLOPE_RIDGE = 0.01
 _TAPS = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
 _OFFSETS = np.arange(-2.0, 3.0)
 
 
-def _plane_fit(bk: Backend, num: Any, den: Any) -> tuple[Any, Any]:
-    """First-order normalised convolution: local weighted planes, evaluated at each pixel.
+class _Moments:
+    """Weighted moments of the confident depths around each pixel of one pyramid level.
 
-    ``den`` holds weights and ``num`` weights times depths. Returns the plane's
-    value at the pixel and the support (weight in the 5 x 5 binomial window).
+    ``m0, mx, my, mxx, mxy, myy`` are moments of the weights and ``n0, nx,
+    ny`` of weights times depths, with positions relative to the pixel's
+    centre in pixels of its level. Reducing them (:meth:`reduce`) aggregates
+    the exact moments over a twice larger footprint, so that each level
+    fits planes to where its confident pixels really are.
     """
-    xp = bk.xp
-    g = _TAPS
-    kernels = {0: g, 1: _OFFSETS * g, 2: _OFFSETS**2 * g}
 
-    def conv(a: Any, ky: int, kx: int) -> Any:
-        out = bk.ndi.correlate1d(a, xp.asarray(kernels[ky]), axis=0, mode="constant")
-        return bk.ndi.correlate1d(out, xp.asarray(kernels[kx]), axis=1, mode="constant")
+    NAMES = ("m0", "mx", "my", "mxx", "mxy", "myy", "n0", "nx", "ny")
 
-    m0, mx, my = conv(den, 0, 0), conv(den, 0, 1), conv(den, 1, 0)
-    mxx, mxy, myy = conv(den, 0, 2), conv(den, 1, 1), conv(den, 2, 0)
-    n0, nx, ny = conv(num, 0, 0), conv(num, 0, 1), conv(num, 1, 0)
-    ridge = _SLOPE_RIDGE * m0
-    mxx = mxx + ridge
-    myy = myy + ridge
-    # Solve the 3 x 3 normal equations for the plane's value a (Cramer's rule)
-    det = m0 * (mxx * myy - mxy * mxy) - mx * (mx * myy - mxy * my) + my * (mx * mxy - mxx * my)
-    det_a = n0 * (mxx * myy - mxy * mxy) - mx * (nx * myy - mxy * ny) + my * (nx * mxy - mxx * ny)
-    ok = det > 1e-12 * xp.maximum(m0, 1e-30) ** 3
-    flat = n0 / xp.maximum(m0, 1e-30)
-    value = xp.where(ok, det_a / xp.where(ok, det, 1.0), flat)
-    return value, m0
+    def __init__(self, **arrays: Any):
+        for name in self.NAMES:
+            setattr(self, name, arrays[name])
+
+    @classmethod
+    def of(cls, xp, depth: Any, weights: Any) -> _Moments:
+        zero = xp.zeros_like(weights)
+        return cls(m0=weights, mx=zero, my=zero, mxx=zero, mxy=zero, myy=zero, n0=weights * depth, nx=zero, ny=zero)
+
+    def reduce(self, bk: Backend) -> _Moments:
+        return self._reduce_axis(bk, 1)._reduce_axis(bk, 0)
+
+    def _reduce_axis(self, bk: Backend, axis: int) -> _Moments:
+        xp = bk.xp
+
+        def r(a: Any, power: int) -> Any:
+            # binomial taps times offset**power, zero outside the image, every second sample
+            out = bk.ndi.correlate1d(a, xp.asarray(_OFFSETS**power * _TAPS), axis=axis, mode="constant")
+            return out[::2] if axis == 0 else out[:, ::2]
+
+        # "u" is the axis being reduced, "v" the other one; offsets halve in parent pixels
+        if axis == 1:
+            mu, mv, muu, mvv, nu, nv = self.mx, self.my, self.mxx, self.myy, self.nx, self.ny
+        else:
+            mu, mv, muu, mvv, nu, nv = self.my, self.mx, self.myy, self.mxx, self.ny, self.nx
+        m0 = r(self.m0, 0)
+        mu_ = 0.5 * (r(mu, 0) + r(self.m0, 1))
+        muu_ = 0.25 * r(muu, 0) + 0.5 * r(mu, 1) + 0.25 * r(self.m0, 2)
+        muv_ = 0.5 * (r(self.mxy, 0) + r(mv, 1))
+        mv_, mvv_ = r(mv, 0), r(mvv, 0)
+        n0 = r(self.n0, 0)
+        nu_ = 0.5 * (r(nu, 0) + r(self.n0, 1))
+        nv_ = r(nv, 0)
+        if axis == 1:
+            return _Moments(m0=m0, mx=mu_, my=mv_, mxx=muu_, mxy=muv_, myy=mvv_, n0=n0, nx=nu_, ny=nv_)
+        return _Moments(m0=m0, mx=mv_, my=mu_, mxx=mvv_, mxy=muv_, myy=muu_, n0=n0, nx=nv_, ny=nu_)
+
+    def plane_value(self, xp) -> Any:
+        """Value at the pixel centre of the weighted least-squares plane (ridge on the slopes)."""
+        m0, mx, my, mxy, n0, nx, ny = self.m0, self.mx, self.my, self.mxy, self.n0, self.nx, self.ny
+        ridge = _SLOPE_RIDGE * m0
+        mxx = self.mxx + ridge
+        myy = self.myy + ridge
+        # the 3 x 3 normal equations, solved for the plane's value (Cramer's rule)
+        det = m0 * (mxx * myy - mxy * mxy) - mx * (mx * myy - mxy * my) + my * (mx * mxy - mxx * my)
+        det_a = n0 * (mxx * myy - mxy * mxy) - mx * (nx * myy - mxy * ny) + my * (nx * mxy - mxx * ny)
+        tiny = xp.maximum(m0, 1e-30)
+        ok = det > 1e-9 * tiny**3
+        return xp.where(ok, det_a / xp.where(ok, det, 1.0), n0 / tiny)
+
+
+def _upsample_axis(xp, a: Any, size: int, axis: int) -> Any:
+    """Twice the samples along ``axis``: coarse sample ``j`` lands on fine ``2j``, odd samples are
+    midpoints, and one past the last is extrapolated linearly (ramps stay ramps up to the border)."""
+    a = xp.moveaxis(a, axis, 0)
+    n = a.shape[0]
+    out = xp.empty((size,) + a.shape[1:], dtype=a.dtype)
+    even = (size + 1) // 2
+    out[0::2] = a[:even]
+    odd = size // 2
+    if odd:
+        inner = min(odd, n - 1)
+        out[1 : 2 * inner : 2] = 0.5 * (a[:inner] + a[1 : inner + 1])
+        if odd > inner:  # beyond the last coarse sample
+            last = a[n - 1] if n < 2 else 1.5 * a[n - 1] - 0.5 * a[n - 2]
+            out[2 * inner + 1] = last
+    return xp.moveaxis(out, 0, axis)
+
+
+def upsample_linear(xp, a: Any, shape: tuple[int, int]) -> Any:
+    """Linear interpolation from a pyramid level to the next finer one (see :mod:`pyramid`'s grid)."""
+    return _upsample_axis(xp, _upsample_axis(xp, a, shape[0], 0), shape[1], 1)
 
 
 def fill_depth(bk: Backend, depth: Any, weights: Any) -> Any:
     """Confidence-weighted multi-scale interpolation of a depth map.
 
-    Level by level of a Gaussian pyramid, the weighted depths are fitted
-    with local weighted planes (first-order normalised convolution, which
-    extrapolates slopes into large gaps and corners). Each level keeps its
-    own fit where it has support and takes the next coarser level's
-    elsewhere ("push-pull"); pixels of weight 1 keep their depth.
+    Level by level of a pyramid of weighted moments, the confident depths
+    around each pixel are fitted with a plane (first-order normalised
+    convolution over a footprint that doubles with every level: it
+    extrapolates slopes into large gaps and corners). From the coarsest
+    level down, each level keeps its own fit as far as its footprint is
+    confident and takes the coarser level's elsewhere ("pull-push"), so
+    pixels of weight 1 keep their depth.
 
     Parameters
     ----------
@@ -112,27 +172,25 @@ def fill_depth(bk: Backend, depth: Any, weights: Any) -> Any:
     array (H, W) float32, clipped to the range of ``depth``
     """
     xp = bk.xp
-    den = weights.astype(xp.float32)
-    num = depth * den
-    nums, dens = [num], [den]
-    for _ in range(pyramid.n_levels(den.shape, min_size=2, max_levels=32) - 1):
-        nums.append(pyramid.reduce(xp, nums[-1]))
-        dens.append(pyramid.reduce(xp, dens[-1]))
-    total = float(dens[-1].sum())
-    if total <= 0:  # nothing is confident: a flat map at the mean depth
+    weights = weights.astype(xp.float32)
+    if float(weights.sum()) <= 0:  # nothing is confident: a flat map at the mean depth
         return xp.full(depth.shape, float(depth.mean()), dtype=xp.float32)
+    levels = [_Moments.of(xp, depth.astype(xp.float32), weights)]
+    while max(levels[-1].m0.shape) > 2:
+        levels.append(levels[-1].reduce(bk))
     estimate = None
-    for num, den in zip(reversed(nums), reversed(dens)):
-        value, support = _plane_fit(bk, num, den)
+    for mom in reversed(levels):
+        value = mom.plane_value(xp)
         if estimate is None:
-            estimate = xp.where(support > 0, value, float(nums[-1].sum()) / total)
+            total = float(mom.m0.sum())
+            estimate = xp.where(mom.m0 > 0, value, float(mom.n0.sum()) / total if total > 0 else 0.0)
             continue
-        coarse = pyramid.expand(xp, estimate, den.shape)
-        # a window support of 1 means "fully confident around here"
-        s = xp.clip(support, 0.0, 1.0)
+        coarse = upsample_linear(xp, estimate, mom.m0.shape)
+        # the mean weight over the footprint: 1 means "fully confident around here"
+        s = xp.clip(mom.m0, 0.0, 1.0)
         estimate = s * value + (1 - s) * coarse
     # slopes extrapolate, but never beyond the stack's first and last frames
-    return xp.clip(estimate, float(depth.min()), float(depth.max()))
+    return xp.clip(estimate, float(depth.min()), float(depth.max())).astype(xp.float32)
 
 
 def guided_coefficients(bk: Backend, guide: Any, src: Any, weights: Any, radius: int, eps: float) -> tuple[Any, Any]:
@@ -186,7 +244,7 @@ def _expand(xp, a: Any, shapes: list) -> Any:
     """Back up the pyramid through ``shapes`` (coarsest last) to ``shapes[0]``, as float32."""
     a = a.astype(xp.float32)
     for shape in reversed(shapes[:-1]):
-        a = pyramid.expand(xp, a, shape)
+        a = upsample_linear(xp, a, shape)
     return a
 
 

@@ -40,7 +40,7 @@ from .align import (
     valid_region,
     warp_image,
 )
-from .channels import channel_weights
+from .channels import alignment_weights, channel_weights
 from .errors import FocusStackError, FocusStackWarning, InputError, ParameterError, StackError
 from .focus import block_mean
 from .fusion import MAX_LEVELS, METHODS, make_fusion
@@ -328,11 +328,11 @@ class FocusStacker:
         cache = _FrameCache(self._cache_budget(source))
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        weights = self._channel_weights(source, ref, channel_names, normalise_channels)
+        weights, align_weights = self._channel_weights(source, ref, channel_names, normalise_channels)
         if transforms is not None:
             al = self._reused(transforms, source, ref, cache, run, read_frames=match_exposure)
         else:
-            al = self._align_to_best_reference(source, ref, cache, run, weights)
+            al = self._align_to_best_reference(source, ref, cache, run, align_weights)
         mats = al.mats
         gains = _exposure_gains(al.thumbs, mats, al.ref) if match_exposure else [None] * n
         _warn(al.notes)
@@ -367,11 +367,77 @@ class FocusStacker:
                 entry["warped"] = not _is_identity(m)
         report["unwarped"] = [f["name"] for f in report["frames"] if f.get("warped") is False]
         report["channel_weights"] = None if weights is None else list(weights)
+        report["alignment_weights"] = None if align_weights is None else list(align_weights)
         report["exposure_matched"] = bool(match_exposure)
         report["tiles"] = tiles
         report["cache_hits"] = cache.hits
         report["inputs"] = [p for p in source.paths if p is not None]
         return StackResult(image, depth, confidence, mats, report, source.meta(al.ref))
+
+    def stack_nd(
+        self,
+        data: Any,
+        axes: str | None = None,
+        *,
+        z_step: float | None = None,
+        calibration: Any | None = None,
+        channel: int | str | None = None,
+        reuse_alignment: bool = True,
+        progress: Callable[[int, int, str], None] | None = None,
+        cancel: Callable[[], bool] | threading.Event | None = None,
+    ) -> Any:
+        """Fuse N-D data along Z for every time point (and position).
+
+        Parameters
+        ----------
+        data : array-like or nd.Hyperstack
+            NumPy, Dask or Zarr array with named ``axes`` (read one plane at
+            a time), or a :class:`~napari_focus_stack.nd.Hyperstack`.
+        axes : str, optional
+            One letter per dimension: ``Z``, ``Y``, ``X`` required, ``C``
+            channels, ``S`` RGB samples, ``T`` or any other letter looped
+            over. Default for 3-D arrays: ``"ZYX"``.
+        z_step : float, optional
+            Distance between z planes; sets or overrides the calibration's.
+            Heights are then ``z0 + index * z_step``, else frame indices.
+        calibration : nd.Calibration, optional
+            Pixel size, z step, units and channel names of an array.
+        channel : int or str, optional
+            The channel whose focus decides for all channels (index or
+            name); default: this stacker's ``channel``, else all channels,
+            each normalised by its intensity spread.
+        reuse_alignment : bool
+            Estimate the alignment on the first z-stack only and reuse it
+            for the others (same focus sequence): one pass over each later
+            z-stack instead of two.
+        progress : callable(done, total, stage), optional
+            Progress over all z-stacks; ``stage`` names the time point.
+        cancel : callable or threading.Event, optional
+
+        Returns
+        -------
+        nd.NDResult
+            Fused images with axes (T, C, Y, X) (absent ones dropped),
+            regularised and raw heights, confidence, the height unit and
+            the calibration, one report per z-stack.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from napari_focus_stack.synthetic import make_stack
+        >>> st = make_stack("checker", shape=(64, 80), n_frames=4, gray=True, dtype=np.uint16,
+        ...                 breathing=0, max_rotation_deg=0, max_shift=0)
+        >>> tzyx = np.stack([np.stack(st.frames)] * 2)  # two time points
+        >>> res = FocusStacker(device="cpu").stack_nd(tzyx, "TZYX", z_step=0.5)
+        >>> res.axes, res.image.shape, res.unit
+        ('TYX', (2, 64, 80), 'µm')
+        """
+        from .nd import stack_nd
+
+        return stack_nd(
+            self, data, axes, z_step=z_step, calibration=calibration, channel=channel,
+            reuse_alignment=reuse_alignment, progress=progress, cancel=cancel,
+        )
 
     def estimate_transforms(
         self,
@@ -390,8 +456,8 @@ class FocusStacker:
         ref = self._reference_index(len(source))
         run = _Run(len(source), progress, cancel_check(cancel))
         t0 = time.perf_counter()
-        weights = self._channel_weights(source, ref, None, False)
-        al = self._align_to_best_reference(source, ref, _FrameCache(0), run, weights)
+        _, align_weights = self._channel_weights(source, ref, None, False)
+        al = self._align_to_best_reference(source, ref, _FrameCache(0), run, align_weights)
         gains = _exposure_gains(al.thumbs, al.mats, al.ref)
         _warn(al.notes)
         report = self._report(source, al, gains, {"align_s": time.perf_counter() - t0})
@@ -527,14 +593,14 @@ class FocusStacker:
             )
         return ref
 
-    def _channel_weights(self, source: FrameSource, ref: int, names, normalise: bool) -> tuple | None:
-        """Each channel's say in the one alignment and focus decision (None: the photo default)."""
+    def _channel_weights(self, source: FrameSource, ref: int, names, normalise: bool) -> tuple:
+        """Each channel's say in the focus decision and in alignment (None: the colour-photo default)."""
         if self.channel is None and not (normalise and len(source.shape) == 3):
-            return None
+            channel_weights(source.shape, self.channel, names=names)  # validates the channel
+            return None, None
         frame = source.read(ref) if self.channel is None else None
-        return channel_weights(
-            source.shape, self.channel, names=names, frame=frame, peak=_dtype_scale(source.dtype)
-        )
+        weights = channel_weights(source.shape, self.channel, names=names, frame=frame, peak=_dtype_scale(source.dtype))
+        return weights, alignment_weights(weights, frame)
 
     def _cache_budget(self, source: FrameSource) -> int:
         if self.cache_bytes is not None:
@@ -1006,7 +1072,7 @@ def _regularised_depth(result: StackResult) -> np.ndarray:
     except FocusStackError:  # the result travelled to a machine without that device
         bk = get_backend("cpu")
     image = bk.asarray(result.image).astype(bk.xp.float32)
-    guide = to_gray(bk.xp, image, report.get("channel_weights"))
+    guide = to_gray(bk.xp, image, report.get("alignment_weights"))
     radius = 2 * int(report.get("parameters", {}).get("radius", 8))
     depth = regularise_depth(bk, bk.asarray(result.depth_raw), bk.asarray(result.confidence), guide, radius)
     return bk.to_numpy(depth).astype(np.float32, copy=False)

@@ -1,0 +1,100 @@
+"""Height maps fit to measure: confident depths kept, the rest filled edge-aware."""
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+
+from napari_focus_stack import FocusStacker
+from napari_focus_stack._backend import get_backend
+from napari_focus_stack.height import CONFIDENT, fill_depth, regularise_depth, to_height
+from napari_focus_stack.synthetic import make_hyperstack
+
+Z_STEP = 0.5  # micrometres
+
+
+def test_confident_pixels_are_kept_and_the_rest_filled(backend):
+    rng = np.random.default_rng(0)
+    depth = rng.uniform(2, 3, (64, 80)).astype(np.float32)
+    conf = np.full((64, 80), CONFIDENT, np.float32)
+    hole = np.zeros((64, 80), bool)
+    hole[20:40, 30:50] = True
+    depth[hole] = 9.0  # what noise makes of a plain patch
+    conf[hole] = 0.0
+    out = backend.to_numpy(regularise_depth(backend, backend.asarray(depth), backend.asarray(conf)))
+    np.testing.assert_array_equal(out[~hole], depth[~hole])
+    assert 2 <= out[hole].min() and out[hole].max() <= 3
+
+
+def test_fill_extrapolates_slopes_into_corners():
+    bk = get_backend("cpu")
+    yy, xx = np.mgrid[:96, :128].astype(np.float32)
+    plane = 1 + 0.03 * xx + 0.02 * yy
+    weights = np.ones_like(plane)
+    weights[:40, :50] = 0  # a corner with nothing confident
+    filled = fill_depth(bk, plane, weights)
+    assert np.abs(filled - plane)[:40, :50].max() < 0.6
+    assert np.abs(filled - plane)[:40, :50].mean() < 0.25
+
+
+def test_nothing_confident_gives_a_flat_map():
+    bk = get_backend("cpu")
+    depth = np.random.default_rng(1).uniform(0, 5, (32, 32)).astype(np.float32)
+    out = regularise_depth(bk, depth, np.zeros_like(depth))
+    assert np.ptp(out) < 1e-4
+
+
+def _plain_disk_on_slope():
+    """Textured sloped background (frames 1-3) under a plain raised disk (frame 8): only its outline is visible."""
+    rng = np.random.default_rng(0)
+    h, w = 160, 200
+    background = ndi.gaussian_filter(rng.random((h, w)).astype(np.float32), 0.8) * 0.6 + 0.2
+    yy, xx = np.mgrid[:h, :w]
+    disk = (yy - 80) ** 2 + (xx - 100) ** 2 < 45**2
+    d_bg = 1 + 2 * xx / w
+    frames = []
+    for z in range(10):
+        b = np.zeros_like(background)
+        for level in (1, 2, 3):
+            share = np.clip(1 - np.abs(d_bg - level), 0, 1)
+            b += share * ndi.gaussian_filter(background, 0.3 + 0.9 * abs(z - level))
+        m = ndi.gaussian_filter(disk.astype(np.float32), 0.3 + 0.9 * abs(z - 8))
+        frames.append(b * (1 - m) + 0.9 * m)
+    inner = (yy - 80) ** 2 + (xx - 100) ** 2 < 38**2
+    return np.stack(frames).astype(np.float32), np.where(disk, 8.0, d_bg), inner
+
+
+def test_plain_object_is_filled_from_its_own_outline():
+    frames, truth, inner = _plain_disk_on_slope()
+    res = FocusStacker(device="cpu", align="none").stack(frames)
+    raw_ok = (np.abs(res.depth_raw - truth) <= 1)[inner].mean()
+    ok = (np.abs(res.depth - truth) <= 1)[inner].mean()
+    blind = regularise_depth(get_backend("cpu"), res.depth_raw, res.confidence, None)
+    blind_ok = (np.abs(blind - truth) <= 1)[inner].mean()
+    assert ok > 0.95 and ok > blind_ok + 0.1 and ok > raw_ok + 0.2
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_smooth_surface_with_plain_patches(seed):
+    hs = make_hyperstack("patches", shape=(160, 192), n_z=10, n_c=2, seed=seed, objects=False)
+    res = FocusStacker(device="cpu").stack_nd(hs.data, "TCZYX", z_step=Z_STEP)
+    truth = Z_STEP * hs.depth_index
+    ok = np.abs(res.height[0] - truth) <= Z_STEP
+    raw_ok = np.abs(res.height_raw[0] - truth) <= Z_STEP
+    plain = ~hs.texture_mask
+    assert plain.mean() > 0.15  # the scene really has untextured patches
+    assert ok.mean() >= 0.8
+    assert ok[hs.texture_mask].mean() >= 0.9
+    assert ok[plain].mean() > raw_ok[plain].mean() + 0.05
+
+
+@pytest.mark.parametrize("scene, seed", [("rocks", 5), ("pcb", 6)])
+def test_textured_scenes_with_objects(scene, seed):
+    hs = make_hyperstack(scene, shape=(160, 192), n_z=10, n_c=1, seed=seed)
+    res = FocusStacker(device="cpu").stack_nd(hs.data[:, 0], "TZYX", z_step=Z_STEP)
+    ok = np.abs(res.height[0] - Z_STEP * hs.depth_index) <= Z_STEP
+    assert ok[hs.texture_mask].mean() >= 0.9
+
+
+def test_to_height():
+    d = np.array([[0.0, 1.5]], np.float32)
+    np.testing.assert_allclose(to_height(d, 0.5, 10.0), [[10.0, 10.75]])
+    np.testing.assert_array_equal(to_height(d, None), d)
