@@ -21,8 +21,6 @@ for writers that stream them to disk.
 """
 from __future__ import annotations
 
-import itertools
-import math
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -30,203 +28,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import InputError, ParameterError, StackError
+from .errors import InputError, StackError
 from .height import to_height
-from .io import FrameSource, ImageMeta
+from .io.hyperstack import Calibration, Hyperstack, read_hyperstack
 
 if TYPE_CHECKING:
     from .stacker import FocusStacker, StackResult
 
-__all__ = ["Calibration", "Hyperstack", "NDResult", "iter_stacks", "stack_nd"]
-
-#: The axes with a meaning of their own; any other letter is looped over.
-KNOWN_AXES = "TCZYXS"
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """Physical size of the data's pixels and planes, and what its channels are.
-
-    Attributes
-    ----------
-    pixel_size : (float, float) or None
-        Pixel size along Y and X, in ``unit``.
-    unit : str or None
-        Unit of ``pixel_size`` (e.g. ``"µm"``).
-    z_step : float or None
-        Distance between z planes, in ``z_unit``.
-    z_unit : str or None
-        Unit of ``z_step`` and ``z0`` (default: ``unit``).
-    z0 : float
-        Position of the first z plane.
-    channel_names : tuple of str, optional
-    channel_colors : tuple, optional
-        One colour per channel, as ``(r, g, b)`` in 0..1 or a name.
-    """
-
-    pixel_size: tuple[float, float] | None = None
-    unit: str | None = None
-    z_step: float | None = None
-    z_unit: str | None = None
-    z0: float = 0.0
-    channel_names: tuple[str, ...] | None = None
-    channel_colors: tuple | None = None
-
-    @property
-    def height_unit(self) -> str:
-        """Unit of heights: the z unit when the z step is known, else ``"frame"``."""
-        if self.z_step is None:
-            return "frame"
-        return self.z_unit or self.unit or "pixel"
-
-    def with_z_step(self, z_step: float | None, unit: str | None = None) -> Calibration:
-        """This calibration with ``z_step`` set (``None`` keeps the known one)."""
-        if z_step is None:
-            return self
-        if not (isinstance(z_step, (int, float)) and math.isfinite(z_step) and z_step > 0):
-            raise ParameterError(f"z_step must be a positive number, got {z_step!r}")
-        z_unit = unit or self.z_unit or self.unit or "µm"
-        return replace(self, z_step=float(z_step), z_unit=z_unit)
-
-
-@dataclass
-class Hyperstack:
-    """N-D image data with named axes, read lazily one plane at a time.
-
-    Parameters
-    ----------
-    data : array-like
-        NumPy, Dask or Zarr array (anything with ``shape``, ``dtype`` and
-        NumPy indexing); only the planes in use are read.
-    axes : str
-        One letter per dimension of ``data``: ``Z``, ``Y`` and ``X`` are
-        required; ``C`` (channels) and ``S`` (RGB samples) are optional; any
-        other letter (``T``, ``P``...) is looped over.
-    calibration : Calibration, optional
-    name : str, optional
-        What to call the data in messages (a file name).
-    """
-
-    data: Any
-    axes: str
-    calibration: Calibration = field(default_factory=Calibration)
-    name: str = "the data"
-
-    def __post_init__(self) -> None:
-        axes = str(self.axes).upper()
-        shape = tuple(self.data.shape)
-        if len(axes) != len(shape):
-            raise InputError(
-                f"{self.name} has {len(shape)} dimensions {shape} but axes {axes!r} name {len(axes)}; "
-                "give one letter per dimension, e.g. axes='TCZYX'."
-            )
-        if len(set(axes)) != len(axes):
-            raise InputError(f"axes {axes!r} of {self.name} repeat a letter")
-        missing = [a for a in "YX" if a not in axes]
-        if missing:
-            raise InputError(f"{self.name} has no {' or '.join(missing)} axis (axes {axes!r}): it is not an image")
-        if "Z" not in axes:
-            raise StackError(
-                f"{self.name} has no Z axis (axes {axes!r}): there is nothing to focus-stack. "
-                "Name the focus axis Z, or give a z-stack."
-            )
-        if shape[axes.index("Z")] < 2:
-            raise StackError(f"{self.name} has a single z plane: a focus stack needs at least 2")
-        if "C" in axes and "S" in axes:
-            raise InputError(f"{self.name} has both channels (C) and RGB samples (S); split the channels first")
-        if "S" in axes and shape[axes.index("S")] not in (3, 4):
-            raise InputError(f"{self.name} has {shape[axes.index('S')]} samples per pixel; S must be RGB(A)")
-        self.axes = axes
-        names = self.calibration.channel_names
-        if names is not None and len(names) != self.n_channels:
-            self.calibration = replace(self.calibration, channel_names=None, channel_colors=None)
-
-    # -- shape ---------------------------------------------------------------
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(int(n) for n in self.data.shape)
-
-    def size(self, axis: str) -> int:
-        """Length of ``axis`` (1 when absent)."""
-        return self.shape[self.axes.index(axis)] if axis in self.axes else 1
-
-    @property
-    def loop_axes(self) -> str:
-        """The axes looped over (every letter but C, Z, Y, X, S), in data order."""
-        return "".join(a for a in self.axes if a not in "CZYXS")
-
-    @property
-    def n_channels(self) -> int:
-        return self.size("C") if "C" in self.axes else self.size("S") if "S" in self.axes else 1
-
-    @property
-    def frame_shape(self) -> tuple[int, ...]:
-        """Shape of one frame of a z-stack: ``(Y, X)`` or ``(Y, X, C)``."""
-        yx = (self.size("Y"), self.size("X"))
-        return yx if self.n_channels == 1 and "S" not in self.axes else yx + (self.n_channels,)
-
-    @property
-    def out_axes(self) -> str:
-        """Axes of a fused image: the loop axes, C, Y, X, S (those present)."""
-        return self.loop_axes + ("C" if "C" in self.axes else "") + "YX" + ("S" if "S" in self.axes else "")
-
-    @property
-    def dtype(self) -> np.dtype:
-        """dtype of the frames handed to the engine (uint8, uint16 or float32)."""
-        dt = np.dtype(self.data.dtype)
-        if dt in (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32)):
-            return dt
-        if dt == np.bool_:
-            return np.dtype(np.uint8)
-        if dt.kind in "iuf":
-            return np.dtype(np.float32)  # exact for integers up to 2**24
-        raise InputError(f"{self.name} holds {dt} values; images must be integer or float")
-
-    def loop_indices(self) -> list[tuple[int, ...]]:
-        """Every combination of the loop axes, in C order (``[()]`` without loop axes)."""
-        return list(itertools.product(*(range(self.size(a)) for a in self.loop_axes)))
-
-    # -- reading ---------------------------------------------------------------
-
-    def read_frame(self, index: tuple[int, ...], z: int) -> np.ndarray:
-        """Plane ``z`` of the z-stack at loop ``index``, all channels: ``(Y, X[, C])``."""
-        loop = dict(zip(self.loop_axes, index))
-        key: list[Any] = []
-        kept = []
-        for a in self.axes:
-            if a in loop:
-                key.append(int(loop[a]))
-            elif a == "Z":
-                key.append(int(z))
-            else:
-                key.append(slice(None))
-                kept.append(a)
-        plane = np.asarray(self.data[tuple(key)])
-        order = [kept.index(a) for a in ("Y", "X", "C", "S") if a in kept]
-        plane = np.transpose(plane, order)
-        if plane.ndim == 3 and plane.shape[2] == 1:
-            plane = plane[..., 0]
-        if "S" in self.axes and plane.shape[2] == 4:
-            plane = plane[..., :3]  # alpha carries no focus
-        dtype = self.dtype
-        if plane.dtype == np.bool_:
-            return plane.astype(np.uint8) * np.uint8(255)
-        return np.array(plane, dtype=dtype, order="C", copy=True)
-
-    def z_stack(self, index: tuple[int, ...]) -> FrameSource:
-        """The z-stack at loop ``index`` as a :class:`FrameSource` (planes read on demand)."""
-        nz = self.size("Z")
-        shape = self.frame_shape
-        if shape[-1:] == (4,) and "S" in self.axes:
-            shape = shape[:2] + (3,)
-        where = ", ".join(f"{a}={i}" for a, i in zip(self.loop_axes, index))
-        prefix = f"{self.name} ({where}, " if where else f"{self.name} ("
-        names = [f"{prefix}z={z})" for z in range(nz)]
-        metas = [ImageMeta(None, shape, self.dtype, None, None) for _ in range(nz)]
-        loaders = [lambda z=z: self.read_frame(index, z) for z in range(nz)]
-        return FrameSource(loaders, metas, names)
-
+__all__ = ["Calibration", "Hyperstack", "NDResult", "iter_stacks", "stack_nd", "stack_nd_to_files"]
 
 @dataclass
 class NDResult:
@@ -274,19 +83,20 @@ class NDResult:
 
 
 def as_hyperstack(data: Any, axes: str | None = None, calibration: Calibration | None = None) -> Hyperstack:
-    """A :class:`Hyperstack` from an array (with ``axes``) or a Hyperstack (returned as is).
+    """A :class:`Hyperstack` from an array (with ``axes``), a file, or a Hyperstack (returned as is).
 
     Without ``axes`` a 3-D array is ``ZYX``; other arrays need their axes.
+    Files (ImageJ and OME-TIFF, OME-Zarr) name their axes themselves.
     """
     if isinstance(data, Hyperstack):
         if axes is not None and axes.upper() != data.axes:
             raise InputError(f"axes {axes!r} were given but the data's axes are {data.axes!r}")
         return data if calibration is None else replace(data, calibration=calibration)
-    if isinstance(data, (str, bytes)) or hasattr(data, "__fspath__"):
-        raise InputError(
-            f"{data}: reading files with named axes needs napari_focus_stack.io (not available here); "
-            "give an array and its axes"
-        )
+    if _is_path(data):
+        hs = read_hyperstack(data)
+        if axes is not None and axes.upper() != hs.axes:
+            raise InputError(f"axes {axes!r} were given but {hs.name} has axes {hs.axes!r}")
+        return hs if calibration is None else replace(hs, calibration=calibration)
     if not all(hasattr(data, a) for a in ("shape", "dtype", "__getitem__")):
         raise InputError(f"expected an array with named axes, got {type(data).__name__}")
     if axes is None:
@@ -357,6 +167,14 @@ def stack_nd(
 ) -> NDResult:
     """Fuse N-D data along Z for every time point (and position); see :meth:`FocusStacker.stack_nd`."""
     hs = as_hyperstack(data, axes, calibration)
+    try:
+        return _collect(stacker, hs, z_step, channel, reuse_alignment, progress, cancel)
+    finally:
+        if _is_path(data):  # opened here
+            hs.close()
+
+
+def _collect(stacker, hs: Hyperstack, z_step, channel, reuse_alignment, progress, cancel) -> NDResult:
     cal = hs.calibration.with_z_step(z_step)
     loop_shape = tuple(hs.size(a) for a in hs.loop_axes)
     out_axes = hs.out_axes
@@ -382,6 +200,86 @@ def stack_nd(
     if image is None:  # no loop index at all: an axis of length 0
         raise StackError(f"{hs.name} has an empty axis: nothing to fuse")
     return NDResult(image, height, height_raw, confidence, out_axes, cal.height_unit, cal, reports, first_transforms)
+
+
+def stack_nd_to_files(
+    stacker: FocusStacker,
+    data: Any,
+    output: Any,
+    axes: str | None = None,
+    *,
+    height: Any | None = None,
+    confidence: Any | None = None,
+    z_step: float | None = None,
+    calibration: Calibration | None = None,
+    channel: int | str | None = None,
+    reuse_alignment: bool = True,
+    progress: Callable[[int, int, str], None] | None = None,
+    cancel: Callable[[], bool] | threading.Event | None = None,
+) -> dict:
+    """Fuse N-D data and write the results as they come: memory stays at one z-stack.
+
+    The fused image goes to ``output`` (axes (T, C, Y, X), absent ones
+    dropped), the regularised heights to ``height`` and the confidence to
+    ``confidence``, all calibrated TIFFs (ImageJ, or OME-TIFF for
+    ``*.ome.tif``) written atomically; see :func:`stack_nd` for the other
+    parameters. Input files are never overwritten.
+
+    Returns
+    -------
+    dict
+        ``{"outputs": [paths], "axes": ..., "unit": ..., "calibration": ...,
+        "reports": [per z-stack]}``.
+    """
+    from .io.calibrated import CalibratedTiffWriter
+
+    hs = as_hyperstack(data, axes, calibration)
+    cal = hs.calibration.with_z_step(z_step)
+    protect = [data] if _is_path(data) else []
+    loop_shape = tuple(hs.size(a) for a in hs.loop_axes)
+    writers: list = []
+    reports: list = []
+    try:
+        for index, res in iter_stacks(
+            stacker, hs, channel=channel, reuse_alignment=reuse_alignment, progress=progress, cancel=cancel
+        ):
+            if not writers:
+                image_shape = loop_shape + _image_layout(hs, res.image.shape)
+                map_shape = loop_shape + res.depth_raw.shape
+                map_axes = hs.out_axes.replace("C", "").replace("S", "")
+                writers.append(CalibratedTiffWriter(output, image_shape, res.image.dtype, hs.out_axes, cal,
+                                                    protect=protect))
+                if height is not None:
+                    writers.append(CalibratedTiffWriter(height, map_shape, np.float32, map_axes, cal,
+                                                        value_unit=cal.height_unit, value_name="height",
+                                                        protect=protect))
+                if confidence is not None:
+                    writers.append(CalibratedTiffWriter(confidence, map_shape, np.float32, map_axes, cal,
+                                                        value_name="confidence", protect=protect))
+            blocks = [_to_layout(hs, res.image)]
+            if height is not None:
+                blocks.append(to_height(res.depth, cal.z_step, cal.z0))
+            if confidence is not None:
+                blocks.append(res.confidence)
+            for writer, block in zip(writers, blocks):
+                writer.write(block)
+            reports.append(res.report)
+            del res, blocks
+        if not writers:
+            raise StackError(f"{hs.name} has an empty axis: nothing to fuse")
+        paths = [w.close() for w in writers]
+    except BaseException:
+        for w in writers:
+            w.abort()
+        raise
+    finally:
+        if _is_path(data):  # opened here
+            hs.close()
+    return {"outputs": paths, "axes": hs.out_axes, "unit": cal.height_unit, "calibration": cal, "reports": reports}
+
+
+def _is_path(data: Any) -> bool:
+    return isinstance(data, str) or hasattr(data, "__fspath__")
 
 
 def _image_layout(hs: Hyperstack, shape: Sequence[int]) -> tuple[int, ...]:

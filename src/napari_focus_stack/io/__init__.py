@@ -32,11 +32,19 @@ The modules, one job each:
     :func:`write_image` in every supported format
 ``atomic``
     :func:`write_atomic`, :func:`write_text`, :func:`remove_stale_temps`
+``hyperstack``
+    calibrated N-D microscope data (ImageJ, OME-TIFF, OME-Zarr), read lazily:
+    :class:`Hyperstack`, :class:`Calibration`, :func:`read_hyperstack`
+``calibrated``
+    calibrated TIFF output (ImageJ or OME-TIFF), plane by plane:
+    :class:`CalibratedTiffWriter`, :func:`write_calibrated_tiff`
 """
 from __future__ import annotations
 
 from .atomic import remove_stale_temps, write_atomic, write_text
+from .calibrated import CalibratedTiffWriter, is_ome_name, write_calibrated_tiff
 from .encoders import write_image
+from .hyperstack import Calibration, Hyperstack, is_hyperstack_file, read_hyperstack
 from .metadata import ImageMeta
 from .paths import (
     IMAGE_EXTENSIONS,
@@ -50,16 +58,23 @@ from .source import FrameSource
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "CalibratedTiffWriter",
+    "Calibration",
     "FrameSource",
+    "Hyperstack",
     "ImageMeta",
     "expand_inputs",
+    "is_hyperstack_file",
     "is_image_name",
+    "is_ome_name",
     "natural_sort_key",
     "natural_sorted",
+    "read_hyperstack",
     "read_image",
     "read_meta",
     "remove_stale_temps",
     "write_atomic",
+    "write_calibrated_tiff",
     "write_image",
     "write_text",
 ]

@@ -1,0 +1,200 @@
+"""Calibrated microscope data: ImageJ hyperstacks, OME-TIFF, OME-Zarr (io.hyperstack, io.calibrated)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_focus_stack import FocusStacker
+from napari_focus_stack.errors import InputError, OutputError
+from napari_focus_stack.io import (
+    Calibration,
+    FrameSource,
+    is_hyperstack_file,
+    read_hyperstack,
+    write_calibrated_tiff,
+)
+from napari_focus_stack.io.hyperstack import normalise_unit
+from napari_focus_stack.nd import stack_nd_to_files
+from napari_focus_stack.synthetic import make_hyperstack
+
+PIXEL, Z_STEP = 0.1, 0.5  # micrometres
+RED, GREEN = (1.0, 0.0, 0.0), (0.0, 1.0, 0.0)
+
+
+def _lut(rgb):
+    return np.round(np.outer(rgb, np.arange(256))).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def hyper():
+    """(T 2, C 2, Z 6, 64 x 80) uint16 with known relief."""
+    return make_hyperstack("rocks", shape=(64, 80), n_z=6, n_t=2, n_c=2, seed=7)
+
+
+def write_imagej(path, tczyx):
+    """An ImageJ hyperstack (axes TZCYX) calibrated 0.1 um x 0.5 um, red and green channels."""
+    tifffile.imwrite(
+        path, np.ascontiguousarray(tczyx.transpose(0, 2, 1, 3, 4)), imagej=True,
+        resolution=(1 / PIXEL, 1 / PIXEL),
+        metadata={"axes": "TZCYX", "unit": "micron", "spacing": Z_STEP, "mode": "composite",
+                  "LUTs": [_lut(RED), _lut(GREEN)]},
+    )
+    return path
+
+
+def write_ome(path, tczyx):
+    """An OME-TIFF (axes TCZYX) with the same calibration and named channels."""
+    tifffile.imwrite(
+        path, tczyx, ome=True,
+        metadata={"axes": "TCZYX", "PhysicalSizeX": PIXEL, "PhysicalSizeXUnit": "µm", "PhysicalSizeY": PIXEL,
+                  "PhysicalSizeYUnit": "µm", "PhysicalSizeZ": Z_STEP, "PhysicalSizeZUnit": "µm",
+                  "Channel": {"Name": ["DAPI", "GFP"], "Color": [-16776961, 16711935]}},
+    )
+    return path
+
+
+def write_ome_zarr(folder, tczyx):
+    """A two-level OME-Zarr (NGFF 0.4 layout, zarr format 2) with the same calibration."""
+    zarr = pytest.importorskip("zarr")
+    root = zarr.open_group(str(folder), mode="w", zarr_format=2)
+    root.create_array("0", data=tczyx, chunks=(1, 1, 1) + tczyx.shape[3:])
+    root.create_array("1", data=tczyx[..., ::2, ::2], chunks=(1, 1, 1) + tczyx[..., ::2, ::2].shape[3:])
+    axes = [{"name": "t", "type": "time"}, {"name": "c", "type": "channel"}] + [
+        {"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"
+    ]
+    scale = [1.0, 1.0, Z_STEP, PIXEL, PIXEL]
+    root.attrs["multiscales"] = [{
+        "version": "0.4", "axes": axes,
+        "datasets": [
+            {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale},
+                                                         {"type": "translation", "translation": [0, 0, 3.0, 0, 0]}]},
+            {"path": "1", "coordinateTransformations": [{"type": "scale", "scale": scale[:3] + [2 * PIXEL] * 2}]},
+        ],
+    }]
+    root.attrs["omero"] = {"channels": [{"label": "DAPI", "color": "0000FF"}, {"label": "GFP", "color": "00FF00"}]}
+    return folder
+
+
+def test_units_are_symbols():
+    assert normalise_unit("micron") == normalise_unit("um") == normalise_unit("micrometer") == "µm"
+    assert normalise_unit("\\u00B5m") == "µm" and normalise_unit("nanometer") == "nm"
+    assert normalise_unit("pixel") is None and normalise_unit(None) is None
+
+
+def test_imagej_hyperstack(tmp_path, hyper):
+    path = write_imagej(tmp_path / "cells.tif", hyper.data)
+    assert is_hyperstack_file(path)
+    with read_hyperstack(path) as hs:
+        assert hs.axes == "TZCYX" and hs.shape == (2, 6, 2, 64, 80)
+        cal = hs.calibration
+        assert cal.pixel_size == pytest.approx((PIXEL, PIXEL)) and cal.unit == "µm"
+        assert cal.z_step == pytest.approx(Z_STEP) and cal.z_unit == "µm" and cal.height_unit == "µm"
+        assert cal.channel_colors == (RED, GREEN)
+        # planes come one at a time, in the engine's layout
+        np.testing.assert_array_equal(hs.read_frame((1,), 4), np.moveaxis(hyper.data[1, :, 4], 0, -1))
+
+
+def test_ome_tiff(tmp_path, hyper):
+    path = write_ome(tmp_path / "cells.ome.tif", hyper.data)
+    assert is_hyperstack_file(path)
+    with read_hyperstack(path) as hs:
+        assert hs.axes == "TCZYX"
+        cal = hs.calibration
+        assert cal.pixel_size == pytest.approx((PIXEL, PIXEL)) and cal.unit == "µm"
+        assert cal.z_step == pytest.approx(Z_STEP) and cal.channel_names == ("DAPI", "GFP")
+        assert cal.channel_colors == (RED, GREEN)  # OME colours are RGBA integers
+        np.testing.assert_array_equal(hs.read_frame((0,), 2), np.moveaxis(hyper.data[0, :, 2], 0, -1))
+
+
+def test_ome_zarr_reads_the_first_level_lazily(tmp_path, hyper):
+    folder = write_ome_zarr(tmp_path / "cells.zarr", hyper.data)
+    assert is_hyperstack_file(folder)
+    hs = read_hyperstack(folder)
+    assert hs.axes == "TCZYX" and hs.shape == hyper.data.shape
+    assert not isinstance(hs.data, np.ndarray)  # a zarr array: nothing read yet
+    cal = hs.calibration
+    assert cal.pixel_size == pytest.approx((PIXEL, PIXEL)) and cal.z_step == Z_STEP and cal.z0 == 3.0
+    assert cal.channel_names == ("DAPI", "GFP")
+    np.testing.assert_array_equal(hs.read_frame((1,), 0), np.moveaxis(hyper.data[1, :, 0], 0, -1))
+
+
+def test_plain_tiff_stack_is_not_a_hyperstack(tmp_path, hyper):
+    path = tmp_path / "plain.tif"
+    tifffile.imwrite(path, hyper.data[0, 0])
+    assert not is_hyperstack_file(path)
+    assert len(FrameSource.from_inputs(path)) == 6
+    with read_hyperstack(path) as hs:  # still readable as one: a generic sequence is z
+        assert hs.axes == "ZYX" and hs.calibration.pixel_size is None
+    with pytest.raises(InputError, match="not a TIFF"):
+        read_hyperstack(_text_file(tmp_path))
+
+
+def _text_file(folder):
+    p = folder / "notes.tif"
+    p.write_text("not an image")
+    return p
+
+
+@pytest.mark.parametrize("name", ["fused.tif", "fused.ome.tif"])
+def test_calibration_round_trip_through_the_engine(tmp_path, hyper, name):
+    src = write_imagej(tmp_path / "in.tif", hyper.data) if "ome" in name else write_ome(
+        tmp_path / "in.ome.tif", hyper.data)
+    out, height, conf = tmp_path / name, tmp_path / name.replace("fused", "height"), tmp_path / "conf.tif"
+    info = stack_nd_to_files(FocusStacker(device="cpu"), src, out, height=height, confidence=conf)
+    assert info["axes"] == "TCYX" and info["unit"] == "µm" and [p.name for p in info["outputs"]] == [
+        out.name, height.name, "conf.tif"]
+    with tifffile.TiffFile(out) as tif:
+        fused = tif.asarray()
+        assert fused.shape == (2, 2, 64, 80) and fused.dtype == np.uint16 and tif.series[0].axes == "TCYX"
+        assert _pixel_size(tif) == pytest.approx(PIXEL)
+        if tif.is_ome:
+            px = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]["Pixels"]
+            # an ImageJ input: its LUT colours become OME channel colours
+            assert px["PhysicalSizeXUnit"] == "µm" and [c["Color"] for c in px["Channel"]] == [-16776961, 16711935]
+        else:
+            assert tif.imagej_metadata["unit"] == "micron" and tif.imagej_metadata["mode"] == "composite"
+            # an OME input: its channel colours become LUTs
+            np.testing.assert_array_equal(tif.imagej_metadata["LUTs"][1], _lut(GREEN))
+    with tifffile.TiffFile(height) as tif:
+        heights = tif.asarray()
+        assert heights.shape == (2, 64, 80) and heights.dtype == np.float32
+        assert _pixel_size(tif) == pytest.approx(PIXEL)
+        if tif.is_ome:
+            px = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]["Pixels"]
+            assert px["Channel"]["Name"] == "height (µm)"
+        else:
+            assert tif.imagej_metadata["vunit"] == "micron"
+    ok = np.abs(heights - Z_STEP * hyper.depth_index) <= Z_STEP
+    assert ok[:, hyper.texture_mask].mean() > 0.9
+    assert tifffile.imread(conf).shape == (2, 64, 80)
+
+
+def _pixel_size(tif) -> float:
+    page = tif.pages[0]
+    num, den = page.tags["XResolution"].value
+    size = den / num
+    unit = page.tags["ResolutionUnit"].value
+    return size * 1e4 if unit == 3 else size  # OME-TIFF resolution tags are per centimetre
+
+
+def test_outputs_never_replace_the_input(tmp_path, hyper):
+    src = write_imagej(tmp_path / "in.tif", hyper.data[:1])
+    before = src.read_bytes()
+    with pytest.raises(OutputError):
+        stack_nd_to_files(FocusStacker(device="cpu", align="none"), src, src)
+    assert src.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["in.tif"]
+
+
+def test_failed_writer_leaves_nothing(tmp_path):
+    with pytest.raises(OutputError, match="ImageJ"):
+        write_calibrated_tiff(tmp_path / "x.tif", np.zeros((2, 4, 4), np.int32), "TYX")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_rgb_and_folded_positions(tmp_path):
+    rgb = np.random.default_rng(0).integers(0, 255, (2, 3, 6, 7, 3), np.uint8)  # (P, T, Y, X, S)
+    path = write_calibrated_tiff(tmp_path / "rgb.tif", rgb, "PTYXS", Calibration((0.2, 0.2), "µm"))
+    with tifffile.TiffFile(path) as tif:
+        assert tif.series[0].axes == "TYXS" and tif.series[0].shape == (6, 6, 7, 3)
+        np.testing.assert_array_equal(tif.asarray(), rgb.reshape(6, 6, 7, 3))
