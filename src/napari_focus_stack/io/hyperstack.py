@@ -361,9 +361,21 @@ def _axes_from_tifffile(axes: str) -> str:
     return axes
 
 
+def _zarr() -> Any:
+    try:
+        import zarr
+    except ImportError:
+        raise InputError(
+            "reading microscope data a plane at a time needs zarr: "
+            "pip install 'napari-focus-stack[microscopy]'"
+        ) from None
+    return zarr
+
+
 def _read_tiff(path: Path, series: int) -> Hyperstack:
     import tifffile
-    import zarr
+
+    zarr = _zarr()
 
     with tifffile.TiffFile(path) as tif:
         if not tif.series:
@@ -488,7 +500,7 @@ def _is_ome_zarr(folder: Path) -> bool:
 
 
 def _read_ome_zarr(folder: Path) -> Hyperstack:
-    import zarr
+    zarr = _zarr()
 
     attrs = _zarr_attrs(folder)
     ms = attrs["multiscales"][0]
