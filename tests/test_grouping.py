@@ -209,3 +209,19 @@ def test_non_ascii_and_spaces(tmp_path):
 def test_unknown_mode(tmp_path):
     with pytest.raises(InputError, match="unknown grouping mode"):
         detect_stacks(tmp_path, mode="poses")
+
+
+def test_one_z_stack_per_file(tmp_path):
+    import numpy as np
+    import tifffile
+
+    for k in (2, 10, 1):
+        tifffile.imwrite(tmp_path / f"pos{k}.tif", np.zeros((5, 16, 16), np.uint16), photometric="minisblack")
+    tifffile.imwrite(tmp_path / "overview.tif", np.zeros((16, 16), np.uint16))  # a single image
+    plan = detect_stacks(tmp_path)
+    assert plan.mode == "file" and "3 of 4 files are multi-page TIFF z-stacks" in plan.reason
+    assert [s.name for s in plan.stacks] == ["pos1", "pos2", "pos10"]
+    assert [s.frames for s in plan.stacks] == [(tmp_path / f"pos{k}.tif",) for k in (1, 2, 10)]
+    assert [p.kind for p in plan.problems] == ["unmatched"] and "overview.tif" in plan.problems[0].message
+    assert "one per file" in plan.summary()
+    assert detect_stacks(tmp_path, mode="file").stacks == plan.stacks

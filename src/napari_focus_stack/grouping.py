@@ -16,6 +16,9 @@ together, in which order, and what looks wrong, before any pixel is read:
     ``frame``, searched in each file name without its extension.
 ``single``
     All files form one stack.
+``file``
+    Every file is a stack on its own: a multi-page TIFF z-stack (or a
+    microscope hyperstack), the usual microscope export.
 
 ``"auto"`` picks the mode that explains the files and says why. Frames are
 ordered by frame number, then naturally (``2`` before ``10``); stacks are in
@@ -37,7 +40,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from .errors import InputError, StackError
-from .io import IMAGE_EXTENSIONS, natural_sort_key
+from .io import IMAGE_EXTENSIONS, natural_sort_key, plane_count
 
 __all__ = [
     "MODES",
@@ -51,7 +54,7 @@ __all__ = [
 ]
 
 #: Grouping modes accepted by :func:`detect_stacks`.
-MODES: tuple[str, ...] = ("auto", "openscan", "number", "folder", "regex", "single")
+MODES: tuple[str, ...] = ("auto", "openscan", "number", "folder", "regex", "single", "file")
 
 #: ``<name>_<pose>-<frame>``, matched against the file name without extension.
 OPENSCAN_PATTERN = re.compile(r"^(?P<stack>.+_\d+)-(?P<frame>\d+)$")
@@ -155,6 +158,15 @@ class Plan:
             List at most this many stacks (None: all).
         """
         lines = [f"mode: {self.mode} ({self.reason})"]
+        if self.mode == "file":  # each stack is one file holding its planes
+            shown = self.stacks if limit is None else self.stacks[:limit]
+            lines.append(f"{len(self.stacks)} stack(s), one per file" if self.stacks else "no stacks")
+            lines.extend(f"  {s.name}: {s.frames[0].name}" for s in shown)
+            if len(shown) < len(self.stacks):
+                lines.append(f"  ... and {len(self.stacks) - len(shown)} more")
+            lines.extend([f"{len(self.problems)} problem(s):"] if self.problems else [])
+            lines.extend(f"  [{p.kind}] {p.message}" for p in self.problems)
+            return "\n".join(lines)
         sizes = Counter(len(s) for s in self.stacks)
         size_text = ", ".join(f"{n} x {k} frames" for k, n in sorted(sizes.items(), reverse=True))
         lines.append(f"{len(self.stacks)} stack(s): {size_text}" if self.stacks else "no stacks")
@@ -203,12 +215,13 @@ def detect_stacks(
     inputs : path-like or iterable of path-like
         A folder (its image files; its subfolders for ``mode="folder"``) or a
         list of image files.
-    mode : {"auto", "openscan", "number", "folder", "regex", "single"}
+    mode : {"auto", "openscan", "number", "folder", "regex", "single", "file"}
         How files are grouped (see the module docstring). ``"auto"`` uses
         ``regex`` when `pattern` is given, else OpenScan names when most
         files have them, else subfolders when the folder holds no images but
         its subfolders do, else ``number`` when `stack_size` is given, else
-        one stack of all files.
+        one stack per file when most files are multi-page TIFF z-stacks
+        (their headers are read), else one stack of all files.
     stack_size : int, optional
         Frames per stack: required by ``number``; elsewhere stacks of another
         size are reported.
@@ -274,6 +287,8 @@ def detect_stacks(
     elif mode == "number":
         stacks, unmatched, why, number_problems = _by_number(files, stack_size)
         problems.extend(number_problems)
+    elif mode == "file":
+        stacks, unmatched, why = _by_file(files)
     else:
         stacks, unmatched, why = _single(files, root)
     reason = reason or why
@@ -286,6 +301,8 @@ def detect_stacks(
                 tuple(unmatched),
             )
         )
+    if mode == "file":  # a stack is one file: its frames are its pages
+        return Plan(stacks, mode, reason, problems, root)
     if mode != "number":
         problems.extend(_gap_problems(stacks))
     problems.extend(_size_problems(stacks, stack_size, mode))
@@ -464,6 +481,11 @@ def _choose_mode(files: list[Path], folders: dict, stack_size: int | None, regex
         return "number", f"auto: no OpenScan names; {n} files in natural order cut into stacks of {stack_size}"
     if n and len(folders) > 1 and all(f.parent in folders for f in files):
         return "folder", f"auto: the files come from {len(folders)} folders, one stack each"
+    stacks_in_files = _z_stack_files(files)
+    if n and len(stacks_in_files) * 2 > n:
+        others = n - len(stacks_in_files)
+        note = f"; the other {others} are listed as unmatched" if others else ""
+        return "file", f"auto: {len(stacks_in_files)} of {n} files are multi-page TIFF z-stacks, one stack each{note}"
     note = f"; {len(folders)} subfolder(s) ignored (use mode 'folder')" if folders else ""
     return "single", f"auto: no OpenScan names and no stack size, so all {n} files form one stack{note}"
 
@@ -536,6 +558,19 @@ def _by_number(files: list[Path], stack_size: int):
         )
     why = f"{len(ordered)} files in natural order cut into stacks of {stack_size}"
     return stacks, [], why, problems
+
+
+def _z_stack_files(files: list[Path]) -> list[Path]:
+    """The files holding a z-stack each: TIFFs of 2 or more planes (only TIFF headers are read)."""
+    return [f for f in files if f.suffix.lower() in (".tif", ".tiff") and plane_count(f) > 1]
+
+
+def _by_file(files: list[Path]):
+    stacks_in_files = _z_stack_files(files)
+    keys = {_key(f) for f in stacks_in_files}
+    unmatched = [f for f in files if _key(f) not in keys]
+    stacks = [Stack(_safe_name(f.stem), (f,), (None,)) for f in sorted(stacks_in_files, key=natural_sort_key)]
+    return stacks, unmatched, f"{len(stacks)} multi-page TIFF z-stack(s), one stack per file"
 
 
 def _single(files: list[Path], root: Path | None):

@@ -44,7 +44,7 @@ from __future__ import annotations
 from .atomic import remove_stale_temps, write_atomic, write_text
 from .calibrated import CalibratedTiffWriter, is_ome_name, write_calibrated_tiff
 from .encoders import write_image
-from .hyperstack import Calibration, Hyperstack, is_hyperstack_file, read_hyperstack
+from .hyperstack import Calibration, Hyperstack, is_hyperstack_file, plane_count, read_hyperstack
 from .metadata import ImageMeta
 from .paths import (
     IMAGE_EXTENSIONS,
@@ -69,6 +69,7 @@ __all__ = [
     "is_ome_name",
     "natural_sort_key",
     "natural_sorted",
+    "plane_count",
     "read_hyperstack",
     "read_image",
     "read_meta",

@@ -40,7 +40,7 @@ from .metadata import ImageMeta
 from .paths import PathLike
 from .source import FrameSource
 
-__all__ = ["Calibration", "Hyperstack", "is_hyperstack_file", "normalise_unit", "read_hyperstack"]
+__all__ = ["Calibration", "Hyperstack", "is_hyperstack_file", "normalise_unit", "plane_count", "read_hyperstack"]
 
 _UNITS = {
     "micron": "µm", "microns": "µm", "um": "µm", "µm": "µm", "\\u00b5m": "µm", "μm": "µm",
@@ -306,6 +306,28 @@ def is_hyperstack_file(path: PathLike) -> bool:
             return series is not None and sum(a not in "YXS" for a in series.axes) > 1
     except Exception:  # not for us to judge: the frame readers report damaged files
         return False
+
+
+def plane_count(path: PathLike) -> int:
+    """How many planes (pages of all non-spatial axes) the first series of a TIFF holds.
+
+    1 for a single image, 0 for a file that is not a readable TIFF; only the
+    header is read. A file with 2 or more is a z-stack (or hyperstack) on its
+    own.
+    """
+    import tifffile
+
+    p = _as_path(path)
+    try:
+        if not _is_tiff(_check_file(p)):
+            return 0
+        with tifffile.TiffFile(p) as tif:
+            if not tif.series:
+                return 0
+            s = tif.series[0]
+            return int(np.prod([n for a, n in zip(s.axes, s.shape) if a not in "YXS"], dtype=np.int64))
+    except Exception:  # InputError, damaged files: the readers will say what is wrong
+        return 0
 
 
 def read_hyperstack(path: PathLike, series: int = 0) -> Hyperstack:
