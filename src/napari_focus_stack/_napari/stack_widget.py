@@ -446,6 +446,7 @@ def _stack_job(job: _Job, stacker: FocusStacker, cancel: threading.Event, progre
     """
     try:
         result = stacker.stack(job.source, progress=progress, cancel=cancel)
+        result.depth  # the regularised depth is computed on first use: here, not in the GUI thread
         aligned = _aligned_stack(stacker, job.source, result, cancel, progress) if job.aligned else None
     except FocusStackError as exc:
         return _Outcome(error=exc)
