@@ -151,6 +151,8 @@ def iter_stacks(
         if reuse_alignment and transforms is None and stacker.align != "none":
             transforms = result.transforms
         yield index, result
+        del result
+        _trim_heap()
 
 
 def stack_nd(
@@ -276,6 +278,32 @@ def stack_nd_to_files(
         if _is_path(data):  # opened here
             hs.close()
     return {"outputs": paths, "axes": hs.out_axes, "unit": cal.height_unit, "calibration": cal, "reports": reports}
+
+
+def _trim_heap() -> None:
+    """Give the heap's free memory back to the system between z-stacks (glibc only).
+
+    Every z-stack runs on fresh worker threads, and glibc keeps what each
+    thread's arena freed: without this, peak memory creeps up over the first
+    time points (by a third on the microscopy benchmark) before it levels off.
+    """
+    global _MALLOC_TRIM
+    if _MALLOC_TRIM is None:
+        _MALLOC_TRIM = False
+        try:
+            import ctypes
+            import ctypes.util
+
+            name = ctypes.util.find_library("c")
+            libc = ctypes.CDLL(name) if name else None
+            _MALLOC_TRIM = getattr(libc, "malloc_trim", False) or False
+        except OSError:
+            pass
+    if _MALLOC_TRIM:
+        _MALLOC_TRIM(0)
+
+
+_MALLOC_TRIM: Any = None
 
 
 def _is_path(data: Any) -> bool:
