@@ -17,7 +17,8 @@ lazy array of a TIFF file), and fuses them with :class:`FocusStacker`:
 
 Memory holds one z-stack in flight (the engine streams its planes) plus the
 results; :func:`iter_stacks` hands the results over one z-stack at a time,
-for writers that stream them to disk.
+and :func:`stack_nd_to_files` streams them to calibrated TIFFs, so that
+memory does not grow with the number of time points.
 """
 from __future__ import annotations
 
