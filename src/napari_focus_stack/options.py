@@ -167,8 +167,9 @@ OPTIONS: tuple[Option, ...] = (
            "index of the reference frame, counted from 0 (default: the middle frame)", range=(0, OPEN_ENDED),
            metavar="INDEX"),
     Option("channel", str, None, "Deciding channel",
-           "channel whose focus decides for all channels, by index or name (default: all channels, "
-           "each normalised by its intensity spread)", metavar="N|NAME", advanced=True),
+           "channel whose focus decides for all channels, by index or name (default: microscope "
+           "channels each weighed by their intensity spread, colour channels alike)", metavar="N|NAME",
+           advanced=True),
     Option("device", str, "auto", "Device",
            "compute device: auto picks the GPU when CuPy sees one", choices=DEVICES),
     Option("upscale_output", bool, False, "Keep upscaled result",
