@@ -567,8 +567,8 @@ def _z_stack_files(files: list[Path]) -> list[Path]:
 
 def _by_file(files: list[Path]):
     stacks_in_files = _z_stack_files(files)
-    keys = {_key(f) for f in stacks_in_files}
-    unmatched = [f for f in files if _key(f) not in keys]
+    keys = {path_key(f) for f in stacks_in_files}
+    unmatched = [f for f in files if path_key(f) not in keys]
     stacks = [Stack(_safe_name(f.stem), (f,), (None,)) for f in sorted(stacks_in_files, key=natural_sort_key)]
     return stacks, unmatched, f"{len(stacks)} multi-page TIFF z-stack(s), one stack per file"
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import InputError, StackError
+from .errors import InputError, OutputError, StackError
 from .height import to_height
 from .io.hyperstack import Calibration, Hyperstack, read_hyperstack
 
@@ -224,61 +224,82 @@ def stack_nd_to_files(
 
     The fused image goes to ``output`` (axes (T, C, Y, X), absent ones
     dropped), the regularised heights to ``height`` and the confidence to
-    ``confidence``, all calibrated TIFFs (ImageJ, or OME-TIFF for
-    ``*.ome.tif``) written atomically; see :func:`stack_nd` for the other
+    ``confidence``: calibrated TIFFs (ImageJ, or OME-TIFF for
+    ``*.ome.tif``), checked before any work and written all or none (see
+    :mod:`napari_focus_stack.io.outputs`); see :func:`stack_nd` for the other
     parameters. Input files are never overwritten.
 
     Returns
     -------
     dict
-        ``{"outputs": [paths], "axes": ..., "unit": ..., "calibration": ...,
-        "reports": [per z-stack]}``.
-    """
-    from .io.calibrated import CalibratedTiffWriter
+        ``{"outputs": {kind: path}, "sizes": {kind: bytes}, "axes": ...,
+        "unit": ..., "calibration": ..., "reports": [per z-stack]}``.
 
+    Raises
+    ------
+    OutputError
+        An output is not a TIFF name, is an input, or cannot be written.
+    """
+    from pathlib import Path
+
+    from .io.calibrated import CalibratedTiffWriter
+    from .io.outputs import Output, check_outputs, staged_outputs
+
+    outputs = [Output(kind, Path(p).expanduser()) for kind, p in
+               (("image", output), ("depth", height), ("confidence", confidence)) if p is not None]
+    for out in outputs:
+        if out.path.suffix.lower() not in (".tif", ".tiff"):
+            raise OutputError(
+                f"cannot write {out.path}: calibrated microscope results are TIFFs (ImageJ, or OME-TIFF "
+                "for .ome.tif); give a .tif name"
+            )
+    inputs = [Path(data)] if _is_path(data) else []
+    check_outputs(outputs, inputs=inputs)
     hs = as_hyperstack(data, axes, calibration)
     cal = hs.calibration.with_z_step(z_step)
-    protect = [data] if _is_path(data) else []
     loop_shape = tuple(hs.size(a) for a in hs.loop_axes)
-    writers: list = []
+    map_axes = hs.out_axes.replace("C", "").replace("S", "")
+    writers: dict = {}
     reports: list = []
     try:
-        for index, res in iter_stacks(
-            stacker, hs, channel=channel, reuse_alignment=reuse_alignment, progress=progress, cancel=cancel
-        ):
-            if not writers:
-                image_shape = loop_shape + _image_layout(hs, res.image.shape)
-                map_shape = loop_shape + res.depth_raw.shape
-                map_axes = hs.out_axes.replace("C", "").replace("S", "")
-                writers.append(CalibratedTiffWriter(output, image_shape, res.image.dtype, hs.out_axes, cal,
-                                                    protect=protect))
+        with staged_outputs(outputs) as stages:
+            for index, res in iter_stacks(
+                stacker, hs, channel=channel, reuse_alignment=reuse_alignment, progress=progress, cancel=cancel
+            ):
+                blocks = {"image": _to_layout(hs, res.image), "depth": None, "confidence": res.confidence}
                 if height is not None:
-                    writers.append(CalibratedTiffWriter(height, map_shape, np.float32, map_axes, cal,
-                                                        value_unit=cal.height_unit, value_name="height",
-                                                        protect=protect))
-                if confidence is not None:
-                    writers.append(CalibratedTiffWriter(confidence, map_shape, np.float32, map_axes, cal,
-                                                        value_name="confidence", protect=protect))
-            blocks = [_to_layout(hs, res.image)]
-            if height is not None:
-                blocks.append(to_height(res.depth, cal.z_step, cal.z0))
-            if confidence is not None:
-                blocks.append(res.confidence)
-            for writer, block in zip(writers, blocks):
-                writer.write(block)
-            reports.append(res.report)
-            del res, blocks
-        if not writers:
-            raise StackError(f"{hs.name} has an empty axis: nothing to fuse")
-        paths = [w.close() for w in writers]
+                    blocks["depth"] = to_height(res.depth, cal.z_step, cal.z0)
+                if not writers:
+                    for out in outputs:
+                        kind = out.kind
+                        shape = loop_shape + blocks[kind].shape
+                        axes_k = hs.out_axes if kind == "image" else map_axes
+                        named = {"depth": ("height", cal.height_unit), "confidence": ("confidence", None)}
+                        name, unit = named.get(kind, (None, None))
+                        writers[kind] = CalibratedTiffWriter(
+                            stages[kind], shape, blocks[kind].dtype, axes_k, cal, value_unit=unit, value_name=name,
+                            protect=inputs,
+                        )
+                for kind, writer in writers.items():
+                    writer.write(blocks[kind])
+                reports.append(res.report)
+                del res, blocks
+            if not writers:
+                raise StackError(f"{hs.name} has an empty axis: nothing to fuse")
+            for writer in writers.values():
+                writer.close()
     except BaseException:
-        for w in writers:
-            w.abort()
+        for writer in writers.values():
+            writer.abort()
         raise
     finally:
         if _is_path(data):  # opened here
             hs.close()
-    return {"outputs": paths, "axes": hs.out_axes, "unit": cal.height_unit, "calibration": cal, "reports": reports}
+    return {
+        "outputs": {out.kind: out.path for out in outputs},
+        "sizes": {out.kind: out.path.stat().st_size for out in outputs},
+        "axes": hs.out_axes, "unit": cal.height_unit, "calibration": cal, "reports": reports,
+    }
 
 
 def _trim_heap() -> None:

@@ -18,62 +18,13 @@ from napari_focus_stack.io.hyperstack import normalise_unit
 from napari_focus_stack.nd import stack_nd_to_files
 from napari_focus_stack.synthetic import make_hyperstack
 
-PIXEL, Z_STEP = 0.1, 0.5  # micrometres
-RED, GREEN = (1.0, 0.0, 0.0), (0.0, 1.0, 0.0)
-
-
-def _lut(rgb):
-    return np.round(np.outer(rgb, np.arange(256))).astype(np.uint8)
+from hyperstacks import GREEN, PIXEL, RED, Z_STEP, lut, write_imagej, write_ome, write_ome_zarr
 
 
 @pytest.fixture(scope="module")
 def hyper():
     """(T 2, C 2, Z 6, 64 x 80) uint16 with known relief."""
     return make_hyperstack("rocks", shape=(64, 80), n_z=6, n_t=2, n_c=2, seed=7)
-
-
-def write_imagej(path, tczyx):
-    """An ImageJ hyperstack (axes TZCYX) calibrated 0.1 um x 0.5 um, red and green channels."""
-    tifffile.imwrite(
-        path, np.ascontiguousarray(tczyx.transpose(0, 2, 1, 3, 4)), imagej=True,
-        resolution=(1 / PIXEL, 1 / PIXEL),
-        metadata={"axes": "TZCYX", "unit": "micron", "spacing": Z_STEP, "mode": "composite",
-                  "LUTs": [_lut(RED), _lut(GREEN)]},
-    )
-    return path
-
-
-def write_ome(path, tczyx):
-    """An OME-TIFF (axes TCZYX) with the same calibration and named channels."""
-    tifffile.imwrite(
-        path, tczyx, ome=True,
-        metadata={"axes": "TCZYX", "PhysicalSizeX": PIXEL, "PhysicalSizeXUnit": "µm", "PhysicalSizeY": PIXEL,
-                  "PhysicalSizeYUnit": "µm", "PhysicalSizeZ": Z_STEP, "PhysicalSizeZUnit": "µm",
-                  "Channel": {"Name": ["DAPI", "GFP"], "Color": [-16776961, 16711935]}},
-    )
-    return path
-
-
-def write_ome_zarr(folder, tczyx):
-    """A two-level OME-Zarr (NGFF 0.4 layout, zarr format 2) with the same calibration."""
-    zarr = pytest.importorskip("zarr")
-    root = zarr.open_group(str(folder), mode="w", zarr_format=2)
-    root.create_array("0", data=tczyx, chunks=(1, 1, 1) + tczyx.shape[3:])
-    root.create_array("1", data=tczyx[..., ::2, ::2], chunks=(1, 1, 1) + tczyx[..., ::2, ::2].shape[3:])
-    axes = [{"name": "t", "type": "time"}, {"name": "c", "type": "channel"}] + [
-        {"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"
-    ]
-    scale = [1.0, 1.0, Z_STEP, PIXEL, PIXEL]
-    root.attrs["multiscales"] = [{
-        "version": "0.4", "axes": axes,
-        "datasets": [
-            {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale},
-                                                         {"type": "translation", "translation": [0, 0, 3.0, 0, 0]}]},
-            {"path": "1", "coordinateTransformations": [{"type": "scale", "scale": scale[:3] + [2 * PIXEL] * 2}]},
-        ],
-    }]
-    root.attrs["omero"] = {"channels": [{"label": "DAPI", "color": "0000FF"}, {"label": "GFP", "color": "00FF00"}]}
-    return folder
 
 
 def test_units_are_symbols():
@@ -142,8 +93,9 @@ def test_calibration_round_trip_through_the_engine(tmp_path, hyper, name):
         tmp_path / "in.ome.tif", hyper.data)
     out, height, conf = tmp_path / name, tmp_path / name.replace("fused", "height"), tmp_path / "conf.tif"
     info = stack_nd_to_files(FocusStacker(device="cpu"), src, out, height=height, confidence=conf)
-    assert info["axes"] == "TCYX" and info["unit"] == "µm" and [p.name for p in info["outputs"]] == [
-        out.name, height.name, "conf.tif"]
+    assert info["axes"] == "TCYX" and info["unit"] == "µm"
+    assert info["outputs"] == {"image": out, "depth": height, "confidence": conf}
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([src.name, out.name, height.name, "conf.tif"])
     with tifffile.TiffFile(out) as tif:
         fused = tif.asarray()
         assert fused.shape == (2, 2, 64, 80) and fused.dtype == np.uint16 and tif.series[0].axes == "TCYX"
@@ -155,7 +107,7 @@ def test_calibration_round_trip_through_the_engine(tmp_path, hyper, name):
         else:
             assert tif.imagej_metadata["unit"] == "micron" and tif.imagej_metadata["mode"] == "composite"
             # an OME input: its channel colours become LUTs
-            np.testing.assert_array_equal(tif.imagej_metadata["LUTs"][1], _lut(GREEN))
+            np.testing.assert_array_equal(tif.imagej_metadata["LUTs"][1], lut(GREEN))
     with tifffile.TiffFile(height) as tif:
         heights = tif.asarray()
         assert heights.shape == (2, 64, 80) and heights.dtype == np.float32
@@ -178,12 +130,22 @@ def _pixel_size(tif) -> float:
     return size * 1e4 if unit == 3 else size  # OME-TIFF resolution tags are per centimetre
 
 
-def test_outputs_never_replace_the_input(tmp_path, hyper):
+def test_outputs_never_replace_the_input_and_come_all_or_none(tmp_path, hyper):
     src = write_imagej(tmp_path / "in.tif", hyper.data[:1])
     before = src.read_bytes()
-    with pytest.raises(OutputError):
-        stack_nd_to_files(FocusStacker(device="cpu", align="none"), src, src)
+    stacker = FocusStacker(device="cpu", align="none")
+    with pytest.raises(OutputError, match="overwrite input"):
+        stack_nd_to_files(stacker, src, tmp_path / "out.tif", height=src)
+    with pytest.raises(OutputError, match="give a .tif name"):
+        stack_nd_to_files(stacker, src, tmp_path / "out.png")
     assert src.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["in.tif"]
+
+    def stop(done, total, stage):
+        if done > 3:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        stack_nd_to_files(stacker, src, tmp_path / "out.tif", height=tmp_path / "h.tif", progress=stop)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif"]
 
 
 def test_failed_writer_leaves_nothing(tmp_path):

@@ -171,7 +171,7 @@ def plan_batch(
         jobs.append(job)
         clash = [p for p in outputs.values() if _real_key(p) in input_keys]
         taken_by = next(((p, claimed[_real_key(p)]) for p in outputs.values() if _real_key(p) in claimed), None)
-        if len(stack) < 2:
+        if len(stack) < 2 and plan.mode != "file":  # in file mode a stack is one file of planes
             job.state, job.error = "fail", (
                 f"{name} has {len(stack)} frame ({stack.frames[0].name}); a stack needs at least 2 frames"
             )

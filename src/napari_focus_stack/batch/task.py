@@ -121,7 +121,7 @@ def run_stack(
 
 
 def _run_stack(task: StackTask, progress: ProgressCallback | None, cancel) -> dict:
-    from ..io import read_meta
+    from ..io import is_hyperstack_file, plane_count, read_meta
     from ..stacker import Cancelled, FocusStacker
 
     t0 = time.perf_counter()
@@ -138,7 +138,9 @@ def _run_stack(task: StackTask, progress: ProgressCallback | None, cancel) -> di
             worker.log_event(task.progress_topic, {"stack": task.name, "done": done, "total": total, "stage": stage})
 
     try:
-        if len(task.frames) < 2:
+        if len(task.frames) == 1 and is_hyperstack_file(task.frames[0]):
+            return _run_hyperstack(task, threads, share, report, cancel, t0, entry_extra)
+        if len(task.frames) < 2 and not (task.frames and plane_count(task.frames[0]) > 1):
             raise StackError(f"{task.name} has {len(task.frames)} frame; a stack needs at least 2 frames")
         meta = read_meta(task.frames[0])
         check_memory(
@@ -151,7 +153,7 @@ def _run_stack(task: StackTask, progress: ProgressCallback | None, cancel) -> di
         if task.transforms is not None:
             transforms = [None if m is None else np.asarray(m) for m in task.transforms]
         result = stacker.stack(list(task.frames), progress=report, cancel=cancel, transforms=transforms)
-        entry = _result_entry(task, result)
+        entry = _result_entry(task, result.report)
         entry.update(entry_extra)
         used = sum(m is not None for m in result.transforms)
         if used < 2:
@@ -184,8 +186,43 @@ def _run_stack(task: StackTask, progress: ProgressCallback | None, cancel) -> di
         return entry
 
 
-def _result_entry(task: StackTask, result) -> dict:
-    rep = result.report
+def _run_hyperstack(task: StackTask, threads: int, share: int, report, cancel, t0: float, extra: dict) -> dict:
+    """One file of microscope data: every time point fused, calibrated TIFFs written all or none."""
+    from ..io import read_hyperstack
+    from ..nd import stack_nd_to_files
+    from ..stacker import FocusStacker
+
+    path = task.frames[0]
+    with read_hyperstack(path) as hs:
+        frame_shape = hs.frame_shape
+    check_memory(
+        frame_shape, task.engine["scale_factor"], threads, tile_size=task.engine.get("tile_size"),
+        share=share, what=task.name,
+    )
+    write_marker(task, "started")
+    stacker = FocusStacker(**task.engine, workers=threads)
+    outs = task.outputs
+    info = stack_nd_to_files(
+        stacker, path, outs["image"], height=outs.get("depth"), confidence=outs.get("confidence"),
+        progress=report, cancel=cancel,
+    )
+    reports = info["reports"]
+    entry = _result_entry(task, reports[0])
+    entry.update(extra)
+    if task.transforms is not None:
+        entry["warnings"].append("microscope data reuses its own alignment across its time points, not another stack's")
+    entry["timings"] = {
+        "align_s": sum(r["timings"]["align_s"] for r in reports),
+        "fuse_s": sum(r["timings"]["fuse_s"] for r in reports),
+        "wall_s": time.perf_counter() - t0,
+    }
+    entry.update(z_stacks=len(reports), axes=info["axes"], height_unit=info["unit"])
+    entry["outputs"] = {k: str(v) for k, v in outs.items()}
+    write_marker(task, "done", sizes=info["sizes"], entry=entry, transforms=None)
+    return json_safe(entry)
+
+
+def _result_entry(task: StackTask, rep: dict) -> dict:
     frames = rep.get("frames", [])
     excluded = [{"name": f["name"], "reason": f.get("reason", "excluded")} for f in frames if f.get("excluded")]
     ref = rep.get("reference")

@@ -25,9 +25,8 @@ class Progress:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, desc=self.desc, unit="frame", file=sys.stderr, leave=False)
-            self.bar.update(done - 1)
         self.bar.set_postfix_str(stage, refresh=False)
-        self.bar.update(1)
+        self.bar.update(done - self.bar.n)  # a reused alignment passes a stack's first pass at once
 
     def close(self) -> None:
         if self.bar is not None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from ..errors import ParameterError
 from ..io.outputs import Output, check_outputs, write_outputs
 from .inputs import check_input_paths, reading_inputs
+from .microscopy import is_microscopy_input, ome_zarr_input, print_summary, run_microscopy
 from .parser import add_engine_options, add_max_pixels, check_max_pixels, stacker_from_args
 from .progress import Progress
 
@@ -24,13 +25,22 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "stack",
         help="fuse one stack",
-        description="Fuse one stack: a folder, several files, or a multi-page TIFF. Inputs are never overwritten.",
+        description="Fuse one stack: a folder, several files, or a multi-page TIFF; microscope data (ImageJ "
+        "hyperstacks, OME-TIFF, OME-Zarr) for every time point, with its calibration. Inputs are never overwritten.",
     )
-    p.add_argument("inputs", nargs="+", metavar="FILES_OR_FOLDER", help="image files, a folder, or a multi-page TIFF")
+    p.add_argument(
+        "inputs", nargs="+", metavar="FILES_OR_FOLDER",
+        help="image files, a folder, a multi-page TIFF, or microscope data (ImageJ/OME-TIFF, OME-Zarr folder)",
+    )
     p.add_argument("-o", "--output", required=True, help="output image (.jpg, .png, .tif)")
     p.add_argument("--depth-map", metavar="PATH", help="also write the depth map (float32 .tif)")
     p.add_argument("--confidence-map", metavar="PATH", help="also write the confidence map (float32 .tif)")
     p.add_argument("--quality", type=int, default=95, help="JPEG quality, 1-100 (default: 95)")
+    p.add_argument(
+        "--z-step", type=float, metavar="UM",
+        help="distance between z planes (in the file's unit, else micrometres): sets or overrides the file's; "
+        "the depth map is then a height map z0 + index * step",
+    )
     add_max_pixels(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     add_engine_options(p)
@@ -71,7 +81,12 @@ def run(args: argparse.Namespace) -> int:
     outputs = _outputs(args)
     with reading_inputs(args.max_pixels):
         check_input_paths(args.inputs)
-        files = expand_inputs(args.inputs)  # lists folders; reads no image
+        files = ome_zarr_input(args.inputs) or expand_inputs(args.inputs)  # lists folders; reads no image
+        if is_microscopy_input(files, args.z_step):
+            with Progress(outputs[0].path.name, enabled=not args.quiet) as bar:
+                line = run_microscopy(args, stacker, outputs, files[0], bar)
+            print_summary(line, args.quiet)
+            return 0
         check_outputs(outputs, inputs=files)
         source = FrameSource.from_inputs(files)
         with Progress(outputs[0].path.name, enabled=not args.quiet) as bar:

@@ -13,9 +13,10 @@ and leaves earlier files of the same names as they were.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from .atomic import remove_stale_temps
 from .encoders import write_image
 from .paths import IMAGE_EXTENSIONS
 
-__all__ = ["MAP_KINDS", "Output", "check_outputs", "same_file", "write_outputs"]
+__all__ = ["MAP_KINDS", "Output", "check_outputs", "same_file", "staged_outputs", "write_outputs"]
 
 #: Output kinds that are float32 maps and need a TIFF name.
 MAP_KINDS = ("depth", "confidence")
@@ -152,6 +153,49 @@ def _stage(path: Path) -> Path:
     return path.with_name(f".{path.name}.{_STAGE}{path.suffix}")
 
 
+@contextlib.contextmanager
+def staged_outputs(outputs: Sequence[Output]) -> Iterator[dict[str, Path]]:
+    """Write outputs all or none: yields a staging path per output kind, renamed into place together.
+
+    Whatever the block writes to the staging paths (each a hidden name
+    beside its target) is renamed onto the targets when the block completes,
+    keeping the permissions of files it replaces; when the block raises, the
+    staged files are removed and the targets are left as they were.
+
+    Raises
+    ------
+    OutputError
+        A rename failed; the outputs renamed before it stay in place.
+    """
+    stages = {}
+    for out in outputs:
+        stage = _stage(out.path)
+        remove_stale_temps(out.path)  # what a killed run left (the staging file among them)
+        remove_stale_temps(stage)
+        stages[out.kind] = stage
+    try:
+        yield stages
+        pending = [(stages[out.kind], out.path) for out in outputs]
+        for stage, final in pending:
+            try:  # a replaced file keeps its permissions, as with write_image
+                os.chmod(stage, final.stat().st_mode & 0o7777)
+            except OSError:
+                pass
+        while pending:
+            stage, final = pending[0]
+            try:
+                os.replace(stage, final)
+            except OSError as exc:
+                raise OutputError(f"could not write {final}: {exc.strerror or exc}.") from exc
+            pending.pop(0)
+    finally:
+        for stage in stages.values():
+            try:
+                stage.unlink()
+            except OSError:
+                pass
+
+
 def write_outputs(
     outputs: Sequence[Output],
     data: Mapping[str, Any],
@@ -186,37 +230,14 @@ def write_outputs(
         An output could not be written; no output was changed.
     """
     protect = list(protect)
-    staged: list[tuple[Path, Path]] = []
-    try:
+    with staged_outputs(outputs) as stages:
         for out in outputs:
-            stage = _stage(out.path)
-            remove_stale_temps(out.path)  # what a killed run left (the staging file among them)
-            remove_stale_temps(stage)
             if out.kind == "image":
                 jpeg = out.path.suffix.lower() in (".jpg", ".jpeg")
                 write_image(
-                    stage, data[out.kind], quality=quality, exif=exif, icc=icc, protect=protect,
+                    stages[out.kind], data[out.kind], quality=quality, exif=exif, icc=icc, protect=protect,
                     bit_depth=None if jpeg else bit_depth,
                 )
             else:
-                write_image(stage, data[out.kind], protect=protect)
-            staged.append((stage, out.path))
-            try:  # a replaced file keeps its permissions, as with write_image
-                os.chmod(stage, out.path.stat().st_mode & 0o7777)
-            except OSError:
-                pass
-        while staged:
-            stage, final = staged[0]
-            try:
-                os.replace(stage, final)
-            except OSError as exc:
-                raise OutputError(f"could not write {final}: {exc.strerror or exc}.") from exc
-            staged.pop(0)
-    except BaseException:
-        for stage, _ in staged:
-            try:
-                stage.unlink()
-            except OSError:
-                pass
-        raise
+                write_image(stages[out.kind], data[out.kind], protect=protect)
     return {out.kind: out.path.stat().st_size for out in outputs}

@@ -1,0 +1,109 @@
+"""``napari-focus-stack stack`` on microscope data: axes, calibration, --z-step, --channel."""
+import numpy as np
+import pytest
+import tifffile
+
+from napari_focus_stack.cli import main
+from napari_focus_stack.synthetic import make_hyperstack
+
+from hyperstacks import PIXEL, Z_STEP, write_imagej, write_ome
+
+
+@pytest.fixture(scope="module")
+def hyper():
+    return make_hyperstack("pcb", shape=(64, 80), n_z=6, n_t=2, n_c=2, seed=11)
+
+
+def _cut(tczyx, axes):
+    """The data with only `axes` (T, C, Z kept or dropped), in that order."""
+    keep = tczyx[tuple(slice(None) if a in axes else 0 for a in "TCZYX")]
+    src = [a for a in "TCZYX" if a in axes]
+    return np.transpose(keep, [src.index(a) for a in axes])
+
+
+@pytest.mark.parametrize("fmt", ["imagej", "ome"])
+@pytest.mark.parametrize("axes, out_axes", [("ZYX", "YX"), ("ZCYX", "CYX"), ("TZYX", "TYX"), ("TZCYX", "TCYX")])
+def test_stack_microscope_files(tmp_path, hyper, fmt, axes, out_axes, capsys):
+    data = _cut(hyper.data, axes)
+    src = tmp_path / ("in.tif" if fmt == "imagej" else "in.ome.tif")
+    (write_imagej if fmt == "imagej" else write_ome)(src, data, axes)
+    out, height = tmp_path / "fused.tif", tmp_path / "height.tif"
+    assert main(["stack", str(src), "-o", str(out), "--depth-map", str(height)]) == 0
+    sizes = {"T": 2, "C": 2, "Y": 64, "X": 80}
+    with tifffile.TiffFile(out) as tif:
+        assert tif.series[0].axes == out_axes
+        assert tif.series[0].shape == tuple(sizes[a] for a in out_axes)
+        assert tif.imagej_metadata["unit"] == "micron"
+        num, den = tif.pages[0].tags["XResolution"].value
+        assert den / num == pytest.approx(PIXEL)
+    with tifffile.TiffFile(height) as tif:
+        h = tif.asarray()
+        assert tif.imagej_metadata["vunit"] == "micron" and h.dtype == np.float32
+    h = h if "T" not in axes else h[-1]
+    ok = np.abs(h - Z_STEP * hyper.depth_index) <= Z_STEP
+    assert ok[hyper.texture_mask].mean() > 0.9
+    assert "heights in µm" in capsys.readouterr().err
+
+
+def test_z_step_and_channel_options(tmp_path, hyper, capsys):
+    src = write_ome(tmp_path / "in.ome.tif", _cut(hyper.data, "ZCYX"), "ZCYX")
+    height = tmp_path / "h.ome.tif"
+    assert main(["stack", str(src), "-o", str(tmp_path / "f.ome.tif"), "--depth-map", str(height),
+                 "--z-step", "2", "--channel", "gfp"]) == 0
+    h = tifffile.imread(height)
+    ok = np.abs(h - 2 * hyper.depth_index) <= 2
+    assert ok[hyper.texture_mask].mean() > 0.9
+    plain = tmp_path / "plain.tif"
+    tifffile.imwrite(plain, _cut(hyper.data, "ZYX"), photometric="minisblack")  # no calibration at all
+    assert main(["stack", str(plain), "-o", str(tmp_path / "p.tif"), "--depth-map", str(tmp_path / "ph.tif"),
+                 "--z-step", "0.25"]) == 0
+    with tifffile.TiffFile(tmp_path / "ph.tif") as tif:
+        assert tif.imagej_metadata["vunit"] == "micron"
+        ok = np.abs(tif.asarray() - 0.25 * hyper.depth_index) <= 0.25
+        assert ok[hyper.texture_mask].mean() > 0.9
+
+
+def test_microscopy_refusals(tmp_path, hyper, capsys):
+    src = write_imagej(tmp_path / "in.tif", _cut(hyper.data, "TZCYX"), "TZCYX")
+    assert main(["stack", str(src), "-o", str(tmp_path / "f.png")]) == 2
+    assert "give a .tif name" in capsys.readouterr().err
+    assert main(["stack", str(src), "-o", str(tmp_path / "f.tif"), "--channel", "RFP"]) == 2
+    assert "no channel is called 'RFP'" in capsys.readouterr().err
+    assert main(["stack", str(src), "-o", str(tmp_path / "f.tif"), "--channel", "5"]) == 2
+    assert "indices 0 to 1" in capsys.readouterr().err
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for k in range(3):
+        tifffile.imwrite(frames / f"f{k}.tif", hyper.data[0, 0, k])
+    assert main(["stack", str(frames), "-o", str(tmp_path / "x.tif"), "--z-step", "0.5"]) == 2
+    assert "--z-step needs one z-stack file" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames", "in.tif"]
+
+
+def test_batch_one_stack_per_file(tmp_path, hyper, capsys):
+    scan = tmp_path / "positions"
+    scan.mkdir()
+    for k in (1, 2):
+        tifffile.imwrite(scan / f"pos{k}.tif", _cut(hyper.data, "ZYX"), photometric="minisblack")
+    write_imagej(scan / "pos3.tif", _cut(hyper.data, "TZCYX"), "TZCYX")
+    tifffile.imwrite(scan / "overview.tif", hyper.data[0, 0, 0])  # one image: not a stack
+    out = tmp_path / "out"
+    assert main(["batch", str(scan), "-o", str(out), "--dry-run"]) == 0
+    plan = capsys.readouterr()
+    assert "mode: file" in plan.out + plan.err and "overview.tif" in plan.out + plan.err
+    assert main(["batch", str(scan), "-o", str(out), "--depth-maps"]) == 0
+    for k in (1, 2):
+        assert tifffile.imread(out / f"pos{k}.tif").shape == (64, 80)
+        assert tifffile.imread(out / f"pos{k}_depth.tif").dtype == np.float32
+    with tifffile.TiffFile(out / "pos3.tif") as tif:
+        assert tif.series[0].axes == "TCYX" and tif.imagej_metadata["unit"] == "micron"
+    with tifffile.TiffFile(out / "pos3_depth.tif") as tif:
+        h = tif.asarray()
+        assert tif.series[0].axes == "TYX" and tif.imagej_metadata["vunit"] == "micron"
+    ok = np.abs(h[0] - Z_STEP * hyper.depth_index) <= Z_STEP
+    assert ok[hyper.texture_mask].mean() > 0.9
+    capsys.readouterr()
+    # a second run finds all three done
+    assert main(["batch", str(scan), "-o", str(out), "--depth-maps"]) == 0
+    captured = capsys.readouterr()
+    assert "0 done, 3 skipped" in captured.out + captured.err
