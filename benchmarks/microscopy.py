@@ -3,9 +3,10 @@
 Writes a synthetic ImageJ hyperstack (default T 10, C 2, Z 30, 1024 x 1024,
 uint16: 1.2 GB; pixel 0.1 um, z step 0.5 um) to a temporary folder, plane by
 plane, and a second file holding its first time point only. Each run is a
-fresh process that reads the file a plane at a time, fuses every z-stack
-and streams the fused image and height map to calibrated TIFFs
-(:func:`napari_focus_stack.nd.stack_nd_to_files`):
+fresh process, with the allocator tuned as the command line tunes it, that
+reads the file a plane at a time, fuses every z-stack and streams the fused
+image and height map to calibrated TIFFs
+(:func:`napari_focus_stack.nd.stack_nd_to_files`, what ``stack FILE.tif`` runs):
 
 * ``1 time point``: the single z-stack, the memory reference;
 * ``T time points, alignment reused``: estimated on the first z-stack;
@@ -71,7 +72,10 @@ def child(args: argparse.Namespace) -> None:
     """One measured run, in a fresh process: prints wall seconds and peak MiB as JSON."""
     t0 = time.perf_counter()
     from napari_focus_stack import FocusStacker
+    from napari_focus_stack._runtime import tune_malloc
     from napari_focus_stack.nd import stack_nd_to_files
+
+    tune_malloc()  # as the command line does
 
     out = Path(args.out)
     info = stack_nd_to_files(

@@ -6,7 +6,7 @@ import tifffile
 from napari_focus_stack.cli import main
 from napari_focus_stack.synthetic import make_hyperstack
 
-from hyperstacks import PIXEL, Z_STEP, write_imagej, write_ome
+from hyperstacks import PIXEL, Z_STEP, write_imagej, write_ome, write_ome_zarr
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +61,15 @@ def test_z_step_and_channel_options(tmp_path, hyper, capsys):
         assert tif.imagej_metadata["vunit"] == "micron"
         ok = np.abs(tif.asarray() - 0.25 * hyper.depth_index) <= 0.25
         assert ok[hyper.texture_mask].mean() > 0.9
+
+
+def test_ome_zarr_folder(tmp_path, hyper):
+    src = write_ome_zarr(tmp_path / "cells.zarr", hyper.data)
+    out = tmp_path / "fused.ome.tif"
+    assert main(["stack", str(src), "-o", str(out), "--depth-map", str(tmp_path / "h.tif"), "-q"]) == 0
+    with tifffile.TiffFile(out) as tif:
+        assert tif.series[0].axes == "TCYX" and tif.series[0].shape == (2, 2, 64, 80)
+    assert tifffile.imread(tmp_path / "h.tif").shape == (2, 64, 80)
 
 
 def test_microscopy_refusals(tmp_path, hyper, capsys):
