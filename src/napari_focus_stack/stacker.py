@@ -308,8 +308,8 @@ class FocusStacker:
             of its intensity spread in the reference frame (independent
             channels, e.g. fluorescence), instead of alike (colour photos).
         match_exposure : bool
-            Correct each frame's per-channel gain and offset towards the
-            reference frame (photos: exposure drift). Microscope intensities
+            Correct each frame's per-channel gain towards the reference
+            frame (photos: exposure drift). Microscope intensities
             are measurements: pass False to keep them as recorded.
 
         Notes
@@ -599,7 +599,8 @@ class FocusStacker:
             channel_weights(source.shape, self.channel, names=names)  # validates the channel
             return None, None
         frame = source.read(ref) if self.channel is None else None
-        weights = channel_weights(source.shape, self.channel, names=names, frame=frame, peak=_dtype_scale(source.dtype))
+        peak = _dtype_scale(source.dtype)
+        weights = channel_weights(source.shape, self.channel, names=names, frame=frame, peak=peak)
         return weights, alignment_weights(weights, frame)
 
     def _cache_budget(self, source: FrameSource) -> int:
