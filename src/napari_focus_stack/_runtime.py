@@ -13,7 +13,9 @@ import sys
 import warnings
 from collections.abc import Iterator
 
-__all__ = ["MAX_DEFAULT_THREADS", "default_threads", "pixel_limit", "pixel_limit_hint", "tune_malloc"]
+__all__ = [
+    "MAX_DEFAULT_THREADS", "default_threads", "pixel_limit", "pixel_limit_hint", "release_free_heap", "tune_malloc",
+]
 
 #: Threads used by default. Decoding and per-frame work stop scaling beyond
 #: four threads (memory bandwidth), and each thread holds a frame in flight.
@@ -22,6 +24,7 @@ MAX_DEFAULT_THREADS = 4
 # glibc mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 _MMAP_THRESHOLD = 8 << 20
 _TRIM_THRESHOLD = 64 << 20
 
@@ -65,6 +68,12 @@ def tune_malloc() -> bool:
     less memory, where the 4 MiB threshold saves 20-30 MiB more for 5-15 %
     more CPU time.
 
+    The number of heap arenas is capped at the engine's threads (at least 2):
+    every stack runs on fresh worker threads, and each new thread could take a
+    new arena and keep what it freed, so that memory crept up stack after
+    stack (the microscopy benchmark's 10 time points: peak 1.4x that of one;
+    the PCB stack: same CPU time, 0-70 MiB less).
+
     Process-wide, so only the command line and batch workers call it, never
     the library on import. Linux/glibc only; elsewhere it does nothing.
 
@@ -82,10 +91,27 @@ def tune_malloc() -> bool:
         libc = ctypes.CDLL("libc.so.6")
         ok = libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD) == 1
         ok = libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD) == 1 and ok
+        ok = libc.mallopt(_M_ARENA_MAX, max(2, default_threads())) == 1 and ok
     except (OSError, AttributeError):  # not glibc (musl, ...): nothing to tune
         return False
     _tuned = ok
     return ok
+
+
+def release_free_heap() -> None:
+    """Hand the heap's free memory back to the system (glibc ``malloc_trim``; elsewhere nothing).
+
+    Called between the z-stacks of a time series, so that what one z-stack
+    freed is not counted again while the next one runs.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 @contextlib.contextmanager

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._runtime import release_free_heap
 from .errors import InputError, OutputError, StackError
 from .height import to_height
 from .io.hyperstack import Calibration, Hyperstack, read_hyperstack
@@ -153,7 +154,7 @@ def iter_stacks(
             transforms = result.transforms
         yield index, result
         del result
-        _trim_heap()
+        release_free_heap()
 
 
 def stack_nd(
@@ -300,32 +301,6 @@ def stack_nd_to_files(
         "sizes": {out.kind: out.path.stat().st_size for out in outputs},
         "axes": hs.out_axes, "unit": cal.height_unit, "calibration": cal, "reports": reports,
     }
-
-
-def _trim_heap() -> None:
-    """Give the heap's free memory back to the system between z-stacks (glibc only).
-
-    Every z-stack runs on fresh worker threads, and glibc keeps what each
-    thread's arena freed: without this, peak memory creeps up over the first
-    time points (by a third on the microscopy benchmark) before it levels off.
-    """
-    global _MALLOC_TRIM
-    if _MALLOC_TRIM is None:
-        _MALLOC_TRIM = False
-        try:
-            import ctypes
-            import ctypes.util
-
-            name = ctypes.util.find_library("c")
-            libc = ctypes.CDLL(name) if name else None
-            _MALLOC_TRIM = getattr(libc, "malloc_trim", False) or False
-        except OSError:
-            pass
-    if _MALLOC_TRIM:
-        _MALLOC_TRIM(0)
-
-
-_MALLOC_TRIM: Any = None
 
 
 def _is_path(data: Any) -> bool:
