@@ -97,6 +97,16 @@ def _cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def baseline() -> None:
+    """The process alone: Python and the modules a run imports, no data (prints peak MiB as JSON)."""
+    import napari_focus_stack.io.calibrated  # noqa: F401
+    import napari_focus_stack.nd  # noqa: F401
+    from napari_focus_stack import FocusStacker
+
+    FocusStacker(device="cpu").backend  # noqa: B018  (imports the CPU kernels)
+    print(json.dumps({"peak_mib": _peak_mib()}))
+
+
 def _peak_mib() -> float:
     with open("/proc/self/status", encoding="ascii") as fh:
         for line in fh:
@@ -125,9 +135,13 @@ def main() -> None:
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
     p.add_argument("--no-reuse", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--baseline", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         child(args)
+        return
+    if args.baseline:
+        baseline()
         return
 
     zstack_mib = args.c * args.z * args.size**2 * 2 / 2**20
@@ -151,7 +165,9 @@ def main() -> None:
                 print(f"{name}: {runs[name][-1]['wall_s']:.1f} s, {runs[name][-1]['peak_mib']:.0f} MiB",
                       file=sys.stderr)
         load = _loadavg()
-    table = _table(args, runs, zstack_mib, size_b, load)
+    proc = subprocess.run([sys.executable, __file__, "--baseline"], capture_output=True, text=True, check=True)
+    base_mib = json.loads(proc.stdout.strip().splitlines()[-1])["peak_mib"]
+    table = _table(args, runs, zstack_mib, size_b, load, base_mib)
     print(table)
     if args.write:
         _write_docs(table)
@@ -164,7 +180,7 @@ def _loadavg() -> str:
         return "?"
 
 
-def _table(args, runs: dict, zstack_mib: float, size_b: int, load: str) -> str:
+def _table(args, runs: dict, zstack_mib: float, size_b: int, load: str, base_mib: float) -> str:
     med = {k: {m: statistics.median(r[m] for r in v) for m in ("wall_s", "peak_mib")} for k, v in runs.items()}
     for k, v in runs.items():
         for m in ("align_s", "fuse_s"):
@@ -201,6 +217,11 @@ def _table(args, runs: dict, zstack_mib: float, size_b: int, load: str) -> str:
         f"2-{args.t}: {align_each:.1f} s aligned each, {align_reused:.1f} s reused). "
         f"{unwarped} of {args.z} planes moved less than 0.1 px and were fused unwarped. Wall times on this shared "
         "machine vary with its load; CPU seconds less so.",
+        "",
+        f"Memory: the process alone (Python and the modules, no data) peaks at {base_mib:.0f} MiB; the work adds "
+        f"{one['peak_mib'] - base_mib:.0f} MiB for one time point ({(one['peak_mib'] - base_mib) / zstack_mib:.2f}x "
+        f"one z-stack's {zstack_mib:.0f} MiB: fusion state and planes in flight), and no more for "
+        f"{args.t} time points.",
     ]
     return "\n".join(lines) + "\n"
 
