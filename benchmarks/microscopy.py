@@ -220,8 +220,8 @@ def _table(args, runs: dict, zstack_mib: float, size_b: int, load: str, base_mib
         "",
         f"Memory: the process alone (Python and the modules, no data) peaks at {base_mib:.0f} MiB; the work adds "
         f"{one['peak_mib'] - base_mib:.0f} MiB for one time point ({(one['peak_mib'] - base_mib) / zstack_mib:.2f}x "
-        f"one z-stack's {zstack_mib:.0f} MiB: fusion state and planes in flight), and no more for "
-        f"{args.t} time points.",
+        f"one z-stack's {zstack_mib:.0f} MiB: fusion state and planes in flight), and "
+        f"{med[names[1]]['peak_mib'] - one['peak_mib']:+.0f} MiB over it for {args.t} time points.",
     ]
     return "\n".join(lines) + "\n"
 
