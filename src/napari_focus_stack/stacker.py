@@ -88,6 +88,10 @@ class StackResult:
             self._depth = _regularised_depth(self)
         return self._depth
 
+    @depth.setter
+    def depth(self, value: np.ndarray) -> None:
+        self._depth = value
+
 
 @dataclass
 class _Alignment:

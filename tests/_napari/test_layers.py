@@ -31,7 +31,7 @@ def _result(rgb=True, dtype=np.uint8, n=4, exif=b"Exif-ref") -> tuple[StackResul
     source = FrameSource.from_inputs(frames)
     meta = ImageMeta(None, frame_shape, np.dtype(dtype), exif, b"icc-profile")
     result = StackResult(
-        image=frames[1], depth=rng.random(SHAPE).astype(np.float32) * (n - 1),
+        image=frames[1], depth_raw=rng.random(SHAPE).astype(np.float32) * (n - 1),
         confidence=rng.random(SHAPE).astype(np.float32), transforms=[np.eye(3)] * n,
         report={"reference": n // 2, "frames": [], "excluded": []}, meta=meta,
     )
