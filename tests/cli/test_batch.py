@@ -52,7 +52,7 @@ def test_cli_options_reach_the_batch(tmp_path):
     assert opts.reuse and opts.overwrite and opts.depth_maps and opts.confidence_maps
     assert opts.engine_kwargs() == dict(radius=3, smoothing=2, scale_factor=1, method="depthmap",
                                         align="translation", reference=0, device="cpu", upscale_output=False,
-                                        tile_size=None)
+                                        tile_size=None, channel=None)
     assert (args.mode, args.stack_size) == ("number", 5)
 
 
