@@ -41,3 +41,12 @@ def test_replace_section(tmp_path, bench_path):
     run.replace_section("engine", "new", doc)
     text = doc.read_text()
     assert "new" in text and "old" not in text and "keep" in text
+
+
+def test_microscopy_benchmark_runs():
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "microscopy.py"), "--t", "2", "--z", "4", "--size", "64"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "| 2 time points, alignment reused |" in proc.stdout and "Reusing the alignment saves" in proc.stdout
