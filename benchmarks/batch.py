@@ -40,7 +40,6 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine  # noqa: E402
-
 from napari_focus_stack.batch import BatchOptions, run_batch, run_stack  # noqa: E402
 from napari_focus_stack.synthetic import make_stack  # noqa: E402
 
@@ -177,7 +176,9 @@ def table(args, walls, starts, cpus, loads, headroom) -> str:
     """The results as a markdown paragraph and table."""
     n = args.stacks
     med = {name: statistics.median(walls[name]) for name in args.configs}
-    steady = {name: statistics.median(w - s for w, s in zip(walls[name], starts[name])) for name in args.configs}
+    steady = {
+        name: statistics.median(w - s for w, s in zip(walls[name], starts[name], strict=True)) for name in args.configs
+    }
     base = args.configs[0]
     lines = [
         f"{n} stacks x {args.frames} frames, {args.shape[1]}x{args.shape[0]} JPEG, scale factor "
@@ -192,7 +193,8 @@ def table(args, walls, starts, cpus, loads, headroom) -> str:
     for name in args.configs:
         lines.append(
             f"| {name} | {med[name]:.1f} | {60 * n / med[name]:.1f} | {med[base] / med[name]:.2f}x "
-            f"| {statistics.median(starts[name]):.1f} | {60 * n / steady[name]:.1f} | {steady[base] / steady[name]:.2f}x "
+            f"| {statistics.median(starts[name]):.1f} | {60 * n / steady[name]:.1f} "
+            f"| {steady[base] / steady[name]:.2f}x "
             f"| {statistics.median(cpus[name]) / n:.2f} |"
         )
     return "\n".join(lines) + "\n"

@@ -53,7 +53,7 @@ def write_hyperstack(path: Path, t: int, c: int, z: int, size: int, seed: int = 
     rng = np.random.default_rng(seed)
 
     def planes():
-        for k in range(t):
+        for _k in range(t):
             for zi in range(z):
                 for ci in range(c):
                     plane = base[ci, zi].astype(np.float32)

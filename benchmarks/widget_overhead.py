@@ -145,7 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     med = {name: statistics.median(t) for name, t in times.items()}
     overhead = med["widget"] / med["engine, array"] - 1
     setting = ", ".join(f"{k}={params[k]}" for k in ("scale_factor", "method", "align", "device"))
-    print(f"\nMachine: {_machine()}; {len(paths)} frames; {setting}; median of {args.repeats} interleaved runs after {args.warmup} untimed.\n")
+    print(
+        f"\nMachine: {_machine()}; {len(paths)} frames; {setting}; "
+        f"median of {args.repeats} interleaved runs after {args.warmup} untimed.\n"
+    )
     print("| stack | settings | engine, files | engine, array | widget | widget overhead |")
     print("| --- | --- | --- | --- | --- | --- |")
     print(

@@ -133,7 +133,7 @@ def iter_stacks(
     total = per_stack * len(indices)
     transforms = None
     for k, index in enumerate(indices):
-        where = ", ".join(f"{a} {i + 1}/{data.size(a)}" for a, i in zip(data.loop_axes, index))
+        where = ", ".join(f"{a} {i + 1}/{data.size(a)}" for a, i in zip(data.loop_axes, index, strict=False))
 
         def tick(done: int, _total: int, stage: str, k=k, where=where) -> None:
             if progress is not None:
@@ -148,7 +148,7 @@ def iter_stacks(
             normalise_channels=independent,
             match_exposure=False,
         )
-        result.report["index"] = dict(zip(data.loop_axes, index))
+        result.report["index"] = dict(zip(data.loop_axes, index, strict=False))
         result.report["reused_alignment"] = transforms is not None
         if reuse_alignment and transforms is None and stacker.align != "none":
             transforms = result.transforms
@@ -264,7 +264,7 @@ def stack_nd_to_files(
     reports: list = []
     try:
         with staged_outputs(outputs) as stages:
-            for index, res in iter_stacks(
+            for _index, res in iter_stacks(
                 stacker, hs, channel=channel, reuse_alignment=reuse_alignment, progress=progress, cancel=cancel
             ):
                 blocks = {"image": _to_layout(hs, res.image), "depth": None, "confidence": res.confidence}

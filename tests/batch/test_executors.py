@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from scans import FAST, by_stack, make_scan, outputs, truncate
 
 from napari_focus_stack.batch import BatchOptions, run_batch, run_stack
+from scans import FAST, by_stack, make_scan, outputs, truncate
 
 # ---------------------------------------------------------------------------
 # Dask: a real local cluster of processes

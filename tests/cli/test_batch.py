@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-from scans import FAST, frames_for, make_scan, outputs, save_frame, temp_files
 
 import napari_focus_stack
 from napari_focus_stack.batch import STATE_DIR, BatchOptions, run_batch
@@ -17,6 +16,7 @@ from napari_focus_stack.cli import batch as cli_batch
 from napari_focus_stack.cli import build_parser
 from napari_focus_stack.cli import main as cli_main
 from napari_focus_stack.errors import InputError
+from scans import FAST, frames_for, make_scan, outputs, save_frame, temp_files
 
 
 def test_cli_is_wired_and_dry_run_writes_nothing(tmp_path, capsys):

@@ -3,10 +3,9 @@ import numpy as np
 import pytest
 import tifffile
 
+from hyperstacks import PIXEL, Z_STEP, write_imagej, write_ome, write_ome_zarr
 from napari_focus_stack.cli import main
 from napari_focus_stack.synthetic import make_hyperstack
-
-from hyperstacks import PIXEL, Z_STEP, write_imagej, write_ome, write_ome_zarr
 
 
 @pytest.fixture(scope="module")

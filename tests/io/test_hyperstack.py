@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tifffile
 
+from hyperstacks import GREEN, PIXEL, RED, Z_STEP, lut, write_imagej, write_ome, write_ome_zarr
 from napari_focus_stack import FocusStacker
 from napari_focus_stack.errors import InputError, OutputError
 from napari_focus_stack.io import (
@@ -17,8 +18,6 @@ from napari_focus_stack.io import (
 from napari_focus_stack.io.hyperstack import normalise_unit
 from napari_focus_stack.nd import stack_nd_to_files
 from napari_focus_stack.synthetic import make_hyperstack
-
-from hyperstacks import GREEN, PIXEL, RED, Z_STEP, lut, write_imagej, write_ome, write_ome_zarr
 
 
 @pytest.fixture(scope="module")

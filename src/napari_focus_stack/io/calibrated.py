@@ -201,7 +201,7 @@ class CalibratedTiffWriter:
 
             try:
                 write_atomic(self.path, lambda fh: tifffile.imwrite(fh, data=planes(), **kwargs), protect=protect)
-            except BaseException as exc:  # handed to the caller's thread
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread and re-raised there
                 self._error = exc
 
         self._thread = threading.Thread(target=run, name=f"write {self.path.name}", daemon=True)

@@ -164,7 +164,7 @@ def _exif_text_tags(exif: bytes | None) -> dict[int, str]:
                 value.encode("ascii")
                 out[code] = value.strip("\x00")
         return out
-    except Exception:  # damaged or non-ASCII EXIF: keep the pixels, skip the tags
+    except Exception:  # noqa: BLE001 - damaged or non-ASCII EXIF (any parser error): keep the pixels, skip the tags
         return {}
 
 

@@ -238,7 +238,7 @@ class Hyperstack:
 
     def read_frame(self, index: tuple[int, ...], z: int) -> np.ndarray:
         """Plane ``z`` of the z-stack at loop ``index``, all channels: ``(Y, X[, C])``."""
-        loop = dict(zip(self.loop_axes, index))
+        loop = dict(zip(self.loop_axes, index, strict=False))
         key: list[Any] = []
         kept = []
         for a in self.axes:
@@ -267,7 +267,7 @@ class Hyperstack:
         shape = self.frame_shape
         if shape[-1:] == (4,) and "S" in self.axes:
             shape = shape[:2] + (3,)
-        where = ", ".join(f"{a}={i}" for a, i in zip(self.loop_axes, index))
+        where = ", ".join(f"{a}={i}" for a, i in zip(self.loop_axes, index, strict=False))
         prefix = f"{self.name} ({where}, " if where else f"{self.name} ("
         names = [f"{prefix}z={z})" for z in range(nz)]
         metas = [ImageMeta(None, shape, self.dtype, None, None) for _ in range(nz)]
@@ -304,7 +304,7 @@ def is_hyperstack_file(path: PathLike) -> bool:
                 return True
             series = tif.series[0] if tif.series else None
             return series is not None and sum(a not in "YXS" for a in series.axes) > 1
-    except Exception:  # not for us to judge: the frame readers report damaged files
+    except Exception:  # noqa: BLE001 - a probe only: the frame readers report damaged files
         return False
 
 
@@ -325,8 +325,8 @@ def plane_count(path: PathLike) -> int:
             if not tif.series:
                 return 0
             s = tif.series[0]
-            return int(np.prod([n for a, n in zip(s.axes, s.shape) if a not in "YXS"], dtype=np.int64))
-    except Exception:  # InputError, damaged files: the readers will say what is wrong
+            return int(np.prod([n for a, n in zip(s.axes, s.shape, strict=False) if a not in "YXS"], dtype=np.int64))
+    except Exception:  # noqa: BLE001 - a probe only (InputError, damaged files): the readers say what is wrong
         return 0
 
 

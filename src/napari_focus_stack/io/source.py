@@ -31,12 +31,12 @@ def _label(meta: ImageMeta, name: str) -> str:
 
 
 def _validate_stack(metas: Sequence[ImageMeta], names: Sequence[str]) -> None:
-    labels = [_label(m, n) for m, n in zip(metas, names)]
+    labels = [_label(m, n) for m, n in zip(metas, names, strict=False)]
     if len(metas) < 2:
         got = ": " + ", ".join(labels) if labels else ""
         raise StackError(f"a stack needs at least 2 frames; got {len(metas)}{got}")
     first, a = metas[0], labels[0]
-    for meta, b, name in zip(metas[1:], labels[1:], names[1:]):
+    for meta, b, name in zip(metas[1:], labels[1:], names[1:], strict=False):
         if meta.shape[:2] != first.shape[:2]:
             (hb, wb), (ha, wa) = meta.shape[:2], first.shape[:2]
             raise StackError(
@@ -75,7 +75,7 @@ def _array_target_dtype(dtypes: Sequence[np.dtype], arrays: Sequence[Any]) -> li
     """Output dtype per array: uint8/uint16/float32 kept, others mapped sensibly."""
     out: list[np.dtype] = []
     other_max: int | None = None
-    for dt, arr in zip(dtypes, arrays):
+    for dt, arr in zip(dtypes, arrays, strict=False):
         if dt.kind in "iu" and dt not in (_U1, _U2) and isinstance(arr, np.ndarray) and arr.size:
             lo, hi = int(arr.min()), int(arr.max())
             if lo < 0 or hi > 65535:
@@ -230,7 +230,7 @@ class FrameSource:
             metas = [_tiff_meta(path, layout, k) for k in range(layout.frames)]
             names = [f"{path.name} (frame {k})" for k in range(layout.frames)]
             return cls(loaders, metas, names)
-        for path, (_, layout) in zip(paths, probes):
+        for path, (_, layout) in zip(paths, probes, strict=False):
             if len(paths) > 1 and layout is not None and layout.frames > 1:
                 raise StackError(
                     f"{path} holds {layout.frames} frames (a z-stack) but was given "
@@ -264,12 +264,12 @@ class FrameSource:
     @classmethod
     def _from_array_list(cls, arrays: list[Any]) -> FrameSource:
         names = [f"frame {k}" for k in range(len(arrays))]
-        shapes = [_array_frame_shape(tuple(a.shape), n) for a, n in zip(arrays, names)]
+        shapes = [_array_frame_shape(tuple(a.shape), n) for a, n in zip(arrays, names, strict=False)]
         dtypes = _array_target_dtype([np.dtype(a.dtype) for a in arrays], arrays)
         loaders = [
-            lambda a=a, d=d, n=n: _array_frame(a, d, n) for a, d, n in zip(arrays, dtypes, names)
+            lambda a=a, d=d, n=n: _array_frame(a, d, n) for a, d, n in zip(arrays, dtypes, names, strict=False)
         ]
-        metas = [ImageMeta(None, s, d, None, None) for s, d in zip(shapes, dtypes)]
+        metas = [ImageMeta(None, s, d, None, None) for s, d in zip(shapes, dtypes, strict=False)]
         return cls(loaders, metas, names)
 
     # -- access ------------------------------------------------------------

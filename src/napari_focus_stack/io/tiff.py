@@ -62,7 +62,7 @@ def _check_page_data(page: Any) -> None:
     """
     size = int(page.parent.filehandle.size)
     stored = sum(  # bytes actually present in the file
-        max(0, min(int(n), size - int(o))) for o, n in zip(page.dataoffsets, page.databytecounts)
+        max(0, min(int(n), size - int(o))) for o, n in zip(page.dataoffsets, page.databytecounts, strict=False)
     )
     key = getattr(page, "keyframe", None) or page  # TiffFrame holds only offsets
     bits = int(np.prod(key.shape)) * int(key.bitspersample)
@@ -101,7 +101,7 @@ def _tiff_layout(tif: tifffile.TiffFile, path: Path) -> _TiffLayout:
     series = tif.series[0]
     page = series.keyframe
     axes, shape = series.axes, tuple(series.shape)
-    keep = [k for k, (ax, n) in enumerate(zip(axes, shape)) if n != 1 or ax in "YX"]
+    keep = [k for k, (ax, n) in enumerate(zip(axes, shape, strict=False)) if n != 1 or ax in "YX"]
     names = [axes[k] for k in keep]
     squeezed = tuple(shape[k] for k in keep)
     if names.count("Y") != 1 or names.count("X") != 1:
