@@ -23,7 +23,7 @@ from .plan import StackJob, calibration_key, plan_batch
 from .report import write_reports
 from .task import ProgressCallback, new_entry, run_stack
 
-__all__ = ["BatchResult", "run_batch"]
+__all__ = ["BatchResult", "fatal_line", "run_batch"]
 
 
 @dataclass
@@ -131,7 +131,8 @@ def run_batch(
     Raises
     ------
     InputError
-        No stacks found.
+        No stacks found, or the plan has a fatal problem (frames of several
+        stacks grouped as one, see :attr:`Plan.fatal`); nothing is written.
     OutputError
         The output folder cannot be created or written.
     ParameterError
@@ -142,11 +143,13 @@ def run_batch(
     t0 = time.perf_counter()
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     out = Path(output_dir).expanduser().absolute()
-    _check_output_dir(out)
     plan, jobs = plan_batch(inputs, out, options, mode=mode, stack_size=stack_size, pattern=pattern)
     if not plan.stacks:
         why = "; ".join(p.message for p in plan.problems) or "no stacks found"
         raise InputError(f"nothing to stack: {why}")
+    if plan.fatal:
+        raise InputError(fatal_line(plan))
+    _check_output_dir(out)
     first_to_run = None
     transforms = source = None
     if options.calibration:
@@ -215,6 +218,13 @@ def run_batch(
     if interrupted:
         raise KeyboardInterrupt
     return result
+
+
+def fatal_line(plan: Plan) -> str:
+    """One line saying why `plan` must not run (it has fatal problems)."""
+    fatal = plan.fatal
+    more = f" (and {len(fatal) - 1} more fatal problem(s))" if len(fatal) > 1 else ""
+    return f"nothing was done: {fatal[0].message}{more}"
 
 
 def _apply_transforms(jobs: list[StackJob], transforms: list | None, source: str | None) -> None:

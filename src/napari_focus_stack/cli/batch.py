@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..batch import FORMATS, BatchOptions, plan_batch, run_batch
 from ..batch.plan import known_outputs
+from ..batch.run import fatal_line
 from ..grouping import MODES, detect_stacks
 from .inputs import check_input_paths, reading_inputs
 from .parser import add_engine_options, add_max_pixels, check_max_pixels, engine_options
@@ -104,6 +105,9 @@ def _dry_run(args: argparse.Namespace, options: BatchOptions) -> int:
         if job.error:
             line += f"\n      {job.error}"
         print(line)
+    if plan.fatal:
+        print(f"napari-focus-stack: {fatal_line(plan)}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -111,8 +115,9 @@ def run(args: argparse.Namespace) -> int:
     """Run ``batch``; return the exit code.
 
     0: every stack done or already complete; 1: some stacks failed (see the
-    report); 2: nothing could run (bad options, no stacks, output folder not
-    writable, ``--strict`` with problems).
+    report); 2: nothing could run (bad options, no stacks, a fatal plan
+    problem such as repeated frame numbers, output folder not writable,
+    ``--strict`` with problems).
     """
     check_max_pixels(args.max_pixels)
     options = options_from_args(args)
@@ -134,6 +139,9 @@ def _run(args: argparse.Namespace, options: BatchOptions) -> int:
     if not args.quiet or plan.problems:
         print(plan.summary(limit=None if args.quiet or len(plan.stacks) <= 60 else 40), file=err)
     if not plan.stacks:
+        return 2
+    if plan.fatal:
+        print(f"napari-focus-stack: {fatal_line(plan)}", file=err)
         return 2
     if args.strict and any(p.kind != "ignored" for p in plan.problems):
         print("napari-focus-stack: --strict: the plan has problems (listed above); nothing was done", file=err)
