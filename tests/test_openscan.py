@@ -91,3 +91,25 @@ def test_openscan3_scan_folder_gives_one_image_per_position(project, tmp_path, c
     err = capsys.readouterr().err
     assert "mode: openscan3" in err and "3 stack(s): 3 x 5 frames" in err
     assert len(list(out.rglob("*.jpg"))) == 3
+
+
+# ---------------------------------------------------------------------------
+# the benchmark keeps running (tiny sizes; figures come from benchmarks/openscan.py)
+# ---------------------------------------------------------------------------
+
+
+def test_firmware_comparison_benchmark_runs(monkeypatch):
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    monkeypatch.syspath_prepend(str(bench))
+    import openscan
+
+    firmware = openscan.DEFAULT_FIRMWARE
+    if not ((firmware / openscan.FIRMWARE_MODULE).is_file() or (firmware / "HEAD").exists()):
+        pytest.skip(f"no OpenScan3 clone at {firmware} (set OPENSCAN3_REPO)")
+    pytest.importorskip("cv2")
+    res = openscan.firmware_vs_ours(firmware, (128, 160), positions=3, frames=4)
+    assert len(res["rows"]) == 3 and len(res["seen"]) == 3
+    assert all(15 < r["firmware_psnr"] < 60 and 15 < r["ours_psnr"] < 60 for r in res["rows"])
+    assert "| mean, all |" in openscan.format_firmware(res)
