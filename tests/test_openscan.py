@@ -113,3 +113,103 @@ def test_firmware_comparison_benchmark_runs(monkeypatch):
     assert len(res["rows"]) == 3 and len(res["seen"]) == 3
     assert all(15 < r["firmware_psnr"] < 60 and 15 < r["ours_psnr"] < 60 for r in res["rows"])
     assert "| mean, all |" in openscan.format_firmware(res)
+
+
+# ---------------------------------------------------------------------------
+# output names
+# ---------------------------------------------------------------------------
+
+
+def exif_of(path) -> dict:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return dict(im.getexif())
+
+
+def add_exif(files) -> None:
+    """Give the frames a camera's EXIF, as the firmware's photos have."""
+    from PIL import Image
+
+    for f in files:
+        with Image.open(f) as im:
+            pixels = im.copy()
+        ex = Image.Exif()
+        ex[0x010F], ex[0x0110] = "OpenScan", "Arducam IMX519"
+        pixels.save(f, quality=95, exif=ex.tobytes())
+
+
+def test_openscan3_outputs_go_where_the_firmware_puts_them(tmp_path, scan, capsys):
+    project = tmp_path / "project"
+    files = save_turntable_scan(scan, project)
+    add_exif(f for fs in files for f in fs)
+    second = make_turntable_scan(2, 5, SHAPE, scenes="rocks", seed=8, scan_index=2, jitter=0.0)
+    save_turntable_scan(second, project)
+    # -o the project folder (here the input folder itself)
+    assert main(["batch", str(project), "-o", str(project), "--device", "cpu", "-q"]) == 0
+    written = sorted(p.relative_to(project).as_posix() for p in project.rglob("stacked_*"))
+    assert written == [
+        "scan01/stacked/stacked_scan01_000.jpg", "scan01/stacked/stacked_scan01_001.jpg",
+        "scan01/stacked/stacked_scan01_002.jpg", "scan02/stacked/stacked_scan02_000.jpg",
+        "scan02/stacked/stacked_scan02_001.jpg",
+    ]
+    assert exif_of(project / "scan01/stacked/stacked_scan01_001.jpg")[0x0110] == "Arducam IMX519"
+    # a rerun finds its results, and does not take them for frames
+    assert main(["batch", str(project), "-o", str(project), "--device", "cpu"]) == 0
+    assert "0 done, 5 skipped" in capsys.readouterr().err
+    # -o a scan folder: its stacked/ folder
+    out = tmp_path / "copy" / "scan01"
+    assert main(["batch", str(project / "scan01"), "-o", str(out), "--device", "cpu", "-q"]) == 0
+    assert sorted(p.name for p in (out / "stacked").iterdir()) == [f"stacked_scan01_00{k}.jpg" for k in range(3)]
+    # plain names
+    plain = tmp_path / "plain"
+    assert main(["batch", str(project), "-o", str(plain), "--naming", "plain", "--device", "cpu", "-q"]) == 0
+    assert sorted(p.name for p in plain.glob("*.jpg")) == [
+        "scan01_000.jpg", "scan01_001.jpg", "scan01_002.jpg", "scan02_000.jpg", "scan02_001.jpg"
+    ]
+
+
+# ---------------------------------------------------------------------------
+# reused alignment: median of evenly spaced positions, checked per stack
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bumped_scan():
+    """5 positions x 5 frames. Position 2 (a calibration position) and 1 (not one) moved while taken."""
+    return make_turntable_scan(5, 5, (120, 160), scenes=("pcb", "rocks"), seed=3, disturbed=(1, 2), jitter=0.05)
+
+
+def psnr_of(path, truth) -> float:
+    from PIL import Image
+    from skimage.metrics import peak_signal_noise_ratio
+
+    with Image.open(path) as im:
+        image = np.asarray(im)
+    inner = (slice(8, -8), slice(8, -8))
+    return peak_signal_noise_ratio(truth[inner], image[inner], data_range=255)
+
+
+def test_reused_alignment_is_the_median_and_is_checked_per_stack(tmp_path, bumped_scan):
+    project = tmp_path / "project"
+    save_turntable_scan(bumped_scan, project)
+    common = dict(device="cpu", format="png")
+    own = run_batch(project, tmp_path / "own", BatchOptions(**common))
+    reused = run_batch(project, tmp_path / "reused", BatchOptions(reuse_alignment=True, **common))
+    assert own.ok and reused.ok
+    (cal,) = reused.calibration
+    assert cal["stacks"] == ["scan01_000", "scan01_002", "scan01_004"]  # evenly spaced, first and last
+    deviation = cal["deviation_px"]
+    assert deviation["scan01_002"] > 3 and deviation["scan01_000"] < 0.5 and deviation["scan01_004"] < 0.5
+    entries = {e["stack"]: e["alignment"] for e in reused.stacks}
+    assert entries["scan01_003"]["reuse_check"]["fits"] and entries["scan01_003"]["reused_from"].startswith("median")
+    # position 1 moved: the reused alignment does not fit, it is aligned on its own
+    assert not entries["scan01_001"]["reuse_check"]["fits"] and entries["scan01_001"]["reused_from"] is None
+    assert entries["scan01_001"]["reuse_check"]["error_px"] > 3
+    # every position is as good as with its own alignment
+    for p, stack in enumerate(bumped_scan.positions):
+        name = f"scan01/stacked/stacked_scan01_{p:03d}.png"
+        mine, theirs = psnr_of(tmp_path / "reused" / name, stack.truth), psnr_of(tmp_path / "own" / name, stack.truth)
+        assert mine > theirs - 0.5, (p, mine, theirs)
+    report = (tmp_path / "reused" / "batch-report.csv").read_text()
+    assert "did not fit, aligned on its own" in report

@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 
 from .._runtime import default_threads, pixel_limit, pixel_limit_hint, tune_malloc
-from ..errors import AlignmentError, FocusStackError, StackError
+from ..errors import AlignmentError, FocusStackError, OutputError, StackError
 from ..io.outputs import Output, write_outputs
+from .calibration import check_reused_alignment
 from .markers import STATE_DIR, json_safe, write_marker
 from .memory import check_memory
 
@@ -43,7 +44,8 @@ class StackTask:
     quality: int
     params_hash: str
     transforms: list | None = None  # reused alignment (lists of 3x3), None: estimate
-    reuse_source: str | None = None  # name of the stack the alignment comes from
+    reuse_source: str | None = None  # where the reused alignment comes from
+    reuse_tolerance: float | None = None  # px: check the reused alignment fits first; None/0: do not check
     warnings: list[str] = field(default_factory=list)
     engine_workers: int | None = None  # engine threads; None: decide where it runs
     threads_on_host: dict | None = None  # Dask: {host: tasks at once} to share the cores
@@ -65,7 +67,13 @@ def new_entry(task: StackTask, status: str, **extra) -> dict:
         "n_frames": len(task.frames),
         "excluded": [],
         "reference": None,
-        "alignment": {"reused_from": task.reuse_source, "quality_min": None, "quality_mean": None, "frames": []},
+        "alignment": {
+            "reused_from": task.reuse_source,
+            "reuse_check": None,
+            "quality_min": None,
+            "quality_mean": None,
+            "frames": [],
+        },
         "timings": {},
         "outputs": {},
         "warnings": list(task.warnings),
@@ -147,12 +155,31 @@ def _run_stack(task: StackTask, progress: ProgressCallback | None, cancel) -> di
         )
         write_marker(task, "started")
         stacker = FocusStacker(**task.engine, workers=threads)
-        transforms = None
+        transforms, fit, check_s = None, None, None
         if task.transforms is not None:
             transforms = [None if m is None else np.asarray(m) for m in task.transforms]
+            if task.reuse_tolerance:
+                t_check = time.perf_counter()
+                fit = check_reused_alignment(
+                    task.frames, transforms, reference=task.engine.get("reference"), model=task.engine["align"],
+                    backend=stacker.backend, tolerance_px=task.reuse_tolerance,
+                )
+                check_s = time.perf_counter() - t_check
+                if not fit["fits"]:
+                    transforms = None  # this stack moved on its own: align it on its own
         result = stacker.stack(list(task.frames), progress=report, cancel=cancel, transforms=transforms)
         entry = _result_entry(task, result)
         entry.update(entry_extra)
+        if fit is not None:
+            entry["alignment"]["reuse_check"] = json_safe(fit)
+            entry["timings"]["check_s"] = check_s
+            if not fit["fits"]:
+                worst = max(fit["frames"], key=lambda f: f["error_px"])
+                entry["alignment"]["reused_from"] = None
+                entry["warnings"].append(
+                    f"the reused alignment ({task.reuse_source}) does not fit this stack: {worst['name']} is off "
+                    f"by {worst['error_px']:.1f} px (tolerance {fit['tolerance_px']:g} px); aligned on its own"
+                )
         used = sum(m is not None for m in result.transforms)
         if used < 2:
             reasons = "; ".join(f"{e['name']}: {e['reason']}" for e in entry["excluded"]) or "no reason given"
@@ -163,6 +190,14 @@ def _run_stack(task: StackTask, progress: ProgressCallback | None, cancel) -> di
             )
         t1 = time.perf_counter()
         meta = result.meta
+        for path in task.outputs.values():  # OpenScan naming writes into scanNN/stacked/
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise OutputError(
+                    f"cannot create the folder {Path(path).parent}: {exc.strerror or exc}. "
+                    "Choose an output folder you can write to."
+                ) from exc
         sizes = write_outputs(
             [Output(kind, Path(path)) for kind, path in task.outputs.items()],
             {"image": result.image, "depth": result.depth, "confidence": result.confidence},
