@@ -78,6 +78,12 @@ class BatchOptions:
     max_pixels : int, optional
         Frames of more pixels are refused as possible decompression bombs;
         0: no limit; default: Pillow's limit.
+    max_memory : float, optional
+        GiB one stack may use (a 4 GB Raspberry Pi running three stacks at
+        once: 1). Besides, each of the stacks run at once gets its share of
+        the available memory. A stack that would need more is fused in
+        tiles (unless `tile_size` is given), or refused when even tiles do
+        not fit.
 
     Raises
     ------
@@ -106,6 +112,7 @@ class BatchOptions:
     scheduler: str | None = None
     retries: int = 2
     max_pixels: int | None = None
+    max_memory: float | None = None
 
     def __init__(self, engine: EngineOptions | None = None, **kwargs: Any) -> None:
         engine_fields = {k: kwargs.pop(k) for k in list(kwargs) if k in _ENGINE_FIELDS}
@@ -145,6 +152,11 @@ class BatchOptions:
         _whole(self.retries, "retries", 0, None)
         if self.max_pixels is not None:
             _whole(self.max_pixels, "max_pixels", 0, None)
+        gib = self.max_memory
+        if gib is not None and (
+            isinstance(gib, bool) or not isinstance(gib, numbers.Real) or not 0 < gib < float("inf")
+        ):
+            raise ParameterError(f"max_memory must be a number of GiB above 0, got {gib!r}")
 
     def engine_kwargs(self) -> dict:
         """Keyword arguments for :class:`~napari_focus_stack.stacker.FocusStacker`."""

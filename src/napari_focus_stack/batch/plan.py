@@ -16,7 +16,7 @@ from ..errors import FocusStackError, StackError
 from ..grouping import Plan, Stack, detect_stacks
 from .calibration import calibration_indices
 from .markers import STATE_DIR, file_fingerprint, is_complete, params_hash, read_marker
-from .memory import check_memory
+from .memory import fit_memory
 from .options import FORMATS, BatchOptions
 from .report import REPORT_NAME
 from .task import StackTask
@@ -200,6 +200,7 @@ def plan_batch(
             params_hash=params_hash(payload),
             warnings=[p.message for p in plan.problems_for(stack.name)],
             max_pixels=options.max_pixels,
+            max_memory=options.max_memory,
         )
         group = "" if stack.scan is None else f"scan{stack.scan:02d}"
         job = StackJob(task, "run", marker=read_marker(task.marker), group=group)
@@ -287,10 +288,13 @@ def _finish_planning(jobs: list[StackJob], options: BatchOptions, share: int) ->
                 continue
         try:
             meta = read_meta(task.frames[0])
-            check_memory(
+            tile = fit_memory(
                 meta.shape, task.engine["scale_factor"], threads, tile_size=task.engine.get("tile_size"),
-                share=share, what=task.name,
+                share=share, max_memory=options.max_memory, what=task.name,
             )
+            if tile != task.engine.get("tile_size"):
+                task.engine = {**task.engine, "tile_size": tile}
+                task.warnings.append(f"memory is short: fused in tiles of {tile} px")
         except StackError as exc:
             job.state, job.error = "fail", str(exc)
         except FocusStackError:

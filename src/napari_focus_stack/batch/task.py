@@ -21,7 +21,7 @@ from ..errors import AlignmentError, FocusStackError, OutputError, StackError
 from ..io.outputs import Output, write_outputs
 from .calibration import check_reused_alignment
 from .markers import STATE_DIR, json_safe, write_marker
-from .memory import check_memory
+from .memory import fit_memory
 
 __all__ = ["ProgressCallback", "StackTask", "new_entry", "run_stack"]
 
@@ -51,6 +51,7 @@ class StackTask:
     threads_on_host: dict | None = None  # Dask: {host: tasks at once} to share the cores
     progress_topic: str | None = None  # Dask: event topic for per-frame progress
     max_pixels: int | None = None  # decompression-bomb limit; None: the reader's default
+    max_memory: float | None = None  # GiB this stack may use; None: its share of the available memory
 
     @property
     def marker(self) -> Path:
@@ -149,12 +150,13 @@ def _run_stack(task: StackTask, progress: ProgressCallback | None, cancel) -> di
         if len(task.frames) < 2:
             raise StackError(f"{task.name} has {len(task.frames)} frame; a stack needs at least 2 frames")
         meta = read_meta(task.frames[0])
-        check_memory(
-            meta.shape, task.engine["scale_factor"], threads, tile_size=task.engine.get("tile_size"),
-            share=share, what=task.name,
+        engine = dict(task.engine)
+        engine["tile_size"] = fit_memory(
+            meta.shape, engine["scale_factor"], threads, tile_size=engine.get("tile_size"),
+            share=share, max_memory=task.max_memory, what=task.name,
         )
         write_marker(task, "started")
-        stacker = FocusStacker(**task.engine, workers=threads)
+        stacker = FocusStacker(**engine, workers=threads)
         transforms, fit, check_s = None, None, None
         if task.transforms is not None:
             transforms = [None if m is None else np.asarray(m) for m in task.transforms]
@@ -170,6 +172,7 @@ def _run_stack(task: StackTask, progress: ProgressCallback | None, cancel) -> di
         result = stacker.stack(list(task.frames), progress=report, cancel=cancel, transforms=transforms)
         entry = _result_entry(task, result)
         entry.update(entry_extra)
+        entry["tile_size"] = engine["tile_size"]
         if fit is not None:
             entry["alignment"]["reuse_check"] = json_safe(fit)
             entry["timings"]["check_s"] = check_s
