@@ -166,8 +166,10 @@ def format_firmware(res: dict) -> str:
         f"Synthetic turntable scan: {res['positions']} positions x {res['frames']} frames of {w} x {h} RGB, "
         "JPEG q95, one focus sequence (breathing 3 %, shifts up to 4 px, rotations up to 0.5 deg, 0.1 px "
         f"jitter per frame and position). Firmware: OpenScan3 {res['commit']}, `FocusStacker(downscale=0.25)` "
-        f"calibrated on positions {', '.join(map(str, res['seen']))} (3 evenly spaced, mean of the transforms), "
-        "as its focus-stacking task does; its output written as PNG here (the firmware writes JPEG q90). Ours: "
+        f"calibrated as its focus-stacking task does it: on 3 stacks evenly spaced in the order its "
+        f"`find_image_batches` lists them (file-system order, not position order: here positions "
+        f"{', '.join(map(str, res['seen']))}), mean of their transforms, reused for every position; its output "
+        "written as PNG here (the firmware writes JPEG q90). Ours: "
         f"default settings, each position aligned on its own. PSNR against the truth, {CROP} px border left out.",
         "",
         "| position | calibrated on | firmware PSNR dB | ours PSNR dB | firmware s | ours s |",
@@ -313,7 +315,9 @@ MEMORY_CASES = [
     ("`stack`, default settings", []),
     ("`stack --tile-size 2048`", ["--tile-size", "2048"]),
     ("`stack --tile-size 1024`", ["--tile-size", "1024"]),
-    ("`batch` (one stack)", ["batch"]),
+    ("`stack --max-memory 1` (tiles chosen to fit)", ["--max-memory", "1"]),
+    ("`batch`, one stack, default settings", ["batch"]),
+    ("`batch --max-memory 1`", ["batch", "--max-memory", "1"]),
 ]
 
 
