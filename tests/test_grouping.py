@@ -225,3 +225,99 @@ def test_one_z_stack_per_file(tmp_path):
     assert [p.kind for p in plan.problems] == ["unmatched"] and "overview.tif" in plan.problems[0].message
     assert "one per file" in plan.summary()
     assert detect_stacks(tmp_path, mode="file").stacks == plan.stacks
+
+
+# ----------------------------------------------------------------- OpenScan3
+
+
+def openscan3_names(positions=3, frames=5, scan=1) -> list[str]:
+    return [f"scan{scan:02d}_{p:03d}_fs{f:02d}.jpg" for p in range(positions) for f in range(frames)]
+
+
+def test_openscan3_scan_folder_one_stack_per_position_in_fs_order(tmp_path):
+    names = openscan3_names(3, 12)
+    touch(tmp_path, *reversed(names), "scan.json")
+    plan = detect_stacks(tmp_path)
+    assert plan.mode == "openscan3" and "OpenScan3" in plan.reason
+    assert [s.name for s in plan.stacks] == ["scan01_000", "scan01_001", "scan01_002"]
+    first = plan.stacks[0]
+    assert [f.name for f in first.frames] == [f"scan01_000_fs{k:02d}.jpg" for k in range(12)]  # fs10 after fs09
+    assert first.numbers == tuple(range(12))
+    assert (first.scan, first.position) == (1, 0) and plan.stacks[2].position == 2
+    assert kinds(plan) == ["ignored"]
+    assert not plan.fatal
+
+
+def test_openscan3_classic_names_keep_their_mode(tmp_path):
+    touch(tmp_path, *openscan_names(2, 3))
+    plan = detect_stacks(tmp_path)
+    assert plan.mode == "openscan" and all(s.scan is None for s in plan.stacks)
+
+
+def test_openscan3_project_folder_is_a_batch_of_scans(tmp_path):
+    touch(tmp_path, "openscan_project.json")
+    touch(tmp_path / "scan01", *openscan3_names(2, 4, scan=1), "scan.json")
+    touch(tmp_path / "scan02", *openscan3_names(3, 4, scan=2))
+    touch(tmp_path / "scan01" / "stacked", "stacked_scan01_000.jpg", "stacked_scan01_001.jpg")
+    plan = detect_stacks(tmp_path)
+    assert plan.mode == "openscan3" and "project" in plan.reason and "scan01/stacked" in plan.reason
+    assert [s.name for s in plan.stacks] == ["scan01_000", "scan01_001", "scan02_000", "scan02_001", "scan02_002"]
+    assert [(s.scan, s.position) for s in plan.stacks][2] == (2, 0)
+    assert all(f.parent.name == f"scan{s.scan:02d}" for s in plan.stacks for f in s.frames)
+    assert all("stacked" not in f.name for f in plan.files)
+    assert {p.kind for p in plan.problems} == {"ignored"} and not plan.fatal
+    assert plan.to_dict()["stacks"][2]["scan"] == 2
+
+
+def test_openscan3_photos_without_focus_stacking(tmp_path):
+    touch(tmp_path, "scan01_000.jpg", "scan01_001.jpg", *openscan3_names(1, 3, scan=1)[:0])
+    plan = detect_stacks(tmp_path)
+    assert plan.mode == "openscan3" and plan.stacks == []
+    assert kinds(plan) == ["too_few"] and "without focus stacking" in plan.problems[0].message
+
+
+def test_openscan3_single_photo_beside_a_stack_is_not_a_frame(tmp_path):
+    touch(tmp_path, *openscan3_names(1, 3), "scan01_000.jpg")
+    plan = detect_stacks(tmp_path)
+    assert [len(s) for s in plan.stacks] == [3]
+    assert [f.name for f in plan.unmatched] == ["scan01_000.jpg"]
+
+
+def test_split_openscan3_names():
+    names = list(reversed(openscan3_names(2, 11)))
+    stacks = split_into_stacks(names)
+    assert stacks == [openscan3_names(1, 11), openscan3_names(2, 11)[11:]]
+
+
+# ----------------------------------------------------------------- repeated frame numbers
+
+
+def test_repeated_numbers_in_auto_mode_are_fatal_and_say_what_fits(tmp_path):
+    files = touch(tmp_path, *[f"pos{p}_{f}.jpg" for p in "AB" for f in range(1, 4)])
+    plan = detect_stacks(tmp_path)
+    assert plan.mode == "single"
+    (dup,) = plan.fatal
+    assert dup.kind == "duplicate" and set(dup.files) == set(files)
+    assert "pos" + "A_1.jpg" in dup.message and "pos" + "B_1.jpg" in dup.message
+    assert "--pattern '(?P<stack>.*?)[ _-]?(?P<frame>\\d+)$'" in dup.message
+    assert "2 stacks: 2 x 3 frames" in dup.message
+    assert "fatal" in plan.summary() and "\n" not in dup.message
+    # the suggested pattern does fit
+    fixed = detect_stacks(tmp_path, pattern=r"(?P<stack>.*?)[ _-]?(?P<frame>\d+)$")
+    assert [s.name for s in fixed.stacks] == ["posA", "posB"] and not fixed.problems
+
+
+def test_repeated_numbers_without_a_fitting_grouping_say_how_to_give_one(tmp_path):
+    touch(tmp_path, "a_1.jpg", "a_2.jpg", "b_1.jpg")  # by prefix, b would be a stack of one frame
+    plan = detect_stacks(tmp_path)
+    assert plan.fatal and "--pattern with the named groups 'stack' and 'frame'" in plan.fatal[0].message
+
+
+def test_same_frame_twice_is_fatal_in_auto_mode_only(tmp_path):
+    touch(tmp_path, *openscan3_names(2, 3), "scan01_000_fs01.png")
+    plan = detect_stacks(tmp_path)
+    (dup,) = plan.fatal
+    assert {f.name for f in dup.files} == {"scan01_000_fs01.jpg", "scan01_000_fs01.png"}
+    assert "twice" in dup.message
+    explicit = detect_stacks(tmp_path, mode="openscan3")
+    assert "duplicate" in kinds(explicit) and not explicit.fatal

@@ -3,9 +3,16 @@
 A scan is many stacks in one folder. This module decides which files belong
 together, in which order, and what looks wrong, before any pixel is read:
 
+``openscan3``
+    The current OpenScan firmware (OpenScan3): a project folder holds one
+    folder per scan, ``scanNN/``, with photos ``scanNN_PPP_fsKK.jpg`` (scan
+    NN, turntable position PPP, focus-stack frame KK); one stack per
+    position, frames in fs order, named ``scanNN_PPP``. Give a scan folder or
+    a project folder (all its ``scanNN/`` folders form one batch). Photos
+    without ``_fsKK`` were taken without focus stacking: nothing to stack.
 ``openscan``
-    OpenScan names ``<name>_<pose>-<frame>.jpg`` (``Ella_0_12-3.jpg`` is frame
-    3 of stack ``Ella_0_12``).
+    Classic OpenScan names ``<name>_<pose>-<frame>.jpg`` (``Ella_0_12-3.jpg``
+    is frame 3 of stack ``Ella_0_12``).
 ``number``
     Files in natural order cut into chunks of a fixed ``stack_size``; a
     trailing number in the name (``IMG_0042``) is used to spot missing files.
@@ -22,7 +29,11 @@ together, in which order, and what looks wrong, before any pixel is read:
 
 ``"auto"`` picks the mode that explains the files and says why. Frames are
 ordered by frame number, then naturally (``2`` before ``10``); stacks are in
-natural order of their names.
+natural order of their names. Frames are never merged blindly: when the mode
+was chosen automatically and one stack holds two files with one frame number
+(several stacks taken for one), the plan's problem is *fatal*
+(:attr:`Plan.fatal`): the batch refuses to run, and the message names the
+files and a mode or ``--pattern`` that would fit.
 
 Examples
 --------
@@ -44,6 +55,7 @@ from .io import IMAGE_EXTENSIONS, natural_sort_key, plane_count
 
 __all__ = [
     "MODES",
+    "OPENSCAN3_PATTERN",
     "OPENSCAN_PATTERN",
     "Plan",
     "Problem",
@@ -54,10 +66,22 @@ __all__ = [
 ]
 
 #: Grouping modes accepted by :func:`detect_stacks`.
-MODES: tuple[str, ...] = ("auto", "openscan", "number", "folder", "regex", "single", "file")
+MODES: tuple[str, ...] = ("auto", "openscan3", "openscan", "number", "folder", "regex", "single", "file")
 
-#: ``<name>_<pose>-<frame>``, matched against the file name without extension.
+#: OpenScan3 photo names ``scanNN_PPP`` and ``scanNN_PPP_fsKK`` (the firmware
+#: pads scan to 2, position to 3 and fs to 2 digits; more digits are accepted),
+#: matched against the file name without extension.
+OPENSCAN3_PATTERN = re.compile(r"^scan(?P<scan>\d+)_(?P<position>\d+)(?:_fs(?P<frame>\d+))?$", re.IGNORECASE)
+
+#: Classic OpenScan ``<name>_<pose>-<frame>``, matched against the file name without extension.
 OPENSCAN_PATTERN = re.compile(r"^(?P<stack>.+_\d+)-(?P<frame>\d+)$")
+
+#: A scan folder of an OpenScan3 project.
+_SCAN_FOLDER = re.compile(r"^scan\d+$", re.IGNORECASE)
+
+#: Suggested when the files of one stack repeat frame numbers: stack = the name
+#: before its last number (and an optional separator), frame = that number.
+PREFIX_PATTERN = r"(?P<stack>.*?)[ _-]?(?P<frame>\d+)$"
 
 _TRAILING_NUMBER = re.compile(r"^(?P<prefix>.*?)(?P<number>\d+)$")
 _MAX_LISTED = 20  # files named in one problem message; the rest are counted
@@ -75,11 +99,16 @@ class Stack:
         Frame files, in focus order.
     numbers : tuple of int or None
         Frame number parsed from each name (None where there is none).
+    scan, position : int or None
+        OpenScan3 scan index and turntable position (None in other modes);
+        outputs are named after them (``stacked_scan01_007.jpg``).
     """
 
     name: str
     frames: tuple[Path, ...]
     numbers: tuple[int | None, ...] = ()
+    scan: int | None = None
+    position: int | None = None
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -103,12 +132,16 @@ class Problem:
         The files concerned.
     stack : str or None
         The stack concerned, if any.
+    fatal : bool
+        Stacking this plan would give wrong results (e.g. frames of several
+        stacks merged into one); a batch refuses to run it.
     """
 
     kind: str
     message: str
     files: tuple[Path, ...] = ()
     stack: str | None = None
+    fatal: bool = False
 
 
 @dataclass
@@ -145,6 +178,11 @@ class Plan:
         """Image files that fit no stack."""
         return [f for p in self.problems if p.kind == "unmatched" for f in p.files]
 
+    @property
+    def fatal(self) -> list[Problem]:
+        """Problems that forbid running this plan (see :attr:`Problem.fatal`)."""
+        return [p for p in self.problems if p.fatal]
+
     def problems_for(self, stack: str) -> list[Problem]:
         """The problems that concern one stack."""
         return [p for p in self.problems if p.stack == stack]
@@ -179,7 +217,7 @@ class Plan:
             lines.append(f"  ... and {len(self.stacks) - len(shown)} more")
         if self.problems:
             lines.append(f"{len(self.problems)} problem(s):")
-            lines.extend(f"  [{p.kind}] {p.message}" for p in self.problems)
+            lines.extend(f"  [{p.kind}{', fatal' if p.fatal else ''}] {p.message}" for p in self.problems)
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
@@ -188,9 +226,22 @@ class Plan:
             "mode": self.mode,
             "reason": self.reason,
             "root": None if self.root is None else str(self.root),
-            "stacks": [{"name": s.name, "frames": [str(f) for f in s.frames]} for s in self.stacks],
+            "stacks": [
+                {
+                    "name": s.name,
+                    "frames": [str(f) for f in s.frames],
+                    **({"scan": s.scan, "position": s.position} if s.scan is not None else {}),
+                }
+                for s in self.stacks
+            ],
             "problems": [
-                {"kind": p.kind, "stack": p.stack, "message": p.message, "files": [str(f) for f in p.files]}
+                {
+                    "kind": p.kind,
+                    "stack": p.stack,
+                    "message": p.message,
+                    "files": [str(f) for f in p.files],
+                    "fatal": p.fatal,
+                }
                 for p in self.problems
             ],
         }
@@ -213,15 +264,18 @@ def detect_stacks(
     Parameters
     ----------
     inputs : path-like or iterable of path-like
-        A folder (its image files; its subfolders for ``mode="folder"``) or a
-        list of image files.
-    mode : {"auto", "openscan", "number", "folder", "regex", "single", "file"}
+        A folder (its image files; its subfolders for ``mode="folder"``; its
+        ``scanNN/`` folders for an OpenScan3 project) or a list of image
+        files.
+    mode : {"auto", "openscan3", "openscan", "number", "folder", "regex", "single", "file"}
         How files are grouped (see the module docstring). ``"auto"`` uses
-        ``regex`` when `pattern` is given, else OpenScan names when most
-        files have them, else subfolders when the folder holds no images but
-        its subfolders do, else ``number`` when `stack_size` is given, else
-        one stack per file when most files are multi-page TIFF z-stacks
-        (their headers are read), else one stack of all files.
+        ``regex`` when `pattern` is given, else OpenScan3 or classic OpenScan
+        names when most files have them (for a folder without images: when
+        it is an OpenScan3 project of ``scanNN/`` folders), else subfolders
+        when the folder holds no images but its subfolders do, else
+        ``number`` when `stack_size` is given, else one stack per file when
+        most files are multi-page TIFF z-stacks (their headers are read),
+        else one stack of all files.
     stack_size : int, optional
         Frames per stack: required by ``number``; elsewhere stacks of another
         size are reported.
@@ -236,7 +290,10 @@ def detect_stacks(
     Returns
     -------
     Plan
-        Stacks, the mode used and why, and problems by file name.
+        Stacks, the mode used and why, and problems by file name. When the
+        mode was chosen automatically, frame numbers that repeat within a
+        stack make a fatal problem (:attr:`Plan.fatal`) whose message names
+        the files and a grouping that would fit.
 
     Raises
     ------
@@ -273,13 +330,17 @@ def detect_stacks(
         problems.append(Problem("empty", f"no image files ({exts}) in {where}"))
         return Plan([], "single" if mode == "auto" else mode, "nothing to group", problems, root)
 
-    if mode == "auto":
-        mode, reason = _choose_mode(files, folders, stack_size, regex)
+    auto = mode == "auto"
+    if auto:
+        mode, reason = _choose_mode(files, folders, stack_size, regex, root)
     else:
         reason = ""
 
     if mode == "folder":
         stacks, unmatched, why = _by_folder(files, folders, root)
+    elif mode == "openscan3":
+        stacks, unmatched, why, singles = _by_openscan3(_openscan3_files(files, folders, root))
+        problems.extend(singles)
     elif mode == "openscan":
         stacks, unmatched, why = _by_regex(files, OPENSCAN_PATTERN, "OpenScan names <name>_<pose>-<frame>")
     elif mode == "regex":
@@ -304,7 +365,7 @@ def detect_stacks(
     if mode == "file":  # a stack is one file: its frames are its pages
         return Plan(stacks, mode, reason, problems, root)
     if mode != "number":
-        problems.extend(_gap_problems(stacks))
+        problems.extend(_gap_problems(stacks, auto, [f for s in stacks for f in s.frames] + list(unmatched)))
     problems.extend(_size_problems(stacks, stack_size, mode))
     return Plan(stacks, mode, reason, problems, root)
 
@@ -323,9 +384,11 @@ def split_into_stacks(paths: Sequence[str | os.PathLike], stack_size: int | None
     Returns
     -------
     list of list
-        The items of `paths` (same objects), one list per stack. OpenScan
-        names (``<name>_<pose>-<frame>``) give one stack per pose, frames in
-        frame-number order, stacks in natural order. Otherwise the files in
+        The items of `paths` (same objects), one list per stack. OpenScan3
+        names (``scanNN_PPP_fsKK``) give one stack per scan and position,
+        frames in fs order; classic OpenScan names (``<name>_<pose>-<frame>``)
+        one stack per pose, frames in frame-number order; stacks in natural
+        order. Otherwise the files in
         natural order are cut into `stack_size` chunks, or form one stack
         when `stack_size` is None.
 
@@ -346,9 +409,14 @@ def split_into_stacks(paths: Sequence[str | os.PathLike], stack_size: int | None
     if stack_size is not None and (int(stack_size) != stack_size or stack_size < 1):
         raise StackError(f"stack size must be a positive whole number, got {stack_size!r}")
     by_key = {path_key(p): p for p in items}
-    matches = [OPENSCAN_PATTERN.match(Path(p).stem) for p in items]
-    if items and all(matches):
+    stacks = None
+    if items and all(OPENSCAN3_PATTERN.match(Path(p).stem) for p in items):
+        stacks, unmatched, _, lone = _by_openscan3([Path(p) for p in items])
+        if unmatched or lone:
+            stacks = None  # photos without _fsKK: not focus stacks
+    elif items and all(OPENSCAN_PATTERN.match(Path(p).stem) for p in items):
         stacks, _, _ = _by_regex([Path(p) for p in items], OPENSCAN_PATTERN, "")
+    if stacks is not None:
         if stack_size is not None:
             odd = [s for s in stacks if len(s) != stack_size]
             if odd:
@@ -462,10 +530,42 @@ def _compile(pattern: str) -> re.Pattern:
     return regex
 
 
-def _choose_mode(files: list[Path], folders: dict, stack_size: int | None, regex) -> tuple[str, str]:
+def _scan_folders(folders: dict[Path, list[Path]], root: Path | None) -> list[Path]:
+    """The ``scanNN`` folders directly inside an OpenScan3 project folder `root`."""
+    if root is None:
+        return []
+    return [d for d in folders if d.parent == root and _SCAN_FOLDER.match(d.name)]
+
+
+def _openscan3_files(files: list[Path], folders: dict[Path, list[Path]], root: Path | None) -> list[Path]:
+    """The photos of a scan folder (its own files) or of a project (the files of its scan folders)."""
+    if files:
+        return files
+    return [f for d in _scan_folders(folders, root) for f in folders[d]]
+
+
+def _choose_mode(
+    files: list[Path], folders: dict, stack_size: int | None, regex, root: Path | None = None
+) -> tuple[str, str]:
     n = len(files)
     if regex is not None:
         return "regex", f"auto: a pattern was given ({regex.pattern!r})"
+    if n:
+        hits = sum(1 for f in files if OPENSCAN3_PATTERN.match(f.stem))
+        if hits * 2 > n:
+            rest = f"; the other {n - hits} are listed as unmatched" if hits < n else ""
+            return "openscan3", f"auto: {hits} of {n} files have OpenScan3 names scanNN_PPP_fsKK{rest}"
+    else:
+        scans = _scan_folders(folders, root)
+        photos = [f for d in scans for f in folders[d]]
+        if photos and sum(1 for f in photos if OPENSCAN3_PATTERN.match(f.stem)) * 2 > len(photos):
+            listed = ", ".join(d.name for d in sorted(scans, key=lambda d: natural_sort_key(d.name))[:_MAX_LISTED])
+            other = [d.relative_to(root).as_posix() for d in folders if d not in scans]
+            note = f"; subfolder(s) ignored: {', '.join(other[:_MAX_LISTED])}" if other else ""
+            return "openscan3", (
+                f"auto: an OpenScan3 project of {len(scans)} scan folder(s) ({listed}) "
+                f"with names scanNN_PPP_fsKK{note}"
+            )
     if n:
         hits = sum(1 for f in files if OPENSCAN_PATTERN.match(f.stem))
         if hits == n:
@@ -517,6 +617,51 @@ def _by_regex(files: list[Path], regex: re.Pattern, what: str):
         )
     matched = len(files) - len(unmatched)
     return stacks, unmatched, f"{matched} of {len(files)} files matched {what}"
+
+
+def _by_openscan3(files: list[Path]):
+    """One stack per (folder, scan, position), frames in fs order; photos without ``_fsKK`` stack nothing."""
+    groups: dict[tuple[Path, int, int], list[tuple[int, Path]]] = defaultdict(list)
+    singles: dict[tuple[Path, int, int], list[Path]] = defaultdict(list)
+    unmatched = []
+    for f in files:
+        m = OPENSCAN3_PATTERN.match(f.stem)
+        if m is None:
+            unmatched.append(f)
+            continue
+        key = (f.parent, int(m.group("scan")), int(m.group("position")))
+        if m.group("frame") is None:
+            singles[key].append(f)
+        else:
+            groups[key].append((int(m.group("frame")), f))
+    stacks = []
+    for folder, scan, position in sorted(groups, key=lambda k: (natural_sort_key(str(k[0])), k[1], k[2])):
+        members = sorted(groups[folder, scan, position], key=lambda nf: (nf[0], natural_sort_key(nf[1].name)))
+        stacks.append(
+            Stack(
+                f"scan{scan:02d}_{position:03d}",
+                tuple(f for _, f in members),
+                tuple(n for n, _ in members),
+                scan=scan,
+                position=position,
+            )
+        )
+    # a photo without _fsKK beside a focus stack of its position is not one of its frames
+    unmatched += [f for k, fs in singles.items() if k in groups for f in fs]
+    lone = sorted((f for k, fs in singles.items() if k not in groups for f in fs), key=natural_sort_key)
+    problems = []
+    if lone:
+        problems.append(
+            Problem(
+                "too_few",
+                f"{len(lone)} photo(s) have no focus-stack index _fsKK (taken without focus stacking), "
+                f"so there is nothing to stack: {_names(lone)}",
+                tuple(lone),
+            )
+        )
+    matched = len(files) - len(unmatched) - len(lone)
+    why = f"{matched} of {len(files)} files matched OpenScan3 names scanNN_PPP_fsKK"
+    return stacks, unmatched, why, problems
 
 
 def _by_folder(files: list[Path], folders: dict[Path, list[Path]], root: Path | None):
@@ -605,24 +750,59 @@ def _names(files: Sequence[Path]) -> str:
     return ", ".join(names) + more
 
 
-def _gap_problems(stacks: list[Stack]) -> list[Problem]:
+def _duplicates(stack: Stack) -> tuple[list[int], tuple[Path, ...]]:
+    """Frame numbers that occur more than once in `stack`, and their files."""
+    counts = Counter(n for n in stack.numbers if n is not None)
+    dups = sorted(n for n, c in counts.items() if c > 1)
+    return dups, tuple(f for n, f in zip(stack.numbers, stack.frames) if n in dups)
+
+
+def _suggest_grouping(files: list[Path]) -> str | None:
+    """A mode or ``--pattern`` that groups `files` into stacks of 2+ frames without repeated numbers."""
+    candidates = [  # (files from several folders are grouped by folder in auto mode already)
+        ("--mode openscan3", lambda: _by_openscan3(files)[:2]),
+        ("--mode openscan", lambda: _by_regex(files, OPENSCAN_PATTERN, "")[:2]),
+        (f"--pattern '{PREFIX_PATTERN}'", lambda: _by_regex(files, re.compile(PREFIX_PATTERN), "")[:2]),
+    ]
+    for option, group in candidates:
+        stacks, unmatched = group()
+        if (
+            not unmatched
+            and len(stacks) > 1
+            and all(len(s) > 1 for s in stacks)
+            and not any(_duplicates(s)[0] for s in stacks)
+        ):
+            sizes = Counter(len(s) for s in stacks)
+            size_text = ", ".join(f"{n} x {k} frames" for k, n in sorted(sizes.items(), reverse=True))
+            return f"{option} (gives {len(stacks)} stacks: {size_text})"
+    return None
+
+
+def _gap_problems(stacks: list[Stack], auto: bool = False, files: Sequence[Path] = ()) -> list[Problem]:
+    """Repeated and missing frame numbers; repeats are fatal when the mode was chosen automatically."""
     problems = []
+    hint: list[str] = []  # computed once, for the first stack with repeats
     for s in stacks:
         numbered = [(n, f) for n, f in zip(s.numbers, s.frames) if n is not None]
         if len(numbered) < 2:
             continue
-        counts = Counter(n for n, _ in numbered)
-        dups = sorted(n for n, c in counts.items() if c > 1)
+        dups, files_dup = _duplicates(s)
         if dups:
-            files = tuple(f for n, f in numbered if n in dups)
-            problems.append(
-                Problem(
-                    "duplicate",
-                    f"{s.name}: frame number(s) {', '.join(map(str, dups))} appear more than once: {_names(files)}",
-                    files,
-                    s.name,
-                )
-            )
+            text = f"{s.name}: frame number(s) {', '.join(map(str, dups))} appear more than once: {_names(files_dup)}"
+            if auto:
+                stems = Counter(f.stem.lower() for f in files_dup)
+                if all(c > 1 for c in stems.values()):
+                    text += "; the same frames are there twice (other extension or folder): move one copy of each out"
+                else:
+                    if not hint:
+                        hint.append(_suggest_grouping(list(files)) or "")
+                    fit = (
+                        f"try {hint[0]}" if hint[0]
+                        else "give --pattern with the named groups 'stack' and 'frame', or --mode number --stack-size N"
+                    )
+                    text += f"; these are frames of several stacks, not one: {fit}"
+                text += ". Nothing is stacked until the grouping is fixed."
+            problems.append(Problem("duplicate", text, files_dup, s.name, fatal=auto))
         missing = []
         for (a, fa), (b, fb) in zip(numbered, numbered[1:]):
             if b - a > 1:

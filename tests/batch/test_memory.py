@@ -41,3 +41,35 @@ def test_memory_estimate(monkeypatch):
         memory.check_memory(big, 1, 2, what="48 MP")
     assert "48 MP: 8000x6000-pixel frames" in str(info.value)
     memory.check_memory((3000, 4000, 3), 1, 2)  # 12 MP fits in 4 GiB
+
+
+def test_tiles_are_chosen_when_memory_is_short(monkeypatch):
+    twelve = (3000, 4000, 3)
+    monkeypatch.setattr(memory, "available_memory", lambda: 64 * 2**30)
+    assert memory.fit_memory(twelve, 1, 2) is None  # fits whole
+    # a Raspberry Pi running three stacks at once: 1 GiB each
+    tile = memory.fit_memory(twelve, 1, 2, max_memory=1.0)
+    assert tile in memory.TILE_SIZES and estimate_peak_memory(twelve, 1, 3, tile) <= 2**30
+    assert all(estimate_peak_memory(twelve, 1, 3, t) > 2**30 for t in memory.TILE_SIZES if t > tile)
+    monkeypatch.setattr(memory, "available_memory", lambda: 3 * 2**30)
+    assert memory.fit_memory(twelve, 1, 2, share=3) == tile  # the same, from the free memory
+    assert memory.fit_memory(twelve, 1, 2, tile_size=1024, share=3) == 1024  # the user's tiles fit: kept
+    with pytest.raises(StackError, match="a larger --max-memory than 0.01 GiB"):
+        memory.fit_memory(twelve, 1, 2, max_memory=0.01)
+    with pytest.raises(StackError, match="smaller tiles"):  # the user's tiles do not fit
+        memory.fit_memory(twelve, 1, 2, tile_size=4096, max_memory=1.0)
+
+
+def test_batch_fuses_in_tiles_when_memory_is_short(tmp_path, monkeypatch):
+    from napari_focus_stack.synthetic import make_stack, save_stack
+
+    scan, out = tmp_path / "scan", tmp_path / "out"
+    save_stack(make_stack("pcb", shape=(600, 800), n_frames=3, seed=1), scan)
+    # pretend whole frames need 2 GiB and 512-px tiles half of it, whatever this machine
+    monkeypatch.setattr(
+        memory, "estimate_peak_memory", lambda shape, sf=1, inf=2, tile_size=None: 2**31 if tile_size is None else 2**29
+    )
+    result = run_batch(scan, out, BatchOptions(device="cpu", max_memory=1.0))
+    (entry,) = result.stacks
+    assert entry["status"] == "done" and entry["tile_size"] == 512
+    assert any("fused in tiles of 512 px" in w for w in entry["warnings"])

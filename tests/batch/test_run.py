@@ -363,7 +363,9 @@ def test_reuse_alignment_from_first_stack(tmp_path):
     for i in range(1, N_FRAMES):  # a stack with one frame fewer cannot reuse it
         save_frame(scan / f"Ella_0_7-{i}.jpg", frames_for(1)[i - 1])
     plain = run_batch(scan, tmp_path / "plain", BatchOptions(**FAST))
-    reused = run_batch(scan, tmp_path / "reused", BatchOptions(reuse_alignment=True, **FAST))
+    # one calibration stack, no fit check: these synthetic poses do not share a geometry
+    reuse = dict(reuse_alignment=True, calibration_positions=1, reuse_tolerance=0, **FAST)
+    reused = run_batch(scan, tmp_path / "reused", BatchOptions(**reuse))
     assert reused.ok
     entries = by_stack(reused)
     assert entries["Ella_0_0"]["alignment"]["reused_from"] is None
@@ -385,7 +387,7 @@ def test_reuse_alignment_from_first_stack(tmp_path):
         assert not np.allclose(geometry(entries[name]), geometry(by_stack(plain)[name]))  # not estimated
     assert plain.ok
     # resumed: the stored alignment is used again, so nothing changes
-    again = run_batch(scan, tmp_path / "reused", BatchOptions(reuse_alignment=True, **FAST))
+    again = run_batch(scan, tmp_path / "reused", BatchOptions(**reuse))
     assert again.counts["skipped"] == 4
 
 
@@ -396,7 +398,10 @@ def test_reuse_alignment_from_calibration_stack(tmp_path):
         save_frame(cal / f"cal_{i}.jpg", frame)
     result = run_batch(scan, out, BatchOptions(calibration=str(cal), **FAST))
     assert result.ok
-    assert all(e["alignment"]["reused_from"] == "calibration" for e in result.stacks)
+    same, other = by_stack(result)["Ella_0_0"]["alignment"], by_stack(result)["Ella_0_1"]["alignment"]
+    assert same["reused_from"] == "calibration" and same["reuse_check"]["fits"]  # the calibration's own frames
+    # pose 1 was shot with another geometry: the reused alignment does not fit, it is aligned on its own
+    assert other["reused_from"] is None and not other["reuse_check"]["fits"]
     assert (out / STATE_DIR / "calibration.json").exists()
     assert run_batch(scan, out, BatchOptions(calibration=str(cal), **FAST)).counts["skipped"] == 2
 

@@ -218,3 +218,24 @@ def test_max_pixels_zero_lifts_the_limit(frame_dir, tmp_path):
     assert PILImage.MAX_IMAGE_PIXELS == before  # set for the command only
     assert main(["stack", str(frame_dir), "-o", str(tmp_path / "g.png"), "-q", "--max-pixels", "40000",
                  "--device", "cpu"]) == 0  # 200 x 160 = 32000 pixels
+
+
+def test_stack_fuses_in_tiles_when_memory_is_short(tmp_path, monkeypatch, capsys):
+    from napari_focus_stack.batch import memory
+    from napari_focus_stack.synthetic import make_stack, save_stack
+
+    folder = tmp_path / "frames"
+    stack = make_stack("pcb", shape=(600, 800), n_frames=3, seed=1)
+    save_stack(stack, folder, fmt="png")
+    assert main(["stack", str(folder), "-o", str(tmp_path / "whole.png"), "-q", "--device", "cpu"]) == 0
+    # pretend whole frames need 2 GiB and 512-px tiles half of it, whatever this machine
+    monkeypatch.setattr(
+        memory, "estimate_peak_memory", lambda shape, sf=1, inf=2, tile_size=None: 2**31 if tile_size is None else 2**29
+    )
+    assert main(["stack", str(folder), "-o", str(tmp_path / "tiled.png"), "--max-memory", "1", "--device", "cpu"]) == 0
+    assert "memory is short: fusing in tiles of 512 px" in capsys.readouterr().err
+    whole = np.asarray(Image.open(tmp_path / "whole.png"), dtype=float)
+    tiled = np.asarray(Image.open(tmp_path / "tiled.png"), dtype=float)
+    assert np.abs(whole - tiled).mean() < 0.5  # the same picture
+    assert main(["stack", str(folder), "-o", str(tmp_path / "no.png"), "--max-memory", "0.1", "--tile-size", "4096"]) == 2
+    assert "a larger --max-memory" in capsys.readouterr().err

@@ -187,7 +187,7 @@ def _file_layers(source: Path, files: list[Path], whole_folder: bool) -> list[La
 
 
 def _split(paths: list[Path]) -> tuple[list[tuple[str | None, list[Path]]], list[str]]:
-    """OpenScan stacks (``<name>_<pose>-<frame>``) by pose, else one unnamed stack.
+    """OpenScan stacks (``scanNN_PPP_fsKK``, ``<name>_<pose>-<frame>``) by position, else one unnamed stack.
 
     Returns ``(name, frames)`` per stack and the grouping's problems (files
     that fit no stack, missing frame numbers...), by file name.
@@ -196,7 +196,7 @@ def _split(paths: list[Path]) -> tuple[list[tuple[str | None, list[Path]]], list
         plan = detect_stacks(paths)
     except FocusStackError:  # no stacks recognised (a bug in grouping must surface)
         return [(None, paths)], []
-    if plan.mode != "openscan" or not plan.stacks:
+    if plan.mode not in ("openscan", "openscan3") or not plan.stacks:
         return [(None, paths)], []
     return [(s.name, [Path(f) for f in s.frames]) for s in plan.stacks], [p.message for p in plan.problems]
 

@@ -294,7 +294,7 @@ class BatchWidget(QWidget):
         )
         self.problems_label.setText("\n".join(f"{p.kind}: {p.message}" for p in plan.problems))
         self._fill_table()
-        self.run_button.setEnabled(todo > 0)
+        self.run_button.setEnabled(todo > 0 and not plan.fatal)  # a fatal plan never runs
         return plan
 
     def _fill_table(self) -> None:

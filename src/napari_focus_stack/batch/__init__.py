@@ -37,7 +37,7 @@ Examples
 from __future__ import annotations
 
 from .markers import STATE_DIR
-from .memory import available_memory, check_memory, estimate_peak_memory
+from .memory import available_memory, check_memory, estimate_peak_memory, fit_memory
 from .options import FORMATS, BatchOptions
 from .plan import StackJob, plan_batch
 from .report import REPORT_NAME
@@ -55,6 +55,7 @@ __all__ = [
     "available_memory",
     "check_memory",
     "estimate_peak_memory",
+    "fit_memory",
     "plan_batch",
     "run_batch",
     "run_stack",

@@ -1,11 +1,14 @@
-"""Memory checks: refuse a stack up front when the engine would not fit."""
+"""Memory checks: fuse in tiles when memory is short, refuse a stack up front when nothing fits."""
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from ..errors import StackError
 
-__all__ = ["available_memory", "check_memory", "estimate_peak_memory"]
+__all__ = ["TILE_SIZES", "available_memory", "check_memory", "estimate_peak_memory", "fit_memory", "memory_budget"]
+
+#: Tile sizes tried, largest first, when a stack does not fit in memory whole.
+TILE_SIZES = (4096, 2048, 1024, 512)
 
 
 def estimate_peak_memory(
@@ -31,6 +34,74 @@ def available_memory() -> int | None:
     return host_available_memory()
 
 
+def memory_budget(share: int = 1, max_memory: float | None = None) -> int | None:
+    """Bytes one stack may use: the available memory shared by `share` stacks, at most `max_memory` GiB.
+
+    None when neither is known.
+    """
+    avail = available_memory()
+    budget = None if avail is None else avail / max(1, share)
+    if max_memory is not None:
+        cap = float(max_memory) * 2.0**30
+        budget = cap if budget is None else min(budget, cap)
+    return None if budget is None else int(budget)
+
+
+def fit_memory(
+    shape: Sequence[int],
+    scale_factor: int,
+    engine_threads: int,
+    *,
+    tile_size: int | None = None,
+    share: int = 1,
+    max_memory: float | None = None,
+    what: str = "this stack",
+) -> int | None:
+    """The tile size to fuse a stack with so that it fits in memory.
+
+    Parameters
+    ----------
+    shape, scale_factor, engine_threads, tile_size, share, what
+        As for :func:`check_memory`.
+    max_memory : float, optional
+        GiB the stack may use at most (a Raspberry Pi running three stacks
+        at once: 1), besides its share of the available memory.
+
+    Returns
+    -------
+    int or None
+        `tile_size` when the stack fits with it (or the memory is unknown);
+        when it does not and no tile size was chosen, the largest of
+        :data:`TILE_SIZES` that fits.
+
+    Raises
+    ------
+    StackError
+        Nothing fits (see :func:`check_memory`), or the chosen `tile_size` does not.
+
+    Examples
+    --------
+    >>> fit_memory((3000, 4000, 3), 1, 2, max_memory=1024)  # 12 MP in 1 TiB: whole
+    >>> fit_memory((3000, 4000, 3), 1, 2, max_memory=1.0) in TILE_SIZES  # in 1 GiB: tiles
+    True
+    """
+    budget = memory_budget(share, max_memory)
+    if budget is None:
+        return tile_size
+    in_flight = engine_threads + 1
+    if estimate_peak_memory(shape, scale_factor, in_flight, tile_size) <= budget:
+        return tile_size
+    if tile_size is None:
+        side = max(int(shape[0]), int(shape[1])) * scale_factor
+        for tile in TILE_SIZES:
+            if tile < side and estimate_peak_memory(shape, scale_factor, in_flight, tile) <= budget:
+                return tile
+    check_memory(
+        shape, scale_factor, engine_threads, tile_size=tile_size, share=share, max_memory=max_memory, what=what
+    )
+    return tile_size  # the estimate fits after all (memory was freed meanwhile)
+
+
 def check_memory(
     shape: Sequence[int],
     scale_factor: int,
@@ -38,6 +109,7 @@ def check_memory(
     *,
     tile_size: int | None = None,
     share: int = 1,
+    max_memory: float | None = None,
     what: str = "this stack",
 ) -> None:
     """Refuse a stack up front when the engine would not fit in memory.
@@ -55,6 +127,8 @@ def check_memory(
     share : int
         Stacks running at once on this machine; each gets ``1/share`` of the
         available memory.
+    max_memory : float, optional
+        GiB one stack may use at most.
     what : str
         Named in the message.
 
@@ -63,10 +137,9 @@ def check_memory(
     StackError
         With the memory needed, the memory available and what to change.
     """
-    avail = available_memory()
-    if avail is None:
+    budget = memory_budget(share, max_memory)
+    if budget is None:
         return
-    budget = avail / max(1, share)
     in_flight = engine_threads + 1
     need = estimate_peak_memory(shape, scale_factor, in_flight, tile_size)
     if need <= budget:
@@ -80,7 +153,9 @@ def check_memory(
         tips.append(f"--scale-factor 1 (scale_factor=1: about {at_one:.1f} GiB)")
     if share > 1:
         tips.append("fewer --workers")
-    tiles = [t for t in (4096, 2048, 1024, 512) if t < max(h, w) * scale_factor]
+    if max_memory is not None:
+        tips.append(f"a larger --max-memory than {float(max_memory):g} GiB")
+    tiles = [t for t in TILE_SIZES if t < max(h, w) * scale_factor]
     fits = [t for t in tiles if estimate_peak_memory(shape, scale_factor, in_flight, t) <= budget]
     if fits and (not tile_size or fits[0] < tile_size):
         tips.append(f"smaller tiles: --tile-size {fits[0]} (tile_size={fits[0]})")

@@ -5,6 +5,8 @@ Reads only file headers and resume markers; writes nothing.
 from __future__ import annotations
 
 import os
+import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,13 +14,14 @@ from pathlib import Path
 from .._runtime import default_threads
 from ..errors import FocusStackError, StackError
 from ..grouping import Plan, Stack, detect_stacks
+from .calibration import calibration_indices
 from .markers import STATE_DIR, file_fingerprint, is_complete, params_hash, read_marker
-from .memory import check_memory
+from .memory import fit_memory
 from .options import FORMATS, BatchOptions
 from .report import REPORT_NAME
 from .task import StackTask
 
-__all__ = ["StackJob", "known_outputs", "plan_batch"]
+__all__ = ["StackJob", "known_outputs", "output_stem", "plan_batch"]
 
 _FORMAT_OF_EXT = {".jpg": "jpg", ".jpeg": "jpg", ".png": "png", ".tif": "tif", ".tiff": "tif"}
 
@@ -36,7 +39,10 @@ class StackJob:
     marker : dict or None
         The stack's done-marker from an earlier run.
     alignment_source : bool
-        This stack provides the alignment reused by the others.
+        This stack is one of those the reused alignment is estimated on.
+    group : str
+        Stacks that share one focus sequence and so one reused alignment:
+        the scan (``scan01``) for OpenScan3 stacks, ``""`` for the others.
     """
 
     task: StackTask
@@ -44,6 +50,7 @@ class StackJob:
     error: str | None = None
     marker: dict | None = None
     alignment_source: bool = False
+    group: str = ""
 
 
 #: The names a stack's outputs can have: ``<stack><suffix>``.
@@ -68,6 +75,32 @@ def known_outputs(output_dir: Path) -> list[Path]:
             found += [output_dir / rel for rel in data.get("outputs", {}).values()]
             found += [output_dir / f"{data['stack']}{suffix}" for suffix in OUTPUT_SUFFIXES]
     return found
+
+
+def output_stem(stack: Stack, name: str, out: Path, naming: str) -> Path:
+    """Where a stack's outputs go, without extension.
+
+    OpenScan3 stacks under ``naming="openscan"`` go where the firmware puts
+    its stacked photos: ``scanNN/stacked/stacked_scanNN_PPP`` with `out` taken
+    as the project folder, or ``stacked/stacked_scanNN_PPP`` when `out` is
+    that scan's own folder (named ``scanNN``). Everything else: ``<name>``.
+
+    Examples
+    --------
+    >>> s = Stack("scan01_007", (Path("scan01_007_fs00.jpg"),), scan=1, position=7)
+    >>> output_stem(s, s.name, Path("project"), "openscan").as_posix()
+    'project/scan01/stacked/stacked_scan01_007'
+    >>> output_stem(s, s.name, Path("project/scan01"), "openscan").as_posix()
+    'project/scan01/stacked/stacked_scan01_007'
+    >>> output_stem(s, s.name, Path("out"), "plain").as_posix()
+    'out/scan01_007'
+    """
+    if naming != "openscan" or stack.scan is None or stack.position is None:
+        return out / name
+    scan = f"scan{stack.scan:02d}"
+    m = re.fullmatch(r"scan(\d+)", out.name, re.IGNORECASE)
+    folder = out if m and int(m.group(1)) == stack.scan else out / scan
+    return folder / "stacked" / f"stacked_{scan}_{stack.position:03d}"
 
 
 def _real_key(path: str | os.PathLike) -> str:
@@ -148,11 +181,12 @@ def plan_batch(
             name = f"{stack.name}~{k}"
         taken.add(name)
         fmt = _output_format(options, stack)
-        outputs = {"image": str(out / f"{name}.{fmt}")}
+        stem = output_stem(stack, name, out, options.naming)
+        outputs = {"image": str(stem.with_name(f"{stem.name}.{fmt}"))}
         if options.depth_maps:
-            outputs["depth"] = str(out / f"{name}_depth.tif")
+            outputs["depth"] = str(stem.with_name(f"{stem.name}_depth.tif"))
         if options.confidence_maps:
-            outputs["confidence"] = str(out / f"{name}_confidence.tif")
+            outputs["confidence"] = str(stem.with_name(f"{stem.name}_confidence.tif"))
         payload = _params_payload(options, fmt)
         payload["frames"] = file_fingerprint(stack.frames)
         task = StackTask(
@@ -166,8 +200,10 @@ def plan_batch(
             params_hash=params_hash(payload),
             warnings=[p.message for p in plan.problems_for(stack.name)],
             max_pixels=options.max_pixels,
+            max_memory=options.max_memory,
         )
-        job = StackJob(task, "run", marker=read_marker(task.marker))
+        group = "" if stack.scan is None else f"scan{stack.scan:02d}"
+        job = StackJob(task, "run", marker=read_marker(task.marker), group=group)
         jobs.append(job)
         clash = [p for p in outputs.values() if _real_key(p) in input_keys]
         taken_by = next(((p, claimed[_real_key(p)]) for p in outputs.values() if _real_key(p) in claimed), None)
@@ -204,18 +240,29 @@ def calibration_key(options: BatchOptions) -> tuple[list[Path], str]:
 
 
 def _reuse_hashes(jobs: list[StackJob], options: BatchOptions) -> None:
-    """Make each reusing stack's hash depend on where its alignment comes from."""
+    """Pick the calibration stacks; make each reusing stack's hash depend on where its alignment comes from."""
+    source_hash: dict[str, str] = {}
     if options.calibration:
-        _, source_hash = calibration_key(options)
+        _, key = calibration_key(options)
+        source_hash = {j.group: key for j in jobs}
     else:
-        first = next((j for j in jobs if j.state != "fail"), None)
-        if first is None:
-            return
-        first.alignment_source = True
-        source_hash = first.task.params_hash
+        groups: dict[str, list[StackJob]] = {}
+        for j in jobs:
+            if j.state != "fail":
+                groups.setdefault(j.group, []).append(j)
+        for group, members in groups.items():
+            # the focus sequence is that of most stacks of the group; calibrate on those only
+            sizes = Counter(len(j.task.frames) for j in members)
+            common = max(sizes, key=lambda k: (sizes[k], k))
+            alike = [j for j in members if len(j.task.frames) == common]
+            for i in calibration_indices(len(alike), options.calibration_positions):
+                alike[i].alignment_source = True
+            source_hash[group] = params_hash([j.task.params_hash for j in alike if j.alignment_source])
     for job in jobs:
-        if not job.alignment_source:
-            job.task.params_hash = params_hash([job.task.params_hash, "reuse", source_hash])
+        if not job.alignment_source and job.group in source_hash:
+            job.task.params_hash = params_hash(
+                [job.task.params_hash, "reuse", source_hash[job.group], options.reuse_tolerance]
+            )
 
 
 def _finish_planning(jobs: list[StackJob], options: BatchOptions, share: int) -> None:
@@ -241,10 +288,13 @@ def _finish_planning(jobs: list[StackJob], options: BatchOptions, share: int) ->
                 continue
         try:
             meta = read_meta(task.frames[0])
-            check_memory(
+            tile = fit_memory(
                 meta.shape, task.engine["scale_factor"], threads, tile_size=task.engine.get("tile_size"),
-                share=share, what=task.name,
+                share=share, max_memory=options.max_memory, what=task.name,
             )
+            if tile != task.engine.get("tile_size"):
+                task.engine = {**task.engine, "tile_size": tile}
+                task.warnings.append(f"memory is short: fused in tiles of {tile} px")
         except StackError as exc:
             job.state, job.error = "fail", str(exc)
         except FocusStackError:

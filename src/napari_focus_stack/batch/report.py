@@ -31,6 +31,7 @@ _CSV_COLUMNS = (
     "quality_min",
     "quality_mean",
     "alignment_from",
+    "reuse_check",
     "align_s",
     "fuse_s",
     "write_s",
@@ -58,6 +59,7 @@ def _csv_row(e: dict) -> dict:
         "quality_min": num(a.get("quality_min")),
         "quality_mean": num(a.get("quality_mean")),
         "alignment_from": a.get("reused_from") or "",
+        "reuse_check": _reuse_check_text(a.get("reuse_check")),
         "align_s": num(t.get("align_s")),
         "fuse_s": num(t.get("fuse_s")),
         "write_s": num(t.get("write_s")),
@@ -66,6 +68,13 @@ def _csv_row(e: dict) -> dict:
         "warnings": " | ".join(e.get("warnings") or []),
         "error": e.get("error") or "",
     }
+
+
+def _reuse_check_text(check: dict | None) -> str:
+    if not check:
+        return ""
+    verdict = "fits" if check.get("fits") else "did not fit, aligned on its own"
+    return f"{verdict} ({check.get('error_px', 0.0):.2f} px, tolerance {check.get('tolerance_px', 0.0):g} px)"
 
 
 def write_reports(
@@ -96,6 +105,7 @@ def write_reports(
             "stacks_per_minute": result.stacks_per_minute,
             "cluster_start_s": result.startup_s,
         },
+        "calibration": getattr(result, "calibration", []),
         "stacks": result.stacks,
     }
     json_path = out / f"{REPORT_NAME}.json"

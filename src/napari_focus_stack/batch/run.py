@@ -7,7 +7,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,7 @@ from ..errors import AlignmentError, InputError, OutputError
 from ..grouping import Plan
 from ..io import write_text
 from ..stacker import cancel_check
+from .calibration import combine_transforms
 from .executors import DaskExecutor, InProcess
 from .markers import MARKER_VERSION, STATE_DIR, is_complete, read_marker
 from .options import BatchOptions
@@ -23,7 +24,7 @@ from .plan import StackJob, calibration_key, plan_batch
 from .report import write_reports
 from .task import ProgressCallback, new_entry, run_stack
 
-__all__ = ["BatchResult", "run_batch"]
+__all__ = ["BatchResult", "fatal_line", "run_batch"]
 
 
 @dataclass
@@ -41,6 +42,11 @@ class BatchResult:
         Wall time of the whole batch.
     startup_s : float
         Of which starting (or connecting to) the Dask cluster.
+    calibration : list of dict
+        With a reused alignment, per group of stacks sharing one focus
+        sequence (an OpenScan3 scan): the stacks it was estimated on, those
+        that failed, and how far each one's transforms lie from the
+        combined ones (``deviation_px``).
     """
 
     plan: Plan
@@ -49,6 +55,7 @@ class BatchResult:
     report_csv: Path | None
     elapsed_s: float
     startup_s: float = 0.0
+    calibration: list[dict] = field(default_factory=list)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -131,7 +138,8 @@ def run_batch(
     Raises
     ------
     InputError
-        No stacks found.
+        No stacks found, or the plan has a fatal problem (frames of several
+        stacks grouped as one, see :attr:`Plan.fatal`); nothing is written.
     OutputError
         The output folder cannot be created or written.
     ParameterError
@@ -142,23 +150,26 @@ def run_batch(
     t0 = time.perf_counter()
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     out = Path(output_dir).expanduser().absolute()
-    _check_output_dir(out)
     plan, jobs = plan_batch(inputs, out, options, mode=mode, stack_size=stack_size, pattern=pattern)
     if not plan.stacks:
         why = "; ".join(p.message for p in plan.problems) or "no stacks found"
         raise InputError(f"nothing to stack: {why}")
-    first_to_run = None
-    transforms = source = None
+    if plan.fatal:
+        raise InputError(fatal_line(plan))
+    _check_output_dir(out)
+    explicit = None
     if options.calibration:
-        transforms = _calibration_transforms(options, out)
-        source = Path(options.calibration).name
-    first = next((j for j in jobs if j.alignment_source), None)
-    if first is not None:
-        source = first.task.name
-        if first.state == "skip" and (first.marker or {}).get("transforms") is not None:
-            transforms = first.marker["transforms"]
-        elif first.state in ("skip", "run"):
-            first.state, first_to_run = "run", first  # (again, when an old marker lacks the alignment)
+        explicit = (_calibration_transforms(options, out), Path(options.calibration).name)
+    known: dict[str, list] = {}  # calibration stack -> its transforms
+    first_wave: list[StackJob] = []  # calibration stacks to run before the others
+    for job in jobs:
+        if not job.alignment_source:
+            continue
+        if job.state == "skip" and (job.marker or {}).get("transforms") is not None:
+            known[job.task.name] = job.marker["transforms"]
+        elif job.state in ("skip", "run"):
+            job.state = "run"  # (again, when an old marker lacks the alignment)
+            first_wave.append(job)
 
     entries: dict[str, dict] = {}
     is_cancelled = cancel_check(cancel)
@@ -178,21 +189,23 @@ def run_batch(
         elif job.state == "fail":
             record(new_entry(job.task, "failed", error=job.error))
 
-    todo = [j for j in jobs if j.state == "run" and j is not first_to_run]
-    if options.reuse and first_to_run is None:
-        _apply_transforms(todo, transforms, source)
+    first_ids = {id(j) for j in first_wave}
+    todo = [j for j in jobs if j.state == "run" and id(j) not in first_ids]
     runner = runner or run_stack
     executor = None
     interrupted = False
+    calibration: list[dict] = []
     try:
         if options.scheduler or options.workers > 1:
             executor = DaskExecutor(options, progress, is_cancelled)
         else:
             executor = InProcess(options, progress, is_cancelled)
-        if first_to_run is not None:
-            got = executor.run([first_to_run.task], runner, record)
-            ok = bool(got) and got[0].get("status") == "done"
-            _apply_transforms(todo, got[0].get("_transforms") if ok else None, first_to_run.task.name)
+        if first_wave:
+            for got in executor.run([j.task for j in first_wave], runner, record):
+                if got.get("status") == "done" and got.get("_transforms") is not None:
+                    known[got["stack"]] = got["_transforms"]
+        if options.reuse:
+            calibration = _reuse(jobs, todo, known, explicit, options)
         if todo and not is_cancelled():
             executor.run([j.task for j in todo], runner, record)
     except KeyboardInterrupt:
@@ -210,17 +223,72 @@ def run_batch(
 
     ordered = [entries[j.task.name] for j in jobs]
     elapsed = time.perf_counter() - t0
-    result = BatchResult(plan, ordered, None, None, elapsed, getattr(executor, "startup_s", 0.0))
+    result = BatchResult(plan, ordered, None, None, elapsed, getattr(executor, "startup_s", 0.0), calibration)
     result.report_json, result.report_csv = write_reports(out, plan, options, result, started)
     if interrupted:
         raise KeyboardInterrupt
     return result
 
 
-def _apply_transforms(jobs: list[StackJob], transforms: list | None, source: str | None) -> None:
+def fatal_line(plan: Plan) -> str:
+    """One line saying why `plan` must not run (it has fatal problems)."""
+    fatal = plan.fatal
+    more = f" (and {len(fatal) - 1} more fatal problem(s))" if len(fatal) > 1 else ""
+    return f"nothing was done: {fatal[0].message}{more}"
+
+
+def _reference_index(reference: int | None, n: int) -> int:
+    return n // 2 if reference is None else int(reference) % n
+
+
+def _reuse(
+    jobs: list[StackJob], todo: list[StackJob], known: dict[str, list], explicit: tuple | None, options: BatchOptions
+) -> list[dict]:
+    """Give every stack to run the alignment of its group; describe each group's calibration."""
+    from ..align import corner_error
+    from ..io import read_meta
+
+    reports = []
+    for group in dict.fromkeys(j.group for j in todo):
+        members = [j for j in todo if j.group == group]
+        if explicit is not None:
+            _apply_transforms(members, *explicit, options.reuse_tolerance)
+            continue
+        sources = [j for j in jobs if j.alignment_source and j.group == group]
+        names = [j.task.name for j in sources]
+        sets = [(j, known[j.task.name]) for j in sources if j.task.name in known]
+        report = {"group": group, "stacks": names, "failed": [j.task.name for j in sources if j.task.name not in known]}
+        if not sets:
+            _apply_transforms(members, None, ", ".join(names), options.reuse_tolerance)
+            reports.append(report)
+            continue
+        n = len(sets[0][1])
+        ref = _reference_index(options.engine.reference, n)
+        combined = combine_transforms([t for _, t in sets], ref)
+        shape = read_meta(sets[0][0].task.frames[0]).shape
+        report["deviation_px"] = {}
+        for job, mats in sets:
+            to_ref = np.linalg.inv(np.asarray(mats[ref], dtype=float))
+            errors = [
+                corner_error(np.asarray(m, dtype=float) @ to_ref, c, shape)
+                for m, c in zip(mats, combined) if m is not None and c is not None
+            ]
+            report["deviation_px"][job.task.name] = max(errors, default=0.0)
+        report["combined"] = "median" if len(sets) > 2 else "mean" if len(sets) == 2 else "single"
+        label = sets[0][0].task.name if len(sets) == 1 else f"median of {', '.join(j.task.name for j, _ in sets)}"
+        transforms = [None if m is None else m.tolist() for m in combined]
+        _apply_transforms(members, transforms, label, options.reuse_tolerance)
+        reports.append(report)
+    return reports
+
+
+def _apply_transforms(
+    jobs: list[StackJob], transforms: list | None, source: str | None, tolerance: float | None = None
+) -> None:
     for job in jobs:
         task = job.task
         task.reuse_source = source
+        task.reuse_tolerance = tolerance or None
         if transforms is None:
             task.warnings.append(f"the alignment of {source} could not be reused (it failed); estimated for this stack")
             task.reuse_source = None

@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 
 from .._runtime import default_threads, pixel_limit, pixel_limit_hint, tune_malloc
-from ..errors import AlignmentError, FocusStackError, StackError
+from ..errors import AlignmentError, FocusStackError, OutputError, StackError
 from ..io.outputs import Output, write_outputs
+from .calibration import check_reused_alignment
 from .markers import STATE_DIR, json_safe, write_marker
-from .memory import check_memory
+from .memory import fit_memory
 
 __all__ = ["ProgressCallback", "StackTask", "new_entry", "run_stack"]
 
@@ -43,12 +44,14 @@ class StackTask:
     quality: int
     params_hash: str
     transforms: list | None = None  # reused alignment (lists of 3x3), None: estimate
-    reuse_source: str | None = None  # name of the stack the alignment comes from
+    reuse_source: str | None = None  # where the reused alignment comes from
+    reuse_tolerance: float | None = None  # px: check the reused alignment fits first; None/0: do not check
     warnings: list[str] = field(default_factory=list)
     engine_workers: int | None = None  # engine threads; None: decide where it runs
     threads_on_host: dict | None = None  # Dask: {host: tasks at once} to share the cores
     progress_topic: str | None = None  # Dask: event topic for per-frame progress
     max_pixels: int | None = None  # decompression-bomb limit; None: the reader's default
+    max_memory: float | None = None  # GiB this stack may use; None: its share of the available memory
 
     @property
     def marker(self) -> Path:
@@ -65,7 +68,13 @@ def new_entry(task: StackTask, status: str, **extra) -> dict:
         "n_frames": len(task.frames),
         "excluded": [],
         "reference": None,
-        "alignment": {"reused_from": task.reuse_source, "quality_min": None, "quality_mean": None, "frames": []},
+        "alignment": {
+            "reused_from": task.reuse_source,
+            "reuse_check": None,
+            "quality_min": None,
+            "quality_mean": None,
+            "frames": [],
+        },
         "timings": {},
         "outputs": {},
         "warnings": list(task.warnings),
@@ -143,18 +152,39 @@ def _run_stack(task: StackTask, progress: ProgressCallback | None, cancel) -> di
         if len(task.frames) < 2 and not (task.frames and plane_count(task.frames[0]) > 1):
             raise StackError(f"{task.name} has {len(task.frames)} frame; a stack needs at least 2 frames")
         meta = read_meta(task.frames[0])
-        check_memory(
-            meta.shape, task.engine["scale_factor"], threads, tile_size=task.engine.get("tile_size"),
-            share=share, what=task.name,
+        engine = dict(task.engine)
+        engine["tile_size"] = fit_memory(
+            meta.shape, engine["scale_factor"], threads, tile_size=engine.get("tile_size"),
+            share=share, max_memory=task.max_memory, what=task.name,
         )
         write_marker(task, "started")
-        stacker = FocusStacker(**task.engine, workers=threads)
-        transforms = None
+        stacker = FocusStacker(**engine, workers=threads)
+        transforms, fit, check_s = None, None, None
         if task.transforms is not None:
             transforms = [None if m is None else np.asarray(m) for m in task.transforms]
+            if task.reuse_tolerance:
+                t_check = time.perf_counter()
+                fit = check_reused_alignment(
+                    task.frames, transforms, reference=task.engine.get("reference"), model=task.engine["align"],
+                    backend=stacker.backend, tolerance_px=task.reuse_tolerance,
+                )
+                check_s = time.perf_counter() - t_check
+                if not fit["fits"]:
+                    transforms = None  # this stack moved on its own: align it on its own
         result = stacker.stack(list(task.frames), progress=report, cancel=cancel, transforms=transforms)
         entry = _result_entry(task, result.report)
         entry.update(entry_extra)
+        entry["tile_size"] = engine["tile_size"]
+        if fit is not None:
+            entry["alignment"]["reuse_check"] = json_safe(fit)
+            entry["timings"]["check_s"] = check_s
+            if not fit["fits"]:
+                worst = max(fit["frames"], key=lambda f: f["error_px"])
+                entry["alignment"]["reused_from"] = None
+                entry["warnings"].append(
+                    f"the reused alignment ({task.reuse_source}) does not fit this stack: {worst['name']} is off "
+                    f"by {worst['error_px']:.1f} px (tolerance {fit['tolerance_px']:g} px); aligned on its own"
+                )
         used = sum(m is not None for m in result.transforms)
         if used < 2:
             reasons = "; ".join(f"{e['name']}: {e['reason']}" for e in entry["excluded"]) or "no reason given"
@@ -165,6 +195,14 @@ def _run_stack(task: StackTask, progress: ProgressCallback | None, cancel) -> di
             )
         t1 = time.perf_counter()
         meta = result.meta
+        for path in task.outputs.values():  # OpenScan naming writes into scanNN/stacked/
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise OutputError(
+                    f"cannot create the folder {Path(path).parent}: {exc.strerror or exc}. "
+                    "Choose an output folder you can write to."
+                ) from exc
         sizes = write_outputs(
             [Output(kind, Path(path)) for kind, path in task.outputs.items()],
             {"image": result.image, "depth": result.depth, "confidence": result.confidence},
@@ -195,12 +233,13 @@ def _run_hyperstack(task: StackTask, threads: int, share: int, report, cancel, t
     path = task.frames[0]
     with read_hyperstack(path) as hs:
         frame_shape = hs.frame_shape
-    check_memory(
-        frame_shape, task.engine["scale_factor"], threads, tile_size=task.engine.get("tile_size"),
-        share=share, what=task.name,
+    engine = dict(task.engine)
+    engine["tile_size"] = fit_memory(
+        frame_shape, engine["scale_factor"], threads, tile_size=engine.get("tile_size"),
+        share=share, max_memory=task.max_memory, what=task.name,
     )
     write_marker(task, "started")
-    stacker = FocusStacker(**task.engine, workers=threads)
+    stacker = FocusStacker(**engine, workers=threads)
     outs = task.outputs
     info = stack_nd_to_files(
         stacker, path, outs["image"], height=outs.get("depth"), confidence=outs.get("confidence"),

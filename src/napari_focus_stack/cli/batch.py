@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from ..batch import FORMATS, BatchOptions, plan_batch, run_batch
+from ..batch.options import NAMINGS
 from ..batch.plan import known_outputs
+from ..batch.run import fatal_line
 from ..grouping import MODES, detect_stacks
 from .inputs import check_input_paths, reading_inputs
-from .parser import add_engine_options, add_max_pixels, check_max_pixels, engine_options
+from .parser import add_engine_options, add_max_memory, add_max_pixels, check_max_pixels, engine_options
 
 __all__ = ["add_parser", "options_from_args", "run"]
 
@@ -20,14 +23,23 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "batch",
         help="stack every stack of a scan (OpenScan and others)",
         description=(
-            "Find the stacks in INPUT_DIR (OpenScan names <name>_<pose>-<frame>, numbered files with "
-            "--stack-size, one per subfolder, or a --pattern), stack each, and write one image per stack "
-            "named after it, with the reference frame's EXIF and ICC profile. A rerun skips complete "
-            "stacks; inputs are never overwritten. Writes batch-report.json and .csv in OUTPUT_DIR."
+            "Find the stacks in INPUT_DIR (an OpenScan3 scan folder scanNN/ of scanNN_PPP_fsKK photos, or a "
+            "project folder of such scan folders; classic OpenScan names <name>_<pose>-<frame>; numbered "
+            "files with --stack-size; one per subfolder; or a --pattern), stack each, and write one image "
+            "per stack with the reference frame's EXIF and ICC profile: for OpenScan3 photos "
+            "scanNN/stacked/stacked_scanNN_PPP.jpg as the firmware names them (OUTPUT_DIR is the project "
+            "folder, or the scan folder itself), else <stack>.jpg. A rerun skips complete stacks; inputs "
+            "are never overwritten. Writes batch-report.json and .csv in OUTPUT_DIR."
         ),
     )
-    p.add_argument("input_dir", metavar="INPUT_DIR", help="folder with the frames (or one subfolder per stack)")
-    p.add_argument("-o", "--output", required=True, metavar="OUTPUT_DIR", help="output folder (may be INPUT_DIR)")
+    p.add_argument(
+        "input_dir", metavar="INPUT_DIR",
+        help="folder with the frames, a folder of one subfolder per stack, or an OpenScan3 project folder",
+    )
+    p.add_argument(
+        "-o", "--output", required=True, metavar="OUTPUT_DIR",
+        help="output folder (may be INPUT_DIR); for OpenScan3 photos the project folder (or the scanNN folder)",
+    )
     g = p.add_argument_group("stack detection")
     g.add_argument("--mode", choices=MODES, default="auto", help="how files are grouped (default: auto)")
     g.add_argument("--stack-size", type=int, metavar="N", help="frames per stack (number mode; checked elsewhere)")
@@ -42,11 +54,25 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     g.add_argument("--depth-maps", action="store_true", help="also write <stack>_depth.tif (float32)")
     g.add_argument("--confidence-maps", action="store_true", help="also write <stack>_confidence.tif (float32)")
     g.add_argument("--overwrite", action="store_true", help="recompute all stacks and replace existing outputs")
+    g.add_argument(
+        "--naming", choices=NAMINGS, default="openscan",
+        help="openscan: OpenScan3 stacks as scanNN/stacked/stacked_scanNN_PPP.jpg (default); "
+        "plain: <stack>.jpg in OUTPUT_DIR",
+    )
     g = p.add_argument_group("speed")
     g.add_argument(
         "--reuse-alignment",
         action="store_true",
-        help="estimate the alignment once (first stack) and apply it to every stack",
+        help="estimate the alignment on a few stacks (median) and reuse it where it fits (one focus sequence)",
+    )
+    g.add_argument(
+        "--calibration-positions", type=int, default=3, metavar="N",
+        help="stacks, evenly spaced, the reused alignment is estimated on (default: 3)",
+    )
+    g.add_argument(
+        "--reuse-tolerance", type=float, default=1.0, metavar="PX",
+        help="a stack whose end frames move more than PX pixels from the reused alignment is aligned on its own "
+        "(default: 1; 0: no check)",
     )
     g.add_argument(
         "--calibration", metavar="PATH",
@@ -56,6 +82,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--workers", type=int, default=1, metavar="N", help="local worker processes (default: 1, in-process)"
     )
     g.add_argument("--scheduler", metavar="ADDRESS", help="existing Dask scheduler, e.g. tcp://host:8786")
+    add_max_memory(g)
     g.add_argument(
         "--retries", type=int, default=2, metavar="N",
         help="retries of a stack that raised an unexpected error (default: 2)",
@@ -81,13 +108,17 @@ def options_from_args(args: argparse.Namespace) -> BatchOptions:
         quality=args.quality,
         depth_maps=args.depth_maps,
         confidence_maps=args.confidence_maps,
+        naming=args.naming,
         reuse_alignment=args.reuse_alignment,
+        calibration_positions=args.calibration_positions,
+        reuse_tolerance=args.reuse_tolerance,
         calibration=args.calibration,
         overwrite=args.overwrite,
         workers=args.workers,
         scheduler=args.scheduler,
         retries=args.retries,
         max_pixels=args.max_pixels,
+        max_memory=args.max_memory,
     )
 
 
@@ -98,12 +129,15 @@ def _dry_run(args: argparse.Namespace, options: BatchOptions) -> int:
     print(plan.summary(limit=None))
     print("\nplan:")
     for job in jobs:
-        outs = ", ".join(Path(p).name for p in job.task.outputs.values())
+        outs = ", ".join(os.path.relpath(p, job.task.output_dir) for p in job.task.outputs.values())
         what = {"run": "will run", "skip": "complete, skipped", "fail": "cannot run"}[job.state]
         line = f"  {job.task.name}: {what} -> {outs}"
         if job.error:
             line += f"\n      {job.error}"
         print(line)
+    if plan.fatal:
+        print(f"napari-focus-stack: {fatal_line(plan)}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -111,8 +145,9 @@ def run(args: argparse.Namespace) -> int:
     """Run ``batch``; return the exit code.
 
     0: every stack done or already complete; 1: some stacks failed (see the
-    report); 2: nothing could run (bad options, no stacks, output folder not
-    writable, ``--strict`` with problems).
+    report); 2: nothing could run (bad options, no stacks, a fatal plan
+    problem such as repeated frame numbers, output folder not writable,
+    ``--strict`` with problems).
     """
     check_max_pixels(args.max_pixels)
     options = options_from_args(args)
@@ -135,6 +170,9 @@ def _run(args: argparse.Namespace, options: BatchOptions) -> int:
         print(plan.summary(limit=None if args.quiet or len(plan.stacks) <= 60 else 40), file=err)
     if not plan.stacks:
         return 2
+    if plan.fatal:
+        print(f"napari-focus-stack: {fatal_line(plan)}", file=err)
+        return 2
     if args.strict and any(p.kind != "ignored" for p in plan.problems):
         print("napari-focus-stack: --strict: the plan has problems (listed above); nothing was done", file=err)
         return 2
@@ -153,6 +191,12 @@ def _run(args: argparse.Namespace, options: BatchOptions) -> int:
             bits.append(f"-> {Path(e['outputs'].get('image', '')).name}")
             if e.get("excluded"):
                 bits.append(f"({len(e['excluded'])} frame(s) excluded)")
+            check = (e.get("alignment") or {}).get("reuse_check")
+            if check:
+                bits.append(
+                    f"(reused alignment fits: {check['error_px']:.2f} px)" if check["fits"]
+                    else f"(reused alignment off by {check['error_px']:.1f} px: aligned on its own)"
+                )
         elif e.get("error"):
             bits.append(f"- {e['error']}")
         lines = [" ".join(b for b in bits if b)]
@@ -161,6 +205,8 @@ def _run(args: argparse.Namespace, options: BatchOptions) -> int:
         print("\n".join(lines), file=err, flush=True)
 
     result = run_batch(plan, out, options, on_stack=on_stack)
+    for cal in result.calibration:
+        print(_calibration_line(cal, options.reuse_tolerance), file=err)
     c = result.counts
     print(
         f"{c['done']} done, {c['skipped']} skipped (complete), {c['failed']} failed, {c['cancelled']} cancelled "
@@ -168,3 +214,19 @@ def _run(args: argparse.Namespace, options: BatchOptions) -> int:
         file=err,
     )
     return 0 if result.ok else 1
+
+
+def _calibration_line(cal: dict, tolerance: float) -> str:
+    """One line on where a reused alignment came from and which calibration stack disagreed."""
+    where = f"{cal['group']}: " if cal["group"] else ""
+    deviation = cal.get("deviation_px") or {}
+    if not deviation:
+        return f"{where}reused alignment: no calibration stack could be aligned ({', '.join(cal['stacks'])})"
+    how = "median" if len(deviation) > 1 else "alone"
+    line = f"{where}reused alignment estimated on {', '.join(deviation)} ({how})"
+    odd = [f"{name} differs from it by {px:.1f} px" for name, px in deviation.items() if px > max(tolerance, 0.5)]
+    if odd:
+        line += "; " + "; ".join(odd) + " (outvoted by the median)" * (len(deviation) > 2)
+    if cal.get("failed"):
+        line += f"; failed: {', '.join(cal['failed'])}"
+    return line

@@ -7,7 +7,7 @@ from .. import __version__
 from ..errors import ParameterError
 from ..options import OPEN_ENDED, OPTIONS, EngineOptions, Option
 
-__all__ = ["add_engine_options", "add_max_pixels", "build_parser", "engine_options", "stacker_from_args"]
+__all__ = ["add_engine_options", "add_max_memory", "add_max_pixels", "build_parser", "engine_options", "stacker_from_args"]
 
 
 def _help(opt: Option) -> str:
@@ -55,6 +55,16 @@ def add_max_pixels(parser: argparse.ArgumentParser) -> None:
         "--max-pixels", type=int, default=None, metavar="N",
         help="refuse frames of more than N pixels, a guard against decompression bombs "
         "(default: Pillow's limit, about 179 million; 0: no limit)",
+    )
+
+
+def add_max_memory(parser) -> None:
+    """Add ``--max-memory``, the memory one stack may use (tiles are chosen to stay within it)."""
+    parser.add_argument(
+        "--max-memory", type=float, default=None, metavar="GIB",
+        help="memory one stack may use, in GiB (e.g. 1 on a 4 GB Raspberry Pi running three at once); a stack "
+        "that needs more is fused in tiles, as when the machine's free memory is short (default: no limit "
+        "but the free memory)",
     )
 
 

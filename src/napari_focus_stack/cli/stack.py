@@ -14,7 +14,7 @@ from ..errors import ParameterError
 from ..io.outputs import Output, check_outputs, write_outputs
 from .inputs import check_input_paths, reading_inputs
 from .microscopy import is_microscopy_input, ome_zarr_input, print_summary, run_microscopy
-from .parser import add_engine_options, add_max_pixels, check_max_pixels, stacker_from_args
+from .parser import add_engine_options, add_max_memory, add_max_pixels, check_max_pixels, stacker_from_args
 from .progress import Progress
 
 __all__ = ["add_parser", "run"]
@@ -42,6 +42,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "the depth map is then a height map z0 + index * step",
     )
     add_max_pixels(p)
+    add_max_memory(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     add_engine_options(p)
     p.set_defaults(func=run)
@@ -72,10 +73,13 @@ def _summary(outputs: list[Output], n_frames: int, report: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``stack``; return the exit code."""
+    from ..batch.memory import fit_memory
     from ..io import FrameSource, expand_inputs
 
     if not 1 <= args.quality <= 100:
         raise ParameterError(f"--quality must be between 1 and 100, got {args.quality}")
+    if args.max_memory is not None and not args.max_memory > 0:
+        raise ParameterError(f"--max-memory must be a number of GiB above 0, got {args.max_memory}")
     check_max_pixels(args.max_pixels)
     stacker = stacker_from_args(args)
     outputs = _outputs(args)
@@ -89,6 +93,15 @@ def run(args: argparse.Namespace) -> int:
             return 0
         check_outputs(outputs, inputs=files)
         source = FrameSource.from_inputs(files)
+        tile = fit_memory(
+            source.shape, stacker.scale_factor, stacker.workers, tile_size=stacker.tile_size,
+            max_memory=args.max_memory, what=outputs[0].path.name,
+        )
+        if tile != stacker.tile_size:  # memory is short: fuse in tiles
+            args.tile_size = tile
+            stacker = stacker_from_args(args)
+            if not args.quiet:
+                print(f"memory is short: fusing in tiles of {tile} px", file=sys.stderr)
         with Progress(outputs[0].path.name, enabled=not args.quiet) as bar:
             result = stacker.stack(source, progress=bar)
     meta = result.meta
