@@ -49,6 +49,7 @@ class ChannelPicker(QWidget):
     def __init__(self, viewer: napari.Viewer, parent=None):
         super().__init__(parent)
         self.viewer = viewer
+        # layers are compared by name: napari hands plugins proxies, a new one at every access
         self._input: Image | None = None
         self.list = QListWidget()
         self.list.setToolTip(
@@ -78,7 +79,7 @@ class ChannelPicker(QWidget):
             other
             for other in self.viewer.layers
             if isinstance(other, Image)
-            and other is not layer
+            and other.name != layer.name
             and not other.rgb
             and not other.multiscale
             and other.metadata.get(md.ROLE) is None
@@ -89,10 +90,11 @@ class ChannelPicker(QWidget):
     def set_input(self, layer: Image | None) -> None:
         """List the layers that fit `layer`; ticks kept while the input stays the same.
 
-        A new input starts with the layers of its own file ticked (same
-        :data:`~layer_metadata.CHANNEL_GROUP`).
+        A new input, and a layer new to the list, starts ticked when it comes
+        from the same file as the input (same :data:`~layer_metadata.CHANNEL_GROUP`).
         """
-        same = layer is not None and layer is self._input
+        same = layer is not None and self._input is not None and layer.name == self._input.name
+        known = {item.text() for item in self._items()}
         ticked = {item.text() for item in self._items() if item.checkState() == Qt.CheckState.Checked}
         deciding = self.deciding_combo.currentText()
         self._input = layer
@@ -103,7 +105,7 @@ class ChannelPicker(QWidget):
             item = QListWidgetItem(other.name)
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
             sibling = group is not None and other.metadata.get(md.CHANNEL_GROUP) == group
-            tick = other.name in ticked if same else sibling
+            tick = other.name in ticked if same and other.name in known else sibling
             item.setCheckState(Qt.CheckState.Checked if tick else Qt.CheckState.Unchecked)
             self.list.addItem(item)
         self.list.blockSignals(False)

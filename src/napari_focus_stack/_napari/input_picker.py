@@ -8,7 +8,6 @@ reason (:meth:`InputPicker.why_not`).
 """
 from __future__ import annotations
 
-import weakref
 from typing import TYPE_CHECKING, Any
 
 from qtpy.QtWidgets import QComboBox
@@ -137,13 +136,13 @@ class ZAxisPicker(QComboBox):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setToolTip("The slider along which the frames were focused (labelled z, else pick it)")
-        self._layer: weakref.ref | None = None
+        self._layer: str | None = None  # by name: napari hands plugins a new proxy at every access
 
     def set_layer(self, layer: Image | None) -> None:
         """Offer the sliders of `layer`, keeping the choice while the layer stays the same."""
-        same = layer is not None and self._layer is not None and self._layer() is layer
+        same = layer is not None and layer.name == self._layer
         keep = self.axis() if same else None
-        self._layer = None if layer is None else weakref.ref(layer)
+        self._layer = None if layer is None else layer.name
         self.blockSignals(True)
         self.clear()
         if layer is not None:

@@ -645,10 +645,11 @@ class FocusStackWidget(QWidget):
             self.viewer.layers.append(surface)
         for layer in self.viewer.layers:
             is_result = layer.metadata.get(md.INPUT) == key and layer.metadata.get(md.ROLE) != "surface"
-            if layer is stack or is_result:
+            if layer.name == key or is_result:
                 layer.visible = False  # in 3D they would hide the surface
         self.viewer.dims.ndisplay = 3
-        self.viewer.camera.angles = (0.0, -35.0, 60.0)  # looking down on the relief at a slant
+        camera = self.viewer.scene.camera if hasattr(self.viewer, "scene") else self.viewer.camera  # napari < 0.9
+        camera.angles = (0.0, -35.0, 60.0)  # looking down on the relief at a slant
         self.viewer.reset_view()
         unit = depth.metadata.get(md.HEIGHT_UNIT)
         self.status_label.setText(
