@@ -269,3 +269,38 @@ def test_photo_stack_with_units_set_by_hand_gives_results_in_those_units(viewer,
         (layer,) = res[role]
         assert tuple(layer.scale) == (2.5, 2.5) and [str(u) for u in layer.units] == ["millimeter"] * 2
     assert res["depth"][0].metadata[md.HEIGHT_UNIT] == "frame"
+
+
+def test_calibration_round_trips_through_reader_widget_and_writer(viewer, widget, hyper, tmp_path):
+    import tifffile
+
+    path = tmp_path / "cells.tif"
+    lut = [np.round(np.outer(rgb, np.arange(256))).astype(np.uint8) for rgb in ((0, 1, 0), (1, 0, 1))]
+    tifffile.imwrite(path, np.ascontiguousarray(hyper.data[:2].transpose(0, 2, 1, 3, 4)), imagej=True,
+                     resolution=(1 / DXY, 1 / DXY),
+                     metadata={"axes": "TZCYX", "unit": "micron", "spacing": DZ, "mode": "composite", "LUTs": lut})
+    first, second = viewer.open(str(path), plugin="napari-focus-stack")
+    widget.set_input(first.name)
+    # the channels of one file are fused together by default
+    assert [layer.name for layer in widget.channel_picker.channel_layers()] == [first.name, second.name]
+    with _UnitWarnings() as unit_warnings:
+        assert run_and_wait(widget._qtbot, widget, timeout=120000) == "done"
+        widget._qtbot.wait(100)
+    assert not unit_warnings.messages
+    res = _results(viewer, first.name)
+    fused, depth = res["fused"][1], res["depth"][0]
+    assert fused.name == f"{second.name} fused" and fused.colormap.name == "magenta"
+    assert fused.data.shape == depth.data.shape == (2, 1, *SHAPE)
+    truth = DZ * hyper.depth_index  # ImageJ files start at z = 0
+    assert (np.abs(depth.data[1, 0] - truth) <= DZ)[hyper.texture_mask].mean() > 0.9
+    written = {}
+    for layer, name in ((fused, "fused.tif"), (depth, "height.tif")):
+        (written[name],) = layer.save(str(tmp_path / name), plugin="napari-focus-stack")
+    with tifffile.TiffFile(written["fused.tif"]) as tif:  # what Fiji reads
+        assert tif.series[0].axes == "TYX" and tif.imagej_metadata["unit"] == "micron"
+        x_res = tif.pages[0].tags["XResolution"].value
+        assert x_res[1] / x_res[0] == pytest.approx(DXY)
+        np.testing.assert_array_equal(tif.asarray(), fused.data[:, 0])
+    with tifffile.TiffFile(written["height.tif"]) as tif:
+        assert tif.imagej_metadata["vunit"] == "micron" and tif.imagej_metadata["unit"] == "micron"
+        np.testing.assert_array_equal(tif.asarray(), depth.data[:, 0])
