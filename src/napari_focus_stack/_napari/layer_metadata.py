@@ -8,9 +8,9 @@ and the input paths (never to be overwritten) from any layer.
 from __future__ import annotations
 
 __all__ = [
-    "BATCH", "CHANNEL", "CHANNEL_GROUP", "EXIF", "FRAME_EXIF", "HEIGHT_UNIT", "ICC", "INPUT", "NAMES", "PATH",
-    "PATHS", "REPORT", "REPORTS", "ROLE", "ROLES", "SOURCE", "TRUE_DEPTH", "TRUE_TRANSFORMS", "Z0", "Z_AXIS",
-    "Z_STEP",
+    "BATCH", "CHANNEL", "CHANNEL_GROUP", "CHANNEL_LAYERS", "EXIF", "FRAME_EXIF", "HEIGHT_UNIT", "ICC", "INPUT",
+    "NAMES", "PATH", "PATHS", "REPORT", "REPORTS", "ROLE", "ROLES", "SOURCE", "TRUE_DEPTH", "TRUE_TRANSFORMS",
+    "Z0", "Z_AXIS", "Z_STEP",
 ]
 
 # ---- stack layers (reader, sample data) and results that keep them
@@ -45,6 +45,8 @@ REPORT = "focus_stack_report"
 REPORTS = "focus_stack_reports"
 #: Fused channel layers: the channel's index among the layers fused together.
 CHANNEL = "focus_stack_channel"
+#: N-D results: the names of the input layers fused together (the channel layers, or the input alone).
+CHANNEL_LAYERS = "focus_stack_channel_layers"
 #: The input's z axis (a click on a result moves that slider).
 Z_AXIS = "focus_stack_z_axis"
 #: Depth layers: the unit of their values, "frame" for fractional frame indices, else a length ("µm").

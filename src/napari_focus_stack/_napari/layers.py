@@ -310,6 +310,7 @@ def nd_result_layers(
     looks: Sequence[dict],
     *,
     channel_layers: bool = False,
+    inputs: Sequence[str] = (),
 ) -> list[ResultLayer]:
     """The layers an N-D result becomes: fused image(s), heights and confidence.
 
@@ -332,6 +333,8 @@ def nd_result_layers(
     channel_layers : bool
         The result's channel axis holds layers fused together (one fused
         layer each, the channel index in ``metadata[md.CHANNEL]``).
+    inputs : sequence of str
+        The names of the input layers (the channel layers fused together).
 
     Returns
     -------
@@ -356,6 +359,7 @@ def nd_result_layers(
         md.NAMES: names,
         md.Z_AXIS: axes.z,
         md.HEIGHT_UNIT: result.unit,
+        md.CHANNEL_LAYERS: list(inputs) or [key],
     }
     if calibrated:
         metadata.update({md.Z0: float(cal.z0), md.Z_STEP: float(cal.z_step)})

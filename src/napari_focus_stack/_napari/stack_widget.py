@@ -94,6 +94,8 @@ __all__ = ["SELECTED", "FocusStackWidget"]
 _PROGRESS_MS = 200
 # Pause between the GUI steps that add result layers, so that paints and timers run in between.
 _STEP_PAUSE_MS = 10
+#: Camera angles of the 3D height view: looking down on the relief at a slant.
+SURFACE_VIEW = (-55.0, 35.0, 165.0)
 
 
 @dataclass
@@ -114,6 +116,7 @@ class _Job:
     place: dict = field(default_factory=dict)  # selected 2-D layers: scale, translate, units, labels
     looks: list = field(default_factory=list)  # per fused layer: name and display keywords
     channel: int | None = None  # the deciding channel (N-D)
+    inputs: list = field(default_factory=list)  # names of the layers fused together (N-D)
     aligned: bool = False
 
 
@@ -317,9 +320,10 @@ class FocusStackWidget(QWidget):
             data, letters = ChannelStack([c.data for c in channels], names), "C" + axes.letters
         else:
             names, data, letters = None, layer.data, axes.letters
-        hyper = Hyperstack(data, letters, axes.calibration(names), name=repr(entry))
+        hyper = Hyperstack(data, letters, axes.calibration(names), name=entry)
         return _Job(entry, layer, axes.frames, stacks=axes.stacks, hyper=hyper, axes=axes, looks=looks,
-                    channel=self.channel_picker.deciding() if len(channels) > 1 else None)
+                    channel=self.channel_picker.deciding() if len(channels) > 1 else None,
+                    inputs=[c.name for c in channels])
 
     def _make_stacker(self) -> FocusStacker:
         return FocusStacker(**self.engine.kwargs())
@@ -458,7 +462,8 @@ class FocusStackWidget(QWidget):
     def _result_steps(self, job: _Job, result: Any, aligned: np.ndarray | None) -> list:
         """The GUI-thread work that shows a result, as small steps."""
         if job.hyper is not None:
-            specs = nd_result_layers(result, job.key, job.axes, job.looks, channel_layers=len(job.looks) > 1)
+            specs = nd_result_layers(result, job.key, job.axes, job.looks, channel_layers=len(job.looks) > 1,
+                                     inputs=job.inputs)
             report = result.reports[0] if result.reports else {}
         else:
             look = job.looks[0] if job.looks else {}
@@ -643,14 +648,15 @@ class FocusStackWidget(QWidget):
             self.viewer.layers.insert(position, surface)
         else:
             self.viewer.layers.append(surface)
+        inputs = {key, *depth.metadata.get(md.CHANNEL_LAYERS, [])}
         for layer in self.viewer.layers:
             is_result = layer.metadata.get(md.INPUT) == key and layer.metadata.get(md.ROLE) != "surface"
-            if layer.name == key or is_result:
+            if layer.name in inputs or is_result:
                 layer.visible = False  # in 3D they would hide the surface
         self.viewer.dims.ndisplay = 3
-        camera = self.viewer.scene.camera if hasattr(self.viewer, "scene") else self.viewer.camera  # napari < 0.9
-        camera.angles = (0.0, -35.0, 60.0)  # looking down on the relief at a slant
         self.viewer.reset_view()
+        camera = self.viewer.scene.camera if hasattr(self.viewer, "scene") else self.viewer.camera  # napari < 0.9
+        camera.angles = SURFACE_VIEW
         unit = depth.metadata.get(md.HEIGHT_UNIT)
         self.status_label.setText(
             f"'{surface.name}': {len(mesh.vertices):,} vertices"
