@@ -304,3 +304,30 @@ def test_calibration_round_trips_through_reader_widget_and_writer(viewer, widget
     with tifffile.TiffFile(written["height.tif"]) as tif:
         assert tif.imagej_metadata["vunit"] == "micron" and tif.imagej_metadata["unit"] == "micron"
         np.testing.assert_array_equal(tif.asarray(), depth.data[:, 0])
+
+
+def test_progress_names_the_time_point_and_cancel_stops(viewer, widget, hyper):
+    _tzyx_layer(viewer, hyper)
+    widget.set_input("cells")
+    texts = []
+    set_format = widget.progress_bar.setFormat
+    widget.progress_bar.setFormat = lambda text: (texts.append(text), set_format(text))
+    # cancel once the second time point is being fused
+    widget._bridge.progress.connect(lambda done, total, stage: done > 2 * N_Z + N_Z and widget.cancel_button.click())
+    assert run_and_wait(widget._qtbot, widget, timeout=120000) == "cancelled"
+    assert any(t.startswith("T 1/3: ") for t in texts), texts
+    assert not _results(viewer, "cells") and widget.status_label.text() == "Cancelled."
+
+
+def test_a_channel_axis_in_one_layer_is_fused_with_one_decision(viewer, widget, hyper):
+    czyx = hyper.data[0] // 4
+    czyx[1] = 2 * czyx[0] + 100
+    viewer.add_image(czyx, name="cz", axis_labels=("c", "z", "y", "x"))
+    widget.set_input("cz")
+    assert widget.z_combo.axis() == 1
+    assert run_and_wait(widget._qtbot, widget, timeout=120000) == "done"
+    res = _results(viewer, "cz")
+    fused, depth = res["fused"][0], res["depth"][0]
+    assert fused.data.shape == (2, 1, *SHAPE) and depth.data.shape == SHAPE  # the height map has no channels
+    a, b = fused.data[0, 0].astype(float), fused.data[1, 0].astype(float)
+    assert np.abs(b - (2 * a + 100)).max() <= 2
