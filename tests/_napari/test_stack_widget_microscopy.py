@@ -156,7 +156,7 @@ def test_channel_layers_are_fused_with_one_decision(viewer, widget, hyper):
     fused = {layer.name: layer for layer in res["fused"]}
     assert set(fused) == {"DAPI fused", "GFP fused"}
     assert [layer.metadata[md.CHANNEL] for layer in res["fused"]] == [0, 1]
-    for name, source in zip(["DAPI", "GFP"], layers):
+    for name, source in zip(["DAPI", "GFP"], layers, strict=True):
         out = fused[f"{name} fused"]
         assert out.colormap.name == source.colormap.name and out.blending == source.blending
         assert tuple(out.contrast_limits) == tuple(source.contrast_limits) and out.gamma == source.gamma

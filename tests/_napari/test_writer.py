@@ -201,7 +201,8 @@ def test_height_layer_keeps_its_value_unit(tmp_path):
 def test_ome_tiff_keeps_pixel_size_and_channel_colour(tmp_path):
     data = np.arange(20 * 30, dtype=np.uint16).reshape(20, 30)
     meta = {"name": "GFP fused", "rgb": False, "scale": (0.2, 0.2), "units": ("micrometer", "micrometer"),
-            "axis_labels": ("y", "x"), "colormap": {"name": "green", "colors": [[0, 0, 0, 1], [0, 1, 0, 1]]}, "metadata": {}}
+            "axis_labels": ("y", "x"), "colormap": {"name": "green", "colors": [[0, 0, 0, 1], [0, 1, 0, 1]]},
+            "metadata": {}}
     (out,) = write_image_layer(str(tmp_path / "gfp.ome.tif"), data, meta)
     with tifffile.TiffFile(out) as tif:
         xml = tif.ome_metadata

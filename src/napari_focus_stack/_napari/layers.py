@@ -40,8 +40,8 @@ if TYPE_CHECKING:
     from ..stacker import StackResult
 
 __all__ = [
-    "ChannelStack", "InputAxes", "find_result", "find_results", "layer_shape", "layers_source", "nd_result_layers", "put_result", "result_layers",
-    "reusable", "stack_source", "unit_symbol",
+    "ChannelStack", "InputAxes", "find_result", "find_results", "layer_shape", "layers_source", "nd_result_layers",
+    "put_result", "result_layers", "reusable", "stack_source", "unit_symbol",
 ]
 
 #: ``(role, data, kwargs)``: one result layer to show; kwargs are ``napari.layers.Image``'s.
@@ -103,7 +103,8 @@ class InputAxes:
     @property
     def stacks(self) -> int:
         """z-stacks to fuse: the product of the looped sliders' lengths."""
-        return int(np.prod([n for n, a in zip(self.shape, self.letters) if a not in "CZYX"], dtype=np.int64))
+        looped = [n for n, a in zip(self.shape, self.letters, strict=False) if a not in "CZYX"]  # S not in shape
+        return int(np.prod(looped, dtype=np.int64))
 
     @property
     def z_unit(self) -> str | None:
@@ -156,7 +157,9 @@ class ChannelStack:
         shapes = {tuple(a.shape) for a in arrays}
         dtypes = {np.dtype(a.dtype) for a in arrays}
         if len(shapes) > 1 or len(dtypes) > 1:
-            described = ", ".join(f"{n} {tuple(a.shape)} {np.dtype(a.dtype)}" for n, a in zip(names, arrays))
+            described = ", ".join(
+                f"{n} {tuple(a.shape)} {np.dtype(a.dtype)}" for n, a in zip(names, arrays, strict=True)
+            )
             raise StackError(f"channel layers fused together must have one shape and dtype: {described}")
         self.arrays = list(arrays)
         self.shape = (len(arrays), *shapes.pop())

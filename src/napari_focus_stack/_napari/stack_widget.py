@@ -719,7 +719,7 @@ def _surface_colours(fused: list, world_point) -> np.ndarray | None:
     if len(fused) == 1:
         return planes[0]
     rgb = np.zeros((*planes[0].shape[:2], 3), np.float32)
-    for layer, plane in zip(fused, planes):
+    for layer, plane in zip(fused, planes, strict=True):
         lo, hi = (float(v) for v in layer.contrast_limits)
         norm = np.clip((plane.astype(np.float32) - lo) / (hi - lo if hi > lo else 1.0), 0.0, 1.0) ** layer.gamma
         rgb += layer.colormap.map(norm.ravel())[:, :3].reshape(rgb.shape)
