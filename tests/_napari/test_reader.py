@@ -214,3 +214,106 @@ def test_a_bug_in_grouping_is_raised(frame_folder, monkeypatch):
 def test_metadata_keys_are_the_shared_constants(natural_folder):
     ((_, kwargs, _),) = read_stacks(str(natural_folder))
     assert set(kwargs["metadata"]) == {md.SOURCE, md.NAMES, md.PATHS, md.EXIF, md.ICC, md.FRAME_EXIF}
+
+
+# ----------------------------------------------------------------- microscope data
+
+PIXEL, Z_STEP = 0.1, 0.5  # µm
+
+
+@pytest.fixture(scope="module")
+def tczyx():
+    """(T 2, C 2, Z 5, 48 x 64) uint16 with known relief."""
+    from napari_focus_stack.synthetic import make_hyperstack
+
+    return make_hyperstack("patches", shape=(48, 64), n_z=5, n_t=2, n_c=2, seed=4).data
+
+
+def _lut(rgb):
+    return np.round(np.outer(rgb, np.arange(256))).astype(np.uint8)
+
+
+def _imagej(path, tczyx):
+    """ImageJ hyperstack TZCYX, 0.1 µm pixels, 0.5 µm z step, green and magenta channels."""
+    tifffile.imwrite(path, np.ascontiguousarray(tczyx.transpose(0, 2, 1, 3, 4)), imagej=True,
+                     resolution=(1 / PIXEL, 1 / PIXEL),
+                     metadata={"axes": "TZCYX", "unit": "micron", "spacing": Z_STEP, "mode": "composite",
+                               "LUTs": [_lut((0, 1, 0)), _lut((1, 0, 1))]})
+    return path
+
+
+def _ome_zarr(folder, tczyx):
+    """OME-Zarr (NGFF 0.4, zarr format 2), named and coloured channels, first plane at z = 3 µm."""
+    zarr = pytest.importorskip("zarr")
+    root = zarr.open_group(str(folder), mode="w", zarr_format=2)
+    root.create_array("0", data=tczyx, chunks=(1, 1, 1, *tczyx.shape[3:]))
+    axes = [{"name": "t", "type": "time"}, {"name": "c", "type": "channel"}] + [
+        {"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"]
+    transforms = [{"type": "scale", "scale": [1.0, 1.0, Z_STEP, PIXEL, PIXEL]},
+                  {"type": "translation", "translation": [0, 0, 3.0, 0, 0]}]
+    root.attrs["multiscales"] = [{"version": "0.4", "axes": axes,
+                                  "datasets": [{"path": "0", "coordinateTransformations": transforms}]}]
+    root.attrs["omero"] = {"channels": [{"label": "DAPI", "color": "0000FF"}, {"label": "GFP", "color": "FF8000"}]}
+    return folder
+
+
+def test_imagej_hyperstack_opens_calibrated_and_split_into_channels(viewer, tmp_path, tczyx):
+    dask_array = pytest.importorskip("dask.array")
+    path = _imagej(tmp_path / "cells.tif", tczyx)
+    assert get_reader(str(path)) is read_stacks
+    layers = viewer.open(str(path), plugin=PLUGIN)
+    assert [layer.name for layer in layers] == ["cells channel 0", "cells channel 1"]
+    for c, layer in enumerate(layers):
+        assert isinstance(layer.data, dask_array.Array)  # lazy: planes are read when shown
+        assert layer.data.shape == (2, 5, 48, 64) and layer.data.chunksize[:2] == (1, 1)
+        np.testing.assert_array_equal(np.asarray(layer.data[1, 3]), tczyx[1, c, 3])
+        assert tuple(layer.scale) == pytest.approx((1.0, Z_STEP, PIXEL, PIXEL))
+        assert [str(u) for u in layer.units] == ["pixel", "micrometer", "micrometer", "micrometer"]
+        assert tuple(layer.axis_labels) == ("t", "z", "y", "x")
+        assert layer.metadata[md.CHANNEL_GROUP] == str(path)
+    assert [layer.colormap.name for layer in layers] == ["green", "magenta"]
+    assert [layer.blending for layer in layers] == ["translucent_no_depth", "additive"]  # napari's channel_axis
+    assert viewer.layers.units is not None
+
+
+def test_ome_zarr_opens_with_names_colours_and_z_origin(viewer, tmp_path, tczyx):
+    folder = _ome_zarr(tmp_path / "cells.zarr", tczyx)
+    assert get_reader(str(folder)) is read_stacks
+    dapi, gfp = viewer.open(str(folder), plugin=PLUGIN)
+    assert (dapi.name, gfp.name) == ("cells DAPI", "cells GFP")
+    assert dapi.colormap.name == "blue" and tuple(np.round(gfp.colormap.colors[-1][:3], 3)) == (1.0, 0.502, 0.0)
+    assert tuple(dapi.translate) == pytest.approx((0.0, 3.0, 0.0, 0.0))
+    np.testing.assert_array_equal(np.asarray(gfp.data[0, 2]), tczyx[0, 1, 2])
+
+
+def test_ome_tiff_with_one_channel_is_one_layer(viewer, tmp_path, tczyx):
+    path = tmp_path / "one.ome.tif"
+    tifffile.imwrite(path, tczyx[:, 0], ome=True,
+                     metadata={"axes": "TZYX", "PhysicalSizeX": PIXEL, "PhysicalSizeY": PIXEL,
+                               "PhysicalSizeZ": Z_STEP})
+    (layer,) = viewer.open(str(path), plugin=PLUGIN)
+    assert layer.name == "one" and layer.data.shape == (2, 5, 48, 64)
+    assert tuple(layer.scale) == pytest.approx((1.0, Z_STEP, PIXEL, PIXEL))
+    assert md.CHANNEL_GROUP not in layer.metadata and layer.colormap.name == "gray"
+
+
+@pytest.mark.parametrize("case", ["no-z", "one-plane"])
+def test_microscope_data_that_cannot_be_stacked_is_refused_with_the_reason(viewer, tmp_path, tczyx, case):
+    from napari.utils.notifications import notification_manager
+
+    if case == "no-z":
+        path, why = tmp_path / "series.tif", "no Z axis"
+        tifffile.imwrite(path, np.zeros((3, 48, 64), np.uint16), imagej=True, metadata={"axes": "TYX"})
+    else:
+        path, why = _ome_zarr(tmp_path / "series.zarr", tczyx[:, :, :1]), "single z plane"
+    assert get_reader(str(path)) is read_stacks
+    before = len(notification_manager.records)
+    assert viewer.open(str(path), plugin=PLUGIN) == []  # no layer, and no "refused the file" error
+    messages = [n.message for n in notification_manager.records[before:]]
+    assert any(path.name in m and why in m for m in messages), messages
+
+
+def test_single_plane_imagej_image_is_left_to_other_readers(tmp_path):
+    path = tmp_path / "one.tif"
+    tifffile.imwrite(path, np.zeros((8, 8), np.uint16), imagej=True)
+    assert get_reader(str(path)) is None

@@ -160,3 +160,59 @@ def test_stack_write_errors_are_output_errors(tmp_path):
     with pytest.raises(OutputError, match="could not write"):
         write_image_layer(str(target), np.zeros((2, 4, 4), np.uint8), {"metadata": {}})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["stack.tif"]
+
+
+# ------------------------------------------------------------------ calibration
+
+
+def _result_meta(role, **extra):
+    """The state napari passes for a result layer of a (T, Z, Y, X) input: a single z plane kept."""
+    return {
+        "name": f"cells {role}", "rgb": False, "scale": (1.0, 3.0, 0.1, 0.1), "translate": (0, 4.25, 0, 0),
+        "units": ("pixel", "micrometer", "micrometer", "micrometer"), "axis_labels": ("t", "z", "y", "x"),
+        "metadata": {"focus_stack_role": role, **extra},
+    }
+
+
+def test_calibrated_fused_layer_is_an_imagej_time_series(tmp_path):
+    data = np.random.default_rng(0).integers(0, 60000, (3, 1, 20, 30), dtype=np.uint16)
+    (out,) = write_image_layer(str(tmp_path / "fused.tif"), data, _result_meta("fused"))
+    with tifffile.TiffFile(out) as tif:
+        assert tif.is_imagej and tif.series[0].axes == "TYX"
+        assert tif.imagej_metadata["unit"] == "micron"
+        x_res = tif.pages[0].tags["XResolution"].value
+        assert x_res[0] / x_res[1] == pytest.approx(10.0)  # pixels per µm
+        np.testing.assert_array_equal(tif.asarray(), data[:, 0])
+    assert _no_temp_files(tmp_path)
+
+
+def test_height_layer_keeps_its_value_unit(tmp_path):
+    heights = np.random.default_rng(1).uniform(2.0, 4.5, (3, 1, 20, 30)).astype(np.float32)
+    meta = _result_meta("depth", focus_stack_height_unit="µm")
+    (out,) = write_image_layer(str(tmp_path / "height.tif"), heights, meta)
+    with tifffile.TiffFile(out) as tif:
+        assert tif.series[0].axes == "TYX" and tif.imagej_metadata["vunit"] == "micron"
+        np.testing.assert_array_equal(tif.asarray(), heights[:, 0])
+    (out,) = write_image_layer(str(tmp_path / "height.ome.tif"), heights, meta)
+    with tifffile.TiffFile(out) as tif:
+        assert tif.is_ome and "height (µm)" in tif.ome_metadata
+
+
+def test_ome_tiff_keeps_pixel_size_and_channel_colour(tmp_path):
+    data = np.arange(20 * 30, dtype=np.uint16).reshape(20, 30)
+    meta = {"name": "GFP fused", "rgb": False, "scale": (0.2, 0.2), "units": ("micrometer", "micrometer"),
+            "axis_labels": ("y", "x"), "colormap": {"name": "green", "colors": [[0, 0, 0, 1], [0, 1, 0, 1]]},
+            "metadata": {}}
+    (out,) = write_image_layer(str(tmp_path / "gfp.ome.tif"), data, meta)
+    with tifffile.TiffFile(out) as tif:
+        xml = tif.ome_metadata
+        assert 'PhysicalSizeX="0.2"' in xml and "GFP fused" in xml and 'Color="16711935"' in xml
+        np.testing.assert_array_equal(tif.asarray(), data)
+
+
+def test_uncalibrated_layers_keep_the_plain_writer(tmp_path):
+    data = np.zeros((20, 30), np.uint16)
+    meta = {"rgb": False, "scale": (1.0, 1.0), "units": ("pixel", "pixel"), "metadata": {}}
+    (out,) = write_image_layer(str(tmp_path / "plain.tif"), data, meta)
+    with tifffile.TiffFile(out) as tif:
+        assert not tif.is_imagej and not tif.is_ome

@@ -1,4 +1,4 @@
-"""napari reader: a folder, a list of files or a multi-page TIFF as a stack layer.
+"""napari reader: a folder, a list of files, a multi-page TIFF or microscope data as stack layers.
 
 The layer data is ``(Z, Y, X)`` or ``(Z, Y, X, 3)`` in natural file order,
 dtype as decoded (16-bit stays 16-bit). ``layer.metadata`` keeps what the
@@ -21,6 +21,20 @@ read, and files that fit no stack, are left out and named in a notification.
 Stacks larger than :data:`LAZY_BYTES` open lazily (dask), so only the frames
 on screen are decoded.
 
+Microscope data (ImageJ hyperstacks, OME-TIFF, OME-Zarr folders: see
+:func:`napari_focus_stack.io.read_hyperstack`) opens lazily (a dask array
+over the file's planes: a 2 GB file is never read whole) with its
+calibration: ``scale`` (pixel size, z step), ``translate`` (first plane's
+z), ``units`` and ``axis_labels`` (``t``, ``z``, ``y``, ``x``). Channels
+become one layer each, napari's convention (as ``channel_axis`` and
+napari-ome-zarr do): named ``<file> <channel name>``, coloured with the
+file's channel colours (else magenta and green, or cyan, magenta, yellow,
+red, green, blue), the first channel ``translucent_no_depth`` and the others
+``additive``, and ``metadata["channel_group"]`` naming the file, so that the
+Focus stack widget fuses them together. A file that is microscope data but
+cannot be focus-stacked (no z axis, a single z plane...) is refused with
+the reason in a notification, and no layer.
+
 Nothing here imports napari at module level: the reader also works as a
 plain function returning ``(data, kwargs, "image")`` tuples.
 """
@@ -39,11 +53,22 @@ import numpy as np
 from .._runtime import default_threads
 from ..errors import FocusStackError, InputError
 from ..grouping import detect_stacks
-from ..io import FrameSource, ImageMeta, expand_inputs, is_image_name, natural_sorted, read_image, read_meta
+from ..io import (
+    FrameSource,
+    ImageMeta,
+    expand_inputs,
+    is_hyperstack_file,
+    is_image_name,
+    natural_sorted,
+    plane_count,
+    read_hyperstack,
+    read_image,
+    read_meta,
+)
 from . import layer_metadata as md
 from ._notify import notify
 
-__all__ = ["get_reader", "read_stacks", "LAZY_BYTES"]
+__all__ = ["LAZY_BYTES", "get_reader", "read_stacks"]
 
 #: Stacks whose pixels take more bytes than this are opened lazily with dask.
 LAZY_BYTES = 512 * 2**20
@@ -73,6 +98,13 @@ def _is_multipage(path: Path) -> bool:
         return False
 
 
+def _is_microscope_data(path: Path) -> bool:
+    """An OME-Zarr folder, or an ImageJ/OME/N-D TIFF with more than one plane (one plane: a 2-D image)."""
+    if path.is_dir():
+        return is_hyperstack_file(path)
+    return is_hyperstack_file(path) and plane_count(path) >= 2
+
+
 def get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[LayerData]] | None:
     """Return :func:`read_stacks` when `path` is something this plugin stacks.
 
@@ -85,8 +117,9 @@ def get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[LayerData]] | 
     -------
     callable or None
         :func:`read_stacks` for a folder with image files, two or more image
-        files, or a multi-page TIFF; None otherwise (a single 2-D image, a
-        missing or unreadable path), so that other readers can try.
+        files, a multi-page TIFF or microscope data (an ImageJ or OME-TIFF
+        with several planes, an OME-Zarr folder); None otherwise (a single
+        2-D image, a missing or unreadable path), so that other readers can try.
     """
     paths = _as_list(path)
     if not paths:
@@ -94,8 +127,8 @@ def get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[LayerData]] | 
     if len(paths) == 1:
         p = paths[0]
         if p.is_dir():
-            return read_stacks if _folder_images(p) else None
-        if p.is_file() and is_image_name(p) and _is_multipage(p):
+            return read_stacks if _is_microscope_data(p) or _folder_images(p) else None
+        if p.is_file() and is_image_name(p) and (_is_microscope_data(p) or _is_multipage(p)):
             return read_stacks
         return None
     if all(p.is_file() and is_image_name(p) for p in paths):
@@ -117,10 +150,18 @@ def read_stacks(path: PathOrPaths) -> list[LayerData]:
     Returns
     -------
     list of (data, kwargs, "image")
-        One layer per stack. Empty when nothing could be read (the reason is
-        shown as a notification).
+        One layer per stack (per channel for microscope data). Empty when
+        nothing could be read (the reason is shown as a notification);
+        ``[(None,)]`` (napari's "nothing to add") when microscope data cannot
+        be focus-stacked: the notification says why.
     """
     paths = _as_list(path)
+    if len(paths) == 1 and _is_microscope_data(paths[0]):
+        try:
+            return _microscope_layers(paths[0])
+        except FocusStackError as exc:
+            notify(f"napari-focus-stack cannot open {paths[0].name}: {exc}", "error")
+            return [(None,)]
     try:
         if len(paths) == 1 and paths[0].is_file():
             return [_tiff_layer(paths[0])]
@@ -216,6 +257,97 @@ def _common_name(stems: list[str]) -> str:
     if prefix and prefix[-1].isdigit() and any(len(s) > len(prefix) and s[len(prefix)].isdigit() for s in stems):
         prefix = prefix.rstrip("0123456789")
     return re.sub(r"[\s._-]+$", "", prefix)
+
+
+# ----------------------------------------------------------- microscope data
+
+#: napari's channel colours when a file names none (``channel_axis``'s defaults).
+_TWO_CHANNELS = ("magenta", "green")
+_MORE_CHANNELS = ("cyan", "magenta", "yellow", "red", "green", "blue")
+_NAMED_COLOURS = {
+    (1, 0, 0): "red", (0, 1, 0): "green", (0, 0, 1): "blue", (1, 0, 1): "magenta", (0, 1, 1): "cyan",
+    (1, 1, 0): "yellow", (1, 1, 1): "gray",
+}
+
+
+def _colormap(colour: Any) -> str:
+    """A napari colormap name for a channel colour ``(r, g, b)`` in 0..1 (or a name, kept)."""
+    if isinstance(colour, str):
+        return colour
+    rgb = tuple(int(round(255 * min(max(float(v), 0.0), 1.0))) for v in tuple(colour)[:3])
+    named = _NAMED_COLOURS.get(tuple(v // 255 for v in rgb) if all(v in (0, 255) for v in rgb) else None)
+    return named or "#{:02x}{:02x}{:02x}".format(*rgb)
+
+
+def _channel_colormaps(colours: Any, n: int) -> list[str]:
+    if colours is not None and len(colours) == n:
+        return [_colormap(c) for c in colours]
+    if n == 1:
+        return ["gray"]
+    cycle = _TWO_CHANNELS if n == 2 else _MORE_CHANNELS
+    return [cycle[k % len(cycle)] for k in range(n)]
+
+
+def _stem(path: Path) -> str:
+    """The file or folder name without its format's suffixes (``cells.ome.tif`` -> ``cells``)."""
+    name = path.name
+    for suffix in (".ome.tiff", ".ome.tif", ".ome.zarr", ".tiff", ".tif", ".zarr"):
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _microscope_layers(path: Path) -> list[LayerData]:
+    """One lazy, calibrated layer per channel of an ImageJ/OME-TIFF or OME-Zarr."""
+    import dask.array as da
+
+    hs = read_hyperstack(path)  # refuses data without a z axis of 2 or more planes, saying so
+    cal = hs.calibration
+    data = da.from_zarr(hs.data) if type(hs.data).__module__.startswith("zarr") else da.asarray(hs.data)
+    layer_axes = [a for a in hs.axes if a not in "CS"]
+    scale, translate, units = [], [], []
+    for a in layer_axes:
+        if a == "Z" and cal.z_step is not None:
+            scale.append(float(cal.z_step))
+            translate.append(float(cal.z0))
+            units.append(cal.z_unit or cal.unit or "pixel")
+        elif a in "YX" and cal.pixel_size is not None:
+            scale.append(float(cal.pixel_size[0 if a == "Y" else 1]))
+            translate.append(0.0)
+            units.append(cal.unit or "pixel")
+        else:
+            scale.append(1.0)
+            translate.append(0.0)
+            units.append("pixel")
+    n = hs.n_channels if "C" in hs.axes else 1
+    names = list(cal.channel_names) if cal.channel_names else [f"channel {c}" for c in range(n)]
+    colormaps = _channel_colormaps(cal.channel_colors, n)
+    # one plane (the middle z of the first z-stack) sets the contrast of each channel
+    plane = hs.read_frame(hs.loop_indices()[0], hs.size("Z") // 2)
+    rgb = "S" in hs.axes
+    stem = _stem(path)
+    layers = []
+    for c in range(n):
+        channel = data if "C" not in hs.axes else data[(slice(None),) * hs.axes.index("C") + (c,)]
+        kwargs: dict[str, Any] = {
+            "name": stem if n == 1 else f"{stem} {names[c]}",
+            "rgb": rgb,
+            "scale": tuple(scale),
+            "translate": tuple(translate),
+            "units": tuple(units),
+            "axis_labels": tuple(a.lower() for a in layer_axes),
+            "multiscale": False,
+            "metadata": {md.SOURCE: str(path)},
+        }
+        if not rgb:
+            values = plane if plane.ndim == 2 else plane[..., c]
+            kwargs["contrast_limits"] = _contrast_limits(values[None], values.dtype)
+            kwargs["colormap"] = colormaps[c]
+        if n > 1:
+            kwargs["blending"] = "translucent_no_depth" if c == 0 else "additive"
+            kwargs["metadata"][md.CHANNEL_GROUP] = str(path)
+        layers.append((channel, kwargs, "image"))
+    return layers
 
 
 # --------------------------------------------------------------------- layers

@@ -9,6 +9,14 @@
   unchanged; PNG and JPEG would lose them, so those are refused with a
   message saying to use ``.tif``.
 - Stacks (``(Z, Y, X)`` or ``(Z, Y, X, 3)``) become multi-page TIFFs.
+- Calibrated layers (y/x in a length unit, e.g. read from microscope data,
+  or a height map in micrometres) saved as ``.tif`` keep their calibration
+  through :func:`napari_focus_stack.io.write_calibrated_tiff`: an
+  ImageJ-compatible TIFF (pixel size and unit, axes T, C, Y, X; a height
+  map's value unit, shown by Fiji next to each value), or an OME-TIFF for
+  ``.ome.tif``. The single planes that keep a result on its input's sliders
+  (:mod:`.geometry`) are left out: a ``(T, 1, Y, X)`` fused layer is written
+  as a ``TYX`` time series.
 
 Every file goes through :func:`napari_focus_stack.io.write_atomic` (a hidden
 temporary file beside the target, renamed over it when complete, errors
@@ -26,8 +34,9 @@ import numpy as np
 from ..errors import OutputError
 from ..io import write_atomic, write_image
 from . import layer_metadata as md
+from .layers import unit_symbol
 
-__all__ = ["write_image_layer", "JPEG_QUALITY"]
+__all__ = ["JPEG_QUALITY", "write_image_layer"]
 
 JPEG_QUALITY = 95
 _TIFF = (".tif", ".tiff")
@@ -64,6 +73,11 @@ def write_image_layer(path: str, data: Any, meta: dict) -> list[str]:
     protect = [p for p in metadata.get(md.PATHS) or [] if p]
     rgb = bool(meta.get("rgb", False))
     a = np.asarray(data)
+    if ext in _TIFF:
+        layout = _calibrated_layout(target, a, meta)
+        if layout is not None:
+            _write_calibrated(target, a, meta, layout, protect)
+            return [str(target)]
     if a.ndim > (3 if rgb else 2):
         if ext not in _TIFF:
             raise OutputError(
@@ -99,3 +113,77 @@ def _write_tiff_stack(target: Path, stack: np.ndarray, rgb: bool, icc: bytes | N
         iccprofile=icc or None,
         metadata={"axes": "ZYXS" if rgb else "ZYX"},
     ), protect=protect)
+
+
+def _letters(labels: list[str], ndim: int) -> list[str]:
+    """Our axes letters for a layer's axes: t, c and z by label, y and x last, other sliders looped."""
+    letters = []
+    spare = iter("PQABDEFGHIJKLMNORUVW")
+    for k in range(ndim - 2):
+        label = labels[k].strip().lower() if k < len(labels) else ""
+        letters.append(label.upper() if label in ("t", "c", "z") and label.upper() not in letters else next(spare))
+    return letters + ["Y", "X"]
+
+
+def _calibrated_layout(target: Path, a: np.ndarray, meta: dict) -> tuple[str, tuple[int, ...]] | None:
+    """``(axes, order)`` to write the layer as a calibrated TIFF, or None when it has nothing to keep.
+
+    A layer has a calibration to keep when its y/x unit is a length, its
+    values are heights in a length unit, or the name asks for OME-TIFF.
+    Planes of length one (a result's collapsed z) are dropped; a z axis
+    with several planes (a stack) is left to the plain multi-page writer.
+    """
+    from ..io import is_ome_name
+
+    rgb = bool(meta.get("rgb", False))
+    ndim = a.ndim - (1 if rgb else 0)
+    units = list(meta.get("units") or [])
+    height_unit = (meta.get("metadata") or {}).get(md.HEIGHT_UNIT)
+    calibrated = (
+        (len(units) == ndim and unit_symbol(units[-1]) is not None)
+        or height_unit not in (None, "frame")
+        or is_ome_name(target)
+    )
+    if not calibrated or ndim < 2:
+        return None
+    letters = _letters([str(v) for v in meta.get("axis_labels") or []], ndim)
+    keep = [k for k in range(ndim) if letters[k] in "YX" or a.shape[k] > 1]
+    if any(letters[k] == "Z" for k in keep):
+        return None
+    loop = [k for k in keep if letters[k] not in "CYX"]
+    order = tuple(loop + [k for k in keep if letters[k] == "C"] + [ndim - 2, ndim - 1])
+    axes = "".join("T" if letters[k] not in "CYX" and len(loop) == 1 else letters[k] for k in order)
+    return axes + ("S" if rgb else ""), order + ((ndim,) if rgb else ())
+
+
+def _write_calibrated(target: Path, a: np.ndarray, meta: dict, layout: tuple, protect: list) -> None:
+    """An ImageJ or OME-TIFF with the layer's pixel size, unit, colour and (height maps) value unit."""
+    from ..io import Calibration, write_calibrated_tiff
+
+    axes, order = layout
+    squeezed = [k for k in range(a.ndim) if k not in order]
+    data = np.transpose(a, order + tuple(squeezed)).reshape([a.shape[k] for k in order])
+    if data.dtype.kind == "f":
+        data = data.astype(np.float32, copy=False)
+    elif data.dtype == np.bool_:
+        data = data.astype(np.uint8) * np.uint8(255)
+    scale = [float(v) for v in meta.get("scale") or [1.0, 1.0]]
+    units = list(meta.get("units") or [])
+    unit = unit_symbol(units[-1]) if units else None
+    metadata = meta.get("metadata") or {}
+    role = metadata.get(md.ROLE)
+    colormap = meta.get("colormap")
+    colours = None
+    if isinstance(colormap, dict) and colormap.get("name") not in (None, "gray", "turbo") and "C" not in axes:
+        colours = (tuple(float(v) for v in np.asarray(colormap["colors"])[-1][:3]),)
+    height_unit = metadata.get(md.HEIGHT_UNIT)
+    cal = Calibration(
+        pixel_size=(scale[-2], scale[-1]) if unit else None,
+        unit=unit,
+        channel_names=None if "C" in axes else (str(meta.get("name", "image")),),
+        channel_colors=colours,
+    )
+    value_name = {"depth": "height" if height_unit not in (None, "frame") else "depth (frame index)",
+                  "confidence": "confidence"}.get(role)
+    value_unit = height_unit if role == "depth" and height_unit not in (None, "frame") else None
+    write_calibrated_tiff(target, data, axes, cal, value_unit=value_unit, value_name=value_name, protect=protect)

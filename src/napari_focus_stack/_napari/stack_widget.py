@@ -1,18 +1,35 @@
 """The Focus stack dock widget.
 
-Built from one-file parts: the input chooser (:mod:`.input_picker`), the
-engine form (:mod:`.engine_form`), the alignment table
-(:mod:`.report_table`) and the results-to-layers conversion
-(:mod:`.layers`). This module runs :meth:`FocusStacker.stack` in a napari
-worker thread, shows progress, and puts the result layers in the viewer:
+Built from one-file parts: the input and z-axis choosers
+(:mod:`.input_picker`), the channel layers fused together
+(:mod:`.channel_picker`), the engine form (:mod:`.engine_form`), the
+alignment table (:mod:`.report_table`), the results-to-layers conversion
+(:mod:`.layers`) and the height map's mesh (:mod:`.surface`). This module
+runs the engine in a napari worker thread, shows progress, and puts the
+result layers in the viewer.
+
+The input is any image layer with a z axis. A single z-stack of photos
+``(Z, Y, X[, RGB])`` goes through :meth:`FocusStacker.stack` (EXIF kept,
+exposure matched); microscope data, i.e. a layer with more sliders (time,
+positions), channel layers fused together, or a z axis with a length unit,
+goes through :func:`napari_focus_stack.nd.stack_nd`: every z-stack is
+fused, channels share one decision, intensities stay as measured, and the
+results keep the input's other sliders (a ``(T, Z, Y, X)`` layer gives
+``(T, 1, Y, X)`` results whose single plane spans the z range, see
+:mod:`.geometry`), scale, translate and units. The result layers:
 
 ``<input> fused``
     The all-in-focus image, dtype of the input.
 ``<input> depth``
     Fractional index of the sharpest frame, turbo colormap, contrast limits
     ``0..frames-1``: its colours match the positions of the dims slider.
-    Clicking a pixel of it (or of the fused image) moves the slider to the
-    frame that was sharpest there.
+    When the z axis has a length unit (a calibrated microscope stack), the
+    height ``z0 + index * z step`` in that unit instead: the world z of the
+    sharpest plane. Clicking a pixel of it (or of the fused image) moves the
+    z slider to the frame that was sharpest there.
+``<channel layer> fused``
+    Channel layers fused together: one fused layer each, with the
+    channel's colormap, blending and contrast.
 ``<input> confidence``
     0..1, hidden at first.
 ``<input> aligned``
@@ -23,6 +40,12 @@ Running again on the same input replaces these layers. The alignment report
 (per-frame quality, scale, rotation, shift, excluded frames) is shown in the
 table and kept in ``layer.metadata["focus_stack_report"]``.
 
+"Show height in 3D" adds the height map (at the current time point) as a
+Surface layer, ``<input> height 3D``: vertices in physical units, coloured
+by the fused image, decimated to at most
+:data:`~napari_focus_stack._napari.surface.MAX_VERTICES` vertices, and
+switches the viewer to 3D.
+
 Errors: a :class:`~napari_focus_stack.errors.FocusStackError` (bad input,
 failed alignment...) is shown as a notification; anything else is a bug and
 is raised with its traceback.
@@ -31,53 +54,77 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from qtpy.QtCore import QObject, Qt, QTimer, Signal
 from qtpy.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
-from ..errors import FocusStackError
+from ..errors import FocusStackError, StackError
 from ..io import FrameSource
 from ..stacker import Cancelled, FocusStacker, StackResult
 from . import layer_metadata as md
 from ._notify import defuse_notification_timers, notify
+from .channel_picker import ChannelPicker
 from .engine_form import EngineForm
-from .input_picker import SELECTED, InputPicker
-from .layers import find_result, layers_source, put_result, result_layers, reusable, stack_source
+from .input_picker import SELECTED, InputPicker, ZAxisPicker
+from .layers import (
+    ChannelStack,
+    InputAxes,
+    find_result,
+    find_results,
+    layers_source,
+    nd_result_layers,
+    put_result,
+    result_layers,
+    reusable,
+    stack_source,
+)
 from .report_table import AlignmentTable
+from .surface import height_surface, relief_scale
 
 if TYPE_CHECKING:
     import napari
     from napari.layers import Image
 
-__all__ = ["FocusStackWidget", "SELECTED"]
+__all__ = ["SELECTED", "FocusStackWidget"]
 
 # Shortest time between two progress-bar updates.
 _PROGRESS_MS = 200
 # Pause between the GUI steps that add result layers, so that paints and timers run in between.
 _STEP_PAUSE_MS = 10
+#: Camera angles of the 3D height view: looking down on the relief at a slant.
+SURFACE_VIEW = (-55.0, 35.0, 165.0)
 
 
 @dataclass
 class _Job:
-    """Everything a run needs, gathered on the main thread."""
+    """Everything a run needs, gathered on the main thread.
 
-    source: FrameSource
+    One z-stack of photos has a ``source`` (:meth:`FocusStacker.stack`);
+    N-D data has a ``hyper`` (:func:`napari_focus_stack.nd.stack_nd`).
+    """
+
     key: str  # names the result layers: "<key> fused"...
     layer: Any  # the input stack layer, or None for selected 2-D layers
-    scale: tuple[float, float]
-    translate: tuple[float, float]
-    contrast_limits: list[float] | None
-    aligned: bool
+    frames: int  # planes per z-stack
+    stacks: int = 1  # z-stacks (time points...)
+    source: FrameSource | None = None
+    hyper: Any = None  # io.Hyperstack
+    axes: InputAxes | None = None
+    place: dict = field(default_factory=dict)  # selected 2-D layers: scale, translate, units, labels
+    looks: list = field(default_factory=list)  # per fused layer: name and display keywords
+    channel: int | None = None  # the deciding channel (N-D)
+    inputs: list = field(default_factory=list)  # names of the layers fused together (N-D)
+    aligned: bool = False
 
 
 @dataclass
 class _Outcome:
-    """What a run produced: a result, or the user-facing error to show."""
+    """What a run produced: a result (StackResult or NDResult), or the user-facing error to show."""
 
-    result: StackResult | None = None
+    result: Any = None
     aligned: np.ndarray | None = None
     error: FocusStackError | None = None
 
@@ -125,12 +172,16 @@ class FocusStackWidget(QWidget):
         self._status = "error"
         self._steps: list = []
         self._build()
-        self.input_combo.currentIndexChanged.connect(self._update_reference_range)
-        self._update_reference_range()
+        self.input_combo.currentIndexChanged.connect(self._on_input_changed)
+        self.z_combo.currentIndexChanged.connect(self._on_axes_changed)
+        self.channel_picker.changed.connect(self._on_axes_changed)
+        self._on_input_changed()
 
     # ------------------------------------------------------------------ UI
     def _build(self) -> None:
         self.input_combo = InputPicker(self.viewer)
+        self.z_combo = ZAxisPicker()
+        self.channel_picker = ChannelPicker(self.viewer)
         self.engine = EngineForm()
         self.engine.margins = (0, 0, 0, 0)
         self.aligned_check = QCheckBox("Add the aligned stack as a layer")
@@ -143,6 +194,13 @@ class FocusStackWidget(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
+        self.surface_button = QPushButton("Show height in 3D")
+        self.surface_button.setToolTip(
+            "Add the height map of the current time point as a 3D surface, coloured by the fused image, "
+            "and turn the viewer to 3D"
+        )
+        self.surface_button.setEnabled(False)
+        self.surface_button.clicked.connect(lambda: self.show_height_3d())
 
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1)
@@ -161,45 +219,111 @@ class FocusStackWidget(QWidget):
         self.setMinimumWidth(440)  # room for the alignment table without scrolling
         layout = QVBoxLayout(self)
         layout.addWidget(_row("Input", self.input_combo))
+        layout.addWidget(_row("Z axis", self.z_combo))
+        layout.addWidget(self.channel_picker)
         layout.addWidget(self.engine.native)
         layout.addWidget(self.aligned_check)
         layout.addLayout(buttons)
+        layout.addWidget(self.surface_button)
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.status_label)
         layout.addWidget(self.excluded_label)
         layout.addWidget(self.table, 1)
 
-    def _update_reference_range(self, *_: Any) -> None:
-        self.engine.set_frame_count(self.input_combo.frame_count())
+    def _on_input_changed(self, *_: Any) -> None:
+        layer = self.input_combo.current_layer()
+        self.z_combo.set_layer(layer)
+        self.channel_picker.set_input(layer)
+        self._on_axes_changed()
+        if self.input_combo.count() == 0 and not self.busy:
+            reasons = self.input_combo.why_not()
+            self.status_label.setText(_not_stackable(reasons) if reasons else "Ready.")
 
-    def set_input(self, name: str) -> None:
-        """Choose the input by layer name (or :data:`SELECTED`)."""
+    def _on_axes_changed(self, *_: Any) -> None:
+        layer = self.input_combo.current_layer()
+        z = self.z_combo.axis()
+        if self.input_combo.currentData() == SELECTED:
+            frames, plain = len(self.input_combo.selected_2d()), True
+        elif layer is None or z is None:
+            frames, plain = 0, True
+        else:
+            axes = InputAxes.of(layer, z)
+            frames = axes.frames
+            plain = axes.is_plain_stack and len(self.channel_picker.channel_layers()) <= 1
+        self.engine.set_frame_count(frames)
+        # the aligned stack is one z-stack's: not offered for time series and channel sets
+        self.aligned_check.setEnabled(plain)
+        self.surface_button.setEnabled(not self.busy and self._surface_key() is not None)
+
+    def set_input(self, name: str, z_axis: int | None = None, channels: list[str] | None = None,
+                  deciding: str | None = None) -> None:
+        """Choose the input by layer name (or :data:`SELECTED`), and optionally its z axis and channels.
+
+        Parameters
+        ----------
+        name : str
+            A stack layer's name, or :data:`SELECTED`.
+        z_axis : int, optional
+            The layer's z axis (default: the one labelled z, else the slider next to y).
+        channels : list of str, optional
+            Other channel layers to fuse with it (default: those read from the same file).
+        deciding : str, optional
+            The name of the deciding channel layer (default: all channels).
+        """
         self.input_combo.choose(name)
+        if z_axis is not None:
+            self.z_combo.choose(z_axis)
+        if channels is not None:
+            self.channel_picker.tick(channels)
+        if channels is not None or deciding is not None:
+            self.channel_picker.choose_deciding(deciding)
 
     # -------------------------------------------------------------- inputs
     def _make_job(self) -> _Job:
         entry = self.input_combo.currentData()
-        aligned = self.aligned_check.isChecked()
+        aligned = self.aligned_check.isChecked() and self.aligned_check.isEnabled()
         if entry is None:
-            raise FocusStackError(
-                "Nothing to stack: open a folder of frames or a multi-page TIFF (File > Open Folder...), "
-                "or select two or more 2-D image layers."
-            )
+            text = ("Nothing to stack: open a folder of frames, a multi-page TIFF or a microscope file "
+                    "(File > Open...), or select two or more 2-D image layers.")
+            reasons = self.input_combo.why_not()
+            raise FocusStackError(f"{text} {_not_stackable(reasons)}" if reasons else text)
         if entry == SELECTED:
             layers = self.input_combo.selected_2d()
             if len(layers) < 2:
                 raise FocusStackError("Select two or more 2-D image layers to stack them.")
             first = layers[0]
-            return _Job(layers_source(layers), "focus stack", None, tuple(first.scale[-2:]),
-                        tuple(first.translate[-2:]), None, aligned)
+            place = {"scale": tuple(first.scale[-2:]), "translate": tuple(first.translate[-2:]),
+                     "units": tuple(first.units[-2:]), "axis_labels": tuple(first.axis_labels[-2:])}
+            return _Job("focus stack", None, len(layers), source=layers_source(layers), place=place,
+                        aligned=aligned)
         if entry not in self.viewer.layers:
             self.input_combo.refresh()
             raise FocusStackError(f"The layer {entry!r} is gone; choose the input again.")
         layer = self.viewer.layers[entry]
         if layer.multiscale:
             raise FocusStackError(f"{entry!r} is a multiscale (pyramid) layer; open the full-resolution stack.")
-        return _Job(stack_source(layer), layer.name, layer, tuple(layer.scale[-2:]), tuple(layer.translate[-2:]),
-                    list(layer.contrast_limits), aligned)
+        axes = InputAxes.of(layer, self.z_combo.axis())
+        if axes.frames < 2:
+            raise StackError(
+                f"{entry!r} has a single plane along {axes.axis_labels[axes.z]!r}: a focus stack needs 2 or "
+                "more. Pick its z axis in 'Z axis'."
+            )
+        channels = self.channel_picker.channel_layers() or [layer]
+        looks = [_look(c, f"{c.name} fused" if len(channels) > 1 else f"{entry} fused") for c in channels]
+        if len(channels) == 1 and axes.is_plain_stack:
+            return _Job(entry, layer, axes.frames, source=stack_source(layer), axes=axes, looks=looks,
+                        aligned=aligned)
+        from ..io.hyperstack import Hyperstack
+
+        if len(channels) > 1:
+            names = [c.name for c in channels]
+            data, letters = ChannelStack([c.data for c in channels], names), "C" + axes.letters
+        else:
+            names, data, letters = None, layer.data, axes.letters
+        hyper = Hyperstack(data, letters, axes.calibration(names), name=entry)
+        return _Job(entry, layer, axes.frames, stacks=axes.stacks, hyper=hyper, axes=axes, looks=looks,
+                    channel=self.channel_picker.deciding() if len(channels) > 1 else None,
+                    inputs=[c.name for c in channels])
 
     def _make_stacker(self) -> FocusStacker:
         return FocusStacker(**self.engine.kwargs())
@@ -220,15 +344,17 @@ class FocusStackWidget(QWidget):
         self._job = job
         self._cancel.clear()
         defuse_notification_timers()
-        n = len(job.source)
-        self._total = 2 * n + (n if job.aligned else 0)
+        n = job.frames
+        self._total = 2 * n * job.stacks + (n if job.aligned else 0)
         self.progress_bar.setRange(0, self._total)
         self.progress_bar.setValue(0)
         self.progress_bar.setFormat("Starting...")
-        self.status_label.setText(f"Stacking {n} frames of {job.key}...")
+        what = f"{job.stacks} z-stacks of {n} planes" if job.stacks > 1 else f"{n} frames"
+        self.status_label.setText(f"Stacking {what} of {job.key}...")
         self.excluded_label.setText("")
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
+        self.surface_button.setEnabled(False)
         # an exception other than FocusStackError is a bug: napari re-raises it here with its traceback
         self.worker = create_worker(
             _stack_job, job, stacker, self._cancel, self._bridge.progress.emit, _start_thread=False
@@ -256,10 +382,14 @@ class FocusStackWidget(QWidget):
     def _show_progress(self) -> None:
         self._progress_shown = time.perf_counter()
         done, stage = self._progress
-        n = len(self._job.source) if self._job is not None else 0
+        n = self._job.frames if self._job is not None else 0
         self.progress_bar.setValue(min(done, self._total))
         if self._cancel.is_set() or n == 0:
             return
+        # N-D runs name the z-stack: "T 2/5: align"; done counts over all z-stacks
+        where, _, stage = stage.rpartition(": ")
+        if stage in ("align", "fuse") and done > 0:
+            done -= min((done - 1) // (2 * n), self._job.stacks - 1) * 2 * n
         # the text goes into the bar: changing the status label would relayout the dock
         if stage == "align":
             text = f"Aligning: frame {min(done, n)} of {n}"
@@ -267,7 +397,7 @@ class FocusStackWidget(QWidget):
             text = f"Fusing: frame {min(done - n, n)} of {n}"
         else:
             text = f"Warping the aligned stack: frame {min(done - 2 * n, n)} of {n}"
-        self.progress_bar.setFormat(text)
+        self.progress_bar.setFormat(f"{where}: {text}" if where else text)
 
     def _on_returned(self, outcome: _Outcome) -> None:
         self._progress_timer.stop()
@@ -314,6 +444,7 @@ class FocusStackWidget(QWidget):
         self._job = None
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
+        self.surface_button.setEnabled(self._surface_key() is not None)
         if status == "error" and self.status_label.text().startswith("Stacking"):
             self.status_label.setText("Failed with an unexpected error (see the traceback).")
         self.run_finished.emit(status)
@@ -328,44 +459,62 @@ class FocusStackWidget(QWidget):
         notify(f"Focus stacking failed: {exc}", "error")
 
     # ------------------------------------------------------------- results
-    def _result_steps(self, job: _Job, result: StackResult, aligned: np.ndarray | None) -> list:
+    def _result_steps(self, job: _Job, result: Any, aligned: np.ndarray | None) -> list:
         """The GUI-thread work that shows a result, as small steps."""
-        specs = result_layers(result, job.key, job.source, scale=job.scale, translate=job.translate,
-                              contrast_limits=job.contrast_limits, aligned=aligned)
-        layers: dict[str, Image] = {}
+        if job.hyper is not None:
+            specs = nd_result_layers(result, job.key, job.axes, job.looks, channel_layers=len(job.looks) > 1,
+                                     inputs=job.inputs)
+            report = result.reports[0] if result.reports else {}
+        else:
+            look = job.looks[0] if job.looks else {}
+            specs = result_layers(result, job.key, job.source, aligned=aligned, axes=job.axes,
+                                  contrast_limits=look.get("contrast_limits"), colormap=look.get("colormap"),
+                                  **job.place)
+            report = result.report
+        layers: dict[int, Image] = {}
 
         def put(items: list) -> Any:
             def step() -> None:
-                for spec in items:
-                    layers[spec[0]] = put_result(self.viewer.layers, spec)
+                for k, spec in items:
+                    layers[k] = put_result(self.viewer.layers, spec)
             return step
 
         # Refilling the layers of an earlier run is cheap: one step for all of
         # them. Creating a layer is not: one step (one event-loop turn) each.
-        refill = {s[0] for s in specs if reusable(self.viewer.layers, s) is not None}
-        steps = [put([s for s in specs if s[0] in refill])] if refill else []
-        steps += [put([s]) for s in specs if s[0] not in refill]
+        numbered = list(enumerate(specs))
+        refill = {k for k, s in numbered if reusable(self.viewer.layers, s) is not None}
+        steps = [put([(k, s) for k, s in numbered if k in refill])] if refill else []
+        steps += [put([(k, s)]) for k, s in numbered if k not in refill]
 
         def finish() -> None:
-            fused, depth = layers["fused"], layers["depth"]
-            for layer in (fused, depth):
-                if self._on_click not in layer.mouse_drag_callbacks:
+            shown = [(spec[0], layers[k]) for k, spec in numbered]
+            fused = [layer for role, layer in shown if role == "fused"]
+            for role, layer in shown:
+                if role in ("fused", "depth") and self._on_click not in layer.mouse_drag_callbacks:
                     layer.mouse_drag_callbacks.append(self._on_click)
-            self.viewer.layers.selection.active = fused
-            self._show_report(job, result.report, fused.name)
+            self.viewer.layers.selection.active = fused[-1]
+            self._show_report(job, result, report, [layer.name for layer in fused])
 
         last = steps.pop()
         steps.append(lambda: (last(), finish()))
         return steps
 
-    def _show_report(self, job: _Job, report: dict, fused_name: str) -> None:
-        n = len(job.source)
+    def _show_report(self, job: _Job, result: Any, report: dict, fused_names: list[str]) -> None:
+        n = job.frames
         self.table.show_report(report)
         excluded = report.get("excluded", [])
-        t = report.get("timings", {}).get("total_s", float("nan"))
+        reports = getattr(result, "reports", [report])
+        t = sum(r.get("timings", {}).get("total_s", float("nan")) for r in reports)
+        device = report.get("device", report.get("backend", "?"))
+        into = ", ".join(f"'{name}'" for name in fused_names)
+        if job.stacks > 1:
+            what = f"{job.stacks} z-stacks of {n} planes fused into {into}"
+        else:
+            what = f"{n - len(excluded)} of {n} frames fused into {into}"
+        unit = getattr(result, "unit", "frame")
+        height = f" Heights in {unit}." if unit != "frame" else ""
         self.status_label.setText(
-            f"Done in {t:.2f} s on {report.get('device', report.get('backend', '?'))}: "
-            f"{n - len(excluded)} of {n} frames fused into '{fused_name}'. "
+            f"Done in {t:.2f} s on {device}: {what}.{height} "
             "Click the fused image or the depth map to jump to the sharpest frame."
         )
         if excluded:
@@ -391,14 +540,14 @@ class FocusStackWidget(QWidget):
             self.jump_to_sharpest(layer, position)
 
     def jump_to_sharpest(self, layer: Image, world_position) -> int | None:
-        """Move the dims slider to the sharpest frame at `world_position`.
+        """Move the z slider to the sharpest frame at `world_position`.
 
         Parameters
         ----------
         layer : napari.layers.Image
             A fused or depth layer made by this widget.
         world_position : sequence of float
-            World coordinates of the click.
+            World coordinates of the click (the other sliders pick the time point).
 
         Returns
         -------
@@ -409,20 +558,113 @@ class FocusStackWidget(QWidget):
         depth_layer = find_result(self.viewer.layers, key, "depth")
         if depth_layer is None:
             return None
-        r, c = (int(round(v)) for v in depth_layer.world_to_data(world_position)[-2:])
-        depth = depth_layer.data
-        if not (0 <= r < depth.shape[0] and 0 <= c < depth.shape[1]):
+        index = _data_index(depth_layer, world_position)
+        if index is None:
             return None
-        names = depth_layer.metadata.get(md.NAMES, [])
-        z = int(np.clip(np.rint(depth[r, c]), 0, max(len(names) - 1, 0)))
+        r, c = index[-2:]
+        meta = depth_layer.metadata
+        names = meta.get(md.NAMES, [])
+        value = float(np.asarray(depth_layer.data[index]))
+        if meta.get(md.Z_STEP):
+            value = (value - meta.get(md.Z0, 0.0)) / meta[md.Z_STEP]
+        z = int(np.clip(np.rint(value), 0, max(len(names) - 1, 0)))
         stack = self.viewer.layers[key] if key in self.viewer.layers else None
-        if stack is not None and stack.ndim == 3:
-            axis = self.viewer.dims.ndim - stack.ndim
-            world_z = stack.data_to_world((z, r, c))[0]
-            self.viewer.dims.set_point(axis, world_z)
+        z_axis = meta.get(md.Z_AXIS, 0)
+        if stack is not None and z_axis < stack.ndim - 2:
+            point = np.asarray(stack.world_to_data(world_position[-stack.ndim:]), dtype=float)
+            point[z_axis] = z
+            world = stack.data_to_world(point)
+            self.viewer.dims.set_point(self.viewer.dims.ndim - stack.ndim + z_axis, world[z_axis])
         name = names[z] if z < len(names) else f"frame {z}"
         self.viewer.status = f"Sharpest at ({r}, {c}): frame {z} ({name})"
         return z
+
+    # ------------------------------------------------------ 3D height view
+    def _surface_key(self) -> str | None:
+        """The input whose height map the 3D button shows: the chosen input's, else the last one made."""
+        entry = self.input_combo.currentData()
+        key = "focus stack" if entry == SELECTED else entry
+        if key is not None and find_result(self.viewer.layers, key, "depth") is not None:
+            return key
+        depths = [layer for layer in self.viewer.layers if layer.metadata.get(md.ROLE) == "depth"]
+        return depths[-1].metadata.get(md.INPUT) if depths else None
+
+    def show_height_3d(self, key: str | None = None) -> Any:
+        """Show the height map of input `key` as a 3D surface and turn the viewer to 3D.
+
+        The surface is the height map at the sliders' current position (time
+        point), coloured by the fused image (the channels' composite for
+        channel layers); heights in a length unit are shown at their true
+        scale, frame indices stretched so that the relief spans a quarter of
+        the image. The input and its image results are hidden (they would
+        cover the surface in 3D); a second call replaces the surface.
+
+        Parameters
+        ----------
+        key : str, optional
+            The input layer's name (default: the chosen input, else the last result).
+
+        Returns
+        -------
+        napari.layers.Surface or None
+            None when there is no height map to show (the status says so).
+        """
+        from napari.layers import Surface
+
+        key = key or self._surface_key()
+        depth = None if key is None else find_result(self.viewer.layers, key, "depth")
+        if depth is None:
+            self.status_label.setText("No height map yet: run the focus stack first.")
+            return None
+        index = _data_index(depth, self.viewer.dims.point, clip=True)[:-2]
+        height = np.asarray(depth.data[index], dtype=np.float32)
+        image = _surface_colours(find_results(self.viewer.layers, key, "fused"), self.viewer.dims.point)
+        calibrated = depth.metadata.get(md.HEIGHT_UNIT, "frame") != "frame"
+        sy, sx = (float(v) for v in depth.scale[-2:])
+        stretch = 1.0
+        if not calibrated:
+            span = float(np.nanmax(height) - np.nanmin(height)) if height.size else 0.0
+            stretch = relief_scale(span, (height.shape[0] * abs(sy), height.shape[1] * abs(sx)))
+        mesh = height_surface(height, image, scale=(sy, sx), translate=tuple(depth.translate[-2:]), z_scale=stretch)
+        stack = self.viewer.layers[key] if key in self.viewer.layers else None
+        z_axis = depth.metadata.get(md.Z_AXIS, 0)
+        z_unit = stack.units[z_axis] if calibrated and stack is not None else "pixel"
+        values = mesh.values
+        lo, hi = (float(v) for v in np.percentile(values, [0.5, 99.5])) if values.size else (0.0, 1.0)
+        metadata = {md.INPUT: key, md.ROLE: "surface", md.HEIGHT_UNIT: depth.metadata.get(md.HEIGHT_UNIT),
+                    "relief_stretch": stretch, "block_step": mesh.step}
+        kwargs = {
+            "name": f"{key} height 3D", "colormap": "gray", "contrast_limits": [lo, hi if hi > lo else lo + 1],
+            "shading": "smooth", "units": (z_unit, *depth.units[-2:]), "axis_labels": ("z", "y", "x"),
+            "metadata": metadata,
+        }
+        if mesh.colors is not None:
+            kwargs["vertex_colors"] = mesh.colors
+        old = find_result(self.viewer.layers, key, "surface")
+        surface = Surface(mesh.data, **kwargs)
+        if old is not None:
+            position = self.viewer.layers.index(old)
+            self.viewer.layers.remove(old)
+            self.viewer.layers.insert(position, surface)
+        else:
+            self.viewer.layers.append(surface)
+        inputs = {key, *depth.metadata.get(md.CHANNEL_LAYERS, [])}
+        for layer in self.viewer.layers:
+            is_result = layer.metadata.get(md.INPUT) == key and layer.metadata.get(md.ROLE) != "surface"
+            if layer.name in inputs or is_result:
+                layer.visible = False  # in 3D they would hide the surface
+        self.viewer.dims.ndisplay = 3
+        self.viewer.reset_view()
+        camera = self.viewer.scene.camera if hasattr(self.viewer, "scene") else self.viewer.camera  # napari < 0.9
+        camera.angles = SURFACE_VIEW
+        unit = depth.metadata.get(md.HEIGHT_UNIT)
+        self.status_label.setText(
+            f"'{surface.name}': {len(mesh.vertices):,} vertices"
+            + (f" (blocks of {mesh.step} x {mesh.step} pixels)" if mesh.step > 1 else "")
+            + (f", heights in {unit}." if calibrated else f", frame indices stretched x{stretch:.3g}.")
+            + " Drag to turn it; the 2D/3D button switches back."
+        )
+        return surface
 
 
 # --------------------------------------------------------------------- helpers
@@ -438,15 +680,66 @@ def _row(label: str, widget: QWidget) -> QWidget:
     return box
 
 
+def _not_stackable(reasons: list[tuple[str, str]]) -> str:
+    """Why the image layers are not offered as inputs, in one sentence."""
+    return "Not stackable: " + "; ".join(f"'{name}' is {why}" for name, why in reasons) + "."
+
+
+def _look(layer: Image, name: str) -> dict:
+    """A fused layer's name and the display settings it takes from its input (channel) layer."""
+    if layer.rgb:
+        return {"name": name}
+    return {"name": name, "colormap": layer.colormap, "blending": layer.blending,
+            "contrast_limits": list(layer.contrast_limits), "gamma": layer.gamma}
+
+
+def _data_index(layer: Any, world_position, clip: bool = False) -> tuple[int, ...] | None:
+    """The pixel of `layer` under `world_position`; None outside its y/x range (sliders clipped with `clip`)."""
+    point = layer.world_to_data(tuple(world_position)[-layer.ndim:])
+    shape = layer.data.shape[: layer.ndim]
+    index = [int(np.floor(v + 0.5)) for v in point]
+    for k, n in enumerate(shape):
+        if clip or k < layer.ndim - 2:
+            index[k] = min(max(index[k], 0), n - 1)  # a slider beyond a result's planes: its nearest
+        elif not 0 <= index[k] < n:
+            return None
+    return tuple(index)
+
+
+def _surface_colours(fused: list, world_point) -> np.ndarray | None:
+    """The fused image(s) at the sliders' position, as the surface's colours.
+
+    One layer: its pixels (RGB stays RGB). Channel layers: their composite
+    as shown (each through its contrast limits, gamma and colormap, added).
+    """
+    fused = [layer for layer in fused if layer is not None]
+    if not fused:
+        return None
+    planes = [np.asarray(layer.data[_data_index(layer, world_point, clip=True)[:-2]]) for layer in fused]
+    if len(fused) == 1:
+        return planes[0]
+    rgb = np.zeros((*planes[0].shape[:2], 3), np.float32)
+    for layer, plane in zip(fused, planes, strict=True):
+        lo, hi = (float(v) for v in layer.contrast_limits)
+        norm = np.clip((plane.astype(np.float32) - lo) / (hi - lo if hi > lo else 1.0), 0.0, 1.0) ** layer.gamma
+        rgb += layer.colormap.map(norm.ravel())[:, :3].reshape(rgb.shape)
+    return np.clip(rgb, 0.0, 1.0)
+
+
 def _stack_job(job: _Job, stacker: FocusStacker, cancel: threading.Event, progress) -> _Outcome:
-    """Worker-thread body: stack, then optionally warp the aligned stack.
+    """Worker-thread body: stack (one z-stack, or every z-stack of N-D data), then optionally warp.
 
     A :class:`FocusStackError` (including :class:`Cancelled`) is returned to
     be shown; any other exception propagates: it is a bug.
     """
     try:
+        if job.hyper is not None:
+            from ..nd import stack_nd
+
+            result = stack_nd(stacker, job.hyper, channel=job.channel, progress=progress, cancel=cancel)
+            return _Outcome(result=result)
         result = stacker.stack(job.source, progress=progress, cancel=cancel)
-        result.depth  # the regularised depth is computed on first use: here, not in the GUI thread
+        _ = result.depth  # the regularised depth is computed on first use: here, not in the GUI thread
         aligned = _aligned_stack(stacker, job.source, result, cancel, progress) if job.aligned else None
     except FocusStackError as exc:
         return _Outcome(error=exc)

@@ -1,0 +1,208 @@
+"""A height map as a triangle mesh, for napari's Surface layer (no Qt, no napari).
+
+The 3D height view shows the topography a focus stack measured, as Fiji's
+EDF SurfaceMap3D does: one vertex per (block of) pixels at its height,
+two triangles per grid cell, coloured by the fused image. A 12 MP map would
+give 24 M triangles, too many to turn around smoothly, so the map is first
+reduced by block means to at most ``max_vertices`` vertices (250 000 by
+default: a 500 x 500 grid, still finer than a screen shows a surface).
+
+Coordinates are physical: ``z = z_offset + z_scale * height`` and
+``y, x = translate + scale * pixel centre``, so a surface built with the
+input layer's scale, translate and z step lies where the input stack does.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["MAX_VERTICES", "HeightSurface", "block_step", "grid_faces", "height_surface", "relief_scale"]
+
+#: Vertices of a surface that stays interactive on an ordinary laptop GPU.
+MAX_VERTICES = 250_000
+
+
+@dataclass
+class HeightSurface:
+    """A height map as a mesh: what ``napari.layers.Surface`` takes.
+
+    Attributes
+    ----------
+    vertices : ndarray
+        ``(N, 3)`` float32 ``(z, y, x)`` positions in physical units.
+    faces : ndarray
+        ``(M, 3)`` int32 vertex indices, two triangles per grid cell.
+    values : ndarray
+        ``(N,)`` float32 intensity of the fused image at each vertex (block mean).
+    colors : ndarray or None
+        ``(N, 4)`` float32 RGBA in 0..1 when the image has three channels.
+    grid_shape : (int, int)
+        Rows and columns of the vertex grid.
+    step : int
+        Pixels per block along each side (1: one vertex per pixel).
+    """
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    values: np.ndarray
+    colors: np.ndarray | None
+    grid_shape: tuple[int, int]
+    step: int
+
+    @property
+    def data(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(vertices, faces, values)``, the Surface layer's data."""
+        return self.vertices, self.faces, self.values
+
+
+def block_step(shape: Sequence[int], max_vertices: int = MAX_VERTICES) -> int:
+    """The smallest block side that leaves at most `max_vertices` vertices.
+
+    >>> block_step((3000, 4000)), block_step((100, 100))
+    (7, 1)
+    """
+    if max_vertices < 4:
+        raise ValueError(f"max_vertices must be at least 4 (one grid cell), got {max_vertices}")
+    h, w = int(shape[0]), int(shape[1])
+    step = max(1, math.ceil(math.sqrt(h * w / max_vertices)))
+    while math.ceil(h / step) * math.ceil(w / step) > max_vertices:
+        step += 1
+    return step
+
+
+def _block_means(a: np.ndarray, step: int) -> np.ndarray:
+    """Means over `step` x `step` blocks (the last row and column of blocks may be smaller)."""
+    a = np.asarray(a, dtype=np.float64)
+    if step == 1:
+        return a
+    rows = np.arange(0, a.shape[0], step)
+    cols = np.arange(0, a.shape[1], step)
+    sums = np.add.reduceat(np.add.reduceat(a, rows, axis=0), cols, axis=1)
+    counts = np.outer(np.diff(np.append(rows, a.shape[0])), np.diff(np.append(cols, a.shape[1])))
+    if a.ndim == 3:
+        counts = counts[..., None]
+    return sums / counts
+
+
+def _block_centres(n: int, step: int) -> np.ndarray:
+    """Pixel coordinate of the centre of each block along one axis of length `n`."""
+    starts = np.arange(0, n, step)
+    ends = np.minimum(starts + step, n)
+    return (starts + ends - 1) / 2.0
+
+
+def grid_faces(rows: int, cols: int) -> np.ndarray:
+    """Two triangles per cell of a ``rows`` x ``cols`` vertex grid (row-major vertex order).
+
+    >>> grid_faces(2, 3).tolist()
+    [[0, 3, 1], [1, 3, 4], [1, 4, 2], [2, 4, 5]]
+    """
+    if rows < 2 or cols < 2:
+        return np.empty((0, 3), np.int32)
+    a = (np.arange(rows - 1)[:, None] * cols + np.arange(cols - 1)[None, :]).ravel()
+    b, c = a + 1, a + cols
+    d = c + 1
+    return np.stack([np.stack([a, c, b], 1), np.stack([b, c, d], 1)], 1).reshape(-1, 3).astype(np.int32)
+
+
+def _unit_colors(image: np.ndarray) -> np.ndarray:
+    """RGB block means in 0..1: integers by their dtype's range, floats by their maximum above 1."""
+    if np.issubdtype(image.dtype, np.integer):
+        return np.float32(1.0 / np.iinfo(image.dtype).max)
+    peak = float(np.nanmax(image)) if image.size else 1.0
+    return np.float32(1.0 / peak if peak > 1.0 else 1.0)
+
+
+def height_surface(
+    height: np.ndarray,
+    image: np.ndarray | None = None,
+    *,
+    scale: Sequence[float] = (1.0, 1.0),
+    translate: Sequence[float] = (0.0, 0.0),
+    z_scale: float = 1.0,
+    z_offset: float = 0.0,
+    max_vertices: int = MAX_VERTICES,
+) -> HeightSurface:
+    """Build the mesh of a height map, decimated to at most `max_vertices` vertices.
+
+    Parameters
+    ----------
+    height : ndarray
+        ``(H, W)`` heights (a focus stack's height or depth map).
+    image : ndarray, optional
+        ``(H, W)`` or ``(H, W, C)`` fused image: vertex values are its
+        intensity (the mean of its channels); with three channels the
+        vertices also get its colours. Default: the heights.
+    scale, translate : (float, float)
+        Pixel size and position of pixel (0, 0) along y and x, e.g. the
+        input layer's, so that the mesh is in physical units.
+    z_scale, z_offset : float
+        ``z = z_offset + z_scale * height``: 1 and 0 for heights already in
+        physical units, the z step and the first plane's position for
+        frame indices.
+    max_vertices : int
+        Upper bound on the vertex count; blocks of ``step`` x ``step``
+        pixels are averaged into one vertex.
+
+    Returns
+    -------
+    HeightSurface
+        Vertices ``(z, y, x)``, faces, values (and colours for RGB images).
+        Cells with a non-finite height have no faces.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> s = height_surface(np.zeros((3000, 4000), np.float32), scale=(0.1, 0.1))
+    >>> len(s.vertices) <= MAX_VERTICES, s.step, s.grid_shape
+    (True, 7, (429, 572))
+    """
+    height = np.asarray(height)
+    if height.ndim != 2 or min(height.shape) < 2:
+        raise ValueError(f"a height map must be 2-D and at least 2 x 2, got shape {height.shape}")
+    if image is not None:
+        image = np.asarray(image)
+        if image.shape[:2] != height.shape or image.ndim not in (2, 3):
+            raise ValueError(f"the image {image.shape} must have the height map's shape {height.shape}")
+    step = block_step(height.shape, max_vertices)
+    h = _block_means(height, step)
+    rows, cols = h.shape
+    finite = np.isfinite(h)
+    z = np.where(finite, z_offset + z_scale * h, z_offset + z_scale * (np.nanmin(h) if finite.any() else 0.0))
+    yy = translate[0] + scale[0] * _block_centres(height.shape[0], step)
+    xx = translate[1] + scale[1] * _block_centres(height.shape[1], step)
+    vertices = np.stack(
+        [z.ravel(), np.repeat(yy, cols), np.tile(xx, rows)], axis=1
+    ).astype(np.float32)
+    faces = grid_faces(rows, cols)
+    if not finite.all():
+        ok = finite.ravel()
+        faces = faces[ok[faces].all(axis=1)]
+    colors = None
+    if image is None:
+        values = z.ravel()
+    else:
+        means = _block_means(image, step)
+        values = (means.mean(axis=2) if means.ndim == 3 else means).ravel()
+        if image.ndim == 3 and image.shape[2] == 3:
+            rgb = np.clip(means.reshape(-1, 3) * _unit_colors(image), 0.0, 1.0)
+            colors = np.concatenate([rgb, np.ones((len(rgb), 1))], axis=1).astype(np.float32)
+    return HeightSurface(vertices, faces, np.asarray(values, np.float32), colors, (rows, cols), step)
+
+
+def relief_scale(height_range: float, extent: Sequence[float], share: float = 0.25) -> float:
+    """A z factor that makes a relief of `height_range` span `share` of the larger of `extent`.
+
+    For depth maps in frame indices, whose z has no physical size: ten frames
+    over a 4000-pixel image would look flat at face value.
+
+    >>> relief_scale(9.0, (3000.0, 4000.0))
+    111.11111111111111
+    """
+    side = max(float(e) for e in extent)
+    if not (height_range > 0 and math.isfinite(height_range)) or side <= 0:
+        return 1.0
+    return share * side / float(height_range)
