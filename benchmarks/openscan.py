@@ -92,7 +92,8 @@ def psnr(image: np.ndarray, truth: np.ndarray, crop: int = CROP) -> float:
     from skimage.metrics import peak_signal_noise_ratio
 
     inner = (slice(crop, -crop or None), slice(crop, -crop or None))
-    return float(peak_signal_noise_ratio(truth[inner].astype(np.float64), image[inner].astype(np.float64), data_range=255))
+    t, i = truth[inner].astype(np.float64), image[inner].astype(np.float64)
+    return float(peak_signal_noise_ratio(t, i, data_range=255))
 
 
 def make_scan(project: Path, positions: int, frames: int, shape, seed: int = 0, **kwargs):
@@ -307,7 +308,8 @@ def memory_table(folder: Path, cases: list[tuple[str, list[str]]], repeats: int 
 def format_memory(rows: list[dict]) -> str:
     lines = ["| 10 x 12 MP JPEG stack (4000 x 3000) | wall s | peak MiB | <= 1 GiB |", "|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['case']} | {r['wall_s']:.1f} | {r['peak_mib']:.0f} | {'yes' if r['peak_mib'] <= 1024 else 'no'} |")
+        fits = "yes" if r["peak_mib"] <= 1024 else "no"
+        lines.append(f"| {r['case']} | {r['wall_s']:.1f} | {r['peak_mib']:.0f} | {fits} |")
     return "\n".join(lines)
 
 

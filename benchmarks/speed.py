@@ -62,7 +62,10 @@ def main() -> None:
         print(f"synthetic 10 x 12 MP: median {big['wall_s']:.2f} s, peak {big['peak_mib']:.0f} MiB")
     if not a.skip_memory:
         m = memory_scaling()
-        print(f"memory 30 vs 5 frames: {m['thirty']['peak_mib']:.0f} / {m['five']['peak_mib']:.0f} MiB = {m['ratio']:.2f}x")
+        print(
+            f"memory 30 vs 5 frames: {m['thirty']['peak_mib']:.0f} / {m['five']['peak_mib']:.0f} MiB "
+            f"= {m['ratio']:.2f}x"
+        )
 
 
 if __name__ == "__main__":

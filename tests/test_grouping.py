@@ -33,7 +33,9 @@ def kinds(plan) -> list[str]:
 
 
 def test_split_openscan_natural_order():
-    names = ["Ella_0_10-2.jpg", "Ella_0_2-10.jpg", "Ella_0_2-9.jpg", "Ella_0_10-1.jpg", "Ella_0_2-1.jpg", "Ella_0_10-10.jpg"]
+    names = [
+        "Ella_0_10-2.jpg", "Ella_0_2-10.jpg", "Ella_0_2-9.jpg", "Ella_0_10-1.jpg", "Ella_0_2-1.jpg", "Ella_0_10-10.jpg",
+    ]
     stacks = split_into_stacks(names)
     assert stacks == [
         ["Ella_0_2-1.jpg", "Ella_0_2-9.jpg", "Ella_0_2-10.jpg"],
@@ -145,7 +147,9 @@ def test_number_mode_needs_a_size(tmp_path):
 
 
 def test_folder_mode(tmp_path):
-    touch(tmp_path, "pose 2/a1.tif", "pose 2/a2.tif", "pose 10/a1.tif", "pose 10/a2.tif", "pose 1/a1.tif", "pose 1/a2.tif")
+    touch(
+        tmp_path, "pose 2/a1.tif", "pose 2/a2.tif", "pose 10/a1.tif", "pose 10/a2.tif", "pose 1/a1.tif", "pose 1/a2.tif"
+    )
     plan = detect_stacks(tmp_path)
     assert plan.mode == "folder"
     assert [s.name for s in plan.stacks] == ["pose 1", "pose 2", "pose 10"]

@@ -35,7 +35,8 @@ def test_turntable_scan_shares_one_focus_sequence(scan):
     for p, stack in enumerate(scan.positions):
         assert stack.n_frames == 5 and stack.frames[0].shape == SHAPE + (3,) and stack.truth.shape == SHAPE + (3,)
         assert np.allclose(stack.transforms[ref], scan.focus_transforms[ref])
-        shift = max(np.abs(t[:2, 2] - f[:2, 2]).max() for t, f in zip(stack.transforms, scan.focus_transforms))
+        pairs = zip(stack.transforms, scan.focus_transforms, strict=True)
+        shift = max(np.abs(t[:2, 2] - f[:2, 2]).max() for t, f in pairs)
         assert (shift > 3.0) == (p == 1)  # jitter 0.05 px; the bumped position moved by 6 px
     # every position shows its own content
     assert np.abs(scan.positions[0].truth.astype(float) - scan.positions[2].truth).mean() > 10

@@ -46,9 +46,9 @@ from __future__ import annotations
 import os
 import re
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from .errors import InputError, StackError
 from .io import IMAGE_EXTENSIONS, natural_sort_key, plane_count
@@ -754,7 +754,7 @@ def _duplicates(stack: Stack) -> tuple[list[int], tuple[Path, ...]]:
     """Frame numbers that occur more than once in `stack`, and their files."""
     counts = Counter(n for n in stack.numbers if n is not None)
     dups = sorted(n for n, c in counts.items() if c > 1)
-    return dups, tuple(f for n, f in zip(stack.numbers, stack.frames) if n in dups)
+    return dups, tuple(f for n, f in zip(stack.numbers, stack.frames, strict=False) if n in dups)
 
 
 def _suggest_grouping(files: list[Path]) -> str | None:
@@ -783,7 +783,7 @@ def _gap_problems(stacks: list[Stack], auto: bool = False, files: Sequence[Path]
     problems = []
     hint: list[str] = []  # computed once, for the first stack with repeats
     for s in stacks:
-        numbered = [(n, f) for n, f in zip(s.numbers, s.frames) if n is not None]
+        numbered = [(n, f) for n, f in zip(s.numbers, s.frames, strict=False) if n is not None]
         if len(numbered) < 2:
             continue
         dups, files_dup = _duplicates(s)
@@ -804,7 +804,7 @@ def _gap_problems(stacks: list[Stack], auto: bool = False, files: Sequence[Path]
                 text += ". Nothing is stacked until the grouping is fixed."
             problems.append(Problem("duplicate", text, files_dup, s.name, fatal=auto))
         missing = []
-        for (a, fa), (b, fb) in zip(numbered, numbered[1:]):
+        for (a, fa), (b, fb) in zip(numbered, numbered[1:], strict=False):
             if b - a > 1:
                 gap = f"{a + 1}" if b - a == 2 else f"{a + 1}-{b - 1}"
                 missing.append((gap, fa, fb))
@@ -819,7 +819,7 @@ def _sequence_gaps(ordered: list[Path]) -> list[Problem]:
     """Missing numbers in a run of files with one prefix (number mode shifts every later stack)."""
     problems = []
     parsed = [(f, _TRAILING_NUMBER.match(f.stem)) for f in ordered]
-    for (fa, ma), (fb, mb) in zip(parsed, parsed[1:]):
+    for (fa, ma), (fb, mb) in zip(parsed, parsed[1:], strict=False):
         if not (ma and mb) or ma.group("prefix") != mb.group("prefix") or fa.parent != fb.parent:
             continue
         a, b = int(ma.group("number")), int(mb.group("number"))
@@ -841,7 +841,10 @@ def _size_problems(stacks: list[Stack], stack_size: int | None, mode: str) -> li
     for s in stacks:
         if len(s) < 2:
             problems.append(
-                Problem("too_few", f"{s.name} has {len(s)} frame ({s.frames[0].name}); a stack needs 2 or more", s.frames, s.name)
+                Problem(
+                    "too_few", f"{s.name} has {len(s)} frame ({s.frames[0].name}); a stack needs 2 or more",
+                    s.frames, s.name,
+                )
             )
     if mode == "number":  # the remainder was reported already
         return problems

@@ -25,7 +25,7 @@ def estimates(scan):
 
 
 def worst(mats, truth) -> float:
-    return max(corner_error(m, t, SHAPE) for m, t in zip(mats, truth) if m is not None)
+    return max(corner_error(m, t, SHAPE) for m, t in zip(mats, truth, strict=False) if m is not None)
 
 
 def test_calibration_positions_are_evenly_spaced():

@@ -11,6 +11,9 @@ import numpy as np
 import pytest
 import tifffile
 from PIL import Image
+
+from napari_focus_stack.batch import STATE_DIR, BatchOptions, run_batch
+from napari_focus_stack.errors import OutputError
 from scans import (
     FAST,
     N_FRAMES,
@@ -25,9 +28,6 @@ from scans import (
     temp_files,
     truncate,
 )
-
-from napari_focus_stack.batch import STATE_DIR, BatchOptions, run_batch
-from napari_focus_stack.errors import OutputError
 
 # ---------------------------------------------------------------------------
 # outputs, metadata, reports

@@ -237,5 +237,6 @@ def test_stack_fuses_in_tiles_when_memory_is_short(tmp_path, monkeypatch, capsys
     whole = np.asarray(Image.open(tmp_path / "whole.png"), dtype=float)
     tiled = np.asarray(Image.open(tmp_path / "tiled.png"), dtype=float)
     assert np.abs(whole - tiled).mean() < 0.5  # the same picture
-    assert main(["stack", str(folder), "-o", str(tmp_path / "no.png"), "--max-memory", "0.1", "--tile-size", "4096"]) == 2
+    args = ["stack", str(folder), "-o", str(tmp_path / "no.png"), "--max-memory", "0.1", "--tile-size", "4096"]
+    assert main(args) == 2
     assert "a larger --max-memory" in capsys.readouterr().err

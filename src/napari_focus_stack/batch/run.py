@@ -271,7 +271,7 @@ def _reuse(
             to_ref = np.linalg.inv(np.asarray(mats[ref], dtype=float))
             errors = [
                 corner_error(np.asarray(m, dtype=float) @ to_ref, c, shape)
-                for m, c in zip(mats, combined) if m is not None and c is not None
+                for m, c in zip(mats, combined, strict=False) if m is not None and c is not None
             ]
             report["deviation_px"][job.task.name] = max(errors, default=0.0)
         report["combined"] = "median" if len(sets) > 2 else "mean" if len(sets) == 2 else "single"

@@ -7,7 +7,9 @@ from .. import __version__
 from ..errors import ParameterError
 from ..options import OPEN_ENDED, OPTIONS, EngineOptions, Option
 
-__all__ = ["add_engine_options", "add_max_memory", "add_max_pixels", "build_parser", "engine_options", "stacker_from_args"]
+__all__ = [
+    "add_engine_options", "add_max_memory", "add_max_pixels", "build_parser", "engine_options", "stacker_from_args",
+]
 
 
 def _help(opt: Option) -> str:
