@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from napari_focus_stack._backend import get_backend, gpu_status
+from napari_focus_stack._backend import get_backend, gpu_status, reference_backend
 
 SHARED_PCB = Path(__file__).resolve().parents[2] / "shared" / "data" / "focus-stack-pcb"
 SMALL_PCB = Path(__file__).resolve().parent / "data" / "pcb-small"
@@ -15,6 +15,8 @@ def _backend_params():
     ok, why = gpu_status()
     return [
         pytest.param("cpu", id="cpu"),
+        # the GPU's kernels (ndimage API) on NumPy: GPU code paths checked everywhere
+        pytest.param("ndimage", id="ndimage"),
         pytest.param("gpu", id="gpu", marks=[pytest.mark.gpu, pytest.mark.skipif(not ok, reason=f"no GPU: {why}")]),
     ]
 
@@ -22,7 +24,7 @@ def _backend_params():
 @pytest.fixture(params=_backend_params())
 def backend(request):
     """Every available backend: the CPU always, the GPU where cupy sees one."""
-    return get_backend(request.param)
+    return reference_backend() if request.param == "ndimage" else get_backend(request.param)
 
 
 @pytest.fixture(scope="session")

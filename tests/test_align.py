@@ -6,7 +6,6 @@ from napari_focus_stack.align import (
     corner_error,
     describe_transform,
     estimate_transform,
-    to_gray,
     valid_region,
     warp_image,
 )
@@ -74,7 +73,7 @@ def test_valid_region_marks_uncovered_pixels(backend):
 def test_to_gray(backend):
     xp = backend.xp
     rgb = xp.ones((4, 5, 3), dtype=xp.float32) * xp.asarray(np.array([1.0, 0.0, 0.0], np.float32))
-    assert float(to_gray(xp, rgb)[0, 0]) == pytest.approx(0.299)
+    assert float(backend.to_gray(rgb)[0, 0]) == pytest.approx(0.299)
 
 
 def test_stopping_at_a_coarser_level_stays_subpixel(backend, texture):

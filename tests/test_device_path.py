@@ -7,13 +7,11 @@ test_stacker.py::test_gpu_matches_cpu (skipped without a device).
 """
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
 from napari_focus_stack import FocusStacker
-from napari_focus_stack._backend import Backend, get_backend
+from napari_focus_stack._backend import NdimageBackend, reference_backend
 from napari_focus_stack.synthetic import make_stack
 
 from helpers import psnr
@@ -25,8 +23,11 @@ class DeviceArray(np.ndarray):
     """Marks arrays that "live on the simulated device" (results of numpy ops keep the mark)."""
 
 
-class SimulatedDevice(Backend):
-    """NumPy dressed up as a device: copies on transfer, counts the big ones."""
+class SimulatedDevice(NdimageBackend):
+    """NumPy dressed up as a device: copies on transfer, counts the big ones.
+
+    Its kernels are the GPU's (ndimage on NumPy instead of cupyx on CuPy).
+    """
 
     def available_memory(self) -> int:
         return 8 << 30
@@ -36,7 +37,7 @@ class SimulatedDevice(Backend):
 
 
 def simulated_device() -> SimulatedDevice:
-    cpu = get_backend("cpu")
+    ref = reference_backend()
     counts = {"up": 0, "down": 0, "released": 0}
 
     def up(a):
@@ -52,9 +53,9 @@ def simulated_device() -> SimulatedDevice:
         counts["down"] += a.size >= BIG
         return a.copy()
 
-    fields = {f.name: getattr(cpu, f.name) for f in dataclasses.fields(cpu)}
-    fields.update(name="gpu", device_name="simulated", _to_device=up, _to_numpy=down)
-    dev = SimulatedDevice(**fields)
+    dev = SimulatedDevice(
+        xp=np, name="gpu", device_name="simulated", _to_device=up, _to_numpy=down, ndi_module=ref.ndi_module
+    )
     object.__setattr__(dev, "counts", counts)
     return dev
 

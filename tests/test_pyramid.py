@@ -9,28 +9,28 @@ def test_laplacian_round_trip_is_exact(backend, shape):
     xp = backend.xp
     a = xp.asarray(np.random.default_rng(1).random(shape).astype(np.float32))
     levels = pyramid.n_levels(shape, min_size=4)
-    lap = pyramid.laplacian_pyramid(xp, a, levels)
+    lap = pyramid.laplacian_pyramid(backend, a, levels)
     assert len(lap) == levels and lap[-1].shape[0] <= 8
-    back = pyramid.collapse(xp, lap)
+    back = pyramid.collapse(backend, lap)
     np.testing.assert_allclose(backend.to_numpy(back), backend.to_numpy(a), atol=1e-5)
 
 
 def test_reduce_keeps_constant_and_grid(backend):
     xp = backend.xp
     a = xp.full((33, 40), 0.7, dtype=xp.float32)
-    r = pyramid.reduce(xp, a)
+    r = pyramid.reduce(backend, a)
     assert r.shape == (17, 20)
     np.testing.assert_allclose(backend.to_numpy(r), 0.7, atol=1e-6)
     # level-1 pixel j sits on level-0 pixel 2j: a ramp stays a ramp of half slope
     ramp = xp.asarray(np.tile(np.arange(40, dtype=np.float32), (33, 1)))
-    r = backend.to_numpy(pyramid.reduce(xp, ramp))
+    r = backend.to_numpy(pyramid.reduce(backend, ramp))
     np.testing.assert_allclose(r[5, 2:-2], 2 * np.arange(20)[2:-2], atol=1e-4)
 
 
 def test_expand_interpolates_linear_ramp(backend):
     xp = backend.xp
     small = xp.asarray(np.tile(np.arange(10, dtype=np.float32) * 2, (6, 1)))
-    big = backend.to_numpy(pyramid.expand(xp, small, (12, 20)))
+    big = backend.to_numpy(pyramid.expand(backend, small, (12, 20)))
     np.testing.assert_allclose(big[3, 2:18], np.arange(20, dtype=np.float32)[2:18], atol=1e-5)
 
 
@@ -50,7 +50,7 @@ def test_fill_holes_keeps_known_pixels_and_fills_smoothly(backend, shape):
     holes[-1, -1] = True
     given = image.copy()
     given[holes] = np.nan
-    filled = backend.to_numpy(pyramid.fill_holes(xp, xp.asarray(given), xp.asarray(holes)))
+    filled = backend.to_numpy(pyramid.fill_holes(backend, xp.asarray(given), xp.asarray(holes)))
     assert np.isfinite(filled).all()
     np.testing.assert_array_equal(filled[~holes], image[~holes])
     np.testing.assert_allclose(filled[holes], image[holes], atol=0.1)
@@ -58,5 +58,5 @@ def test_fill_holes_keeps_known_pixels_and_fills_smoothly(backend, shape):
 
 def test_fill_holes_with_nothing_known(backend):
     xp = backend.xp
-    filled = pyramid.fill_holes(xp, xp.full((8, 9), np.nan, xp.float32), xp.ones((8, 9), bool))
+    filled = pyramid.fill_holes(backend, xp.full((8, 9), np.nan, xp.float32), xp.ones((8, 9), bool))
     assert backend.to_numpy(filled).tolist() == np.zeros((8, 9)).tolist()

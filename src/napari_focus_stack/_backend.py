@@ -1,32 +1,56 @@
-"""Compute backends: one place where NumPy and CuPy differ.
+"""Compute backends: the one place where the CPU and the GPU differ.
 
-Every algorithm takes a :class:`Backend` and uses ``bk.xp`` (array module),
-``bk.ndi`` (scipy.ndimage or cupyx.scipy.ndimage) and ``bk.ski``
-(skimage or cucim.skimage). CuPy is imported only when the GPU is chosen.
+A :class:`Backend` is an array module ``bk.xp`` (NumPy or CuPy) for plain
+array arithmetic, plus a small set of image kernels for the heavy work:
+
+========================  ====================================================
+``warp_affine``           affine resampling, bilinear or bicubic, edges replicated
+``pyr_down``, ``pyr_up``  binomial (1 4 6 4 1)/16 pyramid steps, symmetric borders
+``gaussian_filter``       Gaussian blur, edges replicated
+``box_filter``            mean over a square window, edges replicated
+``resize``                bilinear resize on pixel areas, edges replicated
+``to_gray``               weighted sum of the colour channels
+``sample_bilinear``       values at scattered sub-pixel points, NaN outside
+========================  ====================================================
+
+Every kernel takes and returns arrays of ``bk.xp``, 2D ``(H, W)`` or with
+channels last ``(H, W, C)``; float32 in, float32 out.
+
+* :class:`OpenCVBackend` (the CPU): OpenCV's SIMD kernels. They release the
+  GIL, so frames prepared in parallel threads really run in parallel.
+* :class:`NdimageBackend`: the kernels written with ``xp`` and a
+  ``scipy.ndimage``-compatible module. On the GPU that is CuPy with
+  ``cupyx.scipy.ndimage``; on NumPy with SciPy it is the reference that the
+  OpenCV kernels are tested against. (cuCIM is not used: the warps and
+  filters it offers are these same ``cupyx`` kernels underneath.)
+
+CuPy and OpenCV are imported only when their backend is created.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from .errors import BackendError
+from .options import DEVICES
 
-__all__ = ["Backend", "get_backend", "gpu_status", "DEVICES"]
+__all__ = ["Backend", "OpenCVBackend", "NdimageBackend", "get_backend", "gpu_status", "DEVICES"]
 
-DEVICES = ("auto", "cpu", "gpu")
+# Luma weights (ITU-R BT.601) for RGB; any other channel count is averaged.
+LUMA = (0.299, 0.587, 0.114)
 
 
 @dataclass(frozen=True)
 class Backend:
-    """The array module triple an algorithm runs on."""
+    """An array module and the image kernels that run on it (see the module docstring)."""
 
     xp: ModuleType
-    ndi: ModuleType
-    ski: ModuleType | None
     name: str  # "cpu" or "gpu"
     device_name: str = "CPU"
     reason: str = ""
@@ -47,6 +71,17 @@ class Backend:
     def is_gpu(self) -> bool:
         return self.name == "gpu"
 
+    @property
+    def ndi(self) -> ModuleType:
+        """``scipy.ndimage`` (or its CuPy twin) for the rare operation outside the kernel set.
+
+        Prefer the kernels: they are the fast path, and the only one tested
+        against both devices.
+        """
+        import scipy.ndimage
+
+        return scipy.ndimage
+
     def available_memory(self) -> int:
         """Free memory (bytes) of the device arrays live on."""
         if self.is_gpu:
@@ -60,25 +95,323 @@ class Backend:
             self.xp.get_default_memory_pool().free_all_blocks()
             self.xp.get_default_pinned_memory_pool().free_all_blocks()
 
+    # ------------------------------------------------------------- kernels
     def warp_affine(self, image: Any, m: np.ndarray, out_shape: tuple[int, int], order: int = 1) -> Any:
-        """Sample a 2D ``image`` at ``m @ (x, y, 1)`` for every output pixel, edges replicated.
+        """Sample ``image`` at ``m @ (x, y, 1)`` for every output pixel ``(x, y)``.
 
-        On the CPU scikit-image's ``warp`` is used: about twice as fast as
-        ``scipy.ndimage.affine_transform``. On the GPU ``cupyx``'s
-        ``affine_transform`` is one elementwise kernel.
+        Parameters
+        ----------
+        image : array (H, W[, C])
+        m : 3x3 array
+            Output pixel coordinates (x = column, y = row) to input ones.
+        out_shape : (rows, cols)
+        order : {0, 1, 3}
+            Nearest, bilinear or bicubic. Positions outside the image take the
+            nearest edge value.
         """
-        if self.ski is not None and not self.is_gpu:
-            return self.ski.transform.warp(
-                image, self.xp.asarray(m), output_shape=tuple(out_shape), order=order, mode="edge",
-                preserve_range=True,
-            ).astype(image.dtype, copy=False)
+        raise NotImplementedError
+
+    def pyr_down(self, a: Any) -> Any:
+        """Blur with the binomial kernel (1 4 6 4 1)/16 and keep the even rows and columns.
+
+        Output pixel ``j`` sits on input pixel ``2j``; borders are reflected
+        symmetrically (``a[-1] = a[0]``). The output has ``ceil(n / 2)`` rows
+        and columns.
+        """
+        raise NotImplementedError
+
+    def pyr_up(self, a: Any, shape: tuple[int, int]) -> Any:
+        """Upsample by two to ``shape`` (rows, cols): the interpolating partner of :meth:`pyr_down`.
+
+        Even outputs are ``(a[j-1] + 6 a[j] + a[j+1]) / 8``, odd outputs
+        ``(a[j] + a[j+1]) / 2``, borders reflected symmetrically. ``shape``
+        may be one smaller than twice ``a``'s (odd sizes).
+        """
+        raise NotImplementedError
+
+    def gaussian_filter(self, a: Any, sigma: float, truncate: float = 3.0) -> Any:
+        """Gaussian blur of each channel, window ``truncate * sigma`` either side, edges replicated."""
+        raise NotImplementedError
+
+    def box_filter(self, a: Any, size: int) -> Any:
+        """Mean over a ``size x size`` window (odd ``size``) of each channel, edges replicated."""
+        raise NotImplementedError
+
+    def resize(self, a: Any, shape: tuple[int, int]) -> Any:
+        """Bilinear resize to ``shape``, pixels as areas.
+
+        Output pixel ``u`` samples input position ``(u + 0.5) * n_in / n_out - 0.5``;
+        positions beyond the outermost centres take the edge value.
+        """
+        raise NotImplementedError
+
+    def to_gray(self, frame: Any, weights: Sequence[float] | None = None) -> Any:
+        """One float32 gray image of a (H, W[, C]) frame.
+
+        With ``weights`` (one per channel) the weighted mean of the channels;
+        else the luma of an RGB frame, the mean of any other channels, or the
+        frame itself when it is gray.
+        """
+        xp = self.xp
+        if frame.ndim == 2:
+            return frame.astype(xp.float32, copy=False)
+        c = frame.shape[2]
+        if weights is None:
+            weights = LUMA if c == 3 else (1.0,) * c
+        if len(weights) != c:
+            raise ValueError(f"{len(weights)} channel weights given for a frame of {c} channels")
+        total = float(sum(weights))
+        return self._channel_sum(frame, tuple(float(w) / total for w in weights))
+
+    def _channel_sum(self, frame: Any, weights: tuple[float, ...]) -> Any:
+        xp = self.xp
+        gray = None
+        for c, w in enumerate(weights):
+            if w == 0:
+                continue
+            part = frame[..., c] * xp.float32(w)
+            gray = part if gray is None else gray.__iadd__(part)
+        if gray is None:
+            return xp.zeros(frame.shape[:2], xp.float32)
+        return gray.astype(xp.float32, copy=False)
+
+    def sample_bilinear(self, image: Any, ys: Any, xs: Any) -> Any:
+        """Bilinear values of a 2D ``image`` at points ``(ys, xs)``; NaN outside ``[0, n - 1]``.
+
+        Written once with ``xp`` arithmetic: a gather of four neighbours per
+        point costs the same on every device.
+        """
+        xp = self.xp
+        h, w = image.shape
+        ys = ys.astype(xp.float32, copy=False)
+        xs = xs.astype(xp.float32, copy=False)
+        inside = (xs >= 0) & (xs <= w - 1) & (ys >= 0) & (ys <= h - 1)
+        x0 = xp.clip(xp.floor(xs), 0, max(w - 2, 0)).astype(xp.intp)
+        y0 = xp.clip(xp.floor(ys), 0, max(h - 2, 0)).astype(xp.intp)
+        fx = xp.clip(xs - x0, 0, 1)
+        fy = xp.clip(ys - y0, 0, 1)
+        x1 = xp.minimum(x0 + 1, w - 1)
+        y1 = xp.minimum(y0 + 1, h - 1)
+        top = image[y0, x0] * (1 - fx) + image[y0, x1] * fx
+        bottom = image[y1, x0] * (1 - fx) + image[y1, x1] * fx
+        vals = (top * (1 - fy) + bottom * fy).astype(xp.float32, copy=False)
+        return xp.where(inside, vals, xp.float32(np.nan))
+
+
+def _check_order(order: int) -> None:
+    if order not in (0, 1, 3):
+        raise ValueError(f"interpolation order must be 0, 1 or 3, got {order!r}")
+
+
+def _with_channels(out: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """OpenCV returns (H, W) for a one-channel (H, W, 1) input: put the axis back."""
+    return out[..., None] if like.ndim == 3 and out.ndim == 2 else out
+
+
+@dataclass(frozen=True)
+class OpenCVBackend(Backend):
+    """The CPU backend: NumPy arrays and OpenCV kernels."""
+
+    cv2: Any = field(default=None, repr=False)
+
+    def warp_affine(self, image, m, out_shape, order=1):
+        cv2 = self.cv2
+        _check_order(order)
+        flags = {0: cv2.INTER_NEAREST, 1: cv2.INTER_LINEAR, 3: cv2.INTER_LANCZOS4}[order] | cv2.WARP_INVERSE_MAP
+        m2 = np.asarray(m, dtype=np.float64)[:2]
+        size = (int(out_shape[1]), int(out_shape[0]))
+        if image.ndim == 3 and image.shape[2] not in (1, 3, 4):
+            # OpenCV's exact float bilinear (and its bicubic) take 1, 3 or 4 channels:
+            # warp the others in groups of those
+            out = np.empty(tuple(out_shape) + image.shape[2:], dtype=image.dtype)
+            c, n = 0, image.shape[2]
+            while c < n:
+                k = 4 if n - c >= 4 else 3 if n - c == 3 else 1
+                out[..., c: c + k] = self.warp_affine(image[..., c: c + k], m, out_shape, order)
+                c += k
+            return out
+        out = cv2.warpAffine(image, m2, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
+        return _with_channels(out, image)
+
+    def pyr_down(self, a):
+        h, w = a.shape[:2]
+        out = self.cv2.pyrDown(a, dstsize=((w + 1) // 2, (h + 1) // 2), borderType=self.cv2.BORDER_REFLECT)
+        return _with_channels(out, a)
+
+    def pyr_up(self, a, shape):
+        cv2 = self.cv2
+        # OpenCV's pyrUp reflects borders about the edge pixel (1 0 1); a one-pixel
+        # symmetric margin (0 0 1) first gives the documented borders exactly
+        padded = cv2.copyMakeBorder(a, 1, 1, 1, 1, cv2.BORDER_REFLECT)
+        h, w = padded.shape[:2]
+        up = _with_channels(cv2.pyrUp(padded, dstsize=(2 * w, 2 * h)), a)
+        return up[2: 2 + shape[0], 2: 2 + shape[1]]
+
+    def gaussian_filter(self, a, sigma, truncate=3.0):
+        k = 2 * int(truncate * sigma + 0.5) + 1
+        out = self.cv2.GaussianBlur(a, (k, k), sigmaX=sigma, sigmaY=sigma, borderType=self.cv2.BORDER_REPLICATE)
+        return _with_channels(out, a)
+
+    def box_filter(self, a, size):
+        out = self.cv2.blur(a, (int(size), int(size)), borderType=self.cv2.BORDER_REPLICATE)
+        return _with_channels(out, a)
+
+    def resize(self, a, shape):
+        out = self.cv2.resize(a, (int(shape[1]), int(shape[0])), interpolation=self.cv2.INTER_LINEAR)
+        return _with_channels(out, a)
+
+    def _channel_sum(self, frame, weights):
+        if frame.shape[2] > 4:  # cv2.transform takes up to four channels
+            return super()._channel_sum(frame, weights)
+        gray = self.cv2.transform(frame, np.array([weights], dtype=np.float64))
+        return gray.astype(np.float32, copy=False)
+
+
+@dataclass(frozen=True)
+class NdimageBackend(Backend):
+    """Kernels from ``xp`` and a ``scipy.ndimage``-compatible module (CuPy + cupyx on the GPU)."""
+
+    ndi_module: Any = field(default=None, repr=False)
+
+    @property
+    def ndi(self) -> ModuleType:
+        return self.ndi_module
+
+    def _per_channel(self, fn: Callable[[Any], Any], a: Any, shape: tuple[int, int] | None = None) -> Any:
+        if a.ndim == 2:
+            return fn(a)
+        xp = self.xp
+        out = xp.empty(tuple(shape or a.shape[:2]) + a.shape[2:], dtype=a.dtype)
+        for c in range(a.shape[2]):
+            out[..., c] = fn(a[..., c])
+        return out
+
+    def warp_affine(self, image, m, out_shape, order=1):
+        _check_order(order)
         # ndimage works in (row, col) order: swap x and y
-        rc = np.array([[m[1, 1], m[1, 0], m[1, 2]], [m[0, 1], m[0, 0], m[0, 2]], [0, 0, 1.0]])
-        return self.ndi.affine_transform(
-            image, self.xp.asarray(rc), output_shape=tuple(out_shape), order=order, mode="nearest"
+        rc = self.xp.asarray(np.array([[m[1, 1], m[1, 0], m[1, 2]], [m[0, 1], m[0, 0], m[0, 2]], [0, 0, 1.0]]))
+        shape = (int(out_shape[0]), int(out_shape[1]))
+        return self._per_channel(
+            lambda ch: self.ndi_module.affine_transform(ch, rc, output_shape=shape, order=order, mode="nearest"),
+            image, shape,
         )
 
+    def pyr_down(self, a):
+        return _reduce_axis(self.xp, _reduce_axis(self.xp, a, 0), 1)
 
+    def pyr_up(self, a, shape):
+        return _expand_axis(self.xp, _expand_axis(self.xp, a, 0, shape[0]), 1, shape[1])
+
+    def gaussian_filter(self, a, sigma, truncate=3.0):
+        s = (sigma, sigma) + (0,) * (a.ndim - 2)
+        return self.ndi_module.gaussian_filter(a, s, mode="nearest", truncate=truncate)
+
+    def box_filter(self, a, size):
+        return self.ndi_module.uniform_filter(a, size=(size, size) + (1,) * (a.ndim - 2), mode="nearest")
+
+    def resize(self, a, shape):
+        zoom = (shape[0] / a.shape[0], shape[1] / a.shape[1]) + (1,) * (a.ndim - 2)
+        out = self.ndi_module.zoom(a, zoom, order=1, mode="nearest", grid_mode=True)
+        return out[: shape[0], : shape[1]]
+
+
+# ---------------------------------------------- pyramid steps by slicing (any xp)
+_TAPS = (1.0, 4.0, 6.0, 4.0, 1.0)
+
+
+def _take(a, axis: int, start: int, stop: int | None, step: int = 1):
+    index = [slice(None)] * a.ndim
+    index[axis] = slice(start, stop, step)
+    return a[tuple(index)]
+
+
+def _reduce_axis(xp, a, axis: int):
+    """Binomial blur and decimation along one axis, without a padded copy.
+
+    Output ``j`` reads input samples ``2j-2 .. 2j+2``; the interior is five
+    strided slices accumulated in place, the few border outputs use
+    symmetric (half-sample) reflection.
+    """
+    n = a.shape[axis]
+    out_n = (n + 1) // 2
+    shape = list(a.shape)
+    shape[axis] = out_n
+    out = xp.empty(shape, dtype=a.dtype)
+    last = (n - 3) // 2  # last j whose five samples are all inside
+    if last >= 1:
+        # accumulate straight into the output: one temporary, not five
+        index = [slice(None)] * a.ndim
+        index[axis] = slice(1, last + 1)
+        dst = out[tuple(index)]
+        xp.add(_take(a, axis, 0, 2 * last - 1, 2), _take(a, axis, 4, 2 * last + 3, 2), out=dst)
+        tmp = _take(a, axis, 1, 2 * last, 2) + _take(a, axis, 3, 2 * last + 2, 2)
+        tmp *= 4.0
+        dst += tmp
+        xp.multiply(_take(a, axis, 2, 2 * last + 1, 2), 6.0, out=tmp)
+        dst += tmp
+        del tmp
+        dst *= 1.0 / 16.0
+        borders = [0] + list(range(last + 1, out_n))
+    else:
+        borders = list(range(out_n))
+    for j in borders:
+        rows = []
+        for k in range(5):
+            i = 2 * j + k - 2
+            if i < 0:
+                i = -i - 1
+            if i > n - 1:
+                i = 2 * n - 1 - i
+            rows.append(min(max(i, 0), n - 1))
+        index = [slice(None)] * a.ndim
+        total = None
+        for w, i in zip(_TAPS, rows):
+            index[axis] = i
+            part = a[tuple(index)] * (w / 16.0)
+            total = part if total is None else total + part
+        index[axis] = j
+        out[tuple(index)] = total
+    return out
+
+
+def _expand_axis(xp, a, axis: int, size: int):
+    """Upsample by two along one axis (binomial interpolation), written in place."""
+    n = a.shape[axis]
+    widths = [(0, 0)] * a.ndim
+    widths[axis] = (1, 1)
+    p = xp.pad(a, widths, mode="symmetric")
+    left = _take(p, axis, 0, n)
+    mid = _take(p, axis, 1, n + 1)
+    right = _take(p, axis, 2, n + 2)
+    shape = list(a.shape)
+    shape[axis] = 2 * n
+    out = xp.empty(shape, dtype=a.dtype)
+    index = [slice(None)] * a.ndim
+    index[axis] = slice(0, None, 2)
+    even = out[tuple(index)]
+    index[axis] = slice(1, None, 2)
+    odd = out[tuple(index)]
+    if axis == 0:
+        # whole rows: computing straight into the interleaved output is fastest
+        xp.add(left, right, out=even)
+        xp.multiply(mid, 6.0, out=odd)  # odd is scratch until its own turn below
+        even += odd
+        even *= 1.0 / 8.0
+        xp.add(mid, right, out=odd)
+        odd *= 0.5
+    else:
+        # interleaved columns: element-strided arithmetic is slow, use one contiguous scratch
+        tmp = left + right
+        tmp += mid * 6.0
+        tmp *= 1.0 / 8.0
+        even[...] = tmp
+        xp.add(mid, right, out=tmp)
+        tmp *= 0.5
+        odd[...] = tmp
+    return _take(out, axis, 0, size)
+
+
+# ------------------------------------------------------------------ creation
 def host_available_memory() -> int | None:
     """Bytes of host memory available to new work (psutil, else /proc/meminfo), or None."""
     try:
@@ -98,11 +431,25 @@ def host_available_memory() -> int | None:
 
 
 def _cpu_backend(reason: str) -> Backend:
-    import scipy.ndimage as ndi
-    import skimage
-    import skimage.transform  # noqa: F401  (warp_affine)
+    import cv2
 
-    return Backend(xp=np, ndi=ndi, ski=skimage, name="cpu", device_name="CPU", reason=reason)
+    return OpenCVBackend(xp=np, name="cpu", device_name="CPU", reason=reason, cv2=cv2)
+
+
+def reference_backend() -> NdimageBackend:
+    """NumPy with SciPy's ndimage: the GPU's kernels, run on the host (for tests)."""
+    import scipy.ndimage
+
+    return NdimageBackend(xp=np, name="cpu", device_name="CPU", reason="reference kernels",
+                          ndi_module=scipy.ndimage)
+
+
+def _no_nvidia_driver() -> bool:
+    """True where no NVIDIA driver can be present: skips importing CuPy (half a second) for nothing."""
+    if not sys.platform.startswith("linux"):
+        return False
+    # native driver, or WSL2's GPU paravirtualisation
+    return not any(os.path.exists(p) for p in ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/dxg"))
 
 
 def gpu_status() -> tuple[bool, str]:
@@ -112,10 +459,18 @@ def gpu_status() -> tuple[bool, str]:
     """
     if os.environ.get("NAPARI_FOCUS_STACK_NO_GPU"):
         return False, "NAPARI_FOCUS_STACK_NO_GPU is set"
+    missing = "cupy is not installed ({}); pip install 'napari-focus-stack[gpu]'"
+    try:
+        if importlib.util.find_spec("cupy") is None:
+            return False, missing.format("ModuleNotFoundError")
+    except (ImportError, ValueError) as exc:  # a broken or blocked entry in sys.modules
+        return False, missing.format(type(exc).__name__)
+    if _no_nvidia_driver():
+        return False, "cupy is installed but no NVIDIA driver was found"
     try:
         import cupy  # noqa: F401
     except Exception as exc:  # ImportError, or a broken CUDA install
-        return False, f"cupy is not installed ({type(exc).__name__}); pip install 'napari-focus-stack[gpu]'"
+        return False, missing.format(type(exc).__name__)
     try:
         if not cupy.is_available():
             return False, "cupy is installed but no usable CUDA device was found"
@@ -130,21 +485,16 @@ def _gpu_backend(reason: str) -> Backend:
     import cupy
     import cupyx.scipy.ndimage as cndi
 
-    try:
-        import cucim.skimage as cski
-    except Exception:  # cuCIM is optional: only a few helpers need it
-        cski = None
     ok, name = gpu_status()
-    return Backend(
+    return NdimageBackend(
         xp=cupy,
-        ndi=cndi,
-        ski=cski,
         name="gpu",
         device_name=name if ok else "CUDA",
-        reason=reason + ("" if cski is not None else " (cuCIM missing: CuPy-only path)"),
+        reason=reason,
         _to_numpy=cupy.asnumpy,
         _to_device=cupy.asarray,
         oom_errors=(cupy.cuda.memory.OutOfMemoryError, MemoryError),
+        ndi_module=cndi,
     )
 
 

@@ -28,7 +28,6 @@ from .options import ALIGN_MODELS
 __all__ = [
     "MODELS",
     "Registration",
-    "to_gray",
     "estimate_transform",
     "warp_image",
     "valid_region",
@@ -49,28 +48,6 @@ class Registration:
     quality: float  # normalised cross-correlation of the aligned pixels, -1..1
     iterations: int
     converged: bool
-
-
-def to_gray(xp, frame: Any, weights: Any | None = None) -> Any:
-    """One gray image of a float (H, W[, C]) frame.
-
-    With ``weights`` (one per channel) the weighted mean of the channels;
-    else the luma of an RGB frame, the mean of any other channels, or the
-    frame itself when it is gray.
-    """
-    if frame.ndim == 2:
-        return frame.astype(xp.float32, copy=False)
-    if weights is None:
-        c = frame.shape[2]
-        weights = (0.299, 0.587, 0.114) if c == 3 else (1.0,) * c
-    total = float(sum(weights))
-    gray = None
-    for c, w in enumerate(weights):
-        if w == 0:
-            continue
-        part = frame[..., c] * xp.float32(w / total)
-        gray = part if gray is None else gray.__iadd__(part)
-    return gray.astype(xp.float32, copy=False)
 
 
 def scale_matrix(f: float) -> np.ndarray:
@@ -132,15 +109,9 @@ def warp_image(bk: Backend, image: Any, m: np.ndarray, out_shape: tuple[int, int
     filters see no artificial edge); use :func:`valid_region` to know which
     pixels are real.
     """
-    xp = bk.xp
     if _is_identity(m) and tuple(out_shape) == tuple(image.shape[:2]):
         return image
-    if image.ndim == 2:
-        return bk.warp_affine(image, m, out_shape, order)
-    out = xp.empty(tuple(out_shape) + image.shape[2:], dtype=image.dtype)
-    for c in range(image.shape[2]):
-        out[..., c] = bk.warp_affine(image[..., c], m, out_shape, order)
-    return out
+    return bk.warp_affine(image, m, out_shape, order)
 
 
 def _phase_correlation(xp, a: Any, b: Any) -> tuple[float, float]:
@@ -217,7 +188,7 @@ def _select_points(xp, grad_mag: Any, max_points: int, margin: int) -> Any:
 def _register_level(
     bk: Backend, tmpl: Any, mov: Any, m: np.ndarray, model: str, max_iter: int, tol: float, max_points: int
 ) -> tuple[np.ndarray, float, int, bool]:
-    xp, ndi = bk.xp, bk.ndi
+    xp = bk.xp
     h, w = tmpl.shape
     gy, gx = xp.gradient(tmpl)
     idx = _select_points(xp, xp.hypot(gx, gy), max_points, margin=2)
@@ -236,7 +207,7 @@ def _register_level(
     for it in range(1, max_iter + 1):
         sx = m[0, 0] * xs + m[0, 1] * ys + m[0, 2]
         sy = m[1, 0] * xs + m[1, 1] * ys + m[1, 2]
-        vals = ndi.map_coordinates(mov, xp.stack([sy, sx]), order=1, mode="constant", cval=np.nan)
+        vals = bk.sample_bilinear(mov, sy, sx)
         ok = ~xp.isnan(vals)
         n_ok = int(ok.sum())
         if n_ok < 16:
@@ -321,8 +292,8 @@ def estimate_transform(
         raise ValueError(f"align model must be one of {MODELS}, got {model!r}")
     xp = backend.xp
     levels = pyramid.n_levels(template.shape, min_size=min_size)
-    tp = template_pyramid or pyramid.gaussian_pyramid(xp, template, levels)
-    mp = moving_pyramid or pyramid.gaussian_pyramid(xp, moving, levels)
+    tp = template_pyramid or pyramid.gaussian_pyramid(backend, template, levels)
+    mp = moving_pyramid or pyramid.gaussian_pyramid(backend, moving, levels)
     levels = min(len(tp), len(mp))
     if model == "none":
         m = np.eye(3)

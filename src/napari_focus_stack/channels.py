@@ -9,7 +9,7 @@ is therefore the same linear function of it in the result.
 The decision reads a weighted combination of the channels:
 
 - the focus energy is ``sum((w_c * band_c) ** 2)`` (:func:`focus.band_energy`);
-- alignment registers one gray image (:func:`align.to_gray`): the luma of a
+- alignment registers one gray image (:meth:`Backend.to_gray`): the luma of a
   colour photo, else one channel (the deciding one, or the one with the most
   normalised detail). A weighted mean of independent channels could cancel:
   two complementary stains (nucleus and cytoplasm) add up to a flat image.

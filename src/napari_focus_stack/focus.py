@@ -67,9 +67,9 @@ def smooth_measure(bk: Backend, a: Any, radius: float, smoothing: float) -> Any:
     """The spatial averaging shared by measures and their validity masks."""
     size = 2 * int(round(radius)) + 1
     if size > 1:
-        a = bk.ndi.uniform_filter(a, size=size, mode="nearest")
+        a = bk.box_filter(a, size)
     if smoothing >= 0.3:
-        a = bk.ndi.gaussian_filter(a, smoothing, mode="nearest", truncate=3.0)
+        a = bk.gaussian_filter(a, smoothing, truncate=3.0)
     return a
 
 

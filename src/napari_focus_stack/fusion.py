@@ -29,7 +29,6 @@ from typing import Any
 
 from . import pyramid
 from ._backend import Backend
-from .align import to_gray
 from .focus import DepthTracker, focus_measure, upsample_blocks
 
 __all__ = ["MAX_LEVELS", "METHODS", "FusionResult", "PyramidFusion", "DepthMapFusion", "make_fusion"]
@@ -78,9 +77,7 @@ def _copy_where(xp, dst: Any, src: Any, mask: Any) -> None:
 
 def _upsample_smooth(bk: Backend, a: Any, shape: tuple[int, int]) -> Any:
     """Bilinear upsampling of a half-resolution block grid to ``shape``."""
-    zoom = (shape[0] / a.shape[0], shape[1] / a.shape[1])
-    out = bk.ndi.zoom(a, zoom, order=1, mode="nearest", grid_mode=True)
-    return out[: shape[0], : shape[1]]
+    return bk.resize(a, shape)
 
 
 class PyramidFusion(_Fusion):
@@ -106,11 +103,11 @@ class PyramidFusion(_Fusion):
     def prepare(self, frame: Any, valid: Any | None = None) -> dict:
         """Pyramid and activities of one frame; ``frame`` is consumed (its buffer reused)."""
         bk, xp = self.bk, self.bk.xp
-        lap = pyramid.laplacian_pyramid(xp, frame, self.levels, overwrite=True)
+        lap = pyramid.laplacian_pyramid(bk, frame, self.levels, overwrite=True)
         measure, half_valid = focus_measure(bk, lap[0], self.radius, self.smoothing, valid=valid, weights=self.weights)
         prep = {"lap": lap, "measure": measure, "half_valid": half_valid}
         acts, masks = [], []
-        vpyr = None if valid is None else pyramid.gaussian_pyramid(xp, valid.astype(xp.float32), self.levels)
+        vpyr = None if valid is None else pyramid.gaussian_pyramid(bk, valid.astype(xp.float32), self.levels)
         for level in range(1, self.levels - 1):
             f = 2.0**level
             act, ok = focus_measure(
@@ -148,7 +145,7 @@ class PyramidFusion(_Fusion):
         xp = self.bk.xp
         count = xp.maximum(self.base_count, 1e-6)
         base = self.base_sum / (count[..., None] if self.base_sum.ndim == 3 else count)
-        image = pyramid.collapse(xp, self.best + [base])
+        image = pyramid.collapse(self.bk, self.best + [base])
         depth, confidence = self._maps()
         return FusionResult(image, depth, confidence)
 
@@ -165,10 +162,10 @@ class DepthMapFusion(_Fusion):
         self.log_max = None
 
     def prepare(self, frame: Any, valid: Any | None = None) -> dict:
-        bk, xp = self.bk, self.bk.xp
+        bk = self.bk
         # weighted channels are measured one by one: their weighted mean could cancel
-        gray = to_gray(xp, frame) if self.weights is None else frame
-        band = gray - pyramid.expand(xp, pyramid.reduce(xp, gray), gray.shape)
+        gray = bk.to_gray(frame) if self.weights is None else frame
+        band = gray - pyramid.expand(bk, pyramid.reduce(bk, gray), gray.shape)
         measure, half_valid = focus_measure(bk, band, self.radius, self.smoothing, valid=valid, weights=self.weights)
         return {"frame": frame, "measure": measure, "half_valid": half_valid}
 

@@ -220,7 +220,7 @@ def guided_coefficients(bk: Backend, guide: Any, src: Any, weights: Any, radius:
     size = 2 * int(radius) + 1
 
     def box(a: Any) -> Any:
-        return bk.ndi.uniform_filter(a, size=size, mode="nearest")
+        return bk.box_filter(a, size)
 
     norm = xp.maximum(box(weights), 1e-30)
     wi = weights * guide
@@ -233,10 +233,10 @@ def guided_coefficients(bk: Backend, guide: Any, src: Any, weights: Any, radius:
     return box(a), box(b)
 
 
-def _reduce(xp, a: Any, times: int) -> Any:
+def _reduce(bk: Backend, a: Any, times: int) -> Any:
     """``times`` Gaussian pyramid reductions (level-``times`` grid of :mod:`pyramid`)."""
     for _ in range(times):
-        a = pyramid.reduce(xp, a)
+        a = pyramid.reduce(bk, a)
     return a
 
 
@@ -302,8 +302,8 @@ def regularise_depth(
     while max(shapes[-1]) > _GRID_SIDE:
         shapes.append(((shapes[-1][0] + 1) // 2, (shapes[-1][1] + 1) // 2))
     times = len(shapes) - 1
-    w_small = _reduce(xp, weights, times)
-    d_small = _reduce(xp, depth * weights, times) / xp.maximum(w_small, 1e-30)
+    w_small = _reduce(bk, weights, times)
+    d_small = _reduce(bk, depth * weights, times) / xp.maximum(w_small, 1e-30)
     filled = fill_depth(bk, d_small, w_small)
     if guide is None:
         smooth = _expand(xp, filled, shapes)
@@ -311,7 +311,7 @@ def regularise_depth(
         g = xp.asarray(guide, dtype=xp.float32)
         lo, hi = (float(v) for v in xp.percentile(g[::4, ::4], xp.asarray([0.5, 99.5])))
         g = (g - xp.float32(lo)) * xp.float32(1.0 / max(hi - lo, 1e-12))
-        g_small = _reduce(xp, g, times)
+        g_small = _reduce(bk, g, times)
         radius = max(1, round(radius / 2**times))
         a, b = guided_coefficients(bk, g_small, filled, w_small + xp.float32(1e-3), radius, _GUIDE_EPS)
         smooth = _expand(xp, a, shapes) * g

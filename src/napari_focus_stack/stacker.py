@@ -36,7 +36,6 @@ from .align import (
     describe_transform,
     estimate_transform,
     max_corner_shift,
-    to_gray,
     valid_region,
     warp_image,
 )
@@ -195,7 +194,7 @@ class FocusStacker:
     align : {"similarity", "affine", "translation", "none"}
     reference : int, optional
         Index of the reference frame (default: the middle frame).
-    device : {"auto", "cpu", "gpu"}
+    device : {"auto", "cpu", "gpu"} or Backend
     upscale_output : bool
         Keep the ``scale_factor`` times larger result.
     min_quality : float
@@ -706,7 +705,7 @@ class FocusStacker:
         missing: list = [0] * n
         mats[ref] = np.eye(3)
         quality[ref] = 1.0
-        xp = self.backend.xp
+        bk = self.backend
 
         # Registration of big frames stops at half resolution anyway, so with no
         # frame cache to fill, decode them at half size where that is cheap
@@ -730,7 +729,7 @@ class FocusStacker:
             cache.put(i, device)
             if self.align == "none":
                 return None
-            return pyramid.gaussian_pyramid(xp, to_gray(xp, self._to_float(device, scale), weights), levels)
+            return pyramid.gaussian_pyramid(bk, bk.to_gray(self._to_float(device, scale), weights), levels)
 
         ref_pyr = load(ref)
         run.tick("align")
@@ -831,7 +830,7 @@ class FocusStacker:
             holes = _missing_pixels(xp, image) if floating else None
             if holes is not None:
                 # smooth stand-ins keep the band-pass quiet around holes; the mask keeps them out
-                image = pyramid.fill_holes(xp, image, holes)
+                image = pyramid.fill_holes(bk, image, holes)
             warped = warp_image(bk, image, m, shape, order)
             valid = valid_region(xp, m, shape, frame.shape[:2])
             if holes is not None:
@@ -1077,7 +1076,7 @@ def _regularised_depth(result: StackResult) -> np.ndarray:
     except FocusStackError:  # the result travelled to a machine without that device
         bk = get_backend("cpu")
     image = bk.asarray(result.image).astype(bk.xp.float32)
-    guide = to_gray(bk.xp, image, report.get("alignment_weights"))
+    guide = bk.to_gray(image, report.get("alignment_weights"))
     radius = 2 * int(report.get("parameters", {}).get("radius", 8))
     depth = regularise_depth(bk, bk.asarray(result.depth_raw), bk.asarray(result.confidence), guide, radius)
     return bk.to_numpy(depth).astype(np.float32, copy=False)

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ..align import corner_error, estimate_transform, to_gray
+from .._backend import get_backend
+from ..align import corner_error, estimate_transform
 from ..focus import block_mean
 
 __all__ = ["CHECK_PIXELS", "calibration_indices", "check_reused_alignment", "combine_transforms"]
@@ -85,7 +86,7 @@ def _small_gray(source, i: int, scale: float, max_pixels: int) -> tuple[Any, np.
     extra = 1
     while (h // extra) * (w // extra) > max_pixels:
         extra *= 2
-    gray = to_gray(np, block_mean(np, frame, extra).astype(np.float32) * np.float32(1.0 / scale))
+    gray = get_backend("cpu").to_gray(block_mean(np, frame, extra).astype(np.float32) * np.float32(1.0 / scale))
     f *= extra
     # pixel j of the small image covers full pixels f*j .. f*j + f - 1
     return gray.astype(np.float32, copy=False), np.array([[f, 0, (f - 1) / 2], [0, f, (f - 1) / 2], [0, 0, 1.0]])
