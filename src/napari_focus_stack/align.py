@@ -88,13 +88,25 @@ def valid_region(xp, m: np.ndarray, out_shape: tuple[int, int], in_shape: tuple[
     0.5 px beyond the outermost centres still count as covered.
     """
     h, w = out_shape
-    ys = xp.arange(h, dtype=xp.float32)[:, None]
-    xs = xp.arange(w, dtype=xp.float32)[None, :]
     eps = 0.5
-    sx = m[0, 0] * xs + m[0, 1] * ys + m[0, 2]
-    ok = (sx >= -eps) & (sx <= in_shape[1] - 1 + eps)
-    sy = m[1, 0] * xs + m[1, 1] * ys + m[1, 2]
-    ok &= (sy >= -eps) & (sy <= in_shape[0] - 1 + eps)
+    # the covered part of each output row is one interval of columns (the
+    # intersection of two strips): find it per row, then compare once per pixel
+    ys = np.arange(h, dtype=np.float64)
+    first = np.zeros(h)
+    last = np.full(h, w - 1.0)
+    for k, n in ((0, in_shape[1]), (1, in_shape[0])):
+        a, b = m[k, 0], m[k, 1] * ys + m[k, 2]  # source coordinate k = a * x + b
+        lo, hi = -eps - b, n - 1 + eps - b  # the bounds on a * x
+        if a == 0:
+            outside = (lo > 0) | (hi < 0)
+            first[outside], last[outside] = w, -1.0
+            continue
+        x0, x1 = (lo / a, hi / a) if a > 0 else (hi / a, lo / a)
+        first = np.maximum(first, np.ceil(x0))
+        last = np.minimum(last, np.floor(x1))
+    xs = xp.arange(w, dtype=xp.float32)[None, :]
+    ok = xs >= xp.asarray(first.astype(np.float32))[:, None]
+    ok &= xs <= xp.asarray(last.astype(np.float32))[:, None]
     return ok
 
 
@@ -204,6 +216,7 @@ def _register_level(
     t_vals = tmpl.ravel()[idx]
     corners = np.array([[0, 0, 1], [w - 1, 0, 1], [0, h - 1, 1], [w - 1, h - 1, 1]], dtype=float).T
     quality, converged, it = 0.0, False, 0
+    full_hess = None  # with every point inside, the Hessian is the same each iteration
     for it in range(1, max_iter + 1):
         sx = m[0, 0] * xs + m[0, 1] * ys + m[0, 2]
         sy = m[1, 0] * xs + m[1, 1] * ys + m[1, 2]
@@ -212,7 +225,8 @@ def _register_level(
         n_ok = int(ok.sum())
         if n_ok < 16:
             return m, 0.0, it, False
-        iv, tv = vals[ok], t_vals[ok]
+        whole = n_ok == int(vals.size)
+        iv, tv, sdv = (vals, t_vals, sd) if whole else (vals[ok], t_vals[ok], sd[ok])
         im, tm = iv.mean(), tv.mean()
         di, dt = iv - im, tv - tm
         var_i = float((di * di).sum())
@@ -221,8 +235,11 @@ def _register_level(
         quality = cov / math.sqrt(var_i * var_t) if var_i > 0 and var_t > 0 else 0.0
         gain = cov / var_i if var_i > 0 else 1.0
         err = gain * di - dt  # photometrically corrected moving minus template
-        sdv = sd[ok]
-        hess = bk.to_numpy(sdv.T @ sdv).astype(np.float64)
+        if whole and full_hess is not None:
+            hess = full_hess
+        else:
+            hess = bk.to_numpy(sdv.T @ sdv).astype(np.float64)
+            full_hess = hess if whole else full_hess
         rhs = bk.to_numpy(sdv.T @ err).astype(np.float64)
         try:
             dp = np.linalg.solve(hess, rhs)

@@ -70,11 +70,6 @@ class _Fusion:
         )
 
 
-def _copy_where(xp, dst: Any, src: Any, mask: Any) -> None:
-    """``dst[mask] = src[mask]`` in place, one 2D mask for all colour channels."""
-    xp.copyto(dst, src, where=mask[..., None] if dst.ndim == 3 else mask)
-
-
 def _upsample_smooth(bk: Backend, a: Any, shape: tuple[int, int]) -> Any:
     """Bilinear upsampling of a half-resolution block grid to ``shape``."""
     return bk.resize(a, shape)
@@ -129,13 +124,13 @@ class PyramidFusion(_Fusion):
             self.base_sum = xp.zeros_like(lap[-1])
             self.base_count = xp.zeros(lap[-1].shape[:2], dtype=xp.float32)
         better = self.tracker.update(index, prep["measure"], prep["half_valid"])
-        _copy_where(xp, self.best[0], lap[0], upsample_blocks(xp, better, 2, self.shape))
+        self.bk.copy_where(self.best[0], lap[0], upsample_blocks(xp, better, 2, self.shape))
         for k, (act, mask) in enumerate(zip(prep["acts"], prep["masks"])):
             if mask is not None:
                 act = xp.where(mask, act, -xp.inf)
             win = act > self.activity[k]
-            xp.copyto(self.activity[k], act, where=win)
-            _copy_where(xp, self.best[k + 1], lap[k + 1], win)
+            self.bk.copy_where(self.activity[k], act, win)
+            self.bk.copy_where(self.best[k + 1], lap[k + 1], win)
         base_valid = prep["base_valid"]
         weight = xp.ones(lap[-1].shape[:2], xp.float32) if base_valid is None else base_valid.astype(xp.float32)
         self.base_count += weight

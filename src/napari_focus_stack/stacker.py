@@ -655,12 +655,12 @@ class FocusStacker:
         frame = cache.get(i)
         return source.read(i) if frame is None else frame
 
-    def _to_float(self, frame: Any, scale: float) -> Any:
-        """Upload (once, as stored) and convert to float32 in [0, 1]."""
-        xp = self.backend.xp
-        a = self.backend.asarray(frame).astype(xp.float32)
-        if scale != 1.0:
-            a *= xp.float32(1.0 / scale)
+    def _to_float(self, frame: Any, scale: float, gain: Any = None) -> Any:
+        """Upload (once, as stored) and convert to float32 in [0, 1], times the exposure ``gain`` (per channel)."""
+        bk = self.backend
+        a = bk.asarray(frame).astype(bk.xp.float32)  # always a fresh array: safe in place
+        if scale != 1.0 or gain is not None:
+            bk.scale_channels(a, (1.0 if gain is None else np.asarray(gain, np.float64)) / scale)
         return a
 
     def _align_to_best_reference(
@@ -826,7 +826,9 @@ class FocusStacker:
         def prepare(i: int, frame: Any) -> dict:
             m = mats[i] @ up
             frame, m = _crop_footprint(frame, m, shape)
-            image = self._to_float(frame, scale)
+            # exposure first: it commutes with hole filling and the warp (weighted
+            # means), and the frame is never larger than the output
+            image = self._to_float(frame, scale, gains[i])
             holes = _missing_pixels(xp, image) if floating else None
             if holes is not None:
                 # smooth stand-ins keep the band-pass quiet around holes; the mask keeps them out
@@ -837,8 +839,6 @@ class FocusStacker:
                 valid &= warp_image(bk, holes.astype(xp.float32), m, shape, 1) < 1e-3
             if bool(valid.all()):
                 valid = None
-            if gains[i] is not None:
-                warped *= xp.asarray(gains[i])  # warped is always a fresh float array: safe in place
             return fusion.prepare(warped, valid)
 
         read = lambda i: self._read(source, cache, i)  # noqa: E731
