@@ -5,11 +5,14 @@ array arithmetic, plus a small set of image kernels for the heavy work:
 
 ========================  ====================================================
 ``warp_affine``           affine resampling, bilinear or bicubic, edges replicated
+``warp_frame``            the same from a frame as stored (any dtype), exposure applied
 ``pyr_down``, ``pyr_up``  binomial (1 4 6 4 1)/16 pyramid steps, symmetric borders
+``pyr_up_add``            ``a += scale * pyr_up(small)`` in place (Laplacian bands)
 ``gaussian_filter``       Gaussian blur, edges replicated
 ``box_filter``            mean over a square window, edges replicated
 ``resize``                bilinear resize on pixel areas, edges replicated
 ``to_gray``               weighted sum of the colour channels
+``block_energy``          squares summed over channels, averaged over f x f blocks
 ``copy_where``            ``dst[mask] = src[mask]`` in place, one 2D mask for all channels
 ``scale_channels``        ``a * gain + offset`` in place, per channel
 ``sample_bilinear``       values at scattered sub-pixel points, NaN outside
@@ -113,6 +116,22 @@ class Backend:
         """
         raise NotImplementedError
 
+    def warp_frame(
+        self, frame: Any, m: np.ndarray, out_shape: tuple[int, int], order: int = 1,
+        gain: Any = 1.0, offset: Any = 0.0,
+    ) -> Any:
+        """:meth:`warp_affine` of ``frame * gain + offset`` as a new float32 array.
+
+        ``frame`` is as stored (any dtype, on this backend); ``gain`` and
+        ``offset`` are numbers or one per channel. Exposure commutes with the
+        warp's interpolation, so it is applied to the input, which is never
+        larger than the output at scale factor 1.
+        """
+        a = self.scale_channels(frame.astype(self.xp.float32), gain, offset)
+        if np.allclose(m, np.eye(3), atol=1e-9) and tuple(out_shape) == tuple(a.shape[:2]):
+            return a
+        return self.warp_affine(a, m, out_shape, order)
+
     def pyr_down(self, a: Any) -> Any:
         """Blur with the binomial kernel (1 4 6 4 1)/16 and keep the even rows and columns.
 
@@ -130,6 +149,22 @@ class Backend:
         may be one smaller than twice ``a``'s (odd sizes).
         """
         raise NotImplementedError
+
+    def pyr_up_add(self, a: Any, small: Any, scale: float = 1.0) -> Any:
+        """``a += scale * pyr_up(small, a.shape)`` in place; returns ``a``.
+
+        With ``scale=-1`` this turns a Gaussian level into its Laplacian band
+        without a full-size temporary on the CPU.
+        """
+        up = self.pyr_up(small, a.shape[:2])
+        if scale == 1.0:
+            a += up
+        elif scale == -1.0:
+            a -= up
+        else:
+            up *= scale
+            a += up
+        return a
 
     def gaussian_filter(self, a: Any, sigma: float, truncate: float = 3.0) -> Any:
         """Gaussian blur of each channel, window ``truncate * sigma`` either side, edges replicated."""
@@ -164,6 +199,29 @@ class Backend:
             raise ValueError(f"{len(weights)} channel weights given for a frame of {c} channels")
         total = float(sum(weights))
         return self._channel_sum(frame, tuple(float(w) / total for w in weights))
+
+    def block_energy(self, band: Any, f: int = 1, weights: Sequence[float] | None = None) -> Any:
+        """``sum_c (w_c * band_c) ** 2``, averaged over ``f x f`` blocks: float32 (ceil(H / f), ceil(W / f)).
+
+        Blocks at the bottom and right edges that the image does not fill
+        are completed with the edge values (the mean of what is there).
+        """
+        xp = self.xp
+        if band.ndim == 2:
+            energy = band * band if weights is None else band * band * xp.float32(weights[0] ** 2)
+        else:
+            energy = None
+            for c in range(band.shape[2]):
+                w = 1.0 if weights is None else float(weights[c])
+                if w == 0:
+                    continue
+                part = band[..., c] * band[..., c]
+                if w != 1.0:
+                    part *= xp.float32(w * w)
+                energy = part if energy is None else energy.__iadd__(part)
+            if energy is None:
+                energy = xp.zeros(band.shape[:2], xp.float32)
+        return block_mean(xp, energy, f).astype(xp.float32, copy=False)
 
     def _channel_sum(self, frame: Any, weights: tuple[float, ...]) -> Any:
         xp = self.xp
@@ -202,9 +260,32 @@ class Backend:
         raise NotImplementedError
 
 
+# Rows per strip of the strip-wise CPU kernels: a few MB of float32, cache-sized.
+_STRIP_ROWS = 64
+
+
 def _check_order(order: int) -> None:
     if order not in (0, 1, 3):
         raise ValueError(f"interpolation order must be 0, 1 or 3, got {order!r}")
+
+
+def block_mean(xp, a: Any, f: int) -> Any:
+    """Mean over ``f x f`` blocks of ``a`` (edge-padded to a multiple of ``f``), with any ``xp``."""
+    if f == 1:
+        return a
+    h, w = a.shape[:2]
+    ph, pw = (-h) % f, (-w) % f
+    if ph or pw:
+        pad = [(0, ph), (0, pw)] + [(0, 0)] * (a.ndim - 2)
+        a = xp.pad(a, pad, mode="edge")
+    # strided slices are several times faster than reshape(...).mean(axis=(1, 3))
+    out = None
+    for dy in range(f):
+        for dx in range(f):
+            part = a[dy::f, dx::f]
+            out = part.astype(xp.float32, copy=True) if out is None else out.__iadd__(part)
+    out *= 1.0 / (f * f)
+    return out
 
 
 def _with_channels(out: np.ndarray, like: np.ndarray) -> np.ndarray:
@@ -219,6 +300,10 @@ class OpenCVBackend(Backend):
     cv2: Any = field(default=None, repr=False)
 
     def warp_affine(self, image, m, out_shape, order=1):
+        return self._warp(image, m, out_shape, order)
+
+    def _warp(self, image, m, out_shape, order, out=None):
+        """:meth:`warp_affine`, written into ``out`` when given."""
         cv2 = self.cv2
         _check_order(order)
         flags = {0: cv2.INTER_NEAREST, 1: cv2.INTER_LINEAR, 3: cv2.INTER_LANCZOS4}[order] | cv2.WARP_INVERSE_MAP
@@ -227,15 +312,59 @@ class OpenCVBackend(Backend):
         if image.ndim == 3 and image.shape[2] not in (1, 3, 4):
             # OpenCV's exact float bilinear (and its bicubic) take 1, 3 or 4 channels:
             # warp the others in groups of those
-            out = np.empty(tuple(out_shape) + image.shape[2:], dtype=image.dtype)
+            if out is None:
+                out = np.empty(tuple(out_shape) + image.shape[2:], dtype=image.dtype)
             c, n = 0, image.shape[2]
             while c < n:
                 k = 4 if n - c >= 4 else 3 if n - c == 3 else 1
-                out[..., c: c + k] = self.warp_affine(image[..., c: c + k], m, out_shape, order)
+                out[..., c: c + k] = self._warp(image[..., c: c + k], m, out_shape, order)
                 c += k
+            return out
+        if out is not None:
+            dst = out[..., 0] if out.ndim == 3 and out.shape[2] == 1 else out
+            cv2.warpAffine(image, m2, size, dst=dst, flags=flags, borderMode=cv2.BORDER_REPLICATE)
             return out
         out = cv2.warpAffine(image, m2, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
         return _with_channels(out, image)
+
+    def warp_frame(self, frame, m, out_shape, order=1, gain=1.0, offset=0.0):
+        c = 1 if frame.ndim == 2 else frame.shape[2]
+        if c > 4:
+            return super().warp_frame(frame, m, out_shape, order, gain, offset)
+        cv2 = self.cv2
+        gains = tuple(np.broadcast_to(np.asarray(gain, np.float64), (c,))) + (0.0,) * (4 - c)
+        offsets = tuple(np.broadcast_to(np.asarray(offset, np.float64), (c,))) + (0.0,) * (4 - c)
+        identity = np.allclose(m, np.eye(3), atol=1e-9) and tuple(out_shape) == tuple(frame.shape[:2])
+
+        def to_float(rows):
+            f = cv2.multiply(rows, gains, dtype=cv2.CV_32F)
+            if any(offsets):
+                cv2.add(f, offsets, dst=f)
+            return _with_channels(f, rows)
+
+        h, w = int(out_shape[0]), int(out_shape[1])
+        out = np.empty((h, w) + frame.shape[2:], np.float32)
+        fh = frame.shape[0]
+        m = np.asarray(m, dtype=np.float64)
+        # Convert and warp a strip of output rows at a time: the float copy of
+        # the input is never whole (a frame less per frame in flight) and the
+        # strip stays in cache between conversion and warp. A strip reads the
+        # input rows under its footprint plus the interpolation's reach.
+        margin = 5
+        reach = abs(m[1, 0]) * w + 2 * margin + 2
+        strip = max(_STRIP_ROWS, int(2 * reach))  # rotated frames: keep the re-read input below half
+        for r0 in range(0, h, strip):
+            r1 = min(h, r0 + strip)
+            if identity:
+                out[r0:r1] = to_float(frame[r0:r1])
+                continue
+            ys = m[1, 0] * np.array([0, w - 1, 0, w - 1]) + m[1, 1] * np.array([r0, r0, r1 - 1, r1 - 1]) + m[1, 2]
+            ya = int(np.clip(np.floor(ys.min()) - margin, 0, fh - 1))
+            yb = int(np.clip(np.ceil(ys.max()) + margin + 1, ya + 1, fh))
+            # source rows counted from the chunk, output rows from the strip
+            ms = np.array([[1, 0, 0], [0, 1, -ya], [0, 0, 1.0]]) @ m @ np.array([[1, 0, 0], [0, 1, r0], [0, 0, 1.0]])
+            self._warp(to_float(frame[ya:yb]), ms, (r1 - r0, w), order, out=out[r0:r1])
+        return out
 
     def pyr_down(self, a):
         h, w = a.shape[:2]
@@ -250,6 +379,32 @@ class OpenCVBackend(Backend):
         h, w = padded.shape[:2]
         up = _with_channels(cv2.pyrUp(padded, dstsize=(2 * w, 2 * h)), a)
         return up[2: 2 + shape[0], 2: 2 + shape[1]]
+
+    def pyr_up_add(self, a, small, scale=1.0):
+        cv2 = self.cv2
+        sh, sw = small.shape[:2]
+        ph, pw = sh + 2, sw + 2  # small with a one-pixel symmetric margin (see pyr_up)
+        h, w = a.shape[:2]
+        # Padded row p is small row p - 1, so output row k is row k + 2 of the
+        # whole padded pyrUp; rows 2i and 2i + 1 of that read padded rows i - 1 .. i + 1.
+        # In strips, so that no full-size upsampled copy exists; each strip pads
+        # only its own rows (the margin rows only at the image's top and bottom).
+        for r0 in range(0, h, _STRIP_ROWS):
+            r1 = min(h, r0 + _STRIP_ROWS)
+            pa = r0 // 2
+            pb = min(ph, (r1 + 1) // 2 + 2)
+            lo, hi = max(pa - 1, 0), min(pb - 1, sh)  # the small rows inside padded rows pa .. pb - 1
+            chunk = cv2.copyMakeBorder(small[lo:hi], int(pa == 0), int(pb == ph), 1, 1, cv2.BORDER_REFLECT)
+            up = _with_channels(cv2.pyrUp(_with_channels(chunk, small), dstsize=(2 * pw, 2 * (pb - pa))), small)
+            q = r0 + 2 - 2 * pa
+            part = up[q: q + r1 - r0, 2: 2 + w]
+            if scale == 1.0:
+                a[r0:r1] += part
+            elif scale == -1.0:
+                a[r0:r1] -= part
+            else:
+                a[r0:r1] += scale * part
+        return a
 
     def gaussian_filter(self, a, sigma, truncate=3.0):
         k = 2 * int(truncate * sigma + 0.5) + 1
@@ -297,6 +452,31 @@ class OpenCVBackend(Backend):
             return super().copy_where(dst, src, mask)
         # NumPy's copyto with a broadcast mask is 5x slower than OpenCV's masked copy
         self.cv2.copyTo(src, mask.view(np.uint8), dst)
+
+    def block_energy(self, band, f=1, weights=None):
+        cv2 = self.cv2
+        c = 1 if band.ndim == 2 else band.shape[2]
+        if c > 4:
+            return super().block_energy(band, f, weights)
+        squares = np.array([[1.0 if weights is None else float(weights[k]) ** 2 for k in range(c)]])
+        h, w = band.shape[:2]
+        out = np.empty((-(-h // f), -(-w // f)), np.float32)
+        rows = f * -(-_STRIP_ROWS // f)
+        # by strips of rows: the squares never exist at full size
+        for r0 in range(0, h, rows):
+            r1 = min(h, r0 + rows)
+            strip = band[r0:r1]
+            sq = cv2.multiply(strip, strip)
+            if c > 1 or squares[0, 0] != 1.0:
+                sq = cv2.transform(sq, squares) if c > 1 else sq * np.float32(squares[0, 0])
+            if f > 1:
+                pr, pc = (-(r1 - r0)) % f, (-w) % f
+                if pr or pc:
+                    sq = cv2.copyMakeBorder(sq, 0, pr, 0, pc, cv2.BORDER_REPLICATE)
+                # an exact f-fold reduction: INTER_AREA is the plain block mean
+                sq = cv2.resize(sq, (sq.shape[1] // f, sq.shape[0] // f), interpolation=cv2.INTER_AREA)
+            out[r0 // f: r0 // f + sq.shape[0]] = sq.reshape(sq.shape[0], -1)
+        return out
 
     def _channel_sum(self, frame, weights):
         if frame.shape[2] > 4:  # cv2.transform takes up to four channels

@@ -8,7 +8,7 @@ is therefore the same linear function of it in the result.
 
 The decision reads a weighted combination of the channels:
 
-- the focus energy is ``sum((w_c * band_c) ** 2)`` (:func:`focus.band_energy`);
+- the focus energy is ``sum((w_c * band_c) ** 2)`` (:meth:`Backend.block_energy`);
 - alignment registers one gray image (:meth:`Backend.to_gray`): the luma of a
   colour photo, else one channel (the deciding one, or the one with the most
   normalised detail). A weighted mean of independent channels could cancel:

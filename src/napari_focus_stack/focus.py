@@ -12,47 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import Backend
+from ._backend import Backend, block_mean
 
-__all__ = ["focus_measure", "smooth_measure", "band_energy", "block_mean", "upsample_blocks", "DepthTracker"]
-
-
-def block_mean(xp, a: Any, f: int) -> Any:
-    """Mean over ``f x f`` blocks (edge-padded to a multiple of ``f``)."""
-    if f == 1:
-        return a
-    h, w = a.shape[:2]
-    ph, pw = (-h) % f, (-w) % f
-    if ph or pw:
-        pad = [(0, ph), (0, pw)] + [(0, 0)] * (a.ndim - 2)
-        a = xp.pad(a, pad, mode="edge")
-    # strided slices are several times faster than reshape(...).mean(axis=(1, 3))
-    out = None
-    for dy in range(f):
-        for dx in range(f):
-            part = a[dy::f, dx::f]
-            out = part.astype(xp.float32, copy=True) if out is None else out.__iadd__(part)
-    out *= 1.0 / (f * f)
-    return out
-
-
-def band_energy(band: Any, weights: Any | None = None) -> Any:
-    """Squared band summed over colour channels (explicit sum: faster than ``.sum(axis=2)``).
-
-    ``weights`` (one per channel) scale each channel before squaring, so the
-    energy is ``sum((w_c * band_c) ** 2)``: a channel of weight 0 has no say.
-    """
-    if band.ndim == 2:
-        return band * band
-    if weights is None:
-        weights = (1.0,) * band.shape[2]
-    energy = None
-    for c, w in enumerate(weights):
-        if w == 0:
-            continue
-        part = band[..., c] * band[..., c] if w == 1 else (band[..., c] * w) ** 2
-        energy = part if energy is None else energy.__iadd__(part)
-    return energy
+__all__ = ["focus_measure", "smooth_measure", "block_mean", "upsample_blocks", "DepthTracker"]
 
 
 def upsample_blocks(xp, a: Any, f: int, shape: tuple[int, int]) -> Any:
@@ -97,7 +59,7 @@ def focus_measure(
         convolution over covered pixels only, so a frame's measure stays
         usable right up to the edge of what it covers.
     weights : sequence of float, optional
-        Per-channel weights of the energy (see :func:`band_energy`).
+        Per-channel weights of the energy (see :meth:`Backend.block_energy`).
 
     Returns
     -------
@@ -105,7 +67,7 @@ def focus_measure(
     ok : bool array of the same shape, or None when every pixel is covered
     """
     xp = bk.xp
-    energy = block_mean(xp, band_energy(band, weights), downsample).astype(xp.float32, copy=False)
+    energy = bk.block_energy(band, downsample, weights)
     r, s = radius / downsample, smoothing / downsample
     if valid is None:
         return smooth_measure(bk, energy, r, s), None

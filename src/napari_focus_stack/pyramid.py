@@ -48,19 +48,13 @@ def laplacian_pyramid(bk: Backend, a: Any, levels: int, overwrite: bool = False)
     With ``overwrite=True`` the finest band is computed in ``a``'s own buffer
     (``a`` is consumed), which saves a full-size array per frame.
     """
-    xp = bk.xp
     pyr = []
     current = a
     for _ in range(levels - 1):
         smaller = bk.pyr_down(current)
-        up = bk.pyr_up(smaller, current.shape[:2])
-        if current is a and not overwrite:
-            band = xp.subtract(current, up, out=up)
-        else:
-            current -= up  # a temporary of ours (or a given away): reuse its buffer
-            band = current
-        del up
-        pyr.append(band)
+        # a level of ours (or one given away) becomes its band in place
+        band = current.copy() if current is a and not overwrite else current
+        pyr.append(bk.pyr_up_add(band, smaller, -1.0))
         current = smaller
     pyr.append(current)
     return pyr
@@ -70,9 +64,7 @@ def collapse(bk: Backend, pyr: list) -> Any:
     """Rebuild the image from a Laplacian pyramid."""
     image = pyr[-1]
     for band in reversed(pyr[:-1]):
-        up = bk.pyr_up(image, band.shape[:2])
-        up += band
-        image = up
+        image = bk.pyr_up_add(band.copy(), image, 1.0)
     return image
 
 

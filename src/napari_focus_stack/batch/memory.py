@@ -18,7 +18,7 @@ def estimate_peak_memory(
 
     Examples
     --------
-    >>> estimate_peak_memory((3000, 4000, 3)) / 2**30 > 1
+    >>> estimate_peak_memory((3000, 4000, 3)) / 2**30 < 1  # a 12 MP stack fits a Raspberry Pi budget
     True
     """
     from ..stacker import FocusStacker
@@ -81,8 +81,8 @@ def fit_memory(
 
     Examples
     --------
-    >>> fit_memory((3000, 4000, 3), 1, 2, max_memory=1024)  # 12 MP in 1 TiB: whole
-    >>> fit_memory((3000, 4000, 3), 1, 2, max_memory=1.0) in TILE_SIZES  # in 1 GiB: tiles
+    >>> fit_memory((3000, 4000, 3), 1, 2, max_memory=1.0)  # 12 MP in 1 GiB: whole
+    >>> fit_memory((3000, 4000, 3), 1, 2, max_memory=0.5) in TILE_SIZES  # in 0.5 GiB: tiles
     True
     """
     budget = memory_budget(share, max_memory)
