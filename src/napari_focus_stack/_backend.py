@@ -34,6 +34,7 @@ CuPy and OpenCV are imported only when their backend is created.
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -359,8 +360,8 @@ class OpenCVBackend(Backend):
                 out[r0:r1] = to_float(frame[r0:r1])
                 continue
             ys = m[1, 0] * np.array([0, w - 1, 0, w - 1]) + m[1, 1] * np.array([r0, r0, r1 - 1, r1 - 1]) + m[1, 2]
-            ya = int(np.clip(np.floor(ys.min()) - margin, 0, fh - 1))
-            yb = int(np.clip(np.ceil(ys.max()) + margin + 1, ya + 1, fh))
+            ya = min(max(math.floor(ys.min()) - margin, 0), fh - 1)
+            yb = min(max(math.ceil(ys.max()) + margin + 1, ya + 1), fh)
             # source rows counted from the chunk, output rows from the strip
             ms = np.array([[1, 0, 0], [0, 1, -ya], [0, 0, 1.0]]) @ m @ np.array([[1, 0, 0], [0, 1, r0], [0, 0, 1.0]])
             self._warp(to_float(frame[ya:yb]), ms, (r1 - r0, w), order, out=out[r0:r1])

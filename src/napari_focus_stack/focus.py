@@ -17,6 +17,18 @@ from ._backend import Backend, block_mean
 __all__ = ["focus_measure", "smooth_measure", "block_mean", "upsample_blocks", "DepthTracker"]
 
 
+def _median(xp, v: Any) -> float:
+    """``float(xp.median(v))`` of a non-empty 1D array, without NumPy's import of numpy.ma (0.1 s a run)."""
+    if bool(xp.isnan(v).any()):
+        return float("nan")
+    n = int(v.size)
+    k = n // 2
+    if n % 2:
+        return float(xp.partition(v, k)[k])
+    part = xp.partition(v, [k - 1, k])
+    return (float(part[k - 1]) + float(part[k])) / 2
+
+
 def upsample_blocks(xp, a: Any, f: int, shape: tuple[int, int]) -> Any:
     """Repeat every element into an ``f x f`` block and crop to ``shape``."""
     if f == 1:
@@ -145,7 +157,7 @@ class DepthTracker:
             mean = self.total / xp.maximum(self.count, 1)
             # a clear peak over the other frames, and more focus energy than a
             # typical pixel: flat or featureless areas get low confidence
-            floor = float(xp.median(mean[self.count > 0])) if bool((self.count > 0).any()) else 0.0
+            floor = _median(xp, mean[self.count > 0]) if bool((self.count > 0).any()) else 0.0
             confidence = xp.clip(xp.nan_to_num((self.best - mean) / (self.best + floor + eps)), 0.0, 1.0)
         confidence = xp.where(self.count > 1, confidence, 0.0).astype(xp.float32)
         return depth, confidence
