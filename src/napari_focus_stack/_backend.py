@@ -14,7 +14,7 @@ array arithmetic, plus a small set of image kernels for the heavy work:
 ``to_gray``               weighted sum of the colour channels
 ``block_energy``          squares summed over channels, averaged over f x f blocks
 ``copy_where``            ``dst[mask] = src[mask]`` in place, one 2D mask for all channels
-``scale_channels``        ``a * gain + offset`` in place, per channel
+``scale_channels``        ``a * gain`` in place, a gain per channel
 ``sample_bilinear``       values at scattered sub-pixel points, NaN outside
 ========================  ====================================================
 
@@ -119,16 +119,16 @@ class Backend:
 
     def warp_frame(
         self, frame: Any, m: np.ndarray, out_shape: tuple[int, int], order: int = 1,
-        gain: Any = 1.0, offset: Any = 0.0,
+        gain: Any = 1.0,
     ) -> Any:
-        """:meth:`warp_affine` of ``frame * gain + offset`` as a new float32 array.
+        """:meth:`warp_affine` of ``frame * gain`` as a new float32 array.
 
-        ``frame`` is as stored (any dtype, on this backend); ``gain`` and
-        ``offset`` are numbers or one per channel. Exposure commutes with the
+        ``frame`` is as stored (any dtype, on this backend); ``gain`` is a
+        number or one per channel. Exposure commutes with the
         warp's interpolation, so it is applied to the input, which is never
         larger than the output at scale factor 1.
         """
-        a = self.scale_channels(frame.astype(self.xp.float32), gain, offset)
+        a = self.scale_channels(frame.astype(self.xp.float32), gain)
         if np.allclose(m, np.eye(3), atol=1e-9) and tuple(out_shape) == tuple(a.shape[:2]):
             return a
         return self.warp_affine(a, m, out_shape, order)
@@ -240,15 +240,13 @@ class Backend:
         """``dst[mask] = src[mask]`` in place; a 2D ``mask`` applies to every channel."""
         self.xp.copyto(dst, src, where=mask[..., None] if dst.ndim == 3 else mask)
 
-    def scale_channels(self, a: Any, gain: Any, offset: Any = 0.0) -> Any:
-        """``a * gain + offset`` computed in place and returned.
+    def scale_channels(self, a: Any, gain: Any) -> Any:
+        """``a * gain`` computed in place and returned.
 
-        ``gain`` and ``offset`` are numbers or one per channel (host values).
+        ``gain`` is a number or one per channel (host values).
         """
         xp = self.xp
         a *= xp.asarray(np.asarray(gain, dtype=np.float32))
-        if np.any(np.asarray(offset) != 0):
-            a += xp.asarray(np.asarray(offset, dtype=np.float32))
         return a
 
     def sample_bilinear(self, image: Any, ys: Any, xs: Any) -> Any:
@@ -328,19 +326,16 @@ class OpenCVBackend(Backend):
         out = cv2.warpAffine(image, m2, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
         return _with_channels(out, image)
 
-    def warp_frame(self, frame, m, out_shape, order=1, gain=1.0, offset=0.0):
+    def warp_frame(self, frame, m, out_shape, order=1, gain=1.0):
         c = 1 if frame.ndim == 2 else frame.shape[2]
         if c > 4:
-            return super().warp_frame(frame, m, out_shape, order, gain, offset)
+            return super().warp_frame(frame, m, out_shape, order, gain)
         cv2 = self.cv2
         gains = tuple(np.broadcast_to(np.asarray(gain, np.float64), (c,))) + (0.0,) * (4 - c)
-        offsets = tuple(np.broadcast_to(np.asarray(offset, np.float64), (c,))) + (0.0,) * (4 - c)
         identity = np.allclose(m, np.eye(3), atol=1e-9) and tuple(out_shape) == tuple(frame.shape[:2])
 
         def to_float(rows):
             f = cv2.multiply(rows, gains, dtype=cv2.CV_32F)
-            if any(offsets):
-                cv2.add(f, offsets, dst=f)
             return _with_channels(f, rows)
 
         h, w = int(out_shape[0]), int(out_shape[1])
@@ -434,18 +429,15 @@ class OpenCVBackend(Backend):
                              borderMode=self.cv2.BORDER_CONSTANT, borderValue=float("nan"))
         return out.ravel()[:n]
 
-    def scale_channels(self, a, gain, offset=0.0):
+    def scale_channels(self, a, gain):
         c = 1 if a.ndim == 2 else a.shape[2]
         if c > 4 or not a.flags.c_contiguous:
-            return super().scale_channels(a, gain, offset)
+            return super().scale_channels(a, gain)
         # NumPy broadcasting a per-channel vector is several times slower than
         # OpenCV's per-channel scalars (always four values: a bare number would
         # only reach the first channel)
         gains = tuple(np.broadcast_to(np.asarray(gain, np.float64), (c,))) + (0.0,) * (4 - c)
         self.cv2.multiply(a, gains, dst=a)
-        offsets = np.broadcast_to(np.asarray(offset, np.float64), (c,))
-        if np.any(offsets != 0):
-            self.cv2.add(a, tuple(offsets) + (0.0,) * (4 - c), dst=a)
         return a
 
     def copy_where(self, dst, src, mask):
