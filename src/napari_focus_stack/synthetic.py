@@ -34,10 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import scipy.ndimage as ndi
-from scipy.signal import fftconvolve
 
 from ._runtime import default_threads
+
+# SciPy is imported in the functions that use it: the command line imports this
+# module for its scene names on every run, and scipy.signal alone takes 0.5 s.
 
 __all__ = [
     "SCENES",
@@ -812,6 +813,7 @@ def _warp_cubic(rendered: np.ndarray, matrix: np.ndarray, margin: int,
     out = np.empty(out_shape + (rendered.shape[2],), dtype=np.float32)
 
     def one(ch):
+        import scipy.ndimage as ndi
         coeffs = ndi.spline_filter(rendered[..., ch], order=3, output=np.float32, mode="mirror")
         ndi.affine_transform(coeffs, rc[:2, :2], rc[:2, 2], output_shape=out_shape,
                              output=out[..., ch], order=3, mode="mirror", prefilter=False)
@@ -898,6 +900,7 @@ class _LayerRenderer:
                  for tx in range(0, self.width, _TILE)]
 
         def one(tile):
+            from scipy.signal import fftconvolve
             ty, tx = tile
             th, tw = min(_TILE, self.height - ty), min(_TILE, self.width - tx)
             cy, cx = self.y0 + ty, self.x0 + tx  # canvas coordinates of the tile
@@ -981,6 +984,7 @@ def _to_gray(rgb: np.ndarray) -> np.ndarray:
 
 
 def _texture_mask(truth: np.ndarray, size: int = 9, threshold: float = 0.03) -> np.ndarray:
+    import scipy.ndimage as ndi
     gray = _to_gray(truth) if truth.shape[-1] == 3 else truth[..., 0]
     gray = gray.astype(np.float32)
     mean = ndi.uniform_filter(gray, size, mode="reflect")
@@ -1001,6 +1005,7 @@ def _depth_map(canvas_shape, view, rng, objects: bool = True) -> np.ndarray:
     negative and everything else is positive, which the caller uses to find
     the objects before normalising.
     """
+    import scipy.ndimage as ndi
     oy, ox, height, width = view
     hc, wc = canvas_shape
     # The smooth background is evaluated on a coarse grid and interpolated.
@@ -1061,6 +1066,7 @@ def _tint_objects(texture, objects, rng):
 
 def _scene_texture(scene: str, shape, rng) -> np.ndarray:
     """(H, W, 3) float32 texture in [0, 1] of the canvas size."""
+    import scipy.ndimage as ndi
     if scene in _PHOTOS:
         return _photo(scene, shape, rng)
     texture = {"rocks": _rocks, "pcb": _pcb, "checker": _checker, "patches": _patches}[scene](shape, rng)
@@ -1111,6 +1117,7 @@ def _photo(name, shape, rng):
 
 def _upsample(channel: np.ndarray, shape) -> np.ndarray:
     """Smooth enlargement: cubic to half size (cheap), then linear."""
+    import scipy.ndimage as ndi
     h, w = channel.shape
     hc, wc = shape
     if hc > 4 * h:
@@ -1133,6 +1140,7 @@ def _fractal_noise(shape, rng, *, coarsest: float | None = None, persistence: fl
     Octaves halve in size from ``coarsest`` pixels down to one pixel; each
     finer octave is ``persistence`` times weaker.
     """
+    import scipy.ndimage as ndi
     hc, wc = shape
     if coarsest is None:
         coarsest = max(hc, wc) / 2
@@ -1157,6 +1165,7 @@ def _fractal_noise(shape, rng, *, coarsest: float | None = None, persistence: fl
 
 def _smooth_noise(shape, rng, cell: float) -> np.ndarray:
     """Smooth blobs about ``cell`` pixels across, zero mean, unit std (float32)."""
+    import scipy.ndimage as ndi
     hc, wc = shape
     cell = max(float(cell), 4.0)
     coarse = rng.standard_normal((int(hc / cell) + 3, int(wc / cell) + 3)).astype(np.float32)
@@ -1173,6 +1182,7 @@ def _smooth_noise(shape, rng, cell: float) -> np.ndarray:
 
 def _rocks(shape, rng):
     """Gravel: pebbles of varied colour on sand, with grain at every scale."""
+    import scipy.ndimage as ndi
     hc, wc = shape
     short = min(hc, wc)
     blobs = _smooth_noise(shape, rng, cell=short / 40)
