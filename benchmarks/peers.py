@@ -114,6 +114,19 @@ def compare(folder: Path, found: dict, repeats: int, env: dict, out_dir: Path) -
     return runs
 
 
+def versions(found: dict) -> str:
+    """One line naming what was compared (the peers' versions where they say)."""
+    from importlib import metadata
+
+    parts = []
+    for name in found:
+        try:
+            parts.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:  # focus-stack: a binary
+            parts.append(name)
+    return ", ".join(parts)
+
+
 def summarise(runs: dict) -> dict:
     return {
         name: {k: statistics.median(x[k] for x in rs) for k in ("wall_s", "cpu_s", "peak_mib", "load")}
@@ -173,7 +186,9 @@ def main() -> None:
         "",
         f"Whole process (start-up, decoding, alignment, fusion, writing), default settings, medians of {a.repeats} "
         "runs interleaved tool by tool after one warm-up run each. Peak = peak resident memory. "
-        "Ratios are of the medians of this one run."
+        "Ratios are of the medians of this one run. The load average is the whole machine's: on a "
+        "shared machine each process gets a share of the cores, and the wall ratios follow the CPU "
+        f"ratios more than on an idle one. Compared: {versions(found)}."
         + (f" Not found, so not run: {', '.join(missing)}." if missing else ""),
         "",
     ]
