@@ -25,7 +25,7 @@ import scipy.ndimage
 try:
     import cupy
     import cupyx.scipy.ndimage as cupy_ndimage
-except Exception as exc:  # not installed, or a CUDA install that does not import
+except Exception as exc:  # noqa: BLE001  (not installed, or a CUDA install that does not import)
     pytest.skip(f"cupy is not importable here ({type(exc).__name__}: {exc})", allow_module_level=True)
 
 from napari_focus_stack import FocusStacker
@@ -38,7 +38,7 @@ UFUNC_KEYWORDS = {"out", "dtype", "casting"}  # what cupy.ufunc.__call__ accepts
 class CheckedModule:
     """``real`` (NumPy world) whose every attribute is checked against ``twin`` (CuPy world)."""
 
-    def __init__(self, real: Any, twin: Any, label: str, log: "CallLog"):
+    def __init__(self, real: Any, twin: Any, label: str, log: CallLog):
         self._real, self._twin, self._label, self._log = real, twin, label, log
 
     def __getattr__(self, name: str) -> Any:

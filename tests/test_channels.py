@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 
 from napari_focus_stack import FocusStacker
+from napari_focus_stack._backend import get_backend
 from napari_focus_stack.channels import channel_weights, resolve_channel, spread_weights
 from napari_focus_stack.errors import ParameterError
-from napari_focus_stack._backend import get_backend
 from napari_focus_stack.synthetic import make_stack
 
 

@@ -21,8 +21,9 @@ array arithmetic, plus a small set of image kernels for the heavy work:
 Every kernel takes and returns arrays of ``bk.xp``, 2D ``(H, W)`` or with
 channels last ``(H, W, C)``; float32 in, float32 out.
 
-* :class:`OpenCVBackend` (the CPU): OpenCV's SIMD kernels. They release the
-  GIL, so frames prepared in parallel threads really run in parallel.
+* :class:`OpenCVBackend` (the CPU): OpenCV's SIMD kernels, spread over the
+  cores by OpenCV's own threads (its default: one per core). They release
+  the GIL, so frames keep decoding on other threads meanwhile.
 * :class:`NdimageBackend`: the kernels written with ``xp`` and a
   ``scipy.ndimage``-compatible module. On the GPU that is CuPy with
   ``cupyx.scipy.ndimage``; on NumPy with SciPy it is the reference that the
@@ -37,9 +38,10 @@ import importlib.util
 import math
 import os
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -580,7 +582,7 @@ def _reduce_axis(xp, a, axis: int):
             rows.append(min(max(i, 0), n - 1))
         index = [slice(None)] * a.ndim
         total = None
-        for w, i in zip(_TAPS, rows):
+        for w, i in zip(_TAPS, rows, strict=True):
             index[axis] = i
             part = a[tuple(index)] * (w / 16.0)
             total = part if total is None else total + part
@@ -633,7 +635,7 @@ def host_available_memory() -> int | None:
         import psutil
 
         return int(psutil.virtual_memory().available)
-    except Exception:  # not installed, or no permission
+    except Exception:  # noqa: BLE001  (not installed, or no permission: fall back to /proc)
         pass
     try:
         with open("/proc/meminfo", encoding="ascii") as fh:
@@ -684,14 +686,14 @@ def gpu_status() -> tuple[bool, str]:
         return False, "cupy is installed but no NVIDIA driver was found"
     try:
         import cupy  # noqa: F401
-    except Exception as exc:  # ImportError, or a broken CUDA install
+    except Exception as exc:  # noqa: BLE001  (ImportError, or a broken CUDA install: anything)
         return False, missing.format(type(exc).__name__)
     try:
         if not cupy.is_available():
             return False, "cupy is installed but no usable CUDA device was found"
         props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
         name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  (a driver or device fault: report it, never fail)
         return False, f"CUDA device not usable: {exc}"
     return True, name
 

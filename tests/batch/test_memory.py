@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import pytest
-from scans import N_FRAMES, by_stack, make_scan
 
 from napari_focus_stack.batch import BatchOptions, estimate_peak_memory, memory, run_batch
 from napari_focus_stack.errors import StackError
+from scans import N_FRAMES, by_stack, make_scan
 
 
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
