@@ -22,8 +22,8 @@ from common import PCB, ROOT
 SETTINGS = {
     "glibc defaults": (None, None),
     "mmap 4 MiB": (4, None),
-    "mmap 32 + trim 64 MiB": (32, 64),
-    "mmap 8 + trim 64 MiB (tune_malloc)": (8, 64),
+    "mmap 8 + trim 64 MiB": (8, 64),
+    "mmap 32 + trim 64 MiB (tune_malloc)": (32, 64),
 }
 
 _CHILD = """

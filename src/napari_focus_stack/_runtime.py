@@ -25,7 +25,7 @@ MAX_DEFAULT_THREADS = 4
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
-_MMAP_THRESHOLD = 8 << 20
+_MMAP_THRESHOLD = 32 << 20
 _TRIM_THRESHOLD = 64 << 20
 
 _tuned = False
@@ -50,23 +50,33 @@ def default_threads(share: int = 1) -> int:
 def tune_malloc() -> bool:
     """Set glibc's allocator thresholds for frame-sized arrays (once per process).
 
-    Arrays of 8 MiB and more (a frame plane from about 2 MP in float32) are
-    mapped and unmapped by the kernel, so they go back to the system as soon
-    as they are freed and resident memory does not creep up across frames;
-    smaller scratch arrays reuse the heap, whose top is kept up to 64 MiB.
+    Arrays of 32 MiB and more (a float32 RGB frame from about 2.8 MP, a
+    plane from 8 MP) are mapped and unmapped by the kernel, so they go back
+    to the system as soon as they are freed and resident memory does not
+    creep up across frames; smaller arrays reuse the heap, whose top is kept
+    up to 64 MiB.
     Setting both thresholds also overrides the ``MALLOC_TRIM_THRESHOLD_`` that
     ``dask.distributed`` gives its workers, which otherwise pins the mmap
     threshold at 128 KiB so that every mid-sized array is page-faulted afresh.
 
-    Measured on the 7 x 3.1 MP pcb stack, one process, CPU, 2 cores (minor
-    page faults, peak resident set, CPU seconds): glibc defaults 100 k,
+    Measured with the CPU kernels of issue 12 (``benchmarks/malloc_settings.py``,
+    2 cores, minor page faults, peak resident set, CPU seconds). The 7 x 3.1
+    MP pcb stack: glibc defaults 62-64 k, 294-313 MiB, 1.5-1.6 s; 4 MiB mmap
+    222-234 k, 263-264 MiB, 1.7-1.8 s; 8 MiB mmap + 64 MiB trim 67-72 k,
+    310-314 MiB, 1.5-1.6 s; this setting 40-43 k, 322-338 MiB, 1.4-1.5 s.
+    A 10 x 12 MP stack: defaults 247-279 k, 839-937 MiB, 7.1-7.9 s; 4 MiB
+    962-976 k, 740 MiB, 8.4-8.5 s; 8 MiB + 64 MiB 359-371 k, 838-850 MiB,
+    7.2-7.5 s; this setting 213-214 k, 856-919 MiB, 6.7-6.8 s. Nothing
+    full-size is scratch any more (the kernels work in strips), so what the
+    threshold decides is the 12 MiB half-resolution maps of a 12 MP frame:
+    kept on the heap they cost 5-8 % less CPU time for 10-70 MiB more peak.
+
+    Before those kernels, on the pcb stack: glibc defaults 100 k,
     490-530 MiB, 6.5-6.9 s; Dask's worker environment 820 k, 410-450 MiB,
     8.4-8.6 s; a 4 MiB mmap threshold alone (the command line's earlier
     setting) 340-390 k, 425-475 MiB, 6.7-8.0 s; 32 MiB mmap + 64 MiB trim
-    (the workers' earlier setting) 70-95 k, 500-540 MiB; this setting 100-120 k,
-    445-475 MiB, 6.4-6.8 s: the speed of glibc's defaults with 40-50 MiB
-    less memory, where the 4 MiB threshold saves 20-30 MiB more for 5-15 %
-    more CPU time.
+    70-95 k, 500-540 MiB; 8 MiB mmap + 64 MiB trim 100-120 k, 445-475 MiB,
+    6.4-6.8 s.
 
     The number of heap arenas is capped at the engine's threads (at least 2):
     every stack runs on fresh worker threads, and each new thread could take a
