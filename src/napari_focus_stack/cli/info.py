@@ -24,12 +24,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``info``; return the exit code."""
+    import cv2
     import numpy as np
 
     from .._backend import get_backend, gpu_status
 
     print(f"napari-focus-stack {__version__}")
     print(f"python {sys.version.split()[0]}, numpy {np.__version__}, cpus {os.cpu_count()}")
+    print(f"opencv {cv2.__version__} (the CPU kernels, {cv2.getNumThreads()} threads)")
     ok, why = gpu_status()
     print(f"gpu: {'available: ' + why if ok else 'not available: ' + why}")
     if ok:
@@ -37,12 +39,6 @@ def run(args: argparse.Namespace) -> int:
 
         free, total = cupy.cuda.runtime.memGetInfo()
         print(f"gpu memory: {free / 2**30:.1f} GiB free of {total / 2**30:.1f} GiB")
-        try:
-            import cucim
-        except Exception as exc:  # noqa: BLE001 - ImportError, or a broken CUDA install: info still prints
-            print(f"cucim: not usable ({type(exc).__name__}: {exc}); CuPy-only path")
-        else:
-            print(f"cucim {cucim.__version__}")
     bk = get_backend(args.device)
     print(f"backend for device={args.device!r}: {bk.name} ({bk.device_name}); {bk.reason}")
     return 0
