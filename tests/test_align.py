@@ -15,7 +15,8 @@ def _similarity(scale, deg, tx, ty, shape):
     h, w = shape
     c = np.array([[1, 0, (w - 1) / 2], [0, 1, (h - 1) / 2], [0, 0, 1.0]])
     th = np.deg2rad(deg)
-    r = np.array([[scale * np.cos(th), -scale * np.sin(th), tx], [scale * np.sin(th), scale * np.cos(th), ty], [0, 0, 1]])
+    co, si = scale * np.cos(th), scale * np.sin(th)
+    r = np.array([[co, -si, tx], [si, co, ty], [0, 0, 1]])
     return c @ r @ np.linalg.inv(c)
 
 
@@ -86,7 +87,8 @@ def test_stopping_at_a_coarser_level_stays_subpixel(backend, texture):
 @pytest.mark.parametrize("where", ["template", "moving", "both"])
 def test_missing_pixels_are_left_out_of_the_fit(backend, texture, where):
     true = _similarity(1.01, 0.3, 2.6, -1.9, texture.shape)
-    moving = backend.to_numpy(warp_image(backend, backend.asarray(texture), np.linalg.inv(true), texture.shape, order=3))
+    warped = warp_image(backend, backend.asarray(texture), np.linalg.inv(true), texture.shape, order=3)
+    moving = backend.to_numpy(warped)
     template = texture.copy()
     holes = np.zeros(texture.shape, bool)
     holes[50:90, 100:140] = True  # a blob

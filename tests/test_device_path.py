@@ -10,11 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from helpers import psnr
 from napari_focus_stack import FocusStacker
 from napari_focus_stack._backend import NdimageBackend, reference_backend
 from napari_focus_stack.synthetic import make_stack
-
-from helpers import psnr
 
 BIG = 1000  # elements: anything smaller (4x4 normal equations, gains) is not a frame transfer
 
