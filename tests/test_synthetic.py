@@ -8,6 +8,7 @@ import pytest
 import scipy.ndimage as ndi
 
 from napari_focus_stack.synthetic import (
+    OCCLUDERS,
     SCENES,
     SyntheticStack,
     make_stack,
@@ -131,6 +132,42 @@ def test_invalid_arguments():
         make_stack(shape=(32, 32), dtype=np.uint16, jpeg_quality=90)
     with pytest.raises(ValueError, match="shape"):
         make_stack(shape=(8, 8))
+    with pytest.raises(ValueError, match="photons"):
+        make_stack(shape=(32, 32), photons=0.0)
+    with pytest.raises(ValueError, match="occluders"):
+        make_stack(shape=(32, 32), occluders="cables")
+
+
+@pytest.mark.parametrize("kind", OCCLUDERS)
+def test_occluders_are_thin_and_far_in_front(kind):
+    kw = dict(shape=(128, 160), n_frames=6, seed=5, noise=0.0, breathing=0.0, max_rotation_deg=0.0, max_shift=0.0)
+    plain = make_stack("rocks", **kw)
+    stack = make_stack("rocks", occluders=kind, **kw)
+    strands = stack.depth_index < 0.5
+    assert 0.003 < strands.mean() < 0.25
+    # thin: nearly every strand pixel is within a few px of something that is not strand
+    # (a tuft of bristles is thicker where they cross at its root)
+    assert ndi.binary_erosion(strands, iterations=4).sum() < 0.1 * strands.sum()
+    # far in front of the background, which keeps its own depth
+    assert np.median(stack.depth_index[~strands]) > 2.5
+    assert np.abs(stack.truth[strands].astype(int) - plain.truth[strands].astype(int)).mean() > 10
+    # frame 0 is focused on them: sharper there than the frame focused farthest
+    lap = [np.abs(ndi.laplace(f.astype(np.float32).mean(axis=2))) for f in (stack.frames[0], stack.frames[-1])]
+    assert lap[0][strands].mean() > 1.5 * lap[1][strands].mean()
+
+
+def test_shot_noise_grows_with_brightness():
+    kw = dict(shape=(96, 128), n_frames=2, seed=3, noise=0.0, gray=True, dtype=np.uint16,
+              breathing=0.0, max_rotation_deg=0.0, max_shift=0.0, gain_range=0.0)
+    clean = make_stack("camera", **kw)
+    noisy = make_stack("camera", photons=200.0, **kw)
+    ref = clean.reference
+    err = noisy.frames[ref].astype(np.float64) - clean.frames[ref].astype(np.float64)
+    level = clean.frames[ref].astype(np.float64) / 65535
+    dark, bright = level < 0.2, level > 0.6
+    # Poisson: variance proportional to the signal, sigma = sqrt(v / photons)
+    assert err[bright].std() > 1.5 * err[dark].std()
+    assert err[bright].std() / 65535 == pytest.approx(np.sqrt(level[bright].mean() / 200.0), rel=0.25)
 
 
 def test_jpeg_round_trip_changes_frames_a_little():

@@ -8,9 +8,12 @@ the distance to the focal plane, pillbox point spread function) and is
 rendered by depth layers composited far to near, so the blur of a defocused
 near object spills over the background behind it, as in a real lens.
 
+Optionally, thin structures (hairs, bristles, wires) hang far in front of
+the scene, where stackers leave halos.
+
 Frames then get what a real camera adds: focus breathing (scale), small
-rotations and shifts, per-channel exposure gain, noise, quantisation and,
-optionally, JPEG compression. Everything the stacker should recover is kept
+rotations and shifts, per-channel exposure gain, noise (read noise and,
+optionally, shot noise), quantisation and, optionally, JPEG compression. Everything the stacker should recover is kept
 as ground truth: the all-in-focus image, the fractional in-focus frame index
 of every pixel and the true frame transforms.
 
@@ -41,6 +44,7 @@ from ._runtime import default_threads
 # module for its scene names on every run, and scipy.signal alone takes 0.5 s.
 
 __all__ = [
+    "OCCLUDERS",
     "SCENES",
     "SyntheticHyperstack",
     "SyntheticStack",
@@ -70,6 +74,12 @@ SCENES: tuple[str, ...] = (
 )
 
 _PHOTOS = {"astronaut", "coffee", "chelsea", "coins", "camera"}
+
+#: Thin structures :func:`make_stack` can hold in front of any scene (its
+#: ``occluders`` argument): dark curly hairs, a tuft of pale bristles, or a
+#: few thick insulated wires. They lie far in front of the background, where
+#: the stackers' halos and ghost edges are worst.
+OCCLUDERS: tuple[str, ...] = ("hairs", "bristles", "wires")
 
 # Blur radius (px) per frame of defocus never drops below this, so that a
 # point two frames away from its focal plane is blurred by >= 1.5 px.
@@ -158,6 +168,8 @@ def make_stack(
     noise: float = 0.005,
     jpeg_quality: int | None = None,
     objects: bool = True,
+    photons: float | None = None,
+    occluders: str | None = None,
 ) -> SyntheticStack:
     """Render a synthetic focus stack with ground truth.
 
@@ -193,14 +205,23 @@ def make_stack(
         Exposure gains are drawn uniformly in ``1 +- gain_range`` per frame
         and channel (the reference frame has gain 1).
     noise : float, optional
-        Standard deviation of additive Gaussian noise, in units of the full
-        intensity range.
+        Standard deviation of additive Gaussian noise (read noise), in units
+        of the full intensity range.
     jpeg_quality : int or None, optional
         When given, every frame goes through an in-memory JPEG round trip at
         this quality (uint8 only).
     objects : bool, optional
         Raise one or two objects with sharp outlines over the background;
         False leaves a smooth surface (a sloped, bumpy relief).
+    photons : float or None, optional
+        Shot noise: when given, a pixel of intensity ``v`` (0..1) counts
+        ``Poisson(v * photons) / photons``, i.e. ``photons`` is the expected
+        photon (electron) count at full scale. A phone at high ISO collects a
+        few thousand, a dim microscope a few hundred.
+    occluders : {"hairs", "bristles", "wires"} or None, optional
+        Thin structures (see :data:`OCCLUDERS`) in front of the scene: they
+        are the nearest points (frame 0 focuses on them), several frames in
+        front of the background.
 
     Returns
     -------
@@ -232,6 +253,10 @@ def make_stack(
     """
     height, width = _check_args(scene, shape, n_frames, dtype, max_blur, breathing,
                                 max_rotation_deg, max_shift, gain_range, noise, jpeg_quality)
+    if photons is not None and not (np.isfinite(photons) and photons > 0):
+        raise ValueError(f"photons must be a positive number or None, got {photons}")
+    if occluders is not None and occluders not in OCCLUDERS:
+        raise ValueError(f"unknown occluders {occluders!r}; choose one of {', '.join(OCCLUDERS)} or None")
     dtype = np.dtype(dtype)
     n = int(n_frames)
     rng = np.random.default_rng(seed)
@@ -257,6 +282,8 @@ def make_stack(
     objects = depth < 0.0
     texture = _tint_objects(texture, objects, rng)
     del objects
+    if occluders is not None:
+        _add_occluders(occluders, texture, depth, (off, off, height, width), rng)
     if gray:
         texture = _to_gray(texture)[..., None]
 
@@ -283,6 +310,8 @@ def make_stack(
     maxval = float(np.iinfo(dtype).max)
 
     shape_out = (height, width, channels)
+    # Shot noise has its own generator: the noise thread below uses ``rng``.
+    shot_rng = None if photons is None else np.random.default_rng(rng.integers(2**63))
     frames: list[np.ndarray] = []
     # Each frame's noise is drawn, in frame order, on a helper thread (NumPy
     # releases the GIL there) while the frame is rendered and resampled.
@@ -299,6 +328,10 @@ def make_stack(
                 image = _warp_cubic(rendered, transforms[k], margin, (height, width))
             del rendered
             image *= gains[k].astype(np.float32)
+            if shot_rng is not None:
+                np.clip(image, 0.0, None, out=image)
+                image = shot_rng.poisson(image * np.float32(photons)).astype(np.float32)
+                image *= np.float32(1.0 / photons)
             if noise > 0:
                 grain = pending.result()
                 pending = None
@@ -1057,6 +1090,95 @@ def _tint_objects(texture, objects, rng):
     tint = (brightness * cast).astype(np.float32)
     texture[objects] = np.clip(texture[objects] * tint, 0.0, 1.0)
     return texture
+
+
+def _occluder_curves(kind, view, rng):
+    """Centre lines of the occluders: (points (m, 2) as (y, x) in view px, half width, colour) each."""
+    oy, ox, height, width = view
+    short = min(height, width)
+    curves = []
+    if kind == "hairs":
+        count, length, half, bend = int(rng.integers(8, 15)), (0.6, 1.4), (0.0025, 0.005), 2.0
+    elif kind == "bristles":
+        count, length, half, bend = int(rng.integers(12, 25)), (0.45, 0.8), (0.004, 0.007), 0.4
+    else:  # wires
+        count, length, half, bend = int(rng.integers(2, 5)), (1.2, 1.6), (0.008, 0.015), 0.6
+    # a tuft of bristles grows from one root, roughly in one direction
+    root = rng.uniform(0.2, 0.8, size=2) * (height, width)
+    tuft = rng.uniform(0, 2 * np.pi)
+    for _ in range(count):
+        if kind == "bristles":
+            start = root + rng.normal(0.0, 0.04 * short, size=2)
+            theta = tuft + rng.normal(0.0, 0.15)
+        else:
+            start = rng.uniform(0.1, 0.9, size=2) * (height, width)
+            theta = rng.uniform(0, 2 * np.pi)
+        n = max(8, int(rng.uniform(*length) * short / 0.5))
+        # curvature (1/px) wanders smoothly along the strand
+        kappa = rng.normal(0.0, bend / short) + np.cumsum(rng.normal(0.0, 0.02 * bend / short, size=n))
+        angle = theta + np.cumsum(kappa * 0.5)
+        points = 0.5 * np.cumsum(np.stack([np.sin(angle), np.cos(angle)], axis=1), axis=0)
+        # bristles grow from their root; hairs and wires pass through their start point
+        points += start - (0 if kind == "bristles" else points[n // 2])
+        if kind == "hairs":
+            colour = rng.uniform(0.03, 0.25) * np.array([1.0, 0.78, 0.55]) * rng.uniform(0.9, 1.1, size=3)
+        elif kind == "bristles":
+            colour = rng.uniform(0.75, 0.95) * np.array([1.0, 0.96, 0.85])
+        else:
+            colour = np.array([(0.85, 0.50, 0.28), (0.80, 0.12, 0.10), (0.15, 0.25, 0.75),
+                               (0.10, 0.10, 0.10), (0.90, 0.85, 0.20)][int(rng.integers(5))])
+        curves.append((points, rng.uniform(*half) * short, colour))
+    return curves
+
+
+def _add_occluders(kind, texture, depth, view, rng) -> None:
+    """Paint thin near structures into ``texture`` and ``depth`` (both in place).
+
+    Strands are rasterised at twice the resolution (distance to the nearest
+    centre line) and averaged down, so their edges are anti-aliased in the
+    texture; a pixel belongs to the strand's depth where it is at least half
+    covered. Strands are shaded as cylinders with a highlight along the axis.
+    """
+    import scipy.ndimage as ndi
+
+    oy, ox = view[:2]
+    hc, wc = depth.shape
+    fine = np.ones((2 * hc, 2 * wc), dtype=bool)  # False on centre lines
+    owner = np.zeros((2 * hc, 2 * wc), dtype=np.int32)
+    curves = _occluder_curves(kind, view, rng)
+    for i, (points, _, _) in enumerate(curves):
+        yy = np.rint(2 * (points[:, 0] + oy) + 0.5).astype(np.int64)
+        xx = np.rint(2 * (points[:, 1] + ox) + 0.5).astype(np.int64)
+        inside = (yy >= 0) & (yy < 2 * hc) & (xx >= 0) & (xx < 2 * wc)
+        fine[yy[inside], xx[inside]] = False
+        owner[yy[inside], xx[inside]] = i
+    if fine.all():
+        return
+    dist, (iy, ix) = ndi.distance_transform_edt(fine, return_indices=True)
+    del fine
+    who = owner[iy, ix]
+    del owner, iy, ix
+    halves = np.array([2.0 * c[1] for c in curves], dtype=np.float32)[who]
+    colours = np.array([c[2] for c in curves], dtype=np.float32)[who]
+    t = np.clip(dist.astype(np.float32) / halves, 0.0, 1.0)
+    cover = (dist <= halves).astype(np.float32)
+    del dist, halves
+    shade = 0.55 + 0.45 * np.sqrt(1.0 - t * t) + 0.25 * np.exp(-((t / 0.3) ** 2))
+    colours *= (shade * cover)[..., None]
+    del shade, t
+
+    def down(a):  # 2x2 block mean back to canvas pixels
+        return 0.25 * (a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2])
+
+    alpha = down(cover)
+    paint = down(colours)
+    del colours, cover
+    texture *= (1.0 - alpha)[..., None]
+    texture += paint
+    np.clip(texture, 0.0, 1.0, out=texture)
+    # far in front of the background (which starts at 0.3), a little apart per strand
+    near = np.float32(-0.45) + np.float32(0.02) * rng.random(len(curves)).astype(np.float32)
+    np.copyto(depth, near[down(who.astype(np.float32)).round().astype(np.int64)], where=alpha >= 0.5)
 
 
 # --------------------------------------------------------------------------
