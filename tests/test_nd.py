@@ -51,7 +51,10 @@ def test_channel_relation_in_16_bit(hyper):
     res = _cpu().stack_nd(data.astype(np.uint16), "TCZYX")
     assert res.image.dtype == np.uint16 and res.axes == "TCYX"
     fused = res.image[0].astype(np.float64)
-    assert np.abs(fused[1] - (0.5 * fused[0] + 1000)).max() <= 1.0  # rounding only
+    # rounding only, except where channel 0 clips: a pyramid can overshoot saturated pixels
+    unclipped = fused[0] < 65535
+    assert unclipped.mean() > 0.99
+    assert np.abs(fused[1] - (0.5 * fused[0] + 1000))[unclipped].max() <= 1.0
     assert res.reports[0]["exposure_matched"] is False
 
 

@@ -26,6 +26,8 @@ def test_defaults_and_ranges():
         FocusStacker(method="laplace")
     with pytest.raises(ValueError, match="align"):
         FocusStacker(align="homography")
+    with pytest.raises(ValueError, match="prefer"):
+        FocusStacker(prefer="front")
 
 
 def test_stack_quality_on_synthetic(small_stack):
@@ -48,16 +50,18 @@ def test_process_stack_returns_image(small_stack):
 
 
 @pytest.mark.parametrize(
-    "param, a, b",
-    [("radius", 2, 12), ("smoothing", 1, 8), ("scale_factor", 1, 2)],
+    "param, a, b, extra",
+    # the pyramid's radius sets the depth map, and the occlusion neighbourhood when an order is preferred
+    [("radius", 2, 12, {"prefer": "near"}), ("smoothing", 1, 8, {}), ("scale_factor", 1, 2, {}),
+     ("prefer", "near", "far", {})],
 )
-def test_each_parameter_changes_the_result(small_stack, param, a, b):
+def test_each_parameter_changes_the_result(small_stack, param, a, b, extra):
     frames = small_stack.frames
-    ra = _fast(**{param: a}).stack(frames)
-    rb = _fast(**{param: b}).stack(frames)
+    ra = _fast(**{param: a}, **extra).stack(frames)
+    rb = _fast(**{param: b}, **extra).stack(frames)
     diff = np.abs(ra.image.astype(int) - rb.image.astype(int))
     assert diff.mean() > 0.05, f"{param} does not change the fused image"
-    assert not np.allclose(ra.depth, rb.depth, atol=1e-3) or param == "scale_factor"
+    assert not np.allclose(ra.depth, rb.depth, atol=1e-3) or param in ("scale_factor", "prefer")
 
 
 def test_upscale_output(small_stack):

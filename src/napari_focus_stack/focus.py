@@ -55,6 +55,7 @@ def focus_measure(
     downsample: int = 2,
     valid: Any | None = None,
     weights: Any | None = None,
+    energy: Any | None = None,
 ) -> tuple[Any, Any | None]:
     """Focus measure of a band-pass image, on a grid ``downsample`` times coarser.
 
@@ -72,6 +73,9 @@ def focus_measure(
         usable right up to the edge of what it covers.
     weights : sequence of float, optional
         Per-channel weights of the energy (see :meth:`Backend.block_energy`).
+    energy : array (H, W), optional
+        ``bk.block_energy(band, f, weights)`` on some grid ``f`` when the caller has it
+        already; it is then averaged over ``downsample x downsample`` blocks of that grid.
 
     Returns
     -------
@@ -79,7 +83,10 @@ def focus_measure(
     ok : bool array of the same shape, or None when every pixel is covered
     """
     xp = bk.xp
-    energy = bk.block_energy(band, downsample, weights)
+    if energy is None:
+        energy = bk.block_energy(band, downsample, weights)
+    else:
+        energy = block_mean(xp, energy, downsample).astype(xp.float32, copy=False)
     r, s = radius / downsample, smoothing / downsample
     if valid is None:
         return smooth_measure(bk, energy, r, s), None

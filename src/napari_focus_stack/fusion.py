@@ -1,7 +1,7 @@
 """Streaming fusion of aligned frames.
 
-A fusion object holds only running state (best coefficients, best focus,
-frame index), so memory does not grow with the number of frames. Each frame
+A fusion object holds only running state (weighted sums of coefficients,
+best focus, frame index), so memory does not grow with the number of frames. Each frame
 goes through two steps:
 
 * ``prepare(frame, valid)``: the heavy, per-frame work (pyramids, focus
@@ -13,14 +13,20 @@ goes through two steps:
 Methods
 -------
 pyramid
-    Laplacian pyramid; at each level the coefficients of the frame with the
-    strongest local band energy win (box of ``radius``, Gaussian of
-    ``smoothing``, both scaled with the level), one decision for all colour
-    channels; the coarsest level is averaged.
+    Laplacian pyramid; at each level every coefficient is a weighted mean of
+    the frames' coefficients, weighted by their local band energy (small
+    windows, consistent with the next coarser level), one decision for all
+    colour channels; where the frames do not differ by focus, the finest
+    band is their plain mean (noise averaging); the coarsest level is
+    averaged. The decision is :mod:`.fusion_decision`.
 depthmap
     Focus measure per frame, soft selection: every pixel is a weighted mean
     of the frames with weights ``measure ** SOFTNESS``, which keeps seams soft
     and interpolates between neighbouring frames.
+
+Both keep a depth map and its confidence from the focus measure (box of
+``radius``, Gaussian of ``smoothing``) and accept an occlusion order
+(``prefer``).
 """
 from __future__ import annotations
 
@@ -29,7 +35,14 @@ from typing import Any
 
 from . import pyramid
 from ._backend import Backend
-from .focus import DepthTracker, focus_measure, upsample_blocks
+from .focus import DepthTracker, block_mean, focus_measure, upsample_blocks
+from .fusion_decision import (
+    NoiseAverage,
+    OcclusionOrder,
+    WeightedLevels,
+    level_log_weights,
+    level_valid,
+)
 
 __all__ = ["MAX_LEVELS", "METHODS", "FusionResult", "PyramidFusion", "DepthMapFusion", "make_fusion"]
 
@@ -76,7 +89,7 @@ def _upsample_smooth(bk: Backend, a: Any, shape: tuple[int, int]) -> Any:
 
 
 class PyramidFusion(_Fusion):
-    """Laplacian-pyramid maximum-activity fusion (see module docstring)."""
+    """Laplacian-pyramid fusion with soft, halo-aware, noise-averaging decisions (see module docstring)."""
 
     def __init__(
         self,
@@ -86,51 +99,56 @@ class PyramidFusion(_Fusion):
         smoothing: float,
         weights: Any | None = None,
         min_size: int = 16,
+        prefer: str = "auto",
+        noise_average: bool = True,
     ):
         super().__init__(bk, shape, radius, smoothing, weights)
         # one band and a base is the least the method needs: tiny frames get just that
         self.levels = max(2, pyramid.n_levels(shape, min_size=min_size, max_levels=MAX_LEVELS))
-        self.best: list | None = None
-        self.activity: list = []
+        self.weighted = WeightedLevels(bk.xp)
+        self.noise = NoiseAverage(bk, self.shape, self.weights) if noise_average else None
+        self.order = OcclusionOrder(bk, prefer, radius)
+        # pyramid level whose grid each band's weights are on: the finest band's are 2x coarser
+        self._order_grids = (1, *range(1, self.levels - 1))
         self.base_sum = None
         self.base_count = None
 
     def prepare(self, frame: Any, valid: Any | None = None) -> dict:
-        """Pyramid and activities of one frame; ``frame`` is consumed (its buffer reused)."""
+        """Pyramid and decision maps of one frame; ``frame`` is consumed (its buffer reused)."""
         bk, xp = self.bk, self.bk.xp
         lap = pyramid.laplacian_pyramid(bk, frame, self.levels, overwrite=True)
-        measure, half_valid = focus_measure(bk, lap[0], self.radius, self.smoothing, valid=valid, weights=self.weights)
-        prep = {"lap": lap, "measure": measure, "half_valid": half_valid}
-        acts, masks = [], []
-        vpyr = None if valid is None else pyramid.gaussian_pyramid(bk, valid.astype(xp.float32), self.levels)
-        for level in range(1, self.levels - 1):
-            f = 2.0**level
-            act, ok = focus_measure(
-                bk, lap[level], self.radius / f, self.smoothing / f, downsample=1,
-                valid=None if vpyr is None else vpyr[level] > 0.999, weights=self.weights,
-            )
-            acts.append(act)
-            masks.append(ok)
-        prep["acts"], prep["masks"] = acts, masks
-        prep["base_valid"] = None if vpyr is None else (vpyr[-1] > 0.999)
+        energy_half = bk.block_energy(lap[0], 2, self.weights)
+        # the depth map's measure, from the same 2x2 block means
+        measure, half_valid = focus_measure(
+            bk, lap[0], self.radius / 2, self.smoothing / 2, downsample=1, energy=energy_half,
+            valid=None if valid is None else block_mean(xp, valid.astype(xp.float32), 2) > 0.999,
+        )
+        masks = level_valid(bk, valid, self.levels)
+        log_weights, energies = level_log_weights(
+            bk, lap[:-1], masks, self.smoothing, channel_weights=self.weights, energy0_half=energy_half
+        )
+        prep = {"lap": lap, "measure": measure, "half_valid": half_valid, "log_weights": log_weights,
+                "mask0": masks[0]}
+        if self.noise is not None:
+            prep["noise"] = NoiseAverage.frame_statistics(bk, energy_half, masks[0])
+        if self.order.active:
+            prep["order"] = OcclusionOrder.frame_part(energies, log_weights)
+        vpyr_base = None if valid is None else pyramid.gaussian_pyramid(bk, valid.astype(xp.float32), self.levels)[-1]
+        prep["base_valid"] = None if vpyr_base is None else (vpyr_base > 0.999)
         return prep
 
     def merge(self, index: int, prep: dict) -> None:
         xp = self.bk.xp
         lap = prep["lap"]
-        if self.best is None:
-            self.best = [xp.zeros_like(band) for band in lap[:-1]]
-            self.activity = [xp.full(a.shape, -xp.inf, dtype=xp.float32) for a in prep["acts"]]
+        if self.base_sum is None:
             self.base_sum = xp.zeros_like(lap[-1])
             self.base_count = xp.zeros(lap[-1].shape[:2], dtype=xp.float32)
-        better = self.tracker.update(index, prep["measure"], prep["half_valid"])
-        self.bk.copy_where(self.best[0], lap[0], upsample_blocks(xp, better, 2, self.shape))
-        for k, (act, mask) in enumerate(zip(prep["acts"], prep["masks"])):
-            if mask is not None:
-                act = xp.where(mask, act, -xp.inf)
-            win = act > self.activity[k]
-            self.bk.copy_where(self.activity[k], act, win)
-            self.bk.copy_where(self.best[k + 1], lap[k + 1], win)
+        self.tracker.update(index, prep["measure"], prep["half_valid"])
+        if self.noise is not None:
+            self.noise.add(lap[0], prep["noise"], prep["mask0"])
+        if self.order.active:
+            self.order.apply(self.weighted.shift, prep["log_weights"], prep["order"], self._order_grids)
+        self.weighted.add(lap[:-1], prep["log_weights"])
         base_valid = prep["base_valid"]
         weight = xp.ones(lap[-1].shape[:2], xp.float32) if base_valid is None else base_valid.astype(xp.float32)
         self.base_count += weight
@@ -140,7 +158,10 @@ class PyramidFusion(_Fusion):
         xp = self.bk.xp
         count = xp.maximum(self.base_count, 1e-6)
         base = self.base_sum / (count[..., None] if self.base_sum.ndim == 3 else count)
-        image = pyramid.collapse(self.bk, self.best + [base])
+        bands = self.weighted.bands()
+        if self.noise is not None:
+            bands[0] = self.noise.blend(bands[0])
+        image = pyramid.collapse(self.bk, bands + [base])
         depth, confidence = self._maps()
         return FusionResult(image, depth, confidence)
 
@@ -149,12 +170,22 @@ class DepthMapFusion(_Fusion):
     """Focus-measure (depth map) fusion with soft, interpolating seams."""
 
     def __init__(
-        self, bk: Backend, shape: tuple[int, int], radius: float, smoothing: float, weights: Any | None = None
+        self,
+        bk: Backend,
+        shape: tuple[int, int],
+        radius: float,
+        smoothing: float,
+        weights: Any | None = None,
+        prefer: str = "auto",
     ):
         super().__init__(bk, shape, radius, smoothing, weights)
         self.acc = None
         self.weight = None
         self.log_max = None
+        self.order = OcclusionOrder(bk, prefer, radius, SOFTNESS)
+
+    def _shift(self, _level: int, log_factor: Any) -> None:
+        self.log_max = self.log_max + log_factor
 
     def prepare(self, frame: Any, valid: Any | None = None) -> dict:
         bk = self.bk
@@ -162,13 +193,19 @@ class DepthMapFusion(_Fusion):
         gray = bk.to_gray(frame) if self.weights is None else frame
         band = gray - pyramid.expand(bk, pyramid.reduce(bk, gray), gray.shape)
         measure, half_valid = focus_measure(bk, band, self.radius, self.smoothing, valid=valid, weights=self.weights)
-        return {"frame": frame, "measure": measure, "half_valid": half_valid}
+        prep = {"frame": frame, "measure": measure, "half_valid": half_valid}
+        if self.order.active:
+            prep["order"] = OcclusionOrder.frame_part([measure], [half_valid])
+        return prep
 
     def merge(self, index: int, prep: dict) -> None:
         xp = self.bk.xp
         measure, valid = prep["measure"], prep["half_valid"]
         self.tracker.update(index, measure, valid)
         logw = SOFTNESS * xp.log(measure + 1e-12)
+        if self.order.active:
+            # logw adjusted in place; the measure is on the grid of pyramid level 1
+            self.order.apply(self._shift, [logw], prep["order"], (1,))
         if valid is not None:
             logw = xp.where(valid, logw, -xp.inf)
         frame = prep["frame"]
@@ -210,15 +247,18 @@ def make_fusion(
     radius: float,
     smoothing: float,
     weights: Any | None = None,
+    prefer: str = "auto",
 ) -> _Fusion:
     """Create the streaming fusion state for ``method`` ("pyramid" or "depthmap").
 
     ``weights`` (one per channel) set each channel's say in the one focus
     decision all channels share (default: colour channels count alike; see
-    :mod:`napari_focus_stack.channels`).
+    :mod:`napari_focus_stack.channels`). ``prefer`` ("auto", "near" or
+    "far") is the occlusion order, see
+    :class:`~napari_focus_stack.fusion_decision.OcclusionOrder`.
     """
     try:
         cls = METHODS[method]
     except KeyError:
         raise ValueError(f"method must be one of {tuple(METHODS)}, got {method!r}") from None
-    return cls(bk, shape, radius, smoothing, weights)
+    return cls(bk, shape, radius, smoothing, weights, prefer=prefer)

@@ -31,12 +31,14 @@ __all__ = [
     "OPEN_ENDED",
     "OPTIONS",
     "Option",
+    "PREFER",
     "option",
 ]
 
 FUSION_METHODS = ("pyramid", "depthmap")
 ALIGN_MODELS = ("similarity", "affine", "translation", "none")
 DEVICES = ("auto", "cpu", "gpu")
+PREFER = ("auto", "near", "far")
 MIN_TILE = 256
 #: An upper bound this high is a sanity limit, not a range to show.
 OPEN_ENDED = 100_000
@@ -160,6 +162,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("scale_factor", int, 1, "Scale factor",
            "warp, measure and fuse at this multiple of the resolution (bicubic), then bring back",
            range=(1, 4), step=1),
+    Option("prefer", str, "auto", "Occlusion order",
+           "at occlusion edges favour the nearer surface (near) or the farther one (far), taking frame 0 as "
+           "focused nearest; auto: the sharper frame wins", choices=PREFER),
     Option("align", str, "similarity", "Alignment",
            "alignment model: similarity (scale, rotation, shift: focus breathing), affine, translation or none",
            choices=ALIGN_MODELS),
@@ -199,6 +204,7 @@ class EngineOptions:
     radius: int = option("radius").default
     smoothing: float = option("smoothing").default
     scale_factor: int = option("scale_factor").default
+    prefer: str = option("prefer").default
     align: str = option("align").default
     reference: int | None = option("reference").default
     channel: int | str | None = option("channel").default

@@ -191,6 +191,13 @@ class FocusStacker:
         ``upscale_output``). The default is 1: on the synthetic benchmark 2
         gained only 0.2-0.7 dB for four times the work (docs/benchmarks.md).
     method : {"pyramid", "depthmap"}
+    prefer : {"auto", "near", "far"}
+        Occlusion order: next to an occlusion edge (a near object in front of
+        a far background), favour the frames focused on the nearer surface
+        ("near") or on the farther one ("far"). Frames are taken in their
+        order, frame 0 focused nearest; for a stack shot from far to near,
+        "near" favours the background. "auto" (default): no preference, the
+        sharper frame wins.
     align : {"similarity", "affine", "translation", "none"}
     reference : int, optional
         Index of the reference frame (default: the middle frame).
@@ -235,6 +242,7 @@ class FocusStacker:
         scale_factor: int = 1,
         method: str = "pyramid",
         align: str = "similarity",
+        prefer: str = "auto",
         reference: int | None = None,
         device: str = "auto",
         upscale_output: bool = False,
@@ -249,13 +257,14 @@ class FocusStacker:
         opts = EngineOptions(
             method=method, radius=radius, smoothing=smoothing, scale_factor=scale_factor, align=align,
             reference=reference, device=given_backend.name if given_backend else device,
-            upscale_output=upscale_output, tile_size=tile_size, channel=channel,
+            upscale_output=upscale_output, tile_size=tile_size, channel=channel, prefer=prefer,
         )
         self.options = opts
         self.radius = opts.radius
         self.smoothing = opts.smoothing
         self.scale_factor = opts.scale_factor
         self.method = opts.method
+        self.prefer = opts.prefer
         self.align = opts.align
         self.reference = opts.reference
         self.device = opts.device
@@ -823,7 +832,7 @@ class FocusStacker:
         scale = _dtype_scale(source.dtype)
         floating = np.dtype(source.dtype).kind == "f"  # only float data can hold NaN or inf
         up = _output_to_reference(s, x0, y0)
-        fusion = make_fusion(self.method, bk, shape, self.radius * s, self.smoothing * s, weights)
+        fusion = make_fusion(self.method, bk, shape, self.radius * s, self.smoothing * s, weights, prefer=self.prefer)
         frames = [i for i, m in enumerate(mats) if m is not None]
         order = 1 if s == 1 else 3  # upsampling wants bicubic; at 1x bilinear is as good and faster
 
@@ -906,6 +915,7 @@ class FocusStacker:
                 "smoothing": self.smoothing,
                 "scale_factor": self.scale_factor,
                 "method": self.method,
+                "prefer": self.prefer,
                 "align": self.align,
                 "upscale_output": self.upscale_output,
             },

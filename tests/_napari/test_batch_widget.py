@@ -123,10 +123,11 @@ def test_engine_form_sets_the_batch_options(batch_widget):
     form.method.value = "depthmap"
     form.align.value = "translation"
     form.reference.value = 1
+    form.prefer.value = "far"
     engine = batch_widget.options().engine_kwargs()
     assert {k: engine[k] for k in form.option_names} == {
         "method": "depthmap", "radius": 5, "smoothing": 2.5, "scale_factor": 1, "align": "translation",
-        "reference": 1, "device": "cpu",
+        "reference": 1, "device": "cpu", "prefer": "far",
     }
 
 

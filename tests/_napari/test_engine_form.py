@@ -71,9 +71,10 @@ def test_changing_a_control_changes_the_kwargs(form):
     form.align.value = "translation"
     form.reference.value = 3
     form.device.value = "cpu"
+    form.prefer.value = "near"
     assert form.kwargs() == {
         "method": "depthmap", "radius": 5, "smoothing": 2.5, "scale_factor": 2, "align": "translation",
-        "reference": 3, "device": "cpu",
+        "reference": 3, "device": "cpu", "prefer": "near",
     }
     form.reference.value = form.reference.min
     assert form.kwargs()["reference"] is None
@@ -83,27 +84,27 @@ def test_changing_a_control_changes_the_kwargs(form):
 
 def test_a_new_option_appears_without_code_changes(qtbot):
     extra = (
-        Option("prefer", str, "detail", "Prefer", "what wins where frames disagree", choices=("detail", "smooth")),
+        Option("winner", str, "detail", "Winner", "what wins where frames disagree", choices=("detail", "smooth")),
         Option("channel", str, None, "Channel", "deciding channel (index or name)"),
         Option("z_step", float, None, "Z step", "z step in micrometres", range=(0.001, 1000), step=0.5),
         Option("keep", bool, True, "Keep", "keep something"),
     )
     form = EngineForm(OPTIONS + extra)
     qtbot.addWidget(form.native)
-    assert form.option_names[-4:] == ["prefer", "channel", "z_step", "keep"]
-    assert isinstance(form.prefer, ComboBox) and list(form.prefer.choices) == ["detail", "smooth"]
+    assert form.option_names[-4:] == ["winner", "channel", "z_step", "keep"]
+    assert isinstance(form.winner, ComboBox) and list(form.winner.choices) == ["detail", "smooth"]
     assert isinstance(form.channel, LineEdit) and isinstance(form.keep, CheckBox)
     assert isinstance(form.z_step, FloatSpinBox) and form.z_step.min == pytest.approx(0.001 - 0.5)
     kwargs = form.kwargs()
-    assert (kwargs["prefer"], kwargs["channel"], kwargs["z_step"], kwargs["keep"]) == ("detail", None, None, True)
+    assert (kwargs["winner"], kwargs["channel"], kwargs["z_step"], kwargs["keep"]) == ("detail", None, None, True)
     form.z_step.value = 0.001  # the lowest real value is not None
     assert form.kwargs()["z_step"] == pytest.approx(0.001)
     form.channel.value = "GFP"
     form.z_step.value = 0.5
     form.keep.value = False
-    form.prefer.value = "smooth"
+    form.winner.value = "smooth"
     kwargs = form.kwargs()
-    assert (kwargs["prefer"], kwargs["channel"], kwargs["z_step"], kwargs["keep"]) == ("smooth", "GFP", 0.5, False)
+    assert (kwargs["winner"], kwargs["channel"], kwargs["z_step"], kwargs["keep"]) == ("smooth", "GFP", 0.5, False)
 
 
 def test_frame_count_limits_the_reference(form):

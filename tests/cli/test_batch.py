@@ -44,7 +44,8 @@ def test_cli_options_reach_the_batch(tmp_path):
         ["batch", "in", "-o", "out", "--mode", "number", "--stack-size", "5", "--workers", "3",
          "--scheduler", "tcp://h:8786", "--format", "tif", "--bit-depth", "16", "--reuse-alignment",
          "--overwrite", "--depth-maps", "--confidence-maps", "--method", "depthmap", "--radius", "3",
-         "--smoothing", "2", "--scale-factor", "1", "--align", "translation", "--reference", "0", "--device", "cpu"]
+         "--smoothing", "2", "--scale-factor", "1", "--align", "translation", "--reference", "0", "--device", "cpu",
+         "--prefer", "near"]
     )
     assert args.func is cli_batch.run
     opts = cli_batch.options_from_args(args)
@@ -52,7 +53,7 @@ def test_cli_options_reach_the_batch(tmp_path):
     assert opts.reuse and opts.overwrite and opts.depth_maps and opts.confidence_maps
     assert opts.engine_kwargs() == dict(radius=3, smoothing=2, scale_factor=1, method="depthmap",
                                         align="translation", reference=0, device="cpu", upscale_output=False,
-                                        tile_size=None, channel=None)
+                                        tile_size=None, channel=None, prefer="near")
     assert (args.mode, args.stack_size) == ("number", 5)
 
 
