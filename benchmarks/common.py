@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 PCB = SHARED / "focus-stack-pcb"
+DOC = ROOT / "docs" / "benchmarks.md"
 
 
 def machine() -> str:
@@ -53,3 +55,16 @@ def median_runs(args: list[str], repeats: int) -> dict:
         walls.append(w)
         peaks.append(p)
     return {"wall_s": statistics.median(walls), "peak_mib": statistics.median(peaks), "walls": walls}
+
+
+def replace_section(name: str, body: str, doc: Path = DOC) -> None:
+    """Replace the text between ``<!-- name -->`` and ``<!-- /name -->`` (appending it if absent)."""
+    start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    block = f"{start}\n{body.rstrip()}\n{end}"
+    text = doc.read_text(encoding="utf-8") if doc.exists() else "# Benchmarks\n"
+    if start in text and end in text:
+        text = re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _: block, text, flags=re.S)
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(text, encoding="utf-8")

@@ -10,29 +10,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import re
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, machine  # noqa: E402
-from quality import format_quality, quality_table  # noqa: E402
-
-DOC = ROOT / "docs" / "benchmarks.md"
-
-
-def replace_section(name: str, body: str, doc: Path = DOC) -> None:
-    """Replace the text between ``<!-- name -->`` and ``<!-- /name -->`` (appending it if absent)."""
-    start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
-    block = f"{start}\n{body.rstrip()}\n{end}"
-    text = doc.read_text(encoding="utf-8") if doc.exists() else "# Benchmarks\n"
-    if start in text and end in text:
-        text = re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _: block, text, flags=re.S)
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(text, encoding="utf-8")
+from common import DOC, machine, replace_section  # noqa: E402, F401  (replace_section: tests use run.replace_section)
+from quality import quality_section, quality_table, quality_tables  # noqa: E402
 
 
 def main() -> None:
@@ -45,19 +29,16 @@ def main() -> None:
         f"Machine: {machine()}. Date: {datetime.date.today()}. "
         "Produced by `python benchmarks/run.py`.",
         "",
-        "### Quality on synthetic stacks (default settings: pyramid, radius 8, smoothing 4, scale_factor 1)",
+        "The default settings' quality, side by side with focusweave, is in the quality section below "
+        "(`python benchmarks/quality.py --write`). Other settings, same cases (no peers):",
         "",
-        "8 frames of 384 x 512 RGB per scene, JPEG q95, median over seeds 0-2. Oracle = true transforms + true depth "
-        "index, warped with the same bilinear warp (the practical ceiling). Gap = oracle - ours "
-        "(negative: better than the oracle).",
-        "",
-        format_quality(quality_table(seeds=(0, 1, 2))),
     ]
-    print("\n".join(out))
-    sweeps = [("scale_factor 2", dict(scale_factor=2)), ("depthmap method", dict(method="depthmap"))]
+    quality = quality_section(quality_table(seeds=(0, 1)))
+    print(quality)
+    sweeps = [("scale_factor 2", {"scale_factor": 2}), ("depthmap method", {"method": "depthmap"})]
     for title, kw in sweeps:
-        rows = quality_table(seeds=(0, 1, 2), **kw)
-        block = f"### Quality with {title}\n\n{format_quality(rows)}"
+        rows = quality_table(seeds=(0, 1), peers=False, **kw)
+        block = f"### Quality with {title}, end to end\n\n{quality_tables(rows)[0]}"
         print(block)
         out += [block]
     if not a.quick:
@@ -79,6 +60,7 @@ def main() -> None:
         print(block)
         out += ["", block]
     if not a.no_write:
+        replace_section("quality", quality)
         replace_section("engine", "\n".join(out))
         print(f"\nwrote {DOC}")
 

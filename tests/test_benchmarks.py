@@ -16,11 +16,28 @@ def bench_path(monkeypatch):
 def test_quality_scene_meets_targets(bench_path):
     import quality
 
-    row = quality.evaluate_scene("checker", (192, 256), 6, seed=5)
+    row = quality.evaluate_case("checker", (192, 256), 6, seed=5, peers=False)
     assert row["gap_db"] < 1.0
     assert row["align_err_px"] < 0.1
     assert row["depth_within_1"] > 0.9
+    assert row["pre_psnr"] > row["psnr"] - 1.0  # the fusion alone, of frames aligned with the truth
     assert "| checker |" in quality.format_quality([row])
+    # without focusweave (NaN figures) only the oracle target is checked
+    assert all("focusweave" not in line for line in quality.check_targets([row]))
+
+
+def test_quality_masks_and_targets(bench_path):
+    import quality
+    from napari_focus_stack.synthetic import make_stack
+
+    stack = make_stack("rocks", shape=(96, 128), n_frames=4, seed=1, occluders="wires")
+    m = quality.masks(stack)
+    assert m["band"].any() and m["flat"].any()
+    assert not m["band"][:quality.BORDER].any()
+    row = {"case": "x", "group": "occlusion", "psnr": 30.0, "oracle_psnr": 30.5, "fw_psnr": 29.0,
+           "pre_psnr": 30.0, "fwpre_psnr": 29.8, "band": 25.0, "fw_band": 24.0, "pre_band": 25.0, "fwpre_band": 24.9}
+    missed = quality.check_targets([row])
+    assert len(missed) == 3 and all(line.startswith("x:") for line in missed)
 
 
 def test_gpu_benchmark_runs_on_cpu():
