@@ -69,6 +69,9 @@ WINDOW_PER_SMOOTHING = 0.25
 _TINY = 1e-20
 # Log-weight of an uncovered pixel: finite, so that no NaN arises, yet never chosen.
 _NEVER = -1e30
+# Largest log-weight kept against the reference (WeightedLevels): e^70 times
+# hundreds of frames and coefficients of float data stays inside float32.
+_HEADROOM = 70.0
 
 # Noise averaging: the coherence of the frames' finest bands, in units of
 # that of independent noise (1/n), below which their mean is taken (first
@@ -177,13 +180,25 @@ def _per_pixel(a: Any, like: Any) -> Any:
     return a[..., None] if like.ndim == 3 else a
 
 
+def _scale(a: Any, w: Any) -> None:
+    """``a *= w`` in place for a 2D ``w``, channel by channel (faster than broadcasting over 3 values)."""
+    if a.ndim == 2:
+        a *= w
+        return
+    for c in range(a.shape[2]):
+        plane = a[..., c]
+        plane *= w
+
+
 class WeightedLevels:
     """Running weighted mean of band coefficients, weights given as logs.
 
-    The state holds ``sum(w * band) / exp(m)`` and ``sum(w) / exp(m)`` per
-    level with ``m`` the running maximum log-weight, so weights spanning any
-    range stay representable in float32 (the same scheme as a streaming
-    log-sum-exp). Log-weights on a grid twice as coarse as their band stay
+    The state holds ``sum(w * band) / exp(r)`` and ``sum(w) / exp(r)`` per
+    level, with a per-pixel reference log-weight ``r`` (the first frame's),
+    so weights spanning any range stay representable in float32. ``r`` is
+    raised, and what is accumulated rescaled, only where a frame's
+    log-weight exceeds it by more than ``_HEADROOM``: most frames cost no
+    rescaling pass. Log-weights on a grid twice as coarse as their band stay
     on it; each of their values stands for a 2x2 block of coefficients.
     """
 
@@ -191,40 +206,47 @@ class WeightedLevels:
         self.xp = xp
         self.acc: list | None = None
         self.wsum: list = []
-        self.lmax: list = []
+        self.ref: list = []
 
     def _up(self, a: Any, band: Any) -> Any:
         return a if a.shape == band.shape[:2] else upsample_blocks(self.xp, a, 2, band.shape[:2])
 
     def add(self, bands: list, log_weights: list) -> None:
-        """Fold one frame in; ``bands`` and ``log_weights`` are consumed (overwritten)."""
+        """Fold one frame in; ``bands`` are consumed (overwritten), ``log_weights`` kept by the first frame."""
         xp = self.xp
-        if self.acc is None:
-            self.acc = list(bands)  # weight 1 against a maximum of its own log-weight
-            self.wsum = [xp.ones(lw.shape, xp.float32) for lw in log_weights]
-            self.lmax = list(log_weights)
-            return
+        first = self.acc is None
+        if first:
+            self.acc, self.wsum, self.ref = [], [], []
         for k, (band, lw) in enumerate(zip(bands, log_weights, strict=True)):
-            # in place where possible: these are large arrays, once per frame
-            new = xp.maximum(self.lmax[k], lw)
-            old = self.lmax[k]
-            old -= new
-            xp.exp(old, out=old)  # the scale of what is accumulated
-            lw -= new
-            w = xp.exp(lw, out=lw)  # this frame's weight
-            self.wsum[k] *= old
+            if first:
+                w = (lw > _NEVER / 2).astype(xp.float32)  # weight 1 against its own log-weight
+                self.ref.append(lw)
+                self.wsum.append(w)
+                _scale(band, self._up(w, band))
+                self.acc.append(band)
+                continue
+            ref = self.ref[k]
+            # pixels no frame covered so far hold nothing yet: this frame sets their reference
+            xp.copyto(ref, lw, where=ref < _NEVER / 2)
+            d = lw - ref  # log of the weight against the reference
+            over = d > _HEADROOM
+            if bool(over.any()):  # raise the reference there to this frame's log-weight
+                old = xp.exp(xp.where(over, ref - lw, 0.0))
+                xp.copyto(ref, lw, where=over)
+                _scale(self.acc[k], self._up(old, band))
+                self.wsum[k] *= old
+                d[over] = 0.0
+            w = xp.exp(d, out=d)
             self.wsum[k] += w
-            self.acc[k] *= _per_pixel(self._up(old, band), band)
-            band *= _per_pixel(self._up(w, band), band)
+            _scale(band, self._up(w, band))
             self.acc[k] += band
-            self.lmax[k] = new
 
     def shift(self, level: int, log_factor: Any) -> None:
-        """Multiply the weights accumulated so far at ``level`` by ``exp(log_factor)``.
+        """Multiply the weights accumulated so far at ``level`` by ``exp(log_factor)`` (<= 1).
 
         ``log_factor`` is on the grid of that level's log-weights.
         """
-        self.lmax[level] = self.lmax[level] + log_factor
+        self.ref[level] = self.ref[level] + log_factor
 
     def bands(self) -> list:
         """The weighted mean of every level."""
@@ -279,12 +301,16 @@ class NoiseAverage:
         return {"energy_half": half, "relative": local}
 
     def add(self, band: Any, stats: dict, mask: Any | None) -> None:
-        """Add one frame's finest band (not modified) and its :meth:`frame_statistics`."""
+        """Add one frame's finest band and its :meth:`frame_statistics`.
+
+        ``band`` is zeroed where ``mask`` is False (the selection gives those
+        pixels no weight anyway).
+        """
         xp = self.bk.xp
         if mask is not None:
-            band = band * _per_pixel(mask, band)
+            _scale(band, mask)
             if self.count is None:
-                self.count = xp.full(self.shape, float(self.n), xp.float32)
+                self.count = xp.full(self.shape, self.n, xp.uint16)
             self.count += mask
         elif self.count is not None:
             self.count += 1
