@@ -118,14 +118,14 @@ class PyramidFusion(_Fusion):
         bk, xp = self.bk, self.bk.xp
         lap = pyramid.laplacian_pyramid(bk, frame, self.levels, overwrite=True)
         energy_half = bk.block_energy(lap[0], 2, self.weights)
+        masks = level_valid(bk, valid, self.levels)
         # the depth map's measure, from the same 2x2 block means
         measure, half_valid = focus_measure(
             bk, lap[0], self.radius / 2, self.smoothing / 2, downsample=1, energy=energy_half,
             valid=None if valid is None else block_mean(xp, valid.astype(xp.float32), 2) > 0.999,
         )
-        masks = level_valid(bk, valid, self.levels)
         log_weights, energies = level_log_weights(
-            bk, lap[:-1], masks, self.smoothing, channel_weights=self.weights, energy0_half=energy_half
+            bk, lap[:-1], masks[:-1], self.smoothing, channel_weights=self.weights, energy0_half=energy_half
         )
         prep = {"lap": lap, "measure": measure, "half_valid": half_valid, "log_weights": log_weights,
                 "mask0": masks[0]}
@@ -133,8 +133,7 @@ class PyramidFusion(_Fusion):
             prep["noise"] = NoiseAverage.frame_statistics(bk, energy_half, masks[0])
         if self.order.active:
             prep["order"] = OcclusionOrder.frame_part(energies, log_weights)
-        vpyr_base = None if valid is None else pyramid.gaussian_pyramid(bk, valid.astype(xp.float32), self.levels)[-1]
-        prep["base_valid"] = None if vpyr_base is None else (vpyr_base > 0.999)
+        prep["base_valid"] = masks[-1]
         return prep
 
     def merge(self, index: int, prep: dict) -> None:

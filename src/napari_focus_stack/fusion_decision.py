@@ -98,18 +98,17 @@ PREFER_LEVELS = 3
 
 
 def level_valid(bk: Backend, valid: Any | None, levels: int) -> list:
-    """Per-band coverage masks (``None`` when the frame covers everything).
+    """Coverage masks of the bands' weights and of the base (``None``s when the frame covers everything).
 
-    A band coefficient is trusted only where its whole filter support is
-    covered: the Gaussian pyramid of the mask is 1 there. Level 0 uses the
-    next level's mask brought up, since its band also reads that level.
+    A coefficient is trusted only where its whole filter support is covered:
+    the Gaussian pyramid of the mask is 1 there. The finest band's mask is
+    on its weights' grid, the next level's (its band also reads that level).
+    Returns ``levels`` masks: one per band, then the base's.
     """
     if valid is None:
-        return [None] * (levels - 1)
+        return [None] * levels
     vpyr = pyramid.gaussian_pyramid(bk, valid.astype(bk.xp.float32), levels)
-    masks = [pyramid.expand(bk, vpyr[1], valid.shape[:2]) > 0.999]
-    masks += [vpyr[level] > 0.999 for level in range(1, levels - 1)]
-    return masks
+    return [vpyr[1] > 0.999] + [vpyr[level] > 0.999 for level in range(1, levels)]
 
 
 def level_log_weights(bk: Backend, bands: list, masks: list, smoothing: float = 4.0,
@@ -128,7 +127,7 @@ def level_log_weights(bk: Backend, bands: list, masks: list, smoothing: float = 
     bands : list of arrays
         The band-pass levels of a Laplacian pyramid (not the base).
     masks : list of bool arrays or None
-        Coverage per band (:func:`level_valid`).
+        Coverage per band (:func:`level_valid`), the first on the grid of the second band.
     smoothing : float
         The focus-map smoothing (px); the energy window of every level is a
         Gaussian of ``WINDOW_PER_SMOOTHING * smoothing`` px of that level.
@@ -158,9 +157,6 @@ def level_log_weights(bk: Backend, bands: list, masks: list, smoothing: float = 
         energy0_half = bk.block_energy(bands[0], 2, channel_weights)
     energies = [smooth_measure(bk, energy0_half, 0, sigma / 2)]
     energies += [smooth_measure(bk, bk.block_energy(b, 1, channel_weights), 0, sigma) for b in bands[1:]]
-    masks = list(masks)
-    if masks[0] is not None:
-        masks[0] = block_mean(xp, masks[0].astype(xp.float32), 2) > 0.999
     logs = [xp.log(e + _TINY) for e in energies]
     out = []
     for level, lg in enumerate(logs):
@@ -289,28 +285,30 @@ class NoiseAverage:
 
     @staticmethod
     def frame_statistics(bk: Backend, energy_half: Any, mask: Any | None) -> dict:
-        """Per-frame part (thread-safe), from the finest band's energy in 2x2 block means."""
+        """Per-frame part (thread-safe), from the finest band's energy in 2x2 block means.
+
+        ``mask`` is the coverage on that grid (:func:`level_valid`).
+        """
         xp = bk.xp
-        half = energy_half.copy()
-        if mask is not None:
-            half *= block_mean(xp, mask.astype(xp.float32), 2)
+        half = energy_half if mask is None else energy_half * mask
         local = smooth_measure(bk, half, *_COHERENCE_WINDOW)
-        covered = local if mask is None else local[block_mean(xp, mask.astype(xp.float32), 2) > 0.999]
-        typical = float(xp.percentile(covered, NOISE_FLOOR_PERCENTILE)) if covered.size else 0.0
+        # the noise floor, from every other sample of each axis: plenty for a percentile
+        sample = local[::2, ::2] if mask is None else local[::2, ::2][mask[::2, ::2]]
+        typical = float(xp.percentile(sample, NOISE_FLOOR_PERCENTILE)) if sample.size else 0.0
         local /= typical + _TINY
         return {"energy_half": half, "relative": local}
 
     def add(self, band: Any, stats: dict, mask: Any | None) -> None:
         """Add one frame's finest band and its :meth:`frame_statistics`.
 
-        ``band`` is zeroed where ``mask`` is False (the selection gives those
-        pixels no weight anyway).
+        ``mask`` is the coverage on the 2x coarser grid; ``band`` is zeroed
+        where it is False (the selection gives those pixels no weight anyway).
         """
         xp = self.bk.xp
         if mask is not None:
-            _scale(band, mask)
+            _scale(band, upsample_blocks(xp, mask.astype(xp.float32), 2, band.shape[:2]))
             if self.count is None:
-                self.count = xp.full(self.shape, self.n, xp.uint16)
+                self.count = xp.full(mask.shape, self.n, xp.uint16)  # frames per 2x2 block
             self.count += mask
         elif self.count is not None:
             self.count += 1
@@ -341,8 +339,8 @@ class NoiseAverage:
             mean *= 1.0 / self.n
             n_half = xp.full(self.energy.shape, float(self.n), xp.float32)
         else:
-            mean /= _per_pixel(xp.maximum(self.count, 1), mean)
-            n_half = xp.maximum(block_mean(xp, self.count, 2), 1)
+            n_half = xp.maximum(self.count, 1).astype(xp.float32)
+            _scale(mean, upsample_blocks(xp, 1.0 / n_half, 2, mean.shape[:2]))
         self.sum = None
         mean_energy = smooth_measure(self.bk, self.energy / n_half, *_COHERENCE_WINDOW)
         coherent_energy = smooth_measure(
