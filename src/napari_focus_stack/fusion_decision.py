@@ -41,7 +41,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import pyramid
-from ._backend import Backend, block_mean
+from ._backend import Backend
 from .focus import smooth_measure, upsample_blocks
 from .options import PREFER
 
