@@ -44,11 +44,13 @@ def main() -> None:
     if not a.quick:
         from speed import memory_scaling, pcb_case, synthetic_case
 
-        lines = ["### Speed and memory, whole process (median of %d runs)" % a.repeats, "",
+        lines = [f"### Speed and memory, whole process (median of {a.repeats} runs)", "",
                  "| case | wall s | peak MiB |", "|---|---|---|"]
         pcb = pcb_case(a.repeats)
         if pcb:
-            lines.append(f"| shared/data/focus-stack-pcb, 7 x 3.1 MP JPEG | {pcb['wall_s']:.2f} | {pcb['peak_mib']:.0f} |")
+            lines.append(
+                f"| shared/data/focus-stack-pcb, 7 x 3.1 MP JPEG | {pcb['wall_s']:.2f} | {pcb['peak_mib']:.0f} |"
+            )
         big = synthetic_case((3000, 4000), 10, a.repeats)
         lines.append(f"| synthetic 10 x 12 MP JPEG | {big['wall_s']:.2f} | {big['peak_mib']:.0f} |")
         m = memory_scaling(repeats=1)

@@ -2,8 +2,8 @@ import re
 
 import numpy as np
 import pytest
-from helpers import psnr
 
+from helpers import psnr
 from napari_focus_stack import FocusStacker, StackError
 from napari_focus_stack.align import corner_error
 from napari_focus_stack.errors import InputError, ParameterError
@@ -35,7 +35,7 @@ def test_stack_quality_on_synthetic(small_stack):
     assert res.image.dtype == np.uint8 and res.image.shape == small_stack.truth.shape
     mid = small_stack.frames[small_stack.reference]
     assert psnr(res.image, small_stack.truth) > psnr(mid, small_stack.truth) + 3
-    errs = [corner_error(a, b, mid.shape[:2]) for a, b in zip(res.transforms, small_stack.transforms)]
+    errs = [corner_error(a, b, mid.shape[:2]) for a, b in zip(res.transforms, small_stack.transforms, strict=False)]
     assert max(errs) < 0.25
     ok = np.abs(res.depth - small_stack.depth_index) <= 1
     assert ok[small_stack.texture_mask].mean() > 0.8
@@ -141,7 +141,8 @@ def test_implausible_rotation_or_scale_excludes_the_frame(small_stack, scale, de
     h, w = frames[0].shape[:2]
     centre = _translation((w - 1) / 2, (h - 1) / 2)
     th = np.deg2rad(degrees)
-    turn = np.array([[scale * np.cos(th), -scale * np.sin(th), 0], [scale * np.sin(th), scale * np.cos(th), 0], [0, 0, 1]])
+    co, si = scale * np.cos(th), scale * np.sin(th)
+    turn = np.array([[co, -si, 0], [si, co, 0], [0, 0, 1]])
     m = centre @ turn @ np.linalg.inv(centre)
     last = frames[-1].astype(np.float32)
     frames[-1] = np.clip(warp_image(get_backend("cpu"), last, m, (h, w), order=3), 0, 255).astype(np.uint8)
@@ -157,7 +158,7 @@ def test_exposure_gains_match_the_true_gains():
 
     st = make_stack("pcb", shape=(160, 200), n_frames=5, seed=3, gain_range=0.2)
     res = _fast().stack(st.frames)
-    for entry, true in zip(res.report["frames"], st.gains):
+    for entry, true in zip(res.report["frames"], st.gains, strict=False):
         if entry["index"] == st.reference:
             assert "gain" not in entry
             continue
@@ -285,7 +286,7 @@ def test_estimate_transforms_matches_stack(small_stack):
     stacker = _fast()
     mats, report = stacker.estimate_transforms(small_stack.frames)
     full = stacker.stack(small_stack.frames)
-    for a, b in zip(mats, full.transforms):
+    for a, b in zip(mats, full.transforms, strict=False):
         np.testing.assert_allclose(a, b)
     assert report["excluded"] == [] and "align_s" in report["timings"]
 
@@ -306,7 +307,7 @@ def test_big_frames_align_at_half_resolution_accurately(tmp_path):
     st = make_stack("rocks", shape=(1000, 1200), n_frames=4, seed=7)
     for inputs in (st.frames, save_stack(st, tmp_path, fmt="jpg", quality=95)):
         mats, _ = _fast().estimate_transforms(inputs)
-        errs = [corner_error(a, b, st.truth.shape[:2]) for a, b in zip(mats, st.transforms)]
+        errs = [corner_error(a, b, st.truth.shape[:2]) for a, b in zip(mats, st.transforms, strict=False)]
         assert max(errs) < 0.15, errs
 
 
@@ -345,7 +346,8 @@ def test_nonfinite_pixels_are_missing_data(small_stack, align, method):
     assert res.report["excluded"] == []  # a few missing pixels never cost a frame
     # one warning, naming the frames and the pixels, and no raw numpy warnings
     assert len(warned) == 1 and warned[0][0] is FocusStackWarning
-    assert "11 non-finite pixels" in warned[0][1] and "frame 1 (9 px)" in warned[0][1] and "frame 4 (2 px)" in warned[0][1]
+    line = warned[0][1]
+    assert "11 non-finite pixels" in line and "frame 1 (9 px)" in line and "frame 4 (2 px)" in line
     assert res.report["warnings"] == [warned[0][1]]
     assert [f.get("nonfinite_pixels", 0) for f in res.report["frames"]] == [0, 9, 0, 0, 2, 0]
     # the other frames fill the holes: as close to the truth as without them
@@ -360,7 +362,8 @@ def test_nan_in_the_reference_excludes_no_frame(small_stack):
     frames[ref][60:70, 150:160] = np.nan
     res, warned = _stack_warned(_fast(), frames)
     assert res.report["excluded"] == [] and len(warned) == 1
-    errs = [corner_error(a, b, frames[0].shape[:2]) for a, b in zip(res.transforms, small_stack.transforms)]
+    pairs = zip(res.transforms, small_stack.transforms, strict=True)
+    errs = [corner_error(a, b, frames[0].shape[:2]) for a, b in pairs]
     assert max(errs) < 0.25
     assert np.isfinite(res.image).all()
     # the hole is filled from the other frames, not left as a patch

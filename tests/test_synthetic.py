@@ -100,11 +100,11 @@ def test_same_seed_same_stack():
     a = make_stack("rocks", shape=(64, 80), n_frames=4, seed=3)
     b = make_stack("rocks", shape=(64, 80), n_frames=4, seed=3)
     c = make_stack("rocks", shape=(64, 80), n_frames=4, seed=4)
-    for fa, fb in zip(a.frames, b.frames):
+    for fa, fb in zip(a.frames, b.frames, strict=False):
         np.testing.assert_array_equal(fa, fb)
     np.testing.assert_array_equal(a.truth, b.truth)
     np.testing.assert_array_equal(a.depth_index, b.depth_index)
-    for ma, mb in zip(a.transforms, b.transforms):
+    for ma, mb in zip(a.transforms, b.transforms, strict=False):
         np.testing.assert_array_equal(ma, mb)
     assert not np.array_equal(a.frames[0], c.frames[0])
     assert not np.array_equal(a.depth_index, c.depth_index)
@@ -189,7 +189,7 @@ def test_transforms_within_requested_ranges():
     scales = np.array([p[0] for p in parts])
     assert np.all(np.diff(scales) > 0), "breathing grows monotonically with the frame index"
     assert 0.02 <= scales.max() / scales.min() - 1 <= 0.04
-    for k, (scale, angle, shift) in enumerate(parts):
+    for k, (_scale, angle, shift) in enumerate(parts):
         assert abs(angle) <= 0.5 + 1e-9
         assert np.all(np.abs(shift) <= 4.0 + 1e-9)
         np.testing.assert_allclose(stack.transforms[k][2], [0, 0, 1])
@@ -213,7 +213,7 @@ def test_frames_are_in_their_transformed_geometry(moving_stack):
     truth = gray(stack.truth) / 255
     interior = np.zeros(truth.shape, bool)
     interior[10:-10, 10:-10] = True
-    for k, (frame, matrix) in enumerate(zip(stack.frames, stack.transforms)):
+    for k, (frame, matrix) in enumerate(zip(stack.frames, stack.transforms, strict=False)):
         back = gray(warp_to_reference(frame, matrix, truth.shape, order=3)) / 255
         back /= stack.gains[k].mean()
         sharp = interior & stack.texture_mask & (np.abs(stack.depth_index - k) < 0.2)
@@ -247,7 +247,7 @@ def test_in_focus_frame_is_sharpest(moving_stack):
     stack = moving_stack
     n, shape = stack.n_frames, stack.depth_index.shape
     energies = []
-    for frame, matrix in zip(stack.frames, stack.transforms):
+    for frame, matrix in zip(stack.frames, stack.transforms, strict=False):
         back = gray(warp_to_reference(frame, matrix, shape, order=3)) / 255
         back = np.nan_to_num(back)
         lap = ndi.laplace(ndi.gaussian_filter(back, 0.7))
@@ -337,7 +337,7 @@ def test_oracle_composite_reaches_truth():
     assert psnr(fused, truth) > 30
     # Much better than any single frame.
     best_single = max(psnr(warp_to_reference(f / 255, m, truth.shape[:2], cval=np.nan), truth)
-                      for f, m in zip(stack.frames, stack.transforms))
+                      for f, m in zip(stack.frames, stack.transforms, strict=False))
     assert psnr(fused, truth) > best_single + 3
 
 
@@ -379,13 +379,13 @@ def test_oracle_composite_falls_back_to_a_valid_frame():
     ],
 )
 def test_save_stack_writes_readable_files(tmp_path, fmt, kwargs):
-    from PIL import Image
     import tifffile
+    from PIL import Image
 
     stack = make_stack("pcb", shape=(48, 64), n_frames=3, seed=0, **kwargs)
     paths = save_stack(stack, tmp_path / "out", fmt=fmt, quality=90)
     assert [p.name for p in paths] == [f"frame_{i:03d}.{fmt}" for i in (1, 2, 3)]
-    for path, frame in zip(paths, stack.frames):
+    for path, frame in zip(paths, stack.frames, strict=False):
         assert path.is_file()
         if fmt == "tif":
             data = tifffile.imread(path)

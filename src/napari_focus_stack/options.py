@@ -221,7 +221,7 @@ class EngineOptions:
         return asdict(self)
 
     @classmethod
-    def from_mapping(cls, values: Any) -> "EngineOptions":
+    def from_mapping(cls, values: Any) -> EngineOptions:
         """Options from a mapping or namespace, taking the known names and ignoring the rest."""
         get = values.get if hasattr(values, "get") else lambda k, d=None: getattr(values, k, d)
         return cls(**{f.name: get(f.name, getattr(cls, f.name)) for f in fields(cls)})

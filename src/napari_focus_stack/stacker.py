@@ -22,9 +22,10 @@ import math
 import threading
 import time
 import warnings
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +33,6 @@ from . import pyramid
 from ._backend import Backend, get_backend
 from ._runtime import default_threads
 from .align import (
-    MODELS,
     describe_transform,
     estimate_transform,
     max_corner_shift,
@@ -42,7 +42,7 @@ from .align import (
 from .channels import alignment_weights, channel_weights
 from .errors import FocusStackError, FocusStackWarning, InputError, ParameterError, StackError
 from .focus import block_mean
-from .fusion import MAX_LEVELS, METHODS, make_fusion
+from .fusion import MAX_LEVELS, make_fusion
 from .height import regularise_depth
 from .io import FrameSource, ImageMeta, write_image
 from .options import MIN_TILE, EngineOptions
@@ -376,7 +376,7 @@ class FocusStacker:
         image, depth, confidence = self._finish(image, depth, confidence, source.dtype)
         timings["total_s"] = time.perf_counter() - t0
         report = self._report(source, al, gains, timings)
-        for entry, m in zip(report["frames"], fuse_mats):
+        for entry, m in zip(report["frames"], fuse_mats, strict=False):
             if m is not None:
                 entry["warped"] = not _is_identity(m)
         report["unwarped"] = [f["name"] for f in report["frames"] if f.get("warped") is False]
@@ -571,7 +571,7 @@ class FocusStacker:
 
     def save_image(
         self,
-        image: "np.ndarray | StackResult",
+        image: np.ndarray | StackResult,
         path,
         quality: int = 95,
         exif: bytes | None = None,
@@ -663,7 +663,7 @@ class FocusStacker:
         al.describe(source)
         return al
 
-    def _read(self, source: FrameSource, cache: "_FrameCache", i: int) -> Any:
+    def _read(self, source: FrameSource, cache: _FrameCache, i: int) -> Any:
         """Frame ``i`` as stored: from the cache (maybe on the device) or decoded on the host."""
         frame = cache.get(i)
         return source.read(i) if frame is None else frame
@@ -797,7 +797,9 @@ class FocusStacker:
         for y in range(0, h, step):
             for x in range(0, w, step):
                 inner = (y, min(h, y + step), x, min(w, x + step))
-                outer = (max(0, y - overlap), min(h, y + step + overlap), max(0, x - overlap), min(w, x + step + overlap))
+                outer = (
+                    max(0, y - overlap), min(h, y + step + overlap), max(0, x - overlap), min(w, x + step + overlap)
+                )
                 tiles.append((outer, inner))
         return tiles
 

@@ -410,7 +410,7 @@ def oracle_composite(
     acc = fallback = None
     best = np.full(out_shape, np.inf, dtype=np.float32)  # |k - di| of the fallback
     broken = np.zeros(out_shape, dtype=bool)  # a bracketing frame is NaN there
-    for k, (frame, matrix) in enumerate(zip(stack.frames, stack.transforms)):
+    for k, (frame, matrix) in enumerate(zip(stack.frames, stack.transforms, strict=False)):
         # The true exposure gain is undone too: a stacker can estimate it.
         gain = np.asarray(stack.gains[k], dtype=np.float32)
         image = np.asarray(frame, dtype=np.float32) / np.float32(maxval)
@@ -1357,7 +1357,7 @@ def _glyph(image, y, x, size, colour, rng):
     chosen = rng.random(len(segments)) < 0.55
     if not chosen.any():
         chosen[rng.integers(len(segments))] = True
-    for (dy, dx, sh, sw), on in zip(segments, chosen):
+    for (dy, dx, sh, sw), on in zip(segments, chosen, strict=False):
         if on:
             y0, x0 = max(0, y + dy), max(0, x + dx)
             image[y0:max(y0, y + dy + sh), x0:max(x0, x + dx + sw)] = colour
