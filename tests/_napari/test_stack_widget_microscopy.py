@@ -315,7 +315,8 @@ def test_progress_names_the_time_point_and_cancel_stops(viewer, widget, hyper):
     # cancel once the second time point is being fused
     widget._bridge.progress.connect(lambda done, total, stage: done > 2 * N_Z + N_Z and widget.cancel_button.click())
     assert run_and_wait(widget._qtbot, widget, timeout=120000) == "cancelled"
-    assert any(t.startswith("T 1/3: ") for t in texts), texts
+    # progress texts are coalesced by the event loop: any time point before the cancel may show
+    assert any(t.startswith(("T 1/3: ", "T 2/3: ")) for t in texts), texts
     assert not _results(viewer, "cells") and widget.status_label.text() == "Cancelled."
 
 
