@@ -306,7 +306,10 @@ def test_calibration_round_trips_through_reader_widget_and_writer(viewer, widget
         np.testing.assert_array_equal(tif.asarray(), depth.data[:, 0])
 
 
-def test_progress_names_the_time_point_and_cancel_stops(viewer, widget, hyper):
+def test_progress_names_the_time_point_and_cancel_stops(viewer, widget, hyper, monkeypatch):
+    from napari_focus_stack._napari import stack_widget
+
+    monkeypatch.setattr(stack_widget, "_PROGRESS_MS", 0)  # no throttling: every shown text is recorded
     _tzyx_layer(viewer, hyper)
     widget.set_input("cells")
     texts = []
