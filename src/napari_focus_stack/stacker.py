@@ -22,7 +22,7 @@ import math
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,6 +90,14 @@ class StackResult:
     @depth.setter
     def depth(self, value: np.ndarray) -> None:
         self._depth = value
+
+    def arrays(self, kinds: Iterable[str]) -> dict[str, np.ndarray]:
+        """The arrays of the given output kinds ("image", "depth", "confidence").
+
+        Only those asked for are computed: the regularised depth map costs a
+        few tenths of a second that a run writing just the image need not pay.
+        """
+        return {kind: getattr(self, kind) for kind in kinds}
 
 
 @dataclass

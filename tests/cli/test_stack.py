@@ -240,3 +240,18 @@ def test_stack_fuses_in_tiles_when_memory_is_short(tmp_path, monkeypatch, capsys
     args = ["stack", str(folder), "-o", str(tmp_path / "no.png"), "--max-memory", "0.1", "--tile-size", "4096"]
     assert main(args) == 2
     assert "a larger --max-memory" in capsys.readouterr().err
+
+
+def test_the_depth_map_is_regularised_only_when_written(frame_dir, tmp_path, monkeypatch):
+    # the edge-aware fill costs a few tenths of a second of every run: a run that
+    # writes only the fused image must not pay it
+    import napari_focus_stack.stacker as stacker_module
+
+    calls = []
+    real = stacker_module._regularised_depth
+    monkeypatch.setattr(stacker_module, "_regularised_depth", lambda result: calls.append(1) or real(result))
+    assert main(["stack", str(frame_dir), "-o", str(tmp_path / "fused.png"), "-q"]) == 0
+    assert calls == []
+    assert main(["stack", str(frame_dir), "-o", str(tmp_path / "f.png"), "--depth-map", str(tmp_path / "d.tif"),
+                 "-q"]) == 0
+    assert calls == [1]

@@ -205,7 +205,7 @@ def _run_stack(task: StackTask, progress: ProgressCallback | None, cancel) -> di
                 ) from exc
         sizes = write_outputs(
             [Output(kind, Path(path)) for kind, path in task.outputs.items()],
-            {"image": result.image, "depth": result.depth, "confidence": result.confidence},
+            result.arrays(task.outputs),
             quality=task.quality, exif=getattr(meta, "exif", None), icc=getattr(meta, "icc", None),
             bit_depth=task.bit_depth, protect=task.frames,
         )

@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
             result = stacker.stack(source, progress=bar)
     meta = result.meta
     write_outputs(
-        outputs, {"image": result.image, "depth": result.depth, "confidence": result.confidence},
+        outputs, result.arrays(o.kind for o in outputs),
         quality=args.quality, exif=getattr(meta, "exif", None), icc=getattr(meta, "icc", None), protect=files,
     )
     if not args.quiet:
