@@ -102,6 +102,8 @@ def test_opencv_kernels_match_the_reference(kernels, shape):
     small = ref.pyr_down(a)
     up_shape = (2 * small.shape[0] - 1, 2 * small.shape[1])
     m = _similarity(1.01, 0.7, 2.3, -1.2)
+    fine = rng.random(shape[:2]).astype(np.float32)
+    coarse = rng.random(((shape[0] + 1) // 2, (shape[1] + 1) // 2)).astype(np.float32)
     cases = {
         "pyr_down": lambda bk: bk.pyr_down(a),
         "pyr_up": lambda bk: bk.pyr_up(small, up_shape),
@@ -114,6 +116,9 @@ def test_opencv_kernels_match_the_reference(kernels, shape):
         "to_gray": lambda bk: bk.to_gray(a),
         "block_energy": lambda bk: bk.block_energy(a, 2),
         "scale_channels": lambda bk: bk.scale_channels(a.copy(), 1.5),
+        "multiply_blocks": lambda bk: bk.multiply_blocks(a.copy(), coarse, 2),
+        "multiply_blocks, 1x": lambda bk: bk.multiply_blocks(a.copy(), fine, 1),
+        "multiply_blocks into": lambda bk: bk.multiply_blocks(a, coarse, 2, acc=a[::-1].copy()),
     }
     for name, run in cases.items():
         got, want = run(cv), run(ref)

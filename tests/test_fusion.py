@@ -242,7 +242,7 @@ def test_weighted_levels_handles_any_weight_range(backend):
     rng = np.random.default_rng(0)
     bands = [rng.random((4, 5, 3)).astype(np.float32) for _ in range(3)]
     logs = [np.full((4, 5), v, np.float32) for v in (-900.0, -880.0, -885.0)]  # exp() underflows float32
-    levels = WeightedLevels(xp)
+    levels = WeightedLevels(backend)
     for b, lw in zip(bands, logs, strict=True):
         levels.add([xp.asarray(b.copy())], [xp.asarray(lw)])
     w = np.exp(np.array([-20.0, 0.0, -5.0]))

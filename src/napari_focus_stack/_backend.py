@@ -15,6 +15,7 @@ array arithmetic, plus a small set of image kernels for the heavy work:
 ``block_energy``          squares summed over channels, averaged over f x f blocks
 ``copy_where``            ``dst[mask] = src[mask]`` in place, one 2D mask for all channels
 ``scale_channels``        ``a * gain`` in place, a gain per channel
+``multiply_blocks``       ``a *= w`` or ``acc += a * w``, ``w`` one value per f x f block for all channels
 ``sample_bilinear``       values at scattered sub-pixel points, NaN outside
 ========================  ====================================================
 
@@ -251,6 +252,22 @@ class Backend:
         a *= xp.asarray(np.asarray(gain, dtype=np.float32))
         return a
 
+    def multiply_blocks(self, a: Any, w: Any, f: int = 1, acc: Any | None = None) -> Any:
+        """``a *= w`` in place, or with ``acc`` given ``acc += a * w`` (``a`` unchanged); returns what changed.
+
+        ``w`` is a 2D float32 map on a grid ``f`` times coarser than ``a``'s:
+        each of its values covers an ``f x f`` block of pixels (the blocks
+        of the last row and column may be cut off) and every channel.
+        """
+        up = upsample_blocks(self.xp, w, f, a.shape[:2])
+        if a.ndim == 3:
+            up = up[..., None]
+        if acc is None:
+            a *= up
+            return a
+        acc += a * up
+        return acc
+
     def sample_bilinear(self, image: Any, ys: Any, xs: Any) -> Any:
         """Bilinear values of a 2D ``image`` at the points ``(ys, xs)`` (1D arrays).
 
@@ -287,6 +304,14 @@ def block_mean(xp, a: Any, f: int) -> Any:
             out = part.astype(xp.float32, copy=True) if out is None else out.__iadd__(part)
     out *= 1.0 / (f * f)
     return out
+
+
+def upsample_blocks(xp, a: Any, f: int, shape: tuple[int, int]) -> Any:
+    """Repeat every element into an ``f x f`` block and crop to ``shape``, with any ``xp``."""
+    if f == 1:
+        return a
+    out = xp.repeat(xp.repeat(a, f, axis=0), f, axis=1)
+    return out[: shape[0], : shape[1]]
 
 
 def _with_channels(out: np.ndarray, like: np.ndarray) -> np.ndarray:
@@ -441,6 +466,32 @@ class OpenCVBackend(Backend):
         gains = tuple(np.broadcast_to(np.asarray(gain, np.float64), (c,))) + (0.0,) * (4 - c)
         self.cv2.multiply(a, gains, dst=a)
         return a
+
+    def multiply_blocks(self, a, w, f=1, acc=None):
+        target = a if acc is None else acc
+        if not (a.flags.c_contiguous and target.flags.c_contiguous) or target.shape != a.shape:
+            return super().multiply_blocks(a, w, f, acc)
+        cv2 = self.cv2
+        c = 1 if a.ndim == 2 else a.shape[2]
+        h, width = a.shape[:2]
+        # channels last, seen as one channel of width * c: value (y, x) of w covers
+        # rows f*y .. f*y+f-1 and columns c*f*x .. c*f*x+c*f-1, an exact nearest-neighbour
+        # enlargement by (f, c*f) (tested against repeat)
+        flat, flat_target = a.reshape(h, width * c), target.reshape(h, width * c)
+        w = np.ascontiguousarray(w, dtype=np.float32)
+        rows = f * -(-_STRIP_ROWS // f)
+        # by strips of rows: the enlarged weights never exist at full size and stay in cache
+        for r0 in range(0, h, rows):
+            r1 = min(h, r0 + rows)
+            part = w[r0 // f: -(-r1 // f)]
+            if f * c > 1:
+                part = cv2.resize(part, (f * c * part.shape[1], f * part.shape[0]), interpolation=cv2.INTER_NEAREST)
+            part = part[: r1 - r0, : width * c]
+            if acc is None:
+                cv2.multiply(flat[r0:r1], part, dst=flat[r0:r1])
+            else:
+                cv2.accumulateProduct(flat[r0:r1], part, flat_target[r0:r1])
+        return target
 
     def copy_where(self, dst, src, mask):
         if not dst.flags.c_contiguous:  # OpenCV writes into whole rows only

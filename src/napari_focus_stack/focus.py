@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import Backend, block_mean
+from ._backend import Backend, block_mean, upsample_blocks
 
 __all__ = ["focus_measure", "smooth_measure", "block_mean", "upsample_blocks", "DepthTracker"]
 
@@ -27,14 +27,6 @@ def _median(xp, v: Any) -> float:
         return float(xp.partition(v, k)[k])
     part = xp.partition(v, [k - 1, k])
     return (float(part[k - 1]) + float(part[k])) / 2
-
-
-def upsample_blocks(xp, a: Any, f: int, shape: tuple[int, int]) -> Any:
-    """Repeat every element into an ``f x f`` block and crop to ``shape``."""
-    if f == 1:
-        return a
-    out = xp.repeat(xp.repeat(a, f, axis=0), f, axis=1)
-    return out[: shape[0], : shape[1]]
 
 
 def smooth_measure(bk: Backend, a: Any, radius: float, smoothing: float) -> Any:

@@ -35,7 +35,7 @@ from typing import Any
 
 from . import pyramid
 from ._backend import Backend
-from .focus import DepthTracker, block_mean, focus_measure, upsample_blocks
+from .focus import DepthTracker, block_mean, focus_measure
 from .fusion_decision import (
     NoiseAverage,
     OcclusionOrder,
@@ -105,7 +105,7 @@ class PyramidFusion(_Fusion):
         super().__init__(bk, shape, radius, smoothing, weights)
         # one band and a base is the least the method needs: tiny frames get just that
         self.levels = max(2, pyramid.n_levels(shape, min_size=min_size, max_levels=MAX_LEVELS))
-        self.weighted = WeightedLevels(bk.xp)
+        self.weighted = WeightedLevels(bk)
         self.noise = NoiseAverage(bk, self.shape, self.weights) if noise_average else None
         self.order = OcclusionOrder(bk, prefer, radius)
         # pyramid level whose grid each band's weights are on: the finest band's are 2x coarser
@@ -207,15 +207,13 @@ class DepthMapFusion(_Fusion):
             self.order.apply(self._shift, [logw], prep["order"], (1,))
         if valid is not None:
             logw = xp.where(valid, logw, -xp.inf)
-        frame = prep["frame"]
-        expand = (lambda a: upsample_blocks(xp, a, 2, self.shape)[..., None]) if frame.ndim == 3 else (
-            lambda a: upsample_blocks(xp, a, 2, self.shape)
-        )
+        frame = prep["frame"]  # ours: scaled in place
+        bk = self.bk
         if self.acc is None:
             self.log_max = logw
             w = xp.where(xp.isfinite(logw), 1.0, 0.0).astype(xp.float32)
             self.weight = w
-            self.acc = frame * expand(w)
+            self.acc = bk.multiply_blocks(frame, w, 2)
             return
         new_max = xp.maximum(self.log_max, logw)
         finite = xp.isfinite(new_max)
@@ -224,14 +222,14 @@ class DepthMapFusion(_Fusion):
         w = xp.exp(xp.maximum(logw, -1e30) - safe_max).astype(xp.float32)
         old_scale = xp.where(finite & xp.isfinite(self.log_max), old_scale, 0)
         w = xp.where(xp.isfinite(logw), w, 0)
-        self.acc = self.acc * expand(old_scale) + frame * expand(w)
+        bk.multiply_blocks(self.acc, old_scale, 2)
+        bk.multiply_blocks(frame, w, 2, acc=self.acc)
         self.weight = self.weight * old_scale + w
         self.log_max = new_max
 
     def result(self) -> FusionResult:
         xp = self.bk.xp
-        w = upsample_blocks(xp, xp.maximum(self.weight, 1e-30), 2, self.shape)
-        image = self.acc / (w[..., None] if self.acc.ndim == 3 else w)
+        image = self.bk.multiply_blocks(self.acc, 1.0 / xp.maximum(self.weight, 1e-30), 2)
         depth, confidence = self._maps()
         return FusionResult(image, depth, confidence)
 

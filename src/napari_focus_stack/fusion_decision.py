@@ -42,7 +42,7 @@ from typing import Any
 
 from . import pyramid
 from ._backend import Backend
-from .focus import smooth_measure, upsample_blocks
+from .focus import smooth_measure
 from .options import PREFER
 
 __all__ = [
@@ -176,14 +176,9 @@ def _per_pixel(a: Any, like: Any) -> Any:
     return a[..., None] if like.ndim == 3 else a
 
 
-def _scale(a: Any, w: Any) -> None:
-    """``a *= w`` in place for a 2D ``w``, channel by channel (faster than broadcasting over 3 values)."""
-    if a.ndim == 2:
-        a *= w
-        return
-    for c in range(a.shape[2]):
-        plane = a[..., c]
-        plane *= w
+def _factor(grid: Any, band: Any) -> int:
+    """1 when ``grid`` is on ``band``'s own grid, 2 when on the twice coarser one."""
+    return 1 if grid.shape == band.shape[:2] else 2
 
 
 class WeightedLevels:
@@ -198,18 +193,16 @@ class WeightedLevels:
     on it; each of their values stands for a 2x2 block of coefficients.
     """
 
-    def __init__(self, xp):
-        self.xp = xp
+    def __init__(self, bk: Backend):
+        self.bk = bk
+        self.xp = bk.xp
         self.acc: list | None = None
         self.wsum: list = []
         self.ref: list = []
 
-    def _up(self, a: Any, band: Any) -> Any:
-        return a if a.shape == band.shape[:2] else upsample_blocks(self.xp, a, 2, band.shape[:2])
-
     def add(self, bands: list, log_weights: list) -> None:
-        """Fold one frame in; ``bands`` are consumed (overwritten), ``log_weights`` kept by the first frame."""
-        xp = self.xp
+        """Fold one frame in; ``bands`` may be overwritten, ``log_weights`` are kept by the first frame."""
+        bk, xp = self.bk, self.xp
         first = self.acc is None
         if first:
             self.acc, self.wsum, self.ref = [], [], []
@@ -218,8 +211,7 @@ class WeightedLevels:
                 w = (lw > _NEVER / 2).astype(xp.float32)  # weight 1 against its own log-weight
                 self.ref.append(lw)
                 self.wsum.append(w)
-                _scale(band, self._up(w, band))
-                self.acc.append(band)
+                self.acc.append(bk.multiply_blocks(band, w, _factor(w, band)))
                 continue
             ref = self.ref[k]
             # pixels no frame covered so far hold nothing yet: this frame sets their reference
@@ -229,13 +221,12 @@ class WeightedLevels:
             if bool(over.any()):  # raise the reference there to this frame's log-weight
                 old = xp.exp(xp.where(over, ref - lw, 0.0))
                 xp.copyto(ref, lw, where=over)
-                _scale(self.acc[k], self._up(old, band))
+                bk.multiply_blocks(self.acc[k], old, _factor(old, band))
                 self.wsum[k] *= old
                 d[over] = 0.0
             w = xp.exp(d, out=d)
             self.wsum[k] += w
-            _scale(band, self._up(w, band))
-            self.acc[k] += band
+            bk.multiply_blocks(band, w, _factor(w, band), acc=self.acc[k])
 
     def shift(self, level: int, log_factor: Any) -> None:
         """Multiply the weights accumulated so far at ``level`` by ``exp(log_factor)`` (<= 1).
@@ -245,9 +236,11 @@ class WeightedLevels:
         self.ref[level] = self.ref[level] + log_factor
 
     def bands(self) -> list:
-        """The weighted mean of every level."""
-        xp = self.xp
-        return [a / _per_pixel(self._up(xp.maximum(w, 1e-30), a), a) for a, w in zip(self.acc, self.wsum, strict=True)]
+        """The weighted mean of every level (computed in place: call once, at the end)."""
+        return [
+            self.bk.multiply_blocks(a, 1.0 / self.xp.maximum(w, 1e-30), _factor(w, a))
+            for a, w in zip(self.acc, self.wsum, strict=True)
+        ]
 
 
 class NoiseAverage:
@@ -301,26 +294,29 @@ class NoiseAverage:
     def add(self, band: Any, stats: dict, mask: Any | None) -> None:
         """Add one frame's finest band and its :meth:`frame_statistics`.
 
-        ``mask`` is the coverage on the 2x coarser grid; ``band`` is zeroed
-        where it is False (the selection gives those pixels no weight anyway).
+        ``mask`` is the coverage on the 2x coarser grid: the band counts only
+        where it is True. ``band`` is not changed.
         """
-        xp = self.bk.xp
+        bk, xp = self.bk, self.bk.xp
         if mask is not None:
-            _scale(band, upsample_blocks(xp, mask.astype(xp.float32), 2, band.shape[:2]))
             if self.count is None:
                 self.count = xp.full(mask.shape, self.n, xp.uint16)  # frames per 2x2 block
             self.count += mask
         elif self.count is not None:
             self.count += 1
+        weight = None if mask is None else mask.astype(xp.float32)
         if self.sum is None:
-            self.sum = band.copy()
+            self.sum = band.copy() if weight is None else bk.multiply_blocks(band.copy(), weight, 2)
             self.energy = stats["energy_half"].copy()
             self.relative_sum = stats["relative"].copy()
             self.relative_peak = stats["relative"].copy()
             self.relative_low = stats["relative"].copy()
         else:
             xp.minimum(self.relative_low, stats["relative"], out=self.relative_low)
-            self.sum += band
+            if weight is None:
+                self.sum += band
+            else:
+                bk.multiply_blocks(band, weight, 2, acc=self.sum)
             self.energy += stats["energy_half"]
             self.relative_sum += stats["relative"]
             xp.maximum(self.relative_peak, stats["relative"], out=self.relative_peak)
@@ -340,7 +336,7 @@ class NoiseAverage:
             n_half = xp.full(self.energy.shape, float(self.n), xp.float32)
         else:
             n_half = xp.maximum(self.count, 1).astype(xp.float32)
-            _scale(mean, upsample_blocks(xp, 1.0 / n_half, 2, mean.shape[:2]))
+            self.bk.multiply_blocks(mean, 1.0 / n_half, 2)
         self.sum = None
         mean_energy = smooth_measure(self.bk, self.energy / n_half, *_COHERENCE_WINDOW)
         coherent_energy = smooth_measure(
