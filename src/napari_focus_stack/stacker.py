@@ -870,11 +870,14 @@ class FocusStacker:
             return fusion.prepare(warped, valid)
 
         read = lambda i: self._read(source, cache, i)  # noqa: E731
-        # Decode ahead on CPU threads and work through the frames in order here:
-        # the kernels parallelise inside (OpenCV's threads, or the GPU), and one
-        # frame in the works keeps the memory that of a single frame's pyramid.
+        # Decode ahead on CPU threads. On the CPU the next frame is prepared on
+        # a thread while this one merges: merging is plain array arithmetic on
+        # one core, preparing mostly OpenCV kernels, so the two fill the cores
+        # for one more frame's pyramid in memory. On the GPU the kernels are
+        # asynchronous already and one frame at a time keeps device memory low.
         frames_in = _ordered_map(read, frames, self.workers)
-        prepared = (prepare(i, next(frames_in)) for i in frames)
+        ahead = 1 if self.workers > 1 and not bk.is_gpu else 0
+        prepared = _prefetched(lambda i: prepare(i, next(frames_in)), frames, ahead)
         for i in frames:
             # no zip(): it would keep the previous frame's pyramid alive one step longer
             prep = next(prepared)
@@ -995,6 +998,31 @@ def _ordered_map(fn: Callable, items: list, workers: int) -> Iterator:
                 yield pending.pop(0).result()
                 if k + workers < len(items):
                     pending.append(pool.submit(fn, items[k + workers]))
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+
+def _prefetched(fn: Callable, items: list, ahead: int) -> Iterator:
+    """``map(fn, items)`` in order, the next ``ahead`` items computed on one background thread.
+
+    While the consumer works on result ``k``, result ``k + 1`` is being
+    computed: at most ``ahead + 1`` results are alive. ``fn`` runs on one
+    thread at a time, in order, so it may consume an iterator.
+    """
+    if ahead <= 0:
+        for item in items:
+            yield fn(item)
+        return
+    with ThreadPoolExecutor(1) as pool:
+        pending = [pool.submit(fn, item) for item in items[:ahead]]
+        try:
+            for k in range(len(items)):
+                fut = pending.pop(0)
+                if k + ahead < len(items):  # queued now, it starts as soon as ``fut`` is done
+                    pending.append(pool.submit(fn, items[k + ahead]))
+                yield fut.result()
+                del fut
         finally:
             for fut in pending:
                 fut.cancel()
