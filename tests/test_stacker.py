@@ -436,3 +436,36 @@ def test_a_good_reference_is_kept(small_stack):
     res = _fast().stack(frames)
     assert res.report["reference"] == 2 and res.report["reference_changed"] is None
     assert res.report["excluded"] == ["frame 4"] and res.report["warnings"] == []
+
+
+def test_prefetched_keeps_order_one_call_at_a_time_and_at_most_one_result_ahead():
+    import threading
+    import time
+
+    from napari_focus_stack.stacker import _prefetched
+
+    alive, running, log = set(), [0], []
+    lock = threading.Lock()
+    source = iter(range(100, 110))  # consumed by fn: only safe one call at a time
+
+    def fn(i):
+        with lock:
+            running[0] += 1
+            assert running[0] == 1, "two calls at once"
+        time.sleep(0.01)
+        value = next(source)
+        with lock:
+            running[0] -= 1
+            alive.add(i)
+            log.append(len(alive))
+        return i, value
+
+    got = []
+    for i, value in _prefetched(fn, list(range(10)), ahead=1):
+        time.sleep(0.02)  # the consumer is slower: the next result waits, the one after must not start
+        got.append((i, value))
+        with lock:
+            alive.discard(i)
+    assert got == [(i, 100 + i) for i in range(10)]
+    assert max(log) <= 2  # the one being consumed and the next
+    assert list(_prefetched(lambda i: i * i, [1, 2, 3], ahead=0)) == [1, 4, 9]
