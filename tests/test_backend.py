@@ -157,3 +157,41 @@ def test_bicubic_warp_keeps_subpixel_shifts(backend):
     got = backend.to_numpy(backend.warp_affine(backend.asarray(a), m, a.shape, order=3))
     err = np.abs(got - shifted)[8:-8, 8:-8].mean() / np.abs(np.diff(a, axis=1)).mean()
     assert err < 0.025
+
+
+def test_buffer_pool_hands_back_what_it_was_given():
+    from napari_focus_stack._backend import BufferPool
+
+    pool = BufferPool(np)
+    a = pool.empty((4, 5, 3))
+    assert a.shape == (4, 5, 3) and a.dtype == np.float32
+    pool.give_back(a, a[1:], None)  # views are not the pool's to hand out
+    assert pool.empty((4, 5, 3)) is a
+    assert pool.empty((4, 5, 3)) is not a  # handed out once only
+    assert pool.empty((4, 5), np.uint8).dtype == np.uint8
+    pool.give_back(a)
+    pool.clear()
+    assert pool.empty((4, 5, 3)) is not a
+
+
+def test_fusion_reuses_frame_buffers(small_stack, monkeypatch):
+    # a fresh frame-sized array costs page faults on every frame: after the first
+    # frames, warps and pyramid levels must come from the merged frames' buffers
+    from napari_focus_stack import FocusStacker
+    from napari_focus_stack._backend import BufferPool
+
+    real = BufferPool.empty
+    asked = []  # (shape, whether a given-back buffer was there)
+
+    def empty(self, shape, dtype=np.float32):
+        asked.append((tuple(shape), bool(self._free.get((tuple(shape), np.dtype(dtype).str)))))
+        return real(self, shape, dtype)
+
+    monkeypatch.setattr(BufferPool, "empty", empty)
+    frames = list(small_stack.frames)
+    FocusStacker(radius=4, workers=1).stack(frames)
+    warps = [reused for shape, reused in asked if shape[:2] == frames[0].shape[:2]]
+    halves = [reused for shape, reused in asked if shape[:2] == (80, 100)]
+    assert len(warps) == len(halves) == len(frames)
+    # the first frame's bands become the running sums, so the second frame finds nothing yet
+    assert not any(warps[:2]) and all(warps[2:]) and all(halves[2:])

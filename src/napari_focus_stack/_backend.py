@@ -39,6 +39,7 @@ import importlib.util
 import math
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -49,7 +50,7 @@ import numpy as np
 from .errors import BackendError
 from .options import DEVICES
 
-__all__ = ["Backend", "OpenCVBackend", "NdimageBackend", "get_backend", "gpu_status", "DEVICES"]
+__all__ = ["Backend", "BufferPool", "OpenCVBackend", "NdimageBackend", "get_backend", "gpu_status", "DEVICES"]
 
 # Luma weights (ITU-R BT.601) for RGB; any other channel count is averaged.
 LUMA = (0.299, 0.587, 0.114)
@@ -122,22 +123,27 @@ class Backend:
 
     def warp_frame(
         self, frame: Any, m: np.ndarray, out_shape: tuple[int, int], order: int = 1,
-        gain: Any = 1.0,
+        gain: Any = 1.0, out: Any | None = None,
     ) -> Any:
-        """:meth:`warp_affine` of ``frame * gain`` as a new float32 array.
+        """:meth:`warp_affine` of ``frame * gain`` as a float32 array.
 
         ``frame`` is as stored (any dtype, on this backend); ``gain`` is a
         number or one per channel. Exposure commutes with the
         warp's interpolation, so it is applied to the input, which is never
-        larger than the output at scale factor 1.
+        larger than the output at scale factor 1. ``out`` (float32, the
+        output's shape) may be written into and returned instead of a new
+        array (the CPU kernel does).
         """
         a = self.scale_channels(frame.astype(self.xp.float32), gain)
         if np.allclose(m, np.eye(3), atol=1e-9) and tuple(out_shape) == tuple(a.shape[:2]):
-            return a
-        return self.warp_affine(a, m, out_shape, order)
+            return _into(out, a)
+        return _into(out, self.warp_affine(a, m, out_shape, order))
 
-    def pyr_down(self, a: Any) -> Any:
+    def pyr_down(self, a: Any, out: Any | None = None) -> Any:
         """Blur with the binomial kernel (1 4 6 4 1)/16 and keep the even rows and columns.
+
+        ``out``, an array of the result's shape and dtype, may be written
+        into and returned instead of a new array (the CPU kernel does).
 
         Output pixel ``j`` sits on input pixel ``2j``; borders are reflected
         symmetrically (``a[-1] = a[0]``). The output has ``ceil(n / 2)`` rows
@@ -314,6 +320,51 @@ def upsample_blocks(xp, a: Any, f: int, shape: tuple[int, int]) -> Any:
     return out[: shape[0], : shape[1]]
 
 
+class BufferPool:
+    """Arrays handed out again once given back, so that frame-sized buffers are touched once per run.
+
+    A fresh frame-sized array is mapped by the allocator and page-faulted on
+    first write, every frame; the pool keeps the buffers of a merged frame
+    for the next one instead. It holds only what was given back, and
+    :meth:`clear` releases that. Thread-safe.
+    """
+
+    def __init__(self, xp: ModuleType):
+        self.xp = xp
+        self._free: dict[tuple, list] = {}
+        self._lock = threading.Lock()
+
+    def empty(self, shape: Sequence[int], dtype: Any = np.float32) -> Any:
+        """An uninitialised array: a given-back one of that shape and dtype, else a new one."""
+        key = (tuple(int(n) for n in shape), np.dtype(dtype).str)
+        with self._lock:
+            free = self._free.get(key)
+            if free:
+                return free.pop()
+        return self.xp.empty(key[0], dtype=dtype)
+
+    def give_back(self, *arrays: Any) -> None:
+        """Offer arrays for reuse; views and arrays that do not own their data are ignored."""
+        with self._lock:
+            for a in arrays:
+                if a is None or a.base is not None or not a.flags.c_contiguous:
+                    continue
+                self._free.setdefault((a.shape, a.dtype.str), []).append(a)
+
+    def clear(self) -> None:
+        """Drop every buffer held."""
+        with self._lock:
+            self._free.clear()
+
+
+def _into(out: Any | None, result: Any) -> Any:
+    """``result``, copied into ``out`` when one is given (kernels that cannot write in place)."""
+    if out is None or out is result:
+        return result
+    out[...] = result
+    return out
+
+
 def _with_channels(out: np.ndarray, like: np.ndarray) -> np.ndarray:
     """OpenCV returns (H, W) for a one-channel (H, W, 1) input: put the axis back."""
     return out[..., None] if like.ndim == 3 and out.ndim == 2 else out
@@ -353,7 +404,7 @@ class OpenCVBackend(Backend):
         out = cv2.warpAffine(image, m2, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
         return _with_channels(out, image)
 
-    def warp_frame(self, frame, m, out_shape, order=1, gain=1.0):
+    def warp_frame(self, frame, m, out_shape, order=1, gain=1.0, out=None):
         c = 1 if frame.ndim == 2 else frame.shape[2]
         if c > 4:
             return super().warp_frame(frame, m, out_shape, order, gain)
@@ -366,7 +417,8 @@ class OpenCVBackend(Backend):
             return _with_channels(f, rows)
 
         h, w = int(out_shape[0]), int(out_shape[1])
-        out = np.empty((h, w) + frame.shape[2:], np.float32)
+        if out is None:
+            out = np.empty((h, w) + frame.shape[2:], np.float32)
         fh = frame.shape[0]
         m = np.asarray(m, dtype=np.float64)
         # Convert and warp a strip of output rows at a time: the float copy of
@@ -389,9 +441,14 @@ class OpenCVBackend(Backend):
             self._warp(to_float(frame[ya:yb]), ms, (r1 - r0, w), order, out=out[r0:r1])
         return out
 
-    def pyr_down(self, a):
+    def pyr_down(self, a, out=None):
         h, w = a.shape[:2]
-        out = self.cv2.pyrDown(a, dstsize=((w + 1) // 2, (h + 1) // 2), borderType=self.cv2.BORDER_REFLECT)
+        size = ((w + 1) // 2, (h + 1) // 2)
+        if out is not None:
+            dst = out[..., 0] if out.ndim == 3 and out.shape[2] == 1 else out
+            self.cv2.pyrDown(a, dst=dst, dstsize=size, borderType=self.cv2.BORDER_REFLECT)
+            return out
+        out = self.cv2.pyrDown(a, dstsize=size, borderType=self.cv2.BORDER_REFLECT)
         return _with_channels(out, a)
 
     def pyr_up(self, a, shape):
@@ -564,8 +621,8 @@ class NdimageBackend(Backend):
         coords = self.xp.stack([ys, xs])
         return self.ndi_module.map_coordinates(image, coords, order=1, mode="constant", cval=np.nan)
 
-    def pyr_down(self, a):
-        return _reduce_axis(self.xp, _reduce_axis(self.xp, a, 0), 1)
+    def pyr_down(self, a, out=None):
+        return _into(out, _reduce_axis(self.xp, _reduce_axis(self.xp, a, 0), 1))
 
     def pyr_up(self, a, shape):
         return _expand_axis(self.xp, _expand_axis(self.xp, a, 0, shape[0]), 1, shape[1])

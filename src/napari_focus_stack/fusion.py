@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import pyramid
-from ._backend import Backend
+from ._backend import Backend, BufferPool
 from .focus import DepthTracker, block_mean, focus_measure
 from .fusion_decision import (
     NoiseAverage,
@@ -73,6 +73,8 @@ class _Fusion:
         self.smoothing = float(smoothing)
         self.half_shape = ((shape[0] + 1) // 2, (shape[1] + 1) // 2)
         self.tracker = DepthTracker(bk, self.half_shape)
+        # frame-sized buffers of merged frames, for the next frames' warps and pyramids
+        self.buffers = BufferPool(bk.xp)
 
     def _maps(self) -> tuple[Any, Any]:
         depth, confidence = self.tracker.result()
@@ -116,7 +118,7 @@ class PyramidFusion(_Fusion):
     def prepare(self, frame: Any, valid: Any | None = None) -> dict:
         """Pyramid and decision maps of one frame; ``frame`` is consumed (its buffer reused)."""
         bk, xp = self.bk, self.bk.xp
-        lap = pyramid.laplacian_pyramid(bk, frame, self.levels, overwrite=True)
+        lap = pyramid.laplacian_pyramid(bk, frame, self.levels, overwrite=True, pool=self.buffers)
         energy_half = bk.block_energy(lap[0], 2, self.weights)
         masks = level_valid(bk, valid, self.levels)
         # the depth map's measure, from the same 2x2 block means
@@ -147,14 +149,18 @@ class PyramidFusion(_Fusion):
             self.noise.add(lap[0], prep["noise"], prep["mask0"])
         if self.order.active:
             self.order.apply(self.weighted.shift, prep["log_weights"], prep["order"], self._order_grids)
+        first = self.weighted.acc is None
         self.weighted.add(lap[:-1], prep["log_weights"])
         base_valid = prep["base_valid"]
         weight = xp.ones(lap[-1].shape[:2], xp.float32) if base_valid is None else base_valid.astype(xp.float32)
         self.base_count += weight
         self.base_sum += lap[-1] * (weight[..., None] if lap[-1].ndim == 3 else weight)
+        # the first frame's bands became the running sums; the others' buffers serve the next frames
+        self.buffers.give_back(*(lap[-1:] if first else lap))
 
     def result(self) -> FusionResult:
         xp = self.bk.xp
+        self.buffers.clear()
         count = xp.maximum(self.base_count, 1e-6)
         base = self.base_sum / (count[..., None] if self.base_sum.ndim == 3 else count)
         bands = self.weighted.bands()
@@ -224,11 +230,13 @@ class DepthMapFusion(_Fusion):
         w = xp.where(xp.isfinite(logw), w, 0)
         bk.multiply_blocks(self.acc, old_scale, 2)
         bk.multiply_blocks(frame, w, 2, acc=self.acc)
+        self.buffers.give_back(frame)
         self.weight = self.weight * old_scale + w
         self.log_max = new_max
 
     def result(self) -> FusionResult:
         xp = self.bk.xp
+        self.buffers.clear()
         image = self.bk.multiply_blocks(self.acc, 1.0 / xp.maximum(self.weight, 1e-30), 2)
         depth, confidence = self._maps()
         return FusionResult(image, depth, confidence)

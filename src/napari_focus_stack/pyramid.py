@@ -42,16 +42,22 @@ def gaussian_pyramid(bk: Backend, a: Any, levels: int) -> list:
     return pyr
 
 
-def laplacian_pyramid(bk: Backend, a: Any, levels: int, overwrite: bool = False) -> list:
+def laplacian_pyramid(bk: Backend, a: Any, levels: int, overwrite: bool = False, pool: Any | None = None) -> list:
     """Band-pass levels plus the coarsest Gaussian level last.
 
     With ``overwrite=True`` the finest band is computed in ``a``'s own buffer
-    (``a`` is consumed), which saves a full-size array per frame.
+    (``a`` is consumed), which saves a full-size array per frame. With a
+    :class:`~napari_focus_stack._backend.BufferPool` the coarser levels are
+    written into its buffers.
     """
     pyr = []
     current = a
     for _ in range(levels - 1):
-        smaller = bk.pyr_down(current)
+        out = None
+        if pool is not None:
+            out = pool.empty(((current.shape[0] + 1) // 2, (current.shape[1] + 1) // 2) + current.shape[2:],
+                             current.dtype)
+        smaller = bk.pyr_down(current, out=out)
         # a level of ours (or one given away) becomes its band in place
         band = current.copy() if current is a and not overwrite else current
         pyr.append(bk.pyr_up_add(band, smaller, -1.0))

@@ -855,7 +855,9 @@ class FocusStacker:
             holes = _missing_pixels(xp, frame) if floating else None
             if holes is None:
                 # conversion, exposure and warp in one go (by strips of rows on the CPU)
-                warped = bk.warp_frame(frame, m, shape, order, gain)
+                warped = bk.warp_frame(
+                    frame, m, shape, order, gain, out=fusion.buffers.empty(tuple(shape) + frame.shape[2:])
+                )
             else:
                 # exposure first: it commutes with hole filling and the warp (weighted means);
                 # smooth stand-ins keep the band-pass quiet around holes, the mask keeps them out
