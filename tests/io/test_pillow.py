@@ -116,3 +116,34 @@ def test_bmp_and_webp(tmp_path):
     np.testing.assert_array_equal(read_image(tmp_path / "x.bmp")[0], a)
     write_image(tmp_path / "x.webp", blocky(16, 16), quality=100)
     assert read_image(tmp_path / "x.webp")[0].shape == (16, 16, 3)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+@pytest.mark.parametrize("progressive", [False, True])
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_jpeg_decodes_to_pillows_pixels(tmp_path, monkeypatch, mode, progressive, orientation):
+    # JPEGs are decoded by OpenCV (faster, one array): the pixels, the half-size
+    # decode and the orientation must be Pillow's
+    from PIL import ImageOps
+
+    from napari_focus_stack.io import pillow
+
+    rng = np.random.default_rng(orientation)
+    base = np.kron(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8), np.ones((8, 8, 1), np.uint8))
+    noisy = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)  # 96 x 128, odd blocks
+    path = tmp_path / "f.jpg"
+    Image.fromarray(noisy).convert(mode).save(path, quality=90, progressive=progressive,
+                                              exif=camera_exif(orientation))
+    calls = []
+    real = pillow._decode_jpeg_opencv
+    monkeypatch.setattr(pillow, "_decode_jpeg_opencv", lambda *a: calls.append(a) or real(*a))
+    for reduce in (1, 2):
+        with Image.open(path) as im:
+            if reduce > 1:
+                im.draft(im.mode, (im.size[0] // reduce, im.size[1] // reduce))
+            expected = np.asarray(ImageOps.exif_transpose(im))
+        image, meta = read_image(path, reduce=reduce)
+        assert image.shape == expected.shape and image.dtype == np.uint8 and image.flags.writeable
+        assert np.abs(image.astype(int) - expected).max() <= 1  # libjpeg-turbo builds may round apart
+        assert np.mean(image != expected) < 0.001
+    assert len(calls) == 2  # both decodes took the OpenCV path
