@@ -60,3 +60,25 @@ def test_fill_holes_with_nothing_known(backend):
     xp = backend.xp
     filled = pyramid.fill_holes(backend, xp.full((8, 9), np.nan, xp.float32), xp.ones((8, 9), bool))
     assert backend.to_numpy(filled).tolist() == np.zeros((8, 9)).tolist()
+
+
+@pytest.mark.parametrize("shape", [(37, 51), (64, 64), (5, 7), (101, 33)])
+def test_coverage_pyramid_is_the_all_covered_support(shape):
+    import scipy.ndimage as ndi
+
+    from napari_focus_stack._backend import block_all, block_mean, get_backend
+
+    rng = np.random.default_rng(sum(shape))
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    masks = [rng.random(shape) > 0.03, (yy > 2) & (xx < shape[1] - 3) & (yy + 0.4 * xx < shape[0] + 10)]
+    for valid in masks:
+        got = pyramid.coverage_pyramid(np, valid, 4)
+        want = [valid]
+        for _ in range(3):  # every pixel under the 5 x 5 support of the previous level
+            want.append(ndi.minimum_filter(want[-1], size=5, mode="nearest")[::2, ::2])
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_array_equal(g, w)
+        # the first step is exactly where the float pyramid of the mask is 1
+        level1 = pyramid.gaussian_pyramid(get_backend("cpu"), valid.astype(np.float32), 2)[1]
+        np.testing.assert_array_equal(got[1], level1 > 0.999)
+        np.testing.assert_array_equal(block_all(np, valid, 2), block_mean(np, valid.astype(np.float32), 2) == 1)

@@ -312,6 +312,27 @@ def block_mean(xp, a: Any, f: int) -> Any:
     return out
 
 
+def block_all(xp, mask: Any, f: int) -> Any:
+    """True where every pixel of an ``f x f`` block of the bool ``mask`` is True, with any ``xp``.
+
+    Blocks at the bottom and right edges that the mask does not fill count
+    the pixels that are there. Equal to ``block_mean(mask) == 1`` without a
+    float copy of the mask.
+    """
+    if f == 1:
+        return mask
+    h, w = mask.shape[:2]
+    ph, pw = (-h) % f, (-w) % f
+    if ph or pw:
+        mask = xp.pad(mask, [(0, ph), (0, pw)], mode="edge")
+    out = mask[::f, ::f].copy()
+    for dy in range(f):
+        for dx in range(f):
+            if dy or dx:
+                out &= mask[dy::f, dx::f]
+    return out
+
+
 def upsample_blocks(xp, a: Any, f: int, shape: tuple[int, int]) -> Any:
     """Repeat every element into an ``f x f`` block and crop to ``shape``, with any ``xp``."""
     if f == 1:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import Backend, block_mean, upsample_blocks
+from ._backend import Backend, block_all, block_mean, upsample_blocks
 
 __all__ = ["focus_measure", "smooth_measure", "block_mean", "upsample_blocks", "DepthTracker"]
 
@@ -82,8 +82,7 @@ def focus_measure(
     r, s = radius / downsample, smoothing / downsample
     if valid is None:
         return smooth_measure(bk, energy, r, s), None
-    cover = block_mean(xp, valid.astype(xp.float32), downsample)
-    ok = cover > 0.999
+    ok = block_all(xp, valid, downsample)
     energy = xp.where(ok, energy, 0)
     weight = smooth_measure(bk, ok.astype(xp.float32), r, s)
     measure = smooth_measure(bk, energy, r, s) / xp.maximum(weight, 1e-6)

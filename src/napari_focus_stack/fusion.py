@@ -30,12 +30,14 @@ Both keep a depth map and its confidence from the focus measure (box of
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from . import pyramid
-from ._backend import Backend, BufferPool
-from .focus import DepthTracker, block_mean, focus_measure
+from ._backend import Backend, BufferPool, block_all
+from .focus import DepthTracker, focus_measure
 from .fusion_decision import (
     NoiseAverage,
     OcclusionOrder,
@@ -64,9 +66,13 @@ class FusionResult:
 
 class _Fusion:
     def __init__(
-        self, bk: Backend, shape: tuple[int, int], radius: float, smoothing: float, weights: Any | None = None
+        self, bk: Backend, shape: tuple[int, int], radius: float, smoothing: float, weights: Any | None = None,
+        parallel: bool = False,
     ):
         self.bk = bk
+        # a second thread for the independent halves of prepare and merge: their
+        # array arithmetic runs on one core each (OpenCV's kernels use all cores)
+        self._side = ThreadPoolExecutor(1) if parallel else None
         self.weights = None if weights is None else tuple(float(w) for w in weights)
         self.shape = tuple(shape)
         self.radius = float(radius)
@@ -75,6 +81,24 @@ class _Fusion:
         self.tracker = DepthTracker(bk, self.half_shape)
         # frame-sized buffers of merged frames, for the next frames' warps and pyramids
         self.buffers = BufferPool(bk.xp)
+
+    def _together(self, here: Callable[[], None], beside: Callable[[], None]) -> None:
+        """Run two calls that touch disjoint state: at once with a side thread, else one after the other."""
+        if self._side is None:
+            here()
+            beside()
+            return
+        fut = self._side.submit(beside)
+        try:
+            here()
+        finally:
+            fut.result()  # re-raises what went wrong there
+
+    def close(self) -> None:
+        """Stop the side thread (the result is computed without it)."""
+        if self._side is not None:
+            self._side.shutdown()
+            self._side = None
 
     def _maps(self) -> tuple[Any, Any]:
         depth, confidence = self.tracker.result()
@@ -103,8 +127,9 @@ class PyramidFusion(_Fusion):
         min_size: int = 16,
         prefer: str = "auto",
         noise_average: bool = True,
+        parallel: bool = False,
     ):
-        super().__init__(bk, shape, radius, smoothing, weights)
+        super().__init__(bk, shape, radius, smoothing, weights, parallel)
         # one band and a base is the least the method needs: tiny frames get just that
         self.levels = max(2, pyramid.n_levels(shape, min_size=min_size, max_levels=MAX_LEVELS))
         self.weighted = WeightedLevels(bk)
@@ -121,21 +146,24 @@ class PyramidFusion(_Fusion):
         lap = pyramid.laplacian_pyramid(bk, frame, self.levels, overwrite=True, pool=self.buffers)
         energy_half = bk.block_energy(lap[0], 2, self.weights)
         masks = level_valid(bk, valid, self.levels)
-        # the depth map's measure, from the same 2x2 block means
-        measure, half_valid = focus_measure(
-            bk, lap[0], self.radius / 2, self.smoothing / 2, downsample=1, energy=energy_half,
-            valid=None if valid is None else block_mean(xp, valid.astype(xp.float32), 2) > 0.999,
-        )
-        log_weights, energies = level_log_weights(
-            bk, lap[:-1], masks[:-1], self.smoothing, channel_weights=self.weights, energy0_half=energy_half
-        )
-        prep = {"lap": lap, "measure": measure, "half_valid": half_valid, "log_weights": log_weights,
-                "mask0": masks[0]}
-        if self.noise is not None:
-            prep["noise"] = NoiseAverage.frame_statistics(bk, energy_half, masks[0])
-        if self.order.active:
-            prep["order"] = OcclusionOrder.frame_part(energies, log_weights)
-        prep["base_valid"] = masks[-1]
+        prep = {"lap": lap, "mask0": masks[0], "base_valid": masks[-1]}
+
+        def measures() -> None:  # the depth map's measure, from the same 2x2 block means
+            prep["measure"], prep["half_valid"] = focus_measure(
+                bk, lap[0], self.radius / 2, self.smoothing / 2, downsample=1, energy=energy_half,
+                valid=None if valid is None else block_all(xp, valid, 2),
+            )
+            if self.noise is not None:
+                prep["noise"] = NoiseAverage.frame_statistics(bk, energy_half, masks[0])
+
+        def weights() -> None:
+            prep["log_weights"], energies = level_log_weights(
+                bk, lap[:-1], masks[:-1], self.smoothing, channel_weights=self.weights, energy0_half=energy_half
+            )
+            if self.order.active:
+                prep["order"] = OcclusionOrder.frame_part(energies, prep["log_weights"])
+
+        self._together(weights, measures)
         return prep
 
     def merge(self, index: int, prep: dict) -> None:
@@ -144,22 +172,33 @@ class PyramidFusion(_Fusion):
         if self.base_sum is None:
             self.base_sum = xp.zeros_like(lap[-1])
             self.base_count = xp.zeros(lap[-1].shape[:2], dtype=xp.float32)
-        self.tracker.update(index, prep["measure"], prep["half_valid"])
-        if self.noise is not None:
-            self.noise.add(lap[0], prep["noise"], prep["mask0"])
-        if self.order.active:
-            self.order.apply(self.weighted.shift, prep["log_weights"], prep["order"], self._order_grids)
         first = self.weighted.acc is None
-        self.weighted.add(lap[:-1], prep["log_weights"])
-        base_valid = prep["base_valid"]
-        weight = xp.ones(lap[-1].shape[:2], xp.float32) if base_valid is None else base_valid.astype(xp.float32)
-        self.base_count += weight
-        self.base_sum += lap[-1] * (weight[..., None] if lap[-1].ndim == 3 else weight)
+
+        def depth_and_noise() -> None:
+            self.tracker.update(index, prep["measure"], prep["half_valid"])
+            if self.noise is not None:
+                self.noise.add(lap[0], prep["noise"], prep["mask0"])
+
+        def weighted() -> None:
+            if self.order.active:
+                self.order.apply(self.weighted.shift, prep["log_weights"], prep["order"], self._order_grids)
+            self.weighted.add(lap[:-1], prep["log_weights"])
+            base_valid = prep["base_valid"]
+            weight = xp.ones(lap[-1].shape[:2], xp.float32) if base_valid is None else base_valid.astype(xp.float32)
+            self.base_count += weight
+            self.base_sum += lap[-1] * (weight[..., None] if lap[-1].ndim == 3 else weight)
+
+        if first:  # the first frame's bands become the running sums in place: the noise sum copies them first
+            depth_and_noise()
+            weighted()
+        else:  # disjoint state, and the bands are only read
+            self._together(weighted, depth_and_noise)
         # the first frame's bands became the running sums; the others' buffers serve the next frames
         self.buffers.give_back(*(lap[-1:] if first else lap))
 
     def result(self) -> FusionResult:
         xp = self.bk.xp
+        self.close()
         self.buffers.clear()
         count = xp.maximum(self.base_count, 1e-6)
         base = self.base_sum / (count[..., None] if self.base_sum.ndim == 3 else count)
@@ -182,8 +221,9 @@ class DepthMapFusion(_Fusion):
         smoothing: float,
         weights: Any | None = None,
         prefer: str = "auto",
+        parallel: bool = False,
     ):
-        super().__init__(bk, shape, radius, smoothing, weights)
+        super().__init__(bk, shape, radius, smoothing, weights, parallel)
         self.acc = None
         self.weight = None
         self.log_max = None
@@ -236,6 +276,7 @@ class DepthMapFusion(_Fusion):
 
     def result(self) -> FusionResult:
         xp = self.bk.xp
+        self.close()
         self.buffers.clear()
         image = self.bk.multiply_blocks(self.acc, 1.0 / xp.maximum(self.weight, 1e-30), 2)
         depth, confidence = self._maps()
@@ -253,6 +294,7 @@ def make_fusion(
     smoothing: float,
     weights: Any | None = None,
     prefer: str = "auto",
+    parallel: bool = False,
 ) -> _Fusion:
     """Create the streaming fusion state for ``method`` ("pyramid" or "depthmap").
 
@@ -260,10 +302,13 @@ def make_fusion(
     decision all channels share (default: colour channels count alike; see
     :mod:`napari_focus_stack.channels`). ``prefer`` ("auto", "near" or
     "far") is the occlusion order, see
-    :class:`~napari_focus_stack.fusion_decision.OcclusionOrder`.
+    :class:`~napari_focus_stack.fusion_decision.OcclusionOrder`. With
+    ``parallel``, independent parts of each frame's work run on a second
+    thread (for CPUs: on a GPU the kernels are asynchronous already).
+    Call ``result()`` (or ``close()``) to stop that thread.
     """
     try:
         cls = METHODS[method]
     except KeyError:
         raise ValueError(f"method must be one of {tuple(METHODS)}, got {method!r}") from None
-    return cls(bk, shape, radius, smoothing, weights, prefer=prefer)
+    return cls(bk, shape, radius, smoothing, weights, prefer=prefer, parallel=parallel)

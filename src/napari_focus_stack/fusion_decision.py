@@ -100,15 +100,15 @@ PREFER_LEVELS = 3
 def level_valid(bk: Backend, valid: Any | None, levels: int) -> list:
     """Coverage masks of the bands' weights and of the base (``None``s when the frame covers everything).
 
-    A coefficient is trusted only where its whole filter support is covered:
-    the Gaussian pyramid of the mask is 1 there. The finest band's mask is
-    on its weights' grid, the next level's (its band also reads that level).
-    Returns ``levels`` masks: one per band, then the base's.
+    A coefficient is trusted only where its whole filter support is covered
+    (:func:`~napari_focus_stack.pyramid.coverage_pyramid`). The finest
+    band's mask is on its weights' grid, the next level's (its band also
+    reads that level). Returns ``levels`` masks: one per band, then the base's.
     """
     if valid is None:
         return [None] * levels
-    vpyr = pyramid.gaussian_pyramid(bk, valid.astype(bk.xp.float32), levels)
-    return [vpyr[1] > 0.999] + [vpyr[level] > 0.999 for level in range(1, levels)]
+    cover = pyramid.coverage_pyramid(bk.xp, valid, levels)
+    return [cover[1]] + cover[1:]
 
 
 def level_log_weights(bk: Backend, bands: list, masks: list, smoothing: float = 4.0,

@@ -11,7 +11,10 @@ from typing import Any
 
 from ._backend import Backend
 
-__all__ = ["reduce", "expand", "gaussian_pyramid", "laplacian_pyramid", "collapse", "n_levels", "fill_holes"]
+__all__ = [
+    "reduce", "expand", "coverage_pyramid", "gaussian_pyramid", "laplacian_pyramid", "collapse", "n_levels",
+    "fill_holes",
+]
 
 
 def reduce(bk: Backend, a: Any) -> Any:
@@ -40,6 +43,40 @@ def gaussian_pyramid(bk: Backend, a: Any, levels: int) -> list:
     for _ in range(levels - 1):
         pyr.append(bk.pyr_down(pyr[-1]))
     return pyr
+
+
+def coverage_pyramid(xp, valid: Any, levels: int) -> list:
+    """Where each level of a Gaussian pyramid is made of covered pixels only: ``levels`` bool masks.
+
+    The first is ``valid`` itself; a pixel of the next level is True where
+    all pixels of the previous level under its binomial support (5 x 5,
+    centred on it) are, so the masks say which coefficients the uncovered
+    pixels of ``valid`` do not reach. Bool arithmetic with any ``xp``: no
+    float copy of a frame-sized mask.
+    """
+    out = [valid]
+    for _ in range(levels - 1):
+        out.append(_support_all(xp, _support_all(xp, out[-1], 0), 1))
+    return out
+
+
+def _support_all(xp, m: Any, axis: int) -> Any:
+    """Along ``axis``: sample ``j`` of the result is the AND of ``m[2j-2 .. 2j+2]`` (inside ``m``)."""
+    n = m.shape[axis]
+    out_n = (n + 1) // 2
+    pad = [(0, 0)] * m.ndim
+    pad[axis] = (2, 2 + 2 * out_n - n)  # True beyond the edges: a symmetric border repeats inside pixels
+    p = xp.pad(m, pad, constant_values=True)
+
+    def tap(k):
+        index = [slice(None)] * m.ndim
+        index[axis] = slice(k, k + 2 * out_n - 1, 2)
+        return p[tuple(index)]
+
+    out = tap(0).copy()
+    for k in range(1, 5):
+        out &= tap(k)
+    return out
 
 
 def laplacian_pyramid(bk: Backend, a: Any, levels: int, overwrite: bool = False, pool: Any | None = None) -> list:

@@ -842,7 +842,10 @@ class FocusStacker:
         scale = _dtype_scale(source.dtype)
         floating = np.dtype(source.dtype).kind == "f"  # only float data can hold NaN or inf
         up = _output_to_reference(s, x0, y0)
-        fusion = make_fusion(self.method, bk, shape, self.radius * s, self.smoothing * s, weights, prefer=self.prefer)
+        parallel = self.workers > 1 and not bk.is_gpu
+        fusion = make_fusion(
+            self.method, bk, shape, self.radius * s, self.smoothing * s, weights, prefer=self.prefer, parallel=parallel
+        )
         frames = [i for i, m in enumerate(mats) if m is not None]
         order = 1 if s == 1 else 3  # upsampling wants bicubic; at 1x bilinear is as good and faster
 
@@ -872,22 +875,25 @@ class FocusStacker:
             return fusion.prepare(warped, valid)
 
         read = lambda i: self._read(source, cache, i)  # noqa: E731
-        # Decode ahead on CPU threads. On the CPU the next frame is prepared on
-        # a thread while this one merges: merging is plain array arithmetic on
-        # one core, preparing mostly OpenCV kernels, so the two fill the cores
-        # for one more frame's pyramid in memory. On the GPU the kernels are
-        # asynchronous already and one frame at a time keeps device memory low.
-        frames_in = _ordered_map(read, frames, self.workers)
-        ahead = 1 if self.workers > 1 and not bk.is_gpu else 0
-        prepared = _prefetched(lambda i: prepare(i, next(frames_in)), frames, ahead)
-        for i in frames:
-            # no zip(): it would keep the previous frame's pyramid alive one step longer
-            prep = next(prepared)
-            fusion.merge(i, prep)
-            del prep
-            run.tick("fuse", share)
-        run.tick("fuse", share * (len(mats) - len(frames)))
-        return fusion.result()
+        # Decode the next frame on a thread (one is enough: decoding takes a
+        # fraction of a frame's fusion, and each decoded frame waiting is
+        # memory); prepare and merge one frame at a time, the memory of one
+        # frame's pyramid, their kernels and independent halves in parallel.
+        # (Preparing the next frame during this one's merge was measured too:
+        # no faster than the halves in parallel, for a pyramid more in memory.)
+        frames_in = _prefetched(read, frames, 1 if self.workers > 1 else 0)
+        prepared = (prepare(i, next(frames_in)) for i in frames)
+        try:
+            for i in frames:
+                # no zip(): it would keep the previous frame's pyramid alive one step longer
+                prep = next(prepared)
+                fusion.merge(i, prep)
+                del prep
+                run.tick("fuse", share)
+            run.tick("fuse", share * (len(mats) - len(frames)))
+            return fusion.result()
+        finally:
+            fusion.close()  # cancelled or failed: stop its thread now
 
     def _finish(self, image, depth, confidence, dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         s = self.scale_factor
@@ -984,25 +990,6 @@ class _FrameCache:
         with self.lock:
             self.frames.clear()
             self.used = 0
-
-
-def _ordered_map(fn: Callable, items: list, workers: int) -> Iterator:
-    """``map(fn, items)`` on a thread pool, in order, with at most ``workers`` results alive."""
-    if workers <= 1:
-        for item in items:
-            yield fn(item)
-        return
-    with ThreadPoolExecutor(workers) as pool:
-        pending = [pool.submit(fn, item) for item in items[:workers]]
-        try:
-            for k in range(len(items)):
-                # no name for the result here: the consumer alone decides when it dies
-                yield pending.pop(0).result()
-                if k + workers < len(items):
-                    pending.append(pool.submit(fn, items[k + workers]))
-        finally:
-            for fut in pending:
-                fut.cancel()
 
 
 def _prefetched(fn: Callable, items: list, ahead: int) -> Iterator:
