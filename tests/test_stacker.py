@@ -469,3 +469,23 @@ def test_prefetched_keeps_order_one_call_at_a_time_and_at_most_one_result_ahead(
     assert got == [(i, 100 + i) for i in range(10)]
     assert max(log) <= 2  # the one being consumed and the next
     assert list(_prefetched(lambda i: i * i, [1, 2, 3], ahead=0)) == [1, 4, 9]
+
+
+def test_side_thread_changes_nothing(small_stack, monkeypatch):
+    # the halves of prepare and merge that run beside each other touch disjoint state:
+    # the result must be bit-identical to running them one after the other
+    import napari_focus_stack.fusion as fusion
+
+    frames = list(small_stack.frames)
+    runs = {}
+    for parallel in (False, True):
+        real = fusion.make_fusion
+        monkeypatch.setattr(
+            "napari_focus_stack.stacker.make_fusion",
+            lambda *a, _p=parallel, _r=real, **k: _r(*a, **{**k, "parallel": _p}),
+        )
+        res = FocusStacker(radius=4, workers=2, prefer="near").stack(frames)
+        runs[parallel] = res
+    np.testing.assert_array_equal(runs[True].image, runs[False].image)
+    np.testing.assert_array_equal(runs[True].depth_raw, runs[False].depth_raw)
+    np.testing.assert_array_equal(runs[True].confidence, runs[False].confidence)
