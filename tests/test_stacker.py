@@ -468,6 +468,18 @@ def test_prefetched_keeps_order_one_call_at_a_time_and_at_most_one_result_ahead(
             alive.discard(i)
     assert got == [(i, 100 + i) for i in range(10)]
     assert max(log) <= 2  # the one being consumed and the next
+
+    # and a result the consumer dropped is gone: the generator keeps no reference to it
+    import weakref
+
+    class Frame:
+        pass
+
+    refs = []
+    for frame in _prefetched(lambda i: Frame(), list(range(4)), ahead=1):
+        refs.append(weakref.ref(frame))
+        del frame
+        assert all(r() is None for r in refs)
     assert list(_prefetched(lambda i: i * i, [1, 2, 3], ahead=0)) == [1, 4, 9]
 
 

@@ -1007,11 +1007,10 @@ def _prefetched(fn: Callable, items: list, ahead: int) -> Iterator:
         pending = [pool.submit(fn, item) for item in items[:ahead]]
         try:
             for k in range(len(items)):
-                fut = pending.pop(0)
-                if k + ahead < len(items):  # queued now, it starts as soon as ``fut`` is done
+                if k + ahead < len(items):  # queued now, it starts as soon as the one before is done
                     pending.append(pool.submit(fn, items[k + ahead]))
-                yield fut.result()
-                del fut
+                # no name for the result (nor its future) here: the consumer alone decides when it dies
+                yield pending.pop(0).result()
         finally:
             for fut in pending:
                 fut.cancel()
