@@ -112,18 +112,19 @@ class DepthTracker:
     def update(self, i: int, measure: Any, valid: Any | None = None) -> Any:
         """Add frame ``i``; returns the mask of pixels where it is the new best."""
         xp = self.bk.xp
+        # in place: the state is several maps, and a new copy of each per frame is memory and time
         m = measure if valid is None else xp.where(valid, measure, -xp.inf)
         better = m > self.best
         follows = self.last is not None and self.last_index == i - 1
         if follows:
-            self.before = xp.where(better, self.last, self.before)
+            xp.copyto(self.before, self.last, where=better)
             was_best = (self.index == i - 1) & ~better
-            self.after = xp.where(was_best, xp.where(xp.isfinite(m), m, xp.nan), self.after)
+            xp.copyto(self.after, m if valid is None else xp.where(valid, m, xp.nan), where=was_best)
         else:
-            self.before = xp.where(better, xp.nan, self.before)
-        self.after = xp.where(better, xp.nan, self.after)
-        self.best = xp.where(better, m, self.best)
-        self.index = xp.where(better, i, self.index)
+            xp.copyto(self.before, xp.nan, where=better)
+        xp.copyto(self.after, xp.nan, where=better)
+        xp.copyto(self.best, m, where=better)
+        xp.copyto(self.index, i, where=better)
         if valid is None:
             self.total += measure
             self.count += 1
