@@ -19,12 +19,20 @@ Memory holds one z-stack in flight (the engine streams its planes) plus the
 results; :func:`iter_stacks` hands the results over one z-stack at a time,
 and :func:`stack_nd_to_files` streams them to calibrated TIFFs, so that
 memory does not grow with the number of time points.
+
+With ``scheduler=`` (a Dask scheduler's address or a ``distributed.Client``)
+the z-stacks run in parallel on the cluster through the batch's executor
+(:mod:`napari_focus_stack.batch.timepoints`): each task reads its own z-stack
+(from the file, or a lazy slice of a Dask array), at most one per worker
+thread is in flight, and the results come back in time order, the same as
+those of the serial loop.
 """
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -118,14 +126,23 @@ def iter_stacks(
     reuse_alignment: bool = True,
     progress: Callable[[int, int, str], None] | None = None,
     cancel: Callable[[], bool] | threading.Event | None = None,
+    scheduler: Any | None = None,
+    path: Any | None = None,
+    depth: bool = True,
 ) -> Iterator[tuple[tuple[int, ...], StackResult]]:
     """Fuse every z-stack of ``data`` in turn: yields ``(loop index, StackResult)``.
 
-    Only one z-stack is in flight; a consumer that writes each result and
-    drops it keeps memory flat whatever the number of time points.
-    See :func:`stack_nd` for the parameters.
+    Only one z-stack is in flight (one per worker thread with a
+    ``scheduler``); a consumer that writes each result and drops it keeps
+    memory flat whatever the number of time points. ``path`` is the file
+    ``data`` was read from (workers open it themselves); ``depth=False``
+    spares the workers the regularised depth map. See :func:`stack_nd` for
+    the other parameters.
     """
     stacker = _with_channel(stacker, channel)
+    if scheduler is not None:
+        yield from _iter_on_cluster(stacker, data, scheduler, path, reuse_alignment, depth, progress, cancel)
+        return
     names = data.calibration.channel_names
     independent = "C" in data.axes and data.n_channels > 1
     indices = data.loop_indices()
@@ -133,7 +150,7 @@ def iter_stacks(
     total = per_stack * len(indices)
     transforms = None
     for k, index in enumerate(indices):
-        where = ", ".join(f"{a} {i + 1}/{data.size(a)}" for a, i in zip(data.loop_axes, index, strict=False))
+        where = _where(data, index)
 
         def tick(done: int, _total: int, stage: str, k=k, where=where) -> None:
             if progress is not None:
@@ -157,6 +174,43 @@ def iter_stacks(
         release_free_heap()
 
 
+def _where(data: Hyperstack, index: tuple[int, ...]) -> str:
+    """``"T 2/10"``: where a z-stack is, for progress and messages."""
+    return ", ".join(f"{a} {i + 1}/{data.size(a)}" for a, i in zip(data.loop_axes, index, strict=False))
+
+
+def _iter_on_cluster(stacker, data: Hyperstack, scheduler, path, reuse_alignment, depth, progress, cancel):
+    """:func:`iter_stacks` on a Dask cluster: progress summed over the z-stacks in flight."""
+    from .batch.timepoints import iter_stacks_on_cluster
+    from .stacker import Cancelled, cancel_check
+
+    indices = data.loop_indices()
+    total = 2 * data.size("Z") * len(indices)
+    done: dict[str, float] = {}
+    lock = threading.Lock()
+
+    def tick(name: str, d: int, _total: int, stage: str) -> None:  # from the client's event thread
+        with lock:
+            done[name] = d
+            so_far = int(sum(done.values()))
+        progress(so_far, total, f"{name}: {stage}")
+
+    is_cancelled = cancel_check(cancel)
+    count = 0
+    for index, result in iter_stacks_on_cluster(
+        stacker, data, scheduler, path=None if path is None else str(Path(path).expanduser().absolute()),
+        reuse_alignment=reuse_alignment,
+        depth=depth, progress=tick if progress is not None else None, is_cancelled=is_cancelled,
+        frame_names=lambda index: data.z_stack(index).names,
+    ):
+        result.report["index"] = dict(zip(data.loop_axes, index, strict=False))
+        count += 1
+        yield index, result
+        del result
+    if count < len(indices):  # the executor stops early only when cancelled
+        raise Cancelled("cancelled by the user")
+
+
 def stack_nd(
     stacker: FocusStacker,
     data: Any,
@@ -168,17 +222,34 @@ def stack_nd(
     reuse_alignment: bool = True,
     progress: Callable[[int, int, str], None] | None = None,
     cancel: Callable[[], bool] | threading.Event | None = None,
+    scheduler: Any | None = None,
 ) -> NDResult:
-    """Fuse N-D data along Z for every time point (and position); see :meth:`FocusStacker.stack_nd`."""
+    """Fuse N-D data along Z for every time point (and position).
+
+    See :meth:`FocusStacker.stack_nd` for the parameters, and:
+
+    Parameters
+    ----------
+    scheduler : str or distributed.Client, optional
+        Run the time points in parallel on this Dask cluster (a scheduler's
+        address, or a connected client, left open) through the batch's
+        executor. Each task reads its own z-stack (the workers open the
+        file, or compute their slice of a Dask array), at most one per
+        worker thread is in flight, and the results are those of the serial
+        run, in time order. The aligned transforms of the first z-stack go
+        to the others when alignment is reused; cancelling stops the time
+        points not finished yet. Needs ``dask.distributed``.
+    """
     hs = as_hyperstack(data, axes, calibration)
+    path = data if _is_path(data) else None
     try:
-        return _collect(stacker, hs, z_step, channel, reuse_alignment, progress, cancel)
+        return _collect(stacker, hs, z_step, channel, reuse_alignment, progress, cancel, scheduler, path)
     finally:
-        if _is_path(data):  # opened here
+        if path is not None:  # opened here
             hs.close()
 
 
-def _collect(stacker, hs: Hyperstack, z_step, channel, reuse_alignment, progress, cancel) -> NDResult:
+def _collect(stacker, hs: Hyperstack, z_step, channel, reuse_alignment, progress, cancel, scheduler, path) -> NDResult:
     cal = hs.calibration.with_z_step(z_step)
     loop_shape = tuple(hs.size(a) for a in hs.loop_axes)
     out_axes = hs.out_axes
@@ -186,7 +257,8 @@ def _collect(stacker, hs: Hyperstack, z_step, channel, reuse_alignment, progress
     reports: list = []
     first_transforms: list = []
     for index, res in iter_stacks(
-        stacker, hs, channel=channel, reuse_alignment=reuse_alignment, progress=progress, cancel=cancel
+        stacker, hs, channel=channel, reuse_alignment=reuse_alignment, progress=progress, cancel=cancel,
+        scheduler=scheduler, path=path,
     ):
         if image is None:
             img_shape = loop_shape + _image_layout(hs, res.image.shape)
@@ -220,6 +292,7 @@ def stack_nd_to_files(
     reuse_alignment: bool = True,
     progress: Callable[[int, int, str], None] | None = None,
     cancel: Callable[[], bool] | threading.Event | None = None,
+    scheduler: Any | None = None,
 ) -> dict:
     """Fuse N-D data and write the results as they come: memory stays at one z-stack.
 
@@ -228,7 +301,9 @@ def stack_nd_to_files(
     ``confidence``: calibrated TIFFs (ImageJ, or OME-TIFF for
     ``*.ome.tif``), checked before any work and written all or none (see
     :mod:`napari_focus_stack.io.outputs`); see :func:`stack_nd` for the other
-    parameters. Input files are never overwritten.
+    parameters (with ``scheduler``, one z-stack per worker thread is in
+    flight, and the results are written in time order as they come).
+    Input files are never overwritten.
 
     Returns
     -------
@@ -241,7 +316,6 @@ def stack_nd_to_files(
     OutputError
         An output is not a TIFF name, is an input, or cannot be written.
     """
-    from pathlib import Path
 
     from .io.calibrated import CalibratedTiffWriter
     from .io.outputs import Output, check_outputs, staged_outputs
@@ -265,7 +339,8 @@ def stack_nd_to_files(
     try:
         with staged_outputs(outputs) as stages:
             for _index, res in iter_stacks(
-                stacker, hs, channel=channel, reuse_alignment=reuse_alignment, progress=progress, cancel=cancel
+                stacker, hs, channel=channel, reuse_alignment=reuse_alignment, progress=progress, cancel=cancel,
+                scheduler=scheduler, path=inputs[0] if inputs else None, depth=height is not None,
             ):
                 blocks = {"image": _to_layout(hs, res.image), "depth": None, "confidence": res.confidence}
                 if height is not None:

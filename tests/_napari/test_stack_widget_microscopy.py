@@ -228,14 +228,27 @@ def test_show_height_in_3d(viewer, widget, hyper):
     assert surface.metadata[md.ROLE] == "surface" and viewer.dims.ndisplay == 3
     vertices, faces, values = surface.data
     depth = _results(viewer, "cells")["depth"][0]
-    h, w = SHAPE
-    assert len(vertices) == h * w and len(faces) == 2 * (h - 1) * (w - 1)  # small: not decimated
-    # physical units: z is the height (µm) at t=1, y and x the pixel size times the index
-    np.testing.assert_allclose(vertices[:, 0], depth.data[1, 0].ravel(), rtol=1e-6)
-    assert vertices[:, 1].max() == pytest.approx((h - 1) * DXY) and vertices[:, 2].max() == pytest.approx((w - 1) * DXY)
     fused = _results(viewer, "cells")["fused"][0]
-    np.testing.assert_allclose(values, fused.data[1, 0].ravel())
-    assert [str(u) for u in surface.units] == ["micrometer"] * 3
+    h, w = SHAPE
+    # one mesh per time point, (t, z, y, x), each at its t: small, so not decimated
+    assert surface.ndim == 4 and vertices.shape == (N_T * h * w, 4)
+    assert len(faces) == N_T * 2 * (h - 1) * (w - 1)
+    assert (np.ptp(vertices[faces][:, :, 0], axis=1) == 0).all()  # no triangle joins two time points
+    for t in range(N_T):
+        at = vertices[:, 0] == t
+        assert at.sum() == h * w
+        # physical units: z is the height (µm) at t, y and x the pixel size times the index
+        np.testing.assert_allclose(vertices[at, 1], depth.data[t, 0].ravel(), rtol=1e-6)
+        np.testing.assert_allclose(values[at], fused.data[t, 0].ravel())
+    assert vertices[:, 2].max() == pytest.approx((h - 1) * DXY) and vertices[:, 3].max() == pytest.approx((w - 1) * DXY)
+    assert [str(u) for u in surface.units] == ["second"] + ["micrometer"] * 3
+    assert tuple(surface.axis_labels) == ("t", "z", "y", "x")
+    # it follows the time slider: what is drawn is the height map of the slider's time point
+    for t in (1, 2):
+        viewer.dims.set_point(0, t)
+        shown = np.asarray(surface._view_vertices)
+        assert len(shown) == h * w
+        np.testing.assert_allclose(np.sort(shown[:, 0]), np.sort(depth.data[t, 0].ravel()), rtol=1e-6)
     assert not cells.visible and not fused.visible and not depth.visible
     # again: replaced, not added
     n = len(viewer.layers)

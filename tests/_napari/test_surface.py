@@ -110,3 +110,39 @@ def test_block_step_is_the_smallest_that_fits():
 def test_relief_scale_spans_a_share_of_the_image():
     assert relief_scale(10.0, (300.0, 400.0)) == pytest.approx(10.0)
     assert relief_scale(0.0, (300.0, 400.0)) == 1.0
+
+
+def test_a_series_is_one_mesh_per_time_point_at_its_index():
+    from napari_focus_stack._napari.surface import height_surface_series
+
+    heights = np.stack([_plane((20, 30), c=float(t)) for t in range(3)])
+    images = heights * 10
+    s = height_surface_series(heights, images, scale=(0.5, 0.5))
+    assert s.vertices.shape == (3 * 600, 4) and s.step == 1
+    for t in range(3):
+        at = s.vertices[:, 0] == t
+        one = height_surface(heights[t], images[t], scale=(0.5, 0.5))
+        np.testing.assert_array_equal(s.vertices[at, 1:], one.vertices)
+        np.testing.assert_array_equal(s.values[at], one.values)
+    # faces join vertices of one time point only, and tile each grid as a single map's do
+    assert (np.ptp(s.vertices[s.faces][:, :, 0], axis=1) == 0).all()
+    assert len(s.faces) == 3 * len(grid_faces(20, 30))
+    # a callable gives the image of a loop index (lazily)
+    asked = []
+    height_surface_series(heights, lambda i: asked.append(i) or images[i])
+    assert asked == [(0,), (1,), (2,)]
+
+
+def test_a_series_keeps_both_vertex_caps():
+    from napari_focus_stack._napari.surface import MAX_TOTAL_VERTICES, height_surface_series
+
+    few = height_surface_series(np.zeros((2, 1000, 1000), np.float32))  # the per-map cap decides
+    assert few.step == block_step((1000, 1000), MAX_VERTICES) and len(few.vertices) == 2 * MAX_VERTICES
+    many = height_surface_series(np.zeros((10, 1024, 1024), np.float32))  # the total cap decides
+    assert many.step == block_step((1024, 1024), MAX_TOTAL_VERTICES // 10)
+    assert 0.6 * MAX_TOTAL_VERTICES < len(many.vertices) <= MAX_TOTAL_VERTICES
+    assert many.vertices.dtype == np.float32 and many.faces.dtype == np.int32
+    assert many.vertices.nbytes + many.faces.nbytes + many.values.nbytes < 40 * 2**20
+    two = height_surface_series(np.zeros((2, 3, 40, 50), np.float32))  # several loop axes
+    assert two.vertices.shape == (6 * 2000, 5)
+    assert {tuple(v) for v in two.vertices[:, :2].tolist()} == {(a, b) for a in range(2) for b in range(3)}

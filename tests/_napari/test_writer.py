@@ -216,3 +216,28 @@ def test_uncalibrated_layers_keep_the_plain_writer(tmp_path):
     (out,) = write_image_layer(str(tmp_path / "plain.tif"), data, meta)
     with tifffile.TiffFile(out) as tif:
         assert not tif.is_imagej and not tif.is_ome
+
+
+@pytest.mark.parametrize("name", ["cells.tif", "cells.ome.tif"])
+@pytest.mark.parametrize("shape, labels", [((4, 20, 30), ("z", "y", "x")), ((2, 4, 20, 30), ("t", "z", "y", "x"))])
+def test_z_calibration_round_trips_through_the_reader(viewer, tmp_path, name, shape, labels):
+    from napari_focus_stack._napari._reader import read_stacks
+
+    data = np.random.default_rng(4).integers(0, 60000, shape, dtype=np.uint16)
+    scale = (1.0,) * (len(shape) - 3) + (0.5, 0.1, 0.1)
+    translate = (0.0,) * (len(shape) - 3) + (3.0, 0.0, 0.0)
+    units = ("pixel",) * (len(shape) - 3) + ("micrometer",) * 3
+    layer = viewer.add_image(data, name="cells", scale=scale, translate=translate, units=units, axis_labels=labels)
+    layer.save(str(tmp_path / name), plugin=PLUGIN)
+    with tifffile.TiffFile(tmp_path / name) as tif:
+        assert tif.series[0].axes == "".join(labels).upper()
+        if tif.is_ome:
+            assert 'PhysicalSizeZ="0.5"' in tif.ome_metadata
+        else:
+            assert tif.imagej_metadata["spacing"] == 0.5 and tif.imagej_metadata["unit"] == "micron"
+    ((back, kwargs, _),) = read_stacks(str(tmp_path / name))
+    np.testing.assert_array_equal(np.asarray(back), data)
+    assert kwargs["axis_labels"] == labels
+    np.testing.assert_allclose(kwargs["scale"], scale)
+    np.testing.assert_allclose(kwargs["translate"], translate)
+    assert [str(u) for u in kwargs["units"]] == [str(u) for u in units[:-3]] + ["µm"] * 3

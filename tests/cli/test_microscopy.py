@@ -115,3 +115,26 @@ def test_batch_one_stack_per_file(tmp_path, hyper, capsys):
     assert main(["batch", str(scan), "-o", str(out), "--depth-maps"]) == 0
     captured = capsys.readouterr()
     assert "0 done, 3 skipped" in captured.out + captured.err
+
+
+def test_time_points_on_a_dask_scheduler(tmp_path, hyper, capsys):
+    distributed = pytest.importorskip("distributed")
+    src = write_imagej(tmp_path / "in.tif", _cut(hyper.data, "TZCYX"), "TZCYX")
+    assert main(["stack", str(src), "-o", str(tmp_path / "serial.tif"), "--depth-map", str(tmp_path / "sh.tif"),
+                 "-q"]) == 0
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0", silence_logs=50
+    ) as cluster:
+        assert main(["stack", str(src), "-o", str(tmp_path / "dask.tif"), "--depth-map", str(tmp_path / "dh.tif"),
+                     "--scheduler", cluster.scheduler_address, "-q"]) == 0
+        assert any(p.startswith("focus-stack") for p in cluster.scheduler.task_prefixes)  # the cluster fused them
+        frames = tmp_path / "frames"
+        frames.mkdir()
+        for k in range(3):
+            tifffile.imwrite(frames / f"f{k}.tif", hyper.data[0, 0, k])
+        capsys.readouterr()
+        assert main(["stack", str(frames), "-o", str(tmp_path / "x.tif"), "--scheduler",
+                     cluster.scheduler_address]) == 2
+        assert "batch FOLDER --scheduler" in capsys.readouterr().err
+    for a, b in (("serial.tif", "dask.tif"), ("sh.tif", "dh.tif")):
+        np.testing.assert_array_equal(tifffile.imread(tmp_path / b), tifffile.imread(tmp_path / a))

@@ -159,3 +159,18 @@ def test_rgb_and_folded_positions(tmp_path):
     with tifffile.TiffFile(path) as tif:
         assert tif.series[0].axes == "TYXS" and tif.series[0].shape == (6, 6, 7, 3)
         np.testing.assert_array_equal(tif.asarray(), rgb.reshape(6, 6, 7, 3))
+
+
+def test_z_step_in_another_unit_and_axes_order(tmp_path):
+    data = np.zeros((3, 2, 4, 5), np.uint16)
+    cal = Calibration((0.1, 0.1), "µm", z_step=250.0, z_unit="nm", z0=-500.0)
+    path = write_calibrated_tiff(tmp_path / "zc.tif", data, "ZCYX", cal)
+    with read_hyperstack(path) as hs:  # ImageJ has one unit: the step comes back in µm
+        c = hs.calibration
+        assert hs.axes == "ZCYX" and c.unit == c.z_unit == "µm"
+        assert c.z_step == pytest.approx(0.25) and c.z0 == pytest.approx(-0.5)
+    with read_hyperstack(write_calibrated_tiff(tmp_path / "zc.ome.tif", data, "ZCYX", cal)) as hs:
+        c = hs.calibration
+        assert (c.z_step, c.z_unit, c.z0) == (250.0, "nm", -500.0)
+    with pytest.raises(OutputError, match="TZCYXS"):
+        write_calibrated_tiff(tmp_path / "cz.tif", data, "CZYX", cal)

@@ -12,9 +12,11 @@
 - Calibrated layers (y/x in a length unit, e.g. read from microscope data,
   or a height map in micrometres) saved as ``.tif`` keep their calibration
   through :func:`napari_focus_stack.io.write_calibrated_tiff`: an
-  ImageJ-compatible TIFF (pixel size and unit, axes T, C, Y, X; a height
-  map's value unit, shown by Fiji next to each value), or an OME-TIFF for
-  ``.ome.tif``. The single planes that keep a result on its input's sliders
+  ImageJ-compatible TIFF (pixel size and unit, axes T, Z, C, Y, X with the
+  z step and first plane's position of a z axis; a height map's value
+  unit, shown by Fiji next to each value), or an OME-TIFF for ``.ome.tif``
+  (``PhysicalSizeZ`` and unit, the planes' ``PositionZ``): the plugin
+  reader gives the same scale, translate and units back. The single planes that keep a result on its input's sliders
   (:mod:`.geometry`) are left out: a ``(T, 1, Y, X)`` fused layer is written
   as a ``TYX`` time series.
 
@@ -128,10 +130,10 @@ def _letters(labels: list[str], ndim: int) -> list[str]:
 def _calibrated_layout(target: Path, a: np.ndarray, meta: dict) -> tuple[str, tuple[int, ...]] | None:
     """``(axes, order)`` to write the layer as a calibrated TIFF, or None when it has nothing to keep.
 
-    A layer has a calibration to keep when its y/x unit is a length, its
-    values are heights in a length unit, or the name asks for OME-TIFF.
-    Planes of length one (a result's collapsed z) are dropped; a z axis
-    with several planes (a stack) is left to the plain multi-page writer.
+    A layer has a calibration to keep when its y/x or z unit is a length,
+    its values are heights in a length unit, or the name asks for OME-TIFF.
+    Planes of length one (a result's collapsed z) are dropped; the axes are
+    put in ImageJ's order (loop axes as T, then Z, C, Y, X).
     """
     from ..io import is_ome_name
 
@@ -139,20 +141,23 @@ def _calibrated_layout(target: Path, a: np.ndarray, meta: dict) -> tuple[str, tu
     ndim = a.ndim - (1 if rgb else 0)
     units = list(meta.get("units") or [])
     height_unit = (meta.get("metadata") or {}).get(md.HEIGHT_UNIT)
+    if ndim < 2:
+        return None
+    letters = _letters([str(v) for v in meta.get("axis_labels") or []], ndim)
+    z_unit = len(units) == ndim and "Z" in letters and unit_symbol(units[letters.index("Z")]) is not None
     calibrated = (
         (len(units) == ndim and unit_symbol(units[-1]) is not None)
+        or z_unit
         or height_unit not in (None, "frame")
         or is_ome_name(target)
     )
-    if not calibrated or ndim < 2:
+    if not calibrated:
         return None
-    letters = _letters([str(v) for v in meta.get("axis_labels") or []], ndim)
     keep = [k for k in range(ndim) if letters[k] in "YX" or a.shape[k] > 1]
-    if any(letters[k] == "Z" for k in keep):
-        return None
-    loop = [k for k in keep if letters[k] not in "CYX"]
-    order = tuple(loop + [k for k in keep if letters[k] == "C"] + [ndim - 2, ndim - 1])
-    axes = "".join("T" if letters[k] not in "CYX" and len(loop) == 1 else letters[k] for k in order)
+    loop = [k for k in keep if letters[k] not in "ZCYX"]
+    order = tuple(loop + [k for k in keep if letters[k] == "Z"] + [k for k in keep if letters[k] == "C"]
+                  + [ndim - 2, ndim - 1])
+    axes = "".join("T" if letters[k] not in "ZCYX" and len(loop) == 1 else letters[k] for k in order)
     return axes + ("S" if rgb else ""), order + ((ndim,) if rgb else ())
 
 
@@ -167,9 +172,17 @@ def _write_calibrated(target: Path, a: np.ndarray, meta: dict, layout: tuple, pr
         data = data.astype(np.float32, copy=False)
     elif data.dtype == np.bool_:
         data = data.astype(np.uint8) * np.uint8(255)
-    scale = [float(v) for v in meta.get("scale") or [1.0, 1.0]]
+    scale = [float(v) for v in meta.get("scale") or [1.0] * a.ndim]
+    translate = [float(v) for v in meta.get("translate") or [0.0] * len(scale)]
     units = list(meta.get("units") or [])
     unit = unit_symbol(units[-1]) if units else None
+    z_step = z_unit = None
+    z0 = 0.0
+    if "Z" in axes:
+        z_at = order[axes.index("Z")]
+        z_unit = unit_symbol(units[z_at]) if len(units) > z_at else None
+        if z_unit is not None and z_at < len(scale):
+            z_step, z0 = scale[z_at], translate[z_at] if z_at < len(translate) else 0.0
     metadata = meta.get("metadata") or {}
     role = metadata.get(md.ROLE)
     colormap = meta.get("colormap")
@@ -180,6 +193,9 @@ def _write_calibrated(target: Path, a: np.ndarray, meta: dict, layout: tuple, pr
     cal = Calibration(
         pixel_size=(scale[-2], scale[-1]) if unit else None,
         unit=unit,
+        z_step=z_step,
+        z_unit=z_unit if z_step else None,
+        z0=z0 if z_step else 0.0,
         channel_names=None if "C" in axes else (str(meta.get("name", "image")),),
         channel_colors=colours,
     )

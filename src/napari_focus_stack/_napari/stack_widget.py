@@ -40,11 +40,12 @@ Running again on the same input replaces these layers. The alignment report
 (per-frame quality, scale, rotation, shift, excluded frames) is shown in the
 table and kept in ``layer.metadata["focus_stack_report"]``.
 
-"Show height in 3D" adds the height map (at the current time point) as a
-Surface layer, ``<input> height 3D``: vertices in physical units, coloured
-by the fused image, decimated to at most
-:data:`~napari_focus_stack._napari.surface.MAX_VERTICES` vertices, and
-switches the viewer to 3D.
+"Show height in 3D" adds the height map as a Surface layer, ``<input>
+height 3D``: vertices in physical units, coloured by the fused image, one
+mesh per time point that follows the time slider, each decimated to at most
+:data:`~napari_focus_stack._napari.surface.MAX_VERTICES` vertices (and all
+together to :data:`~napari_focus_stack._napari.surface.MAX_TOTAL_VERTICES`),
+and switches the viewer to 3D.
 
 Errors: a :class:`~napari_focus_stack.errors.FocusStackError` (bad input,
 failed alignment...) is shown as a notification; anything else is a bug and
@@ -82,7 +83,7 @@ from .layers import (
     stack_source,
 )
 from .report_table import AlignmentTable
-from .surface import height_surface, relief_scale
+from .surface import height_surface_series, relief_scale
 
 if TYPE_CHECKING:
     import napari
@@ -592,12 +593,17 @@ class FocusStackWidget(QWidget):
     def show_height_3d(self, key: str | None = None) -> Any:
         """Show the height map of input `key` as a 3D surface and turn the viewer to 3D.
 
-        The surface is the height map at the sliders' current position (time
-        point), coloured by the fused image (the channels' composite for
-        channel layers); heights in a length unit are shown at their true
-        scale, frame indices stretched so that the relief spans a quarter of
-        the image. The input and its image results are hidden (they would
-        cover the surface in 3D); a second call replaces the surface.
+        The surface holds the height map of every time point (every
+        position of the sliders other than z): one mesh each, at its slider
+        position, so that it follows the time slider. Each is coloured by
+        the fused image (the channels' composite for channel layers) and
+        decimated to at most :data:`.surface.MAX_VERTICES` vertices, all
+        together to :data:`.surface.MAX_TOTAL_VERTICES` (see
+        :func:`.surface.height_surface_series`). Heights in a length unit
+        are shown at their true scale, frame indices stretched so that the
+        relief spans a quarter of the image. The input and its image results
+        are hidden (they would cover the surface in 3D); a second call
+        replaces the surface.
 
         Parameters
         ----------
@@ -616,32 +622,52 @@ class FocusStackWidget(QWidget):
         if depth is None:
             self.status_label.setText("No height map yet: run the focus stack first.")
             return None
-        index = _data_index(depth, self.viewer.dims.point, clip=True)[:-2]
-        height = np.asarray(depth.data[index], dtype=np.float32)
-        image = _surface_colours(find_results(self.viewer.layers, key, "fused"), self.viewer.dims.point)
+        z_axis = depth.metadata.get(md.Z_AXIS, 0)
+        dims = _surface_dims(depth.data.shape[: depth.ndim], z_axis)
+        loop = [k for k in dims if k is not None]
+        # the height maps without their single z plane: (*loop, H, W), a view
+        heights = depth.data[tuple(0 if k not in loop else slice(None) for k in range(depth.ndim - 2))]
+        fused = find_results(self.viewer.layers, key, "fused")
+
+        def image(index: tuple[int, ...]) -> np.ndarray | None:
+            at = dict(zip(loop, index, strict=True))
+            point = [at.get(k, 0) for k in range(depth.ndim - 2)] + [0, 0]
+            return _surface_colours(fused, depth.data_to_world(point))
+
         calibrated = depth.metadata.get(md.HEIGHT_UNIT, "frame") != "frame"
         sy, sx = (float(v) for v in depth.scale[-2:])
         stretch = 1.0
         if not calibrated:
-            span = float(np.nanmax(height) - np.nanmin(height)) if height.size else 0.0
-            stretch = relief_scale(span, (height.shape[0] * abs(sy), height.shape[1] * abs(sx)))
-        mesh = height_surface(height, image, scale=(sy, sx), translate=tuple(depth.translate[-2:]), z_scale=stretch)
+            span = float(np.nanmax(heights) - np.nanmin(heights)) if heights.size else 0.0
+            stretch = relief_scale(span, (heights.shape[-2] * abs(sy), heights.shape[-1] * abs(sx)))
+        mesh = height_surface_series(
+            heights, image, scale=(sy, sx), translate=tuple(depth.translate[-2:]), z_scale=stretch
+        )
+        # vertex columns in the layer's axis order: the loop indices where their sliders are, the height at z
+        n = len(loop)
+        columns = [n if k is None else loop.index(k) for k in dims] + [n + 1, n + 2]
+        vertices = np.ascontiguousarray(mesh.vertices[:, columns])
         stack = self.viewer.layers[key] if key in self.viewer.layers else None
-        z_axis = depth.metadata.get(md.Z_AXIS, 0)
         z_unit = stack.units[z_axis] if calibrated and stack is not None else "pixel"
         values = mesh.values
         lo, hi = (float(v) for v in np.percentile(values, [0.5, 99.5])) if values.size else (0.0, 1.0)
         metadata = {md.INPUT: key, md.ROLE: "surface", md.HEIGHT_UNIT: depth.metadata.get(md.HEIGHT_UNIT),
                     "relief_stretch": stretch, "block_step": mesh.step}
+        labels = [str(v) for v in depth.axis_labels]
+
         kwargs = {
             "name": f"{key} height 3D", "colormap": "gray", "contrast_limits": [lo, hi if hi > lo else lo + 1],
-            "shading": "smooth", "units": (z_unit, *depth.units[-2:]), "axis_labels": ("z", "y", "x"),
+            "shading": "smooth",
+            "scale": tuple(1.0 if k is None else float(depth.scale[k]) for k in dims) + (1.0, 1.0),
+            "translate": tuple(0.0 if k is None else float(depth.translate[k]) for k in dims) + (0.0, 0.0),
+            "units": tuple(z_unit if k is None else depth.units[k] for k in dims) + tuple(depth.units[-2:]),
+            "axis_labels": tuple("z" if k is None else labels[k] for k in dims) + ("y", "x"),
             "metadata": metadata,
         }
         if mesh.colors is not None:
             kwargs["vertex_colors"] = mesh.colors
         old = find_result(self.viewer.layers, key, "surface")
-        surface = Surface(mesh.data, **kwargs)
+        surface = Surface((vertices, mesh.faces, values), **kwargs)
         if old is not None:
             position = self.viewer.layers.index(old)
             self.viewer.layers.remove(old)
@@ -659,7 +685,7 @@ class FocusStackWidget(QWidget):
         camera.angles = SURFACE_VIEW
         unit = depth.metadata.get(md.HEIGHT_UNIT)
         self.status_label.setText(
-            f"'{surface.name}': {len(mesh.vertices):,} vertices"
+            f"'{surface.name}': {len(vertices):,} vertices"
             + (f" (blocks of {mesh.step} x {mesh.step} pixels)" if mesh.step > 1 else "")
             + (f", heights in {unit}." if calibrated else f", frame indices stretched x{stretch:.3g}.")
             + " Drag to turn it; the 2D/3D button switches back."
@@ -704,6 +730,21 @@ def _data_index(layer: Any, world_position, clip: bool = False) -> tuple[int, ..
         elif not 0 <= index[k] < n:
             return None
     return tuple(index)
+
+
+def _surface_dims(shape: tuple[int, ...], z_axis: int) -> list[int | None]:
+    """For each slider of a height map's surface: the height map's axis it follows, None for z (the height).
+
+    A result keeps its input's z axis as a single plane (``(T, 1, Y, X)``
+    for a ``(T, Z, Y, X)`` input), or drops it when nothing precedes it;
+    either way the surface has a z axis there.
+    """
+    lead = len(shape) - 2
+    if z_axis < lead and shape[z_axis] == 1:
+        return [None if k == z_axis else k for k in range(lead)]
+    dims: list[int | None] = list(range(lead))
+    dims.insert(min(z_axis, lead), None)
+    return dims
 
 
 def _surface_colours(fused: list, world_point) -> np.ndarray | None:

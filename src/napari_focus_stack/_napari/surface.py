@@ -10,19 +10,32 @@ default: a 500 x 500 grid, still finer than a screen shows a surface).
 Coordinates are physical: ``z = z_offset + z_scale * height`` and
 ``y, x = translate + scale * pixel centre``, so a surface built with the
 input layer's scale, translate and z step lies where the input stack does.
+
+A time series (:func:`height_surface_series`) is one mesh per time point,
+each with its time index as a leading vertex coordinate: napari's Surface
+layer takes vertices with more than three coordinates and draws, at each
+slider position, the triangles whose vertices lie there, so the surface
+follows the time slider.
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["MAX_VERTICES", "HeightSurface", "block_step", "grid_faces", "height_surface", "relief_scale"]
+__all__ = [
+    "MAX_TOTAL_VERTICES", "MAX_VERTICES", "HeightSurface", "block_step", "grid_faces", "height_surface",
+    "height_surface_series", "relief_scale",
+]
 
-#: Vertices of a surface that stays interactive on an ordinary laptop GPU.
+#: Vertices of a surface that stays interactive on an ordinary laptop GPU (one time point: what is drawn).
 MAX_VERTICES = 250_000
+
+#: Vertices of all the time points of a series together: memory, about 45 bytes a vertex
+#: (4 coordinates, a value, two faces), so 45 MB whatever the number of time points.
+MAX_TOTAL_VERTICES = 1_000_000
 
 
 @dataclass
@@ -32,7 +45,8 @@ class HeightSurface:
     Attributes
     ----------
     vertices : ndarray
-        ``(N, 3)`` float32 ``(z, y, x)`` positions in physical units.
+        ``(N, 3)`` float32 ``(z, y, x)`` positions in physical units
+        (``(N, k + 3)`` for a series: ``k`` loop indices first).
     faces : ndarray
         ``(M, 3)`` int32 vertex indices, two triangles per grid cell.
     values : ndarray
@@ -191,6 +205,82 @@ def height_surface(
             rgb = np.clip(means.reshape(-1, 3) * _unit_colors(image), 0.0, 1.0)
             colors = np.concatenate([rgb, np.ones((len(rgb), 1))], axis=1).astype(np.float32)
     return HeightSurface(vertices, faces, np.asarray(values, np.float32), colors, (rows, cols), step)
+
+
+def height_surface_series(
+    heights: np.ndarray,
+    images: Callable[[tuple[int, ...]], np.ndarray | None] | np.ndarray | None = None,
+    *,
+    max_vertices: int = MAX_VERTICES,
+    max_total_vertices: int = MAX_TOTAL_VERTICES,
+    **kwargs,
+) -> HeightSurface:
+    """The meshes of a series of height maps (time points...) as one surface that follows the sliders.
+
+    Parameters
+    ----------
+    heights : ndarray
+        ``(*loop, H, W)`` height maps: the leading axes (time, positions)
+        are looped over; may be lazy (each map is read once, in turn).
+    images : callable, ndarray or None
+        The fused images, ``(*loop, H, W[, C])``, or a callable
+        ``index -> image`` giving the one at a loop index (see
+        :func:`height_surface`).
+    max_vertices : int
+        Vertices per map at most: what the viewer draws at one slider
+        position, kept interactive.
+    max_total_vertices : int
+        Vertices of all maps together at most: each map gets
+        ``min(max_vertices, max_total_vertices // n_maps)``, one block step
+        for all, so memory stays bounded whatever the number of time points.
+    **kwargs
+        ``scale``, ``translate``, ``z_scale``, ``z_offset``: as for
+        :func:`height_surface`.
+
+    Returns
+    -------
+    HeightSurface
+        Vertices ``(*loop index, z, y, x)`` (``len(loop) + 3`` columns, the
+        loop indices in data units of the height maps), the faces of every
+        map (each joins one map's vertices only), values, and colours when
+        every map has them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> s = height_surface_series(np.zeros((10, 1024, 1024), np.float32))
+    >>> s.vertices.shape[1], len(s.vertices) <= MAX_TOTAL_VERTICES, s.step
+    (4, True, 4)
+    """
+    shape = tuple(heights.shape)
+    if len(shape) < 2:
+        raise ValueError(f"height maps must be at least 2-D, got shape {shape}")
+    loop = shape[:-2]
+    indices = list(np.ndindex(*loop)) if loop else [()]
+    per_map = max(4, min(int(max_vertices), int(max_total_vertices) // len(indices)))
+    vertices, faces, values, colors = [], [], [], []
+    offset = 0
+    step, grid = 1, (0, 0)
+    for index in indices:
+        image = images(index) if callable(images) else None if images is None else images[index]
+        mesh = height_surface(np.asarray(heights[index]), image, max_vertices=per_map, **kwargs)
+        n = len(mesh.vertices)
+        lead = np.broadcast_to(np.asarray(index, np.float32), (n, len(index)))
+        vertices.append(np.concatenate([lead, mesh.vertices], axis=1))
+        faces.append(mesh.faces + np.int32(offset))
+        values.append(mesh.values)
+        colors.append(mesh.colors)
+        offset += n
+        step, grid = mesh.step, mesh.grid_shape
+    has_colors = all(c is not None for c in colors)
+    return HeightSurface(
+        np.concatenate(vertices).astype(np.float32, copy=False),
+        np.concatenate(faces).astype(np.int32, copy=False),
+        np.concatenate(values).astype(np.float32, copy=False),
+        np.concatenate(colors) if has_colors else None,
+        grid,
+        step,
+    )
 
 
 def relief_scale(height_range: float, extent: Sequence[float], share: float = 0.25) -> float:

@@ -2,7 +2,10 @@
 
 Both take a list of :class:`StackTask`, a runner (normally
 :func:`run_stack`) and a ``record`` callback that receives each stack's
-report entry as soon as it is known. A runner returns an entry for the
+report entry as soon as it is known. :meth:`DaskExecutor.iter_ordered`
+runs other tasks too (the time points of one hyperstack, see
+:mod:`.timepoints`): it hands their entries over in task order, with a
+bounded number in flight. A runner returns an entry for the
 errors a user can fix (a :class:`~napari_focus_stack.errors.FocusStackError`
 becomes a failed entry inside :func:`run_stack`); anything it raises is
 unexpected (a bug, a transient fault) and is retried up to ``retries``
@@ -15,7 +18,9 @@ import re
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from ..errors import InputError
 from .options import BatchOptions
@@ -26,9 +31,15 @@ __all__ = ["DaskExecutor", "InProcess", "unexpected_entry"]
 _PROGRESS_TOPIC = "napari-focus-stack-progress"
 
 
+def _new_entry(task, status: str, **extra) -> dict:
+    """A report entry for any task: its own ``make_entry`` when it has one, else a stack's."""
+    make = getattr(task, "make_entry", None)
+    return make(status, **extra) if make is not None else new_entry(task, status, **extra)
+
+
 def unexpected_entry(task: StackTask, exc: BaseException, attempts: int, tb: str | None = None) -> dict:
     """The failed entry of a stack that raised something other than a FocusStackError."""
-    entry = new_entry(
+    entry = _new_entry(
         task,
         "failed",
         error=(
@@ -86,7 +97,17 @@ def _warm_up() -> None:
 class DaskExecutor:
     """Runs stacks as tasks on a local or remote ``dask.distributed`` cluster."""
 
-    def __init__(self, options: BatchOptions, progress: ProgressCallback | None, is_cancelled: Callable[[], bool]):
+    def __init__(
+        self,
+        options: BatchOptions,
+        progress: ProgressCallback | None,
+        is_cancelled: Callable[[], bool],
+        client: Any | None = None,
+    ):
+        """Connect to ``options.scheduler``, start a local cluster of ``options.workers``, or use ``client``.
+
+        A given ``client`` (a ``distributed.Client``) stays open on :meth:`close`: it is its owner's.
+        """
         try:
             from distributed import Client, LocalCluster
         except ImportError as exc:  # pragma: no cover - depends on the install
@@ -97,8 +118,11 @@ class DaskExecutor:
         self.progress, self.is_cancelled = progress, is_cancelled
         self.retries = int(options.retries)
         self.cluster = None
+        self.owns_client = client is None
         self.topic = f"{_PROGRESS_TOPIC}-{uuid.uuid4().hex[:8]}"
-        if options.scheduler:
+        if client is not None:
+            self.client = client
+        elif options.scheduler:
             try:
                 self.client = Client(options.scheduler, timeout="20s")
             except (OSError, TimeoutError) as exc:
@@ -139,17 +163,22 @@ class DaskExecutor:
             hosts[host] = hosts.get(host, 0) + int(info.get("nthreads", 1))
         return hosts
 
+    @property
+    def threads(self) -> int:
+        """Tasks the cluster runs at once (its worker threads)."""
+        return max(1, sum(self._threads_on_host().values()))
+
+    def _submit(self, task, runner, hosts: dict):
+        task.threads_on_host = hosts
+        task.progress_topic = self.topic if self.progress is not None else None
+        key = f"focus-stack-{_safe_key(task.name)}-{uuid.uuid4().hex[:8]}"
+        return self.client.submit(runner, task, key=key, pure=False, retries=self.retries)
+
     def run(self, tasks: list[StackTask], runner, record) -> list[dict]:
         from distributed import wait
 
         hosts = self._threads_on_host()
-        futures = {}
-        for task in tasks:
-            task.threads_on_host = hosts
-            task.progress_topic = self.topic if self.progress is not None else None
-            key = f"focus-stack-{_safe_key(task.name)}-{uuid.uuid4().hex[:8]}"
-            fut = self.client.submit(runner, task, key=key, pure=False, retries=self.retries)
-            futures[fut] = task
+        futures = {self._submit(task, runner, hosts): task for task in tasks}
         pending = set(futures)
         results = []
         while pending:
@@ -166,14 +195,57 @@ class DaskExecutor:
                 results.append(entry)
         return results
 
+    def iter_ordered(self, tasks: Iterable, runner, window: int | None = None) -> Iterator[dict]:
+        """Run ``tasks`` and yield their entries in task order, at most ``window`` submitted and not yet yielded.
+
+        ``tasks`` may be a generator: a task is made only when a slot is
+        free, so that the inputs and results held at once (on the workers
+        and here) are bounded by ``window`` (default: the cluster's
+        threads) whatever the number of tasks. When cancelled, the tasks
+        not yet finished are cancelled and the iteration stops; closing the
+        iterator early does the same.
+        """
+        from distributed import wait
+
+        hosts = self._threads_on_host()
+        window = max(1, int(window or sum(hosts.values()) or 1))
+        tasks = iter(tasks)
+        queue: deque = deque()
+        try:
+            while True:
+                while len(queue) < window:
+                    task = next(tasks, None)
+                    if task is None:
+                        break
+                    queue.append((self._submit(task, runner, hosts), task))
+                if not queue:
+                    return
+                fut, task = queue[0]
+                while not self.is_cancelled():
+                    try:
+                        wait([fut], timeout=0.25)
+                    except TimeoutError:
+                        continue
+                    if fut.done():
+                        break
+                if not fut.done():  # cancelled
+                    return
+                queue.popleft()
+                entry = self._entry_of(fut, task)
+                fut.release()
+                yield entry
+        finally:
+            if queue:
+                self.client.cancel([f for f, _ in queue], force=True)
+
     def _entry_of(self, fut, task: StackTask) -> dict:
         if fut.status == "finished":
             return fut.result()
         if fut.status == "cancelled":
-            return new_entry(task, "cancelled", error="cancelled")
+            return _new_entry(task, "cancelled", error="cancelled")
         exc = fut.exception()
         if type(exc).__name__ == "KilledWorker":
-            return new_entry(
+            return _new_entry(
                 task, "failed",
                 error=f"the stack killed its worker repeatedly (out of memory, or a crash in a decoder): {exc}",
             )
@@ -181,6 +253,10 @@ class DaskExecutor:
         return unexpected_entry(task, exc, self.retries + 1, tb)
 
     def close(self) -> None:
+        if not self.owns_client:
+            if self.progress is not None:
+                self.client.unsubscribe_topic(self.topic)
+            return
         try:
             self.client.close()
         finally:

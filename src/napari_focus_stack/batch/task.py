@@ -99,6 +99,18 @@ def _dask_context(task: StackTask) -> tuple[Any, str | None, int]:
     return worker, host, max(1, share)
 
 
+def progress_reporter(task: Any, worker: Any, progress: ProgressCallback | None) -> Callable[[int, int, str], None]:
+    """The engine's ``progress(done, total, stage)`` for `task`: to `progress`, and as an event from a Dask worker."""
+
+    def report(done: int, total: int, stage: str) -> None:
+        if progress is not None:
+            progress(task.name, done, total, stage)
+        if worker is not None and task.progress_topic:
+            worker.log_event(task.progress_topic, {"stack": task.name, "done": done, "total": total, "stage": stage})
+
+    return report
+
+
 def run_stack(
     task: StackTask,
     progress: ProgressCallback | None = None,
@@ -140,12 +152,7 @@ def _run_stack(task: StackTask, progress: ProgressCallback | None, cancel) -> di
     threads = int(task.engine_workers) if task.engine_workers else default_threads(share)
     entry_extra = {"worker": host or "local"}
 
-    def report(done: int, total: int, stage: str) -> None:
-        if progress is not None:
-            progress(task.name, done, total, stage)
-        if worker is not None and task.progress_topic:
-            worker.log_event(task.progress_topic, {"stack": task.name, "done": done, "total": total, "stage": stage})
-
+    report = progress_reporter(task, worker, progress)
     try:
         if len(task.frames) == 1 and is_hyperstack_file(task.frames[0]):
             return _run_hyperstack(task, threads, share, report, cancel, t0, entry_extra)

@@ -12,7 +12,7 @@ from ..batch.plan import known_outputs
 from ..batch.run import fatal_line
 from ..grouping import MODES, detect_stacks
 from .inputs import check_input_paths, reading_inputs
-from .parser import add_engine_options, add_max_memory, add_max_pixels, check_max_pixels, engine_options
+from .parser import add_engine_options, add_max_memory, add_max_pixels, add_scheduler, check_max_pixels, engine_options
 
 __all__ = ["add_parser", "options_from_args", "run"]
 
@@ -81,7 +81,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     g.add_argument(
         "--workers", type=int, default=1, metavar="N", help="local worker processes (default: 1, in-process)"
     )
-    g.add_argument("--scheduler", metavar="ADDRESS", help="existing Dask scheduler, e.g. tcp://host:8786")
+    add_scheduler(g)
     add_max_memory(g)
     g.add_argument(
         "--retries", type=int, default=2, metavar="N",

@@ -56,7 +56,7 @@ def run_microscopy(args: argparse.Namespace, stacker, outputs: list[Output], pat
     paths = {out.kind: out.path for out in outputs}
     info = stack_nd_to_files(
         stacker, path, paths["image"], height=paths.get("depth"), confidence=paths.get("confidence"),
-        z_step=args.z_step, progress=progress,
+        z_step=args.z_step, progress=progress, scheduler=getattr(args, "scheduler", None),
     )
     reports = info["reports"]
     seconds = sum(r["timings"]["total_s"] for r in reports)

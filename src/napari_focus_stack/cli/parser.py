@@ -8,7 +8,8 @@ from ..errors import ParameterError
 from ..options import OPEN_ENDED, OPTIONS, EngineOptions, Option
 
 __all__ = [
-    "add_engine_options", "add_max_memory", "add_max_pixels", "build_parser", "engine_options", "stacker_from_args",
+    "add_engine_options", "add_max_memory", "add_max_pixels", "add_scheduler", "build_parser", "engine_options",
+    "stacker_from_args",
 ]
 
 
@@ -67,6 +68,13 @@ def add_max_memory(parser) -> None:
         help="memory one stack may use, in GiB (e.g. 1 on a 4 GB Raspberry Pi running three at once); a stack "
         "that needs more is fused in tiles, as when the machine's free memory is short (default: no limit "
         "but the free memory)",
+    )
+
+
+def add_scheduler(parser, what: str = "stacks") -> None:
+    """Add ``--scheduler``, an existing Dask scheduler to run `what` on (``BatchOptions.scheduler``)."""
+    parser.add_argument(
+        "--scheduler", metavar="ADDRESS", help=f"existing Dask scheduler to run the {what} on, e.g. tcp://host:8786"
     )
 
 

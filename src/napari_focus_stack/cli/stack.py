@@ -14,7 +14,14 @@ from ..errors import ParameterError
 from ..io.outputs import Output, check_outputs, write_outputs
 from .inputs import check_input_paths, reading_inputs
 from .microscopy import is_microscopy_input, ome_zarr_input, print_summary, run_microscopy
-from .parser import add_engine_options, add_max_memory, add_max_pixels, check_max_pixels, stacker_from_args
+from .parser import (
+    add_engine_options,
+    add_max_memory,
+    add_max_pixels,
+    add_scheduler,
+    check_max_pixels,
+    stacker_from_args,
+)
 from .progress import Progress
 
 __all__ = ["add_parser", "run"]
@@ -43,6 +50,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     add_max_pixels(p)
     add_max_memory(p)
+    add_scheduler(p, "time points of microscope data")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     add_engine_options(p)
     p.set_defaults(func=run)
@@ -91,6 +99,11 @@ def run(args: argparse.Namespace) -> int:
                 line = run_microscopy(args, stacker, outputs, files[0], bar)
             print_summary(line, args.quiet)
             return 0
+        if args.scheduler:
+            raise ParameterError(
+                "--scheduler runs the time points of one microscope file on a Dask cluster; "
+                "for many stacks use: napari-focus-stack batch FOLDER --scheduler ADDRESS"
+            )
         check_outputs(outputs, inputs=files)
         source = FrameSource.from_inputs(files)
         tile = fit_memory(

@@ -3,13 +3,16 @@
 The fused images and height maps of microscope data keep what Fiji and
 OME readers need to measure them:
 
-- ImageJ (``imagej=True``): the axes (T, C, Y, X, S), the pixel size in the
-  XResolution and YResolution tags with its ``unit`` in the description,
-  channel colours as LUTs of a composite image, and for a height map its
-  value unit (``vunit``, shown by Fiji next to pixel values);
-- OME-TIFF: ``PhysicalSizeX/Y`` and units, channel names and colours (a
-  height map's channel is called e.g. ``"height (µm)"``), and the resolution
-  tags in centimetres for other TIFF readers.
+- ImageJ (``imagej=True``): the axes (T, Z, C, Y, X, S, in ImageJ's
+  order), the pixel size in the XResolution and YResolution tags with its
+  ``unit`` in the description, the z step (``spacing``, in that unit) and
+  the first plane's position (``zorigin``), channel colours as LUTs of a
+  composite image, and for a height map its value unit (``vunit``, shown by
+  Fiji next to pixel values);
+- OME-TIFF: ``PhysicalSizeX/Y/Z`` and units, the planes' ``PositionZ``,
+  channel names and colours (a height map's channel is called e.g.
+  ``"height (µm)"``), and the resolution tags in centimetres for other TIFF
+  readers.
 
 :class:`CalibratedTiffWriter` takes the planes one at a time (a time series
 of results is written while it is computed, without holding it) and, like
@@ -50,18 +53,28 @@ def is_ome_name(path: PathLike) -> bool:
 
 
 def _fold_axes(shape: tuple[int, ...], axes: str) -> tuple[tuple[int, ...], str]:
-    """Fold every loop axis into one leading T axis (ImageJ and OME know T only)."""
-    loop = [k for k, a in enumerate(axes) if a not in "CYXS"]
+    """Fold every loop axis into one leading T axis (ImageJ and OME know T only); Z, C, Y, X, S follow in order."""
+    loop = [k for k, a in enumerate(axes) if a not in "ZCYXS"]
+    rest = axes[len(loop):]
+    if loop != list(range(len(loop))) or [a for a in "ZCYXS" if a in rest] != list(rest):
+        raise OutputError(
+            f"axes {axes!r}: give loop axes (T) first, then Z, C, Y, X and S in that order (ImageJ's TZCYXS)"
+        )
     if not loop or (len(loop) == 1 and axes[loop[0]] == "T"):
         return shape, axes
-    if loop != list(range(len(loop))):
-        raise OutputError(f"axes {axes!r}: loop axes must come first to be written as a time series")
     t = int(np.prod([shape[k] for k in loop]))
     return (t,) + shape[len(loop) :], "T" + axes[len(loop) :]
 
 
 def _imagej_unit(unit: str) -> str:
     return "micron" if unit == "µm" else unit
+
+
+def _convert(value: float, unit: str, to: str | None) -> float:
+    """``value`` in ``unit`` expressed in ``to`` (unchanged when either is not a known length unit)."""
+    if to is None or unit == to or unit not in _MICROMETRES or to not in _MICROMETRES:
+        return value
+    return value * _MICROMETRES[unit] / _MICROMETRES[to]
 
 
 def _lut(color: Any) -> np.ndarray:
@@ -91,11 +104,22 @@ def _tiff_kwargs(
     colors = cal.channel_colors if cal.channel_colors and len(cal.channel_colors) == n_channels else None
     names = cal.channel_names if cal.channel_names and len(cal.channel_names) == n_channels else None
     size = cal.pixel_size if cal.unit else None
+    z_step = cal.z_step if "Z" in axes and cal.z_step else None
+    z_unit = cal.z_unit or cal.unit
     if is_ome_name(path):
         meta: dict[str, Any] = {"axes": axes}
         if size is not None:
             meta.update(PhysicalSizeY=size[0], PhysicalSizeYUnit=cal.unit, PhysicalSizeX=size[1],
                         PhysicalSizeXUnit=cal.unit)
+        if z_step is not None and z_unit:
+            meta.update(PhysicalSizeZ=z_step, PhysicalSizeZUnit=z_unit)
+            if cal.z0:  # the planes' positions: OME's only place for the first plane's
+                planes = int(np.prod([n for a, n in zip(axes, shape, strict=False) if a not in "YXS"]))
+                nz, z_at = shape[axes.index("Z")], axes.index("Z")
+                inner = int(np.prod([n for a, n in zip(axes[z_at + 1:], shape[z_at + 1:], strict=False)
+                                     if a not in "YXS"]))
+                positions = [cal.z0 + z_step * ((k // inner) % nz) for k in range(planes)]
+                meta["Plane"] = {"PositionZ": positions, "PositionZUnit": [z_unit] * planes}
         channel: dict[str, Any] = {}
         if value_name:
             label = f"{value_name} ({value_unit})" if value_unit else value_name
@@ -117,6 +141,13 @@ def _tiff_kwargs(
     if size is not None:
         meta["unit"] = _imagej_unit(cal.unit)
         kw["resolution"] = (1.0 / size[1], 1.0 / size[0])
+    if z_step is not None and z_unit:
+        # ImageJ has one length unit: the z step is given in the pixel size's
+        spacing = _convert(z_step, z_unit, cal.unit) if size is not None else z_step
+        meta.setdefault("unit", _imagej_unit(z_unit))
+        meta["spacing"] = spacing
+        if cal.z0:
+            meta["zorigin"] = -cal.z0 / z_step  # in planes, as ImageJ's Calibration.zOrigin
     if n_channels > 1:
         meta["mode"] = "composite"
         if colors:
@@ -141,9 +172,11 @@ class CalibratedTiffWriter:
         Shape of the whole image, axes ``axes``.
     dtype : dtype
     axes : str
-        e.g. ``"TCYX"``; loop axes first, then C, Y, X and S (RGB samples).
+        e.g. ``"TCYX"`` or ``"TZCYX"``; loop axes first, then Z, C, Y, X and
+        S (RGB samples), in that order (ImageJ's).
     calibration : Calibration, optional
-        Pixel size and unit, channel names and colours.
+        Pixel size and unit, z step, its unit and first plane's position
+        (written when ``axes`` has a Z), channel names and colours.
     value_unit, value_name : str, optional
         What the pixel values are (a height map: ``"height"`` in ``"µm"``).
     protect : iterable of path-like
