@@ -407,6 +407,7 @@ class FocusStacker:
         reuse_alignment: bool = True,
         progress: Callable[[int, int, str], None] | None = None,
         cancel: Callable[[], bool] | threading.Event | None = None,
+        scheduler: Any | None = None,
     ) -> Any:
         """Fuse N-D data along Z for every time point (and position).
 
@@ -435,6 +436,11 @@ class FocusStacker:
         progress : callable(done, total, stage), optional
             Progress over all z-stacks; ``stage`` names the time point.
         cancel : callable or threading.Event, optional
+        scheduler : str or distributed.Client, optional
+            Run the time points in parallel on this Dask cluster (a
+            scheduler's address, or a connected client, left open); each
+            worker reads its own z-stack, and the results are those of the
+            serial run (see :func:`napari_focus_stack.nd.stack_nd`).
 
         Returns
         -------
@@ -458,7 +464,7 @@ class FocusStacker:
 
         return stack_nd(
             self, data, axes, z_step=z_step, calibration=calibration, channel=channel,
-            reuse_alignment=reuse_alignment, progress=progress, cancel=cancel,
+            reuse_alignment=reuse_alignment, progress=progress, cancel=cancel, scheduler=scheduler,
         )
 
     def estimate_transforms(

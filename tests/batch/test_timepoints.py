@@ -52,6 +52,7 @@ def test_file_on_a_cluster_matches_the_serial_run(tmp_path, tzyx, client):
     seen = []
     parallel = stack_nd(_cpu(), path, scheduler=client, progress=lambda *a: seen.append(a))
     _same(parallel, serial)
+    _same(_cpu().stack_nd(path, scheduler=client), serial)  # the method passes it on
     assert parallel.unit == "µm" and parallel.image.shape == (4, 64, 80)
     assert [r["index"] for r in parallel.reports] == [{"T": t} for t in range(4)]
     assert [r["reused_alignment"] for r in parallel.reports] == [False, True, True, True]
