@@ -205,7 +205,7 @@ class PyramidFusion(_Fusion):
         bands = self.weighted.bands()
         if self.noise is not None:
             bands[0] = self.noise.blend(bands[0])
-        image = pyramid.collapse(self.bk, bands + [base])
+        image = pyramid.collapse(self.bk, bands + [base], overwrite=True)  # the bands are ours
         depth, confidence = self._maps()
         return FusionResult(image, depth, confidence)
 

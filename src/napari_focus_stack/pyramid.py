@@ -103,11 +103,15 @@ def laplacian_pyramid(bk: Backend, a: Any, levels: int, overwrite: bool = False,
     return pyr
 
 
-def collapse(bk: Backend, pyr: list) -> Any:
-    """Rebuild the image from a Laplacian pyramid."""
+def collapse(bk: Backend, pyr: list, overwrite: bool = False) -> Any:
+    """Rebuild the image from a Laplacian pyramid.
+
+    With ``overwrite=True`` each level is rebuilt in its band's own buffer
+    (the bands are consumed): no frame-sized copy.
+    """
     image = pyr[-1]
     for band in reversed(pyr[:-1]):
-        image = bk.pyr_up_add(band.copy(), image, 1.0)
+        image = bk.pyr_up_add(band if overwrite else band.copy(), image, 1.0)
     return image
 
 

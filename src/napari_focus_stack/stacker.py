@@ -910,7 +910,11 @@ class FocusStacker:
         dtype = np.dtype(dtype)
         if dtype.kind in "ui":
             peak = _dtype_scale(dtype)
-            image = np.clip(np.rint(image * peak), 0, peak).astype(dtype)
+            # in place: the float image is ours (the fusion's result) and frame-sized
+            image *= np.float32(peak)
+            np.rint(image, out=image)
+            np.clip(image, 0, peak, out=image)
+            image = image.astype(dtype)
         else:
             image = image.astype(dtype, copy=False)
         return image, depth.astype(np.float32, copy=False), confidence.astype(np.float32, copy=False)
