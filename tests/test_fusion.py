@@ -253,3 +253,23 @@ def test_weighted_levels_handles_any_weight_range(backend):
 def test_unknown_prefer(backend):
     with pytest.raises(ValueError, match="prefer"):
         make_fusion("pyramid", backend, (32, 32), 2, 1, prefer="front")
+
+
+@pytest.mark.parametrize("smoothing", [1.0, 4.0])  # 1: the finest energy is not smoothed at all
+def test_log_weights_in_place_leave_the_callers_arrays_alone(smoothing):
+    from napari_focus_stack import pyramid
+    from napari_focus_stack._backend import get_backend
+    from napari_focus_stack.fusion_decision import level_log_weights
+
+    bk = get_backend("cpu")
+    rng = np.random.default_rng(5)
+    lap = pyramid.laplacian_pyramid(bk, rng.random((64, 80, 3)).astype(np.float32), 4)
+    energy0 = bk.block_energy(lap[0], 2)
+    kept = energy0.copy()
+    masks = [None] * 3
+    want, energies = level_log_weights(bk, lap[:-1], masks, smoothing, energy0_half=energy0)
+    got, none = level_log_weights(bk, lap[:-1], masks, smoothing, energy0_half=energy0, keep_energies=False)
+    assert none is None and len(energies) == 3
+    np.testing.assert_array_equal(energy0, kept)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-3)

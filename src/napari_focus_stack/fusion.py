@@ -158,7 +158,8 @@ class PyramidFusion(_Fusion):
 
         def weights() -> None:
             prep["log_weights"], energies = level_log_weights(
-                bk, lap[:-1], masks[:-1], self.smoothing, channel_weights=self.weights, energy0_half=energy_half
+                bk, lap[:-1], masks[:-1], self.smoothing, channel_weights=self.weights, energy0_half=energy_half,
+                keep_energies=self.order.active,
             )
             if self.order.active:
                 prep["order"] = OcclusionOrder.frame_part(energies, prep["log_weights"])

@@ -113,7 +113,8 @@ def level_valid(bk: Backend, valid: Any | None, levels: int) -> list:
 
 def level_log_weights(bk: Backend, bands: list, masks: list, smoothing: float = 4.0,
                       channel_weights: Any | None = None, sharpness: float | None = None,
-                      parent: float | None = None, energy0_half: Any | None = None) -> tuple[list, list]:
+                      parent: float | None = None, energy0_half: Any | None = None,
+                      keep_energies: bool = True) -> tuple[list, list | None]:
     """Log-weights of one frame's bands, finest first.
 
     The finest band's weights are computed on a grid twice as coarse (2x2
@@ -139,15 +140,18 @@ def level_log_weights(bk: Backend, bands: list, masks: list, smoothing: float = 
     energy0_half : array, optional
         ``bk.block_energy(bands[0], 2, channel_weights)`` when the
         caller has it already.
+    keep_energies : bool
+        Return the smoothed energies too; without them the log-weights are
+        computed in their buffers (less memory per frame).
 
     Returns
     -------
     log_weights : list of float32 arrays, one per band
         ``_NEVER`` where the band is not covered; the first on the grid of
         the second band.
-    energies : list of float32 arrays
+    energies : list of float32 arrays, or None
         The smoothed band energies (activities) on the same grids, for
-        :class:`OcclusionOrder`.
+        :class:`OcclusionOrder` (None unless ``keep_energies``).
     """
     xp = bk.xp
     sharpness = SHARPNESS if sharpness is None else sharpness
@@ -157,18 +161,29 @@ def level_log_weights(bk: Backend, bands: list, masks: list, smoothing: float = 
         energy0_half = bk.block_energy(bands[0], 2, channel_weights)
     energies = [smooth_measure(bk, energy0_half, 0, sigma / 2)]
     energies += [smooth_measure(bk, bk.block_energy(b, 1, channel_weights), 0, sigma) for b in bands[1:]]
-    logs = [xp.log(e + _TINY) for e in energies]
-    out = []
+    if keep_energies:
+        logs = [xp.log(e + _TINY) for e in energies]
+    else:  # the smoothed energies are ours: their logs can take their place
+        if energies[0] is energy0_half:  # no smoothing at all: that one is the caller's
+            energies[0] = energy0_half.copy()
+        logs = []
+        for e in energies:
+            e += _TINY
+            logs.append(xp.log(e, out=e))
+    # finest first, each level's log-weights written over its logs (they are its
+    # parent's input only, which comes before it)
     for level, lg in enumerate(logs):
-        lw = lg * sharpness
         if parent and level + 1 < len(logs):
             coarse = logs[level + 1] if level == 0 else pyramid.expand(bk, logs[level + 1], lg.shape)
-            lw += coarse * (sharpness * parent)
+            lg *= xp.float32(1.0 / parent)
+            lg += coarse
+            lg *= xp.float32(sharpness * parent)  # = sharpness * log + sharpness * parent * coarse log
             del coarse
+        else:
+            lg *= xp.float32(sharpness)
         if masks[level] is not None:
-            xp.copyto(lw, _NEVER, where=~masks[level])
-        out.append(lw.astype(xp.float32, copy=False))
-    return out, energies
+            xp.copyto(lg, _NEVER, where=~masks[level])
+    return [lg.astype(xp.float32, copy=False) for lg in logs], energies if keep_energies else None
 
 
 def _per_pixel(a: Any, like: Any) -> Any:
