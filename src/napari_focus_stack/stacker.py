@@ -565,23 +565,28 @@ class FocusStacker:
     def estimate_memory(self, shape: Sequence[int]) -> int:
         """Peak bytes :meth:`stack` needs for frames of ``shape`` ((H, W) or (H, W, C)).
 
-        Measured on the CPU backend (pcb 7 x 3.1 MP and 10 x 12 MP stacks,
-        whole process less the interpreter and its libraries, about 0.1 GiB):
-        about 5 float32 copies of the frame at working resolution, for the
-        fusion state (pyramid of best coefficients, activities, depth
-        tracker) and the one frame being prepared (warped, its pyramid,
-        strips of scratch), plus the decoded 8-bit frames waiting (one per
-        worker), plus the full-size result when tiled.
+        Measured on the CPU backend, whole process less the interpreter and
+        its libraries (about 60 MiB): the pcb stack (7 x 3.1 MP) 330 MiB, a
+        10 x 12 MP stack 900-940 MiB. About 6.5 float32 copies of the
+        frame at working resolution: the fusion state (the fused pyramid,
+        the noise average, the weights, the depth tracker) and the frame
+        being prepared (its pyramid and maps), plus 1.8 copies for a small
+        frame prepared ahead (see ``PREFETCH_MAX_FRAME_BYTES``), two decoded
+        8-bit frames, some 40 MiB of fixed costs, and the full-size result
+        when tiled.
         """
         h, w = int(shape[0]), int(shape[1])
         c = int(shape[2]) if len(shape) > 2 else 1
         frame = h * w * c * 4
         work = frame * self.scale_factor**2
-        decoded = (self.workers + 1) * frame // 4
-        if not self.tile_size or self.tile_size >= max(h, w) * self.scale_factor:
-            return int(5 * work + decoded)
-        tile = min(work, (self.tile_size + 2 * 192) ** 2 * c * 4)  # a tile and its overlap
-        return int(work * (c + 2) / c + 5 * tile + decoded)
+        fixed = 40 << 20
+        decoded = 2 * frame // 4
+        tiled = bool(self.tile_size) and self.tile_size < max(h, w) * self.scale_factor
+        window = min(work, (self.tile_size + 2 * 192) ** 2 * c * 4) if tiled else work  # a tile and its overlap
+        side = int(math.sqrt(window / (4 * c)))
+        ahead = 1.8 * window if self.workers > 1 and _prefetch_fusion((side, side), (c,)) else 0
+        result = work * (c + 2) / c if tiled else 0  # image, depth and confidence assembled on the host
+        return int(6.5 * window + ahead + result + decoded + fixed)
 
     def save_image(
         self,
@@ -883,12 +888,12 @@ class FocusStacker:
         read = lambda i: self._read(source, cache, i)  # noqa: E731
         # Decode the next frame on a thread (one is enough: decoding takes a
         # fraction of a frame's fusion, and each decoded frame waiting is
-        # memory); prepare and merge one frame at a time, the memory of one
-        # frame's pyramid, their kernels and independent halves in parallel.
-        # (Preparing the next frame during this one's merge was measured too:
-        # no faster than the halves in parallel, for a pyramid more in memory.)
+        # memory). Prepare and merge run their kernels and independent halves
+        # in parallel; small frames are also prepared one ahead (see
+        # _prefetch_fusion).
         frames_in = _prefetched(read, frames, 1 if self.workers > 1 else 0)
-        prepared = (prepare(i, next(frames_in)) for i in frames)
+        ahead = 1 if parallel and _prefetch_fusion(shape, source.shape[2:]) else 0
+        prepared = _prefetched(lambda i: prepare(i, next(frames_in)), frames, ahead)
         try:
             for i in frames:
                 # no zip(): it would keep the previous frame's pyramid alive one step longer
@@ -1000,6 +1005,19 @@ class _FrameCache:
         with self.lock:
             self.frames.clear()
             self.used = 0
+
+
+#: Largest float32 working frame (bytes) whose fusion prepares the next frame
+#: while merging this one. Measured, 2 cores, whole process: 7 x 3.1 MP (36 MiB
+#: frames) 8 % faster for 60 MiB more peak; 10 x 12 MP (137 MiB frames) no
+#: faster, memory bandwidth being the limit, for 250 MiB more (over a 1 GiB
+#: budget). Each frame ahead holds about 1.8 working frames (pyramid, maps).
+PREFETCH_MAX_FRAME_BYTES = 64 << 20
+
+
+def _prefetch_fusion(shape: Sequence[int], channels: tuple) -> bool:
+    """Whether a fusion window of ``shape`` prepares the next frame ahead (:data:`PREFETCH_MAX_FRAME_BYTES`)."""
+    return int(shape[0]) * int(shape[1]) * int(np.prod(channels or (1,))) * 4 <= PREFETCH_MAX_FRAME_BYTES
 
 
 def _prefetched(fn: Callable, items: list, ahead: int) -> Iterator:

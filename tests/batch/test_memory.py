@@ -30,8 +30,9 @@ def test_too_large_for_memory_is_refused_up_front(tmp_path, monkeypatch):
 
 def test_memory_estimate(monkeypatch):
     one = estimate_peak_memory((1000, 1000, 3), scale_factor=1, in_flight=1)
-    assert estimate_peak_memory((1000, 1000, 3), scale_factor=2, in_flight=1) > 3 * one
-    assert estimate_peak_memory((1000, 1000), scale_factor=1, in_flight=1) == pytest.approx(one / 3)
+    # the working copies grow with the pixels worked on, besides some fixed costs
+    assert estimate_peak_memory((1000, 1000, 3), scale_factor=2, in_flight=1) > 2.5 * one
+    assert one / 3 < estimate_peak_memory((1000, 1000), scale_factor=1, in_flight=1) < 0.6 * one
     big = (6000, 8000, 3)
     assert estimate_peak_memory(big, 2, 3, tile_size=1024) < estimate_peak_memory(big, 2, 3) / 2
     with pytest.raises(StackError, match="GiB"):
@@ -54,7 +55,7 @@ def test_tiles_are_chosen_when_memory_is_short(monkeypatch):
     assert all(estimate_peak_memory(twelve, 1, 3, t) > 2**29 for t in memory.TILE_SIZES if t > tile)
     monkeypatch.setattr(memory, "available_memory", lambda: 1.5 * 2**30)
     assert memory.fit_memory(twelve, 1, 2, share=3) == tile  # the same, from the free memory
-    assert memory.fit_memory(twelve, 1, 2, tile_size=1024, share=3) == 1024  # the user's tiles fit: kept
+    assert memory.fit_memory(twelve, 1, 2, tile_size=tile, share=3) == tile  # the user's tiles fit: kept
     with pytest.raises(StackError, match="a larger --max-memory than 0.01 GiB"):
         memory.fit_memory(twelve, 1, 2, max_memory=0.01)
     with pytest.raises(StackError, match="smaller tiles"):  # the user's tiles do not fit
