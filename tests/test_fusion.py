@@ -273,3 +273,14 @@ def test_log_weights_in_place_leave_the_callers_arrays_alone(smoothing):
     np.testing.assert_array_equal(energy0, kept)
     for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-3)
+
+
+def test_quantile_is_numpys_percentile():
+    from napari_focus_stack.focus import quantile
+
+    rng = np.random.default_rng(2)
+    for n in (1, 2, 3, 10, 1001):
+        v = rng.random(n).astype(np.float32)
+        for q in (0, 10, 33.3, 50, 99.5, 100):
+            assert quantile(np, v.copy(), q) == pytest.approx(float(np.percentile(v, q)), rel=1e-6)
+    assert np.isnan(quantile(np, np.array([1.0, np.nan]), 50))

@@ -14,19 +14,30 @@ import numpy as np
 
 from ._backend import Backend, block_all, block_mean, upsample_blocks
 
-__all__ = ["focus_measure", "smooth_measure", "block_mean", "upsample_blocks", "DepthTracker"]
+__all__ = ["focus_measure", "quantile", "smooth_measure", "block_mean", "upsample_blocks", "DepthTracker"]
 
 
-def _median(xp, v: Any) -> float:
-    """``float(xp.median(v))`` of a non-empty 1D array, without NumPy's import of numpy.ma (0.1 s a run)."""
+def quantile(xp, v: Any, q: float) -> float:
+    """``float(xp.percentile(v, q))`` (linear interpolation) of a non-empty 1D array.
+
+    By partial sorting, without the import of numpy.ma that NumPy's median
+    and percentile make (0.01-0.1 s of every run). NaN if ``v`` holds one.
+    """
     if bool(xp.isnan(v).any()):
         return float("nan")
     n = int(v.size)
-    k = n // 2
-    if n % 2:
+    pos = q / 100.0 * (n - 1)
+    k = min(int(pos), n - 1)
+    if k + 1 >= n or pos == k:
         return float(xp.partition(v, k)[k])
-    part = xp.partition(v, [k - 1, k])
-    return (float(part[k - 1]) + float(part[k])) / 2
+    part = xp.partition(v, [k, k + 1])
+    lo, hi = float(part[k]), float(part[k + 1])
+    return lo + (pos - k) * (hi - lo)
+
+
+def _median(xp, v: Any) -> float:
+    """``float(xp.median(v))`` of a non-empty 1D array (see :func:`quantile`)."""
+    return quantile(xp, v, 50.0)
 
 
 def smooth_measure(bk: Backend, a: Any, radius: float, smoothing: float) -> Any:

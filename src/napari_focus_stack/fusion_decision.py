@@ -42,7 +42,7 @@ from typing import Any
 
 from . import pyramid
 from ._backend import Backend
-from .focus import smooth_measure
+from .focus import quantile, smooth_measure
 from .options import PREFER
 
 __all__ = [
@@ -302,7 +302,7 @@ class NoiseAverage:
         local = smooth_measure(bk, half, *_COHERENCE_WINDOW)
         # the noise floor, from every other sample of each axis: plenty for a percentile
         sample = local[::2, ::2] if mask is None else local[::2, ::2][mask[::2, ::2]]
-        typical = float(xp.percentile(sample, NOISE_FLOOR_PERCENTILE)) if sample.size else 0.0
+        typical = quantile(xp, sample.ravel(), NOISE_FLOOR_PERCENTILE) if sample.size else 0.0
         local /= typical + _TINY
         return {"energy_half": half, "relative": local}
 
