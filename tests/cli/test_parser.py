@@ -62,3 +62,27 @@ def test_out_of_range_engine_option_is_one_line(capsys):
     assert main(["stack", "a.jpg", "b.jpg", "-o", "o.jpg", "--smoothing", "11"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["napari-focus-stack: error: smoothing must be between 1 and 10, got 11.0"]
+
+
+def test_stack_runs_without_the_batch_planner_or_the_generator(tmp_path):
+    # each is a few hundredths of a second of start-up that a plain stack run does not need
+    import subprocess
+    import sys
+
+    from napari_focus_stack.synthetic import make_stack, save_stack
+
+    paths = save_stack(make_stack("checker", shape=(64, 80), n_frames=3, seed=0), tmp_path, fmt="png")
+    code = (
+        "import sys\n"
+        "from napari_focus_stack.cli import main\n"
+        f"assert main(['stack', *{[str(p) for p in paths]!r}, '-o', {str(tmp_path / 'f.png')!r}, '-q']) == 0\n"
+        "print(sorted(m for m in sys.modules if m.startswith('napari_focus_stack.') and m.split('.')[1] in "
+        "('batch', 'grouping', 'synthetic', 'cli')))\n"
+        "print('numpy.ma' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    loaded = eval(out[0])  # noqa: S307  (our own printout)
+    assert not any(m.split(".")[1] in ("grouping", "synthetic") for m in loaded), loaded
+    assert not {"napari_focus_stack.batch.plan", "napari_focus_stack.batch.run", "napari_focus_stack.cli.batch",
+                "napari_focus_stack.cli.demo"} & set(loaded), loaded
+    assert out[1] == "False"

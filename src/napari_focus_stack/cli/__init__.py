@@ -72,7 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     with its traceback.
     """
     tune_malloc()
-    args = build_parser().parse_args(argv)
+    if argv is None:
+        argv = sys.argv[1:]
+    args = build_parser(argv).parse_args(argv)
     received: list[int] = []
     try:
         with _terminate_as_interrupt(received), warnings.catch_warnings():

@@ -12,7 +12,15 @@ from ..batch.plan import known_outputs
 from ..batch.run import fatal_line
 from ..grouping import MODES, detect_stacks
 from .inputs import check_input_paths, reading_inputs
-from .parser import add_engine_options, add_max_memory, add_max_pixels, add_scheduler, check_max_pixels, engine_options
+from .parser import (
+    COMMANDS,
+    add_engine_options,
+    add_max_memory,
+    add_max_pixels,
+    add_scheduler,
+    check_max_pixels,
+    engine_options,
+)
 
 __all__ = ["add_parser", "options_from_args", "run"]
 
@@ -21,7 +29,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``batch`` command to `subparsers`."""
     p = subparsers.add_parser(
         "batch",
-        help="stack every stack of a scan (OpenScan and others)",
+        help=COMMANDS["batch"],
         description=(
             "Find the stacks in INPUT_DIR (an OpenScan3 scan folder scanNN/ of scanNN_PPP_fsKK photos, or a "
             "project folder of such scan folders; classic OpenScan names <name>_<pose>-<frame>; numbered "

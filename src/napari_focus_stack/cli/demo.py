@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import OutputError
-from .parser import add_engine_options, stacker_from_args
+from .parser import COMMANDS, add_engine_options, stacker_from_args
 from .progress import Progress
 
 __all__ = ["add_parser", "run"]
@@ -17,7 +17,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
     p = subparsers.add_parser(
         "demo",
-        help="fuse a built-in synthetic stack",
+        help=COMMANDS["demo"],
         description="Make a synthetic stack with known truth and fuse it.",
     )
     p.add_argument("outdir", help="folder for the frames, fused image, depth and confidence maps")

@@ -7,6 +7,7 @@ import sys
 
 from .. import __version__
 from ..options import option
+from .parser import COMMANDS
 
 __all__ = ["add_parser", "run"]
 
@@ -15,7 +16,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``info`` command to `subparsers`."""
     device = option("device")
     p = subparsers.add_parser(
-        "info", help="show the compute backend and GPU", description="Print backend, device and memory."
+        "info", help=COMMANDS["info"], description="Print backend, device and memory."
     )
     p.add_argument("--device", choices=device.choices, default=device.default, help=device.help)
     p.set_defaults(func=run)

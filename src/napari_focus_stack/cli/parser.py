@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import ParameterError
 from ..options import OPEN_ENDED, OPTIONS, EngineOptions, Option
 
 __all__ = [
-    "add_engine_options", "add_max_memory", "add_max_pixels", "add_scheduler", "build_parser", "engine_options",
-    "stacker_from_args",
+    "COMMANDS", "add_engine_options", "add_max_memory", "add_max_pixels", "add_scheduler", "build_parser",
+    "engine_options", "stacker_from_args",
 ]
 
 
@@ -102,10 +103,28 @@ def stacker_from_args(args: argparse.Namespace, **overrides):
     return FocusStacker(**engine_options(args).kwargs(), **overrides)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``napari-focus-stack`` parser with its ``stack``, ``batch``, ``demo`` and ``info`` commands."""
-    from . import batch, demo, info, stack
+#: The commands, in the order ``--help`` lists them, with their one-line help.
+COMMANDS = {
+    "stack": "fuse one stack",
+    "demo": "fuse a built-in synthetic stack",
+    "info": "show the compute backend and GPU",
+    "batch": "stack every stack of a scan (OpenScan and others)",
+}
 
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``napari-focus-stack`` parser with its ``stack``, ``batch``, ``demo`` and ``info`` commands.
+
+    Given the arguments about to be parsed, only the command they name is
+    built with its options (and its module imported: ``batch`` and ``demo``
+    pull in the batch planner and the generator, a few hundredths of a
+    second of every ``stack`` run); the others are listed by name. Without
+    them, or for ``--help``, every command is built.
+    """
+    import importlib
+
+    named = next((a for a in (argv or ()) if not a.startswith("-")), None)
+    wanted = named if named in COMMANDS else None
     parser = argparse.ArgumentParser(
         prog="napari-focus-stack",
         description="Align and fuse focus stacks into one sharp image, with depth and confidence maps.",
@@ -113,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for command in (stack, demo, info, batch):
-        command.add_parser(sub)
+    for name, help_line in COMMANDS.items():
+        if wanted in (None, name):
+            importlib.import_module(f".{name}", __package__).add_parser(sub)
+        else:
+            sub.add_parser(name, help=help_line)  # not the command given: never parsed
     return parser

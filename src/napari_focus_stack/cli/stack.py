@@ -15,6 +15,7 @@ from ..io.outputs import Output, check_outputs, write_outputs
 from .inputs import check_input_paths, reading_inputs
 from .microscopy import is_microscopy_input, ome_zarr_input, print_summary, run_microscopy
 from .parser import (
+    COMMANDS,
     add_engine_options,
     add_max_memory,
     add_max_pixels,
@@ -31,7 +32,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``stack`` command to `subparsers`."""
     p = subparsers.add_parser(
         "stack",
-        help="fuse one stack",
+        help=COMMANDS["stack"],
         description="Fuse one stack: a folder, several files, or a multi-page TIFF; microscope data (ImageJ "
         "hyperstacks, OME-TIFF, OME-Zarr) for every time point, with its calibration. Inputs are never overwritten.",
     )
