@@ -120,3 +120,26 @@ def test_put_result_refills_a_rerun_and_replaces_another_kind(make_napari_viewer
     new = put_result(viewer.layers, fused_spec)
     assert new is not first["fused"] and not new.rgb
     assert viewer.layers.index(new) == index and len(viewer.layers) == 4
+
+
+def test_put_result_sets_only_the_properties_that_changed(make_napari_viewer):
+    # every property set redraws the layer (slow with software OpenGL): a rerun
+    # with the same settings refills the data only, a changed setting still lands
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((4, *SHAPE, 3), np.uint8), name="stack", rgb=True)
+    result, source = _result()
+    specs = list(result_layers(result, "stack", source))
+    layers = {spec[0]: put_result(viewer.layers, spec) for spec in specs}
+    depth = layers["depth"]
+    fired = []
+    for name in ("scale", "translate", "contrast_limits", "colormap", "blending", "gamma"):
+        getattr(depth.events, name).connect(lambda event, name=name: fired.append(name))
+    again, _ = _result()
+    for spec in result_layers(again, "stack", source):
+        put_result(viewer.layers, spec)
+    assert fired == []
+    role, data, kwargs = next(s for s in result_layers(again, "stack", source) if s[0] == "depth")
+    limits = [float(kwargs["contrast_limits"][0]), float(kwargs["contrast_limits"][1]) + 1]
+    put_result(viewer.layers, (role, data, {**kwargs, "scale": (2.0, 3.0), "contrast_limits": limits}))
+    assert tuple(depth.scale) == (2.0, 3.0) and list(depth.contrast_limits) == limits
+    assert "scale" in fired and "contrast_limits" in fired

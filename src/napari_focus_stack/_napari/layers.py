@@ -434,6 +434,19 @@ def reusable(layers: LayerList, spec: ResultLayer) -> Image | None:
     return old if _refillable(old, data, kwargs) else None
 
 
+def _same(current: Any, wanted: Any) -> bool:
+    """Whether a layer property already has the value a result layer asks for."""
+    name = getattr(current, "name", None)  # a colormap asked for by name
+    if isinstance(wanted, str):
+        return str(current) == wanted or name == wanted
+    try:
+        a = np.asarray(current, dtype=float)
+        b = np.asarray(wanted, dtype=float)
+    except (TypeError, ValueError):  # units, labels, colormap objects: as text
+        return [str(x) for x in np.atleast_1d(current)] == [str(x) for x in np.atleast_1d(wanted)]
+    return a.shape == b.shape and bool(np.allclose(a, b, rtol=0, atol=0))
+
+
 def put_result(layers: LayerList, spec: ResultLayer) -> Image:
     """Show one result layer: refill the earlier run's layer, else add one.
 
@@ -448,13 +461,16 @@ def put_result(layers: LayerList, spec: ResultLayer) -> Image:
     if _refillable(old, data, kwargs):
         old.data = data
         old.metadata = meta
-        old.scale, old.translate = kwargs["scale"], kwargs["translate"]
-        for name in ("units", "axis_labels", "colormap", "blending", "gamma"):
-            if name in kwargs:
+        # every property set redraws the layer and its thumbnail (tens of ms for
+        # a few megapixels): set only what changed since the earlier run
+        for name in ("scale", "translate", "units", "axis_labels", "colormap", "blending", "gamma"):
+            if name in kwargs and not _same(getattr(old, name), kwargs[name]):
                 setattr(old, name, kwargs[name])
         if "contrast_limits" in kwargs:
-            old.contrast_limits_range = kwargs["contrast_limits"]
-            old.contrast_limits = kwargs["contrast_limits"]
+            if not _same(old.contrast_limits_range, kwargs["contrast_limits"]):
+                old.contrast_limits_range = kwargs["contrast_limits"]
+            if not _same(old.contrast_limits, kwargs["contrast_limits"]):
+                old.contrast_limits = kwargs["contrast_limits"]
         return old
     layer = Image(data, **kwargs)
     if old is not None:
