@@ -16,7 +16,6 @@ traceback.
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +44,7 @@ from ..errors import FocusStackError
 from ..grouping import MODES, Plan
 from . import layer_metadata as md
 from ._notify import defuse_notification_timers, notify
+from .background import BackgroundRun
 from .engine_form import EngineForm
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ class _Bridge(QObject):
     stack = Signal(object)
 
 
-class BatchWidget(QWidget):
+class BatchWidget(BackgroundRun, QWidget):
     """Dock widget that focus-stacks every stack of a scan folder.
 
     Parameters
@@ -91,14 +91,13 @@ class BatchWidget(QWidget):
     def __init__(self, napari_viewer: napari.Viewer):
         super().__init__()
         self.viewer = napari_viewer
-        self.worker = None
+        self._init_run()
         self.plan: Plan | None = None
         self.jobs: list[StackJob] = []
         self.result: BatchResult | None = None
         self.entries: dict[str, dict] = {}
         self._rows: dict[str, int] = {}
         self._partial: dict[str, float] = {}
-        self._cancel = threading.Event()
         self._bridge = _Bridge()
         self._bridge.progress.connect(self._on_progress)
         self._bridge.stack.connect(self._on_stack)
@@ -333,8 +332,6 @@ class BatchWidget(QWidget):
     # ----------------------------------------------------------------- run
     def run(self) -> None:
         """Stack every stack of the plan in a worker thread."""
-        from napari.qt.threading import create_worker
-
         if self.worker is not None:
             return
         plan = self.detect()
@@ -344,15 +341,14 @@ class BatchWidget(QWidget):
             return
         self.entries, self._partial = {}, {}
         self.result = None
-        self._cancel.clear()
         defuse_notification_timers()  # a napari 0.9 toast bug would slow the engine
         self.progress_bar.setValue(0)
         self.status_label.setText(f"Stacking {len(plan.stacks)} stacks...")
         self.run_button.setEnabled(False)
         self.detect_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
-        # an exception other than FocusStackError is a bug: napari re-raises it here with its traceback
-        self.worker = create_worker(
+        # an exception other than FocusStackError is a bug: the widget says so and napari re-raises it
+        self._start(
             _run_batch,
             plan,
             self.output_folder(),
@@ -360,19 +356,11 @@ class BatchWidget(QWidget):
             progress=self._bridge.progress.emit,
             on_stack=self._bridge.stack.emit,
             cancel=self._cancel,
-            _start_thread=False,
         )
-        self.worker.returned.connect(self._on_returned)
-        self.worker.errored.connect(self._on_errored)
-        self.worker.finished.connect(self._on_finished)
-        self.worker.start()
 
-    def cancel(self) -> None:
-        """Stop the batch: the stack in progress stops after its current frame."""
-        if self.worker is not None:
-            self._cancel.set()
-            self.cancel_button.setEnabled(False)
-            self.status_label.setText("Cancelling...")
+    def _show_cancelling(self) -> None:
+        # the batch stops once the stack in progress has stopped after its current frame
+        self.status_label.setText("Cancelling...")
 
     def _on_progress(self, stack: str, done: int, total: int, stage: str) -> None:
         row = self._rows.get(stack)

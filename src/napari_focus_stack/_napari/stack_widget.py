@@ -67,6 +67,7 @@ from ..io import FrameSource
 from ..stacker import Cancelled, FocusStacker, StackResult
 from . import layer_metadata as md
 from ._notify import defuse_notification_timers, notify
+from .background import BackgroundRun
 from .channel_picker import ChannelPicker
 from .engine_form import EngineForm
 from .input_picker import SELECTED, InputPicker, ZAxisPicker
@@ -136,7 +137,7 @@ class _Bridge(QObject):
     progress = Signal(int, int, str)
 
 
-class FocusStackWidget(QWidget):
+class FocusStackWidget(BackgroundRun, QWidget):
     """Dock widget that focus-stacks a stack layer or several 2-D layers.
 
     Parameters
@@ -157,10 +158,7 @@ class FocusStackWidget(QWidget):
     def __init__(self, napari_viewer: napari.Viewer):
         super().__init__()
         self.viewer = napari_viewer
-        self.worker = None
-        self._cancel = threading.Event()
-        cancel = self._cancel  # not self: the slot must outlive the widget
-        self.destroyed.connect(lambda *_: cancel.set())  # dock closed mid-run: stop the worker
+        self._init_run()
         self._bridge = _Bridge()
         self._bridge.progress.connect(self._on_progress)
         self._progress = (0, "")
@@ -332,8 +330,6 @@ class FocusStackWidget(QWidget):
     # ----------------------------------------------------------------- run
     def run(self) -> None:
         """Start focus stacking the chosen input in a worker thread."""
-        from napari.qt.threading import create_worker
-
         if self.busy:
             return
         try:
@@ -343,7 +339,6 @@ class FocusStackWidget(QWidget):
             self._show_error(exc)
             return
         self._job = job
-        self._cancel.clear()
         defuse_notification_timers()
         n = job.frames
         self._total = 2 * n * job.stacks + (n if job.aligned else 0)
@@ -357,19 +352,10 @@ class FocusStackWidget(QWidget):
         self.cancel_button.setEnabled(True)
         self.surface_button.setEnabled(False)
         # an exception other than FocusStackError is a bug: napari re-raises it here with its traceback
-        self.worker = create_worker(
-            _stack_job, job, stacker, self._cancel, self._bridge.progress.emit, _start_thread=False
-        )
-        self.worker.returned.connect(self._on_returned)
-        self.worker.finished.connect(self._on_finished)
-        self.worker.start()
+        self._start(_stack_job, job, stacker, self._cancel, self._bridge.progress.emit)
 
-    def cancel(self) -> None:
-        """Ask the running job to stop; it does so after the frame in progress."""
-        if self.worker is not None:
-            self._cancel.set()
-            self.cancel_button.setEnabled(False)
-            self.progress_bar.setFormat("Cancelling after the current frame...")
+    def _show_cancelling(self) -> None:
+        self.progress_bar.setFormat("Cancelling after the current frame...")
 
     def _on_progress(self, done: int, total: int, stage: str) -> None:
         # Every repaint of a widget recomposes napari's whole OpenGL window, which
