@@ -509,8 +509,11 @@ def test_side_thread_changes_nothing(small_stack, monkeypatch):
 def test_only_small_frames_are_prepared_ahead():
     from napari_focus_stack.stacker import PREFETCH_MAX_FRAME_BYTES, _prefetch_fusion
 
-    assert _prefetch_fusion((1536, 2048), (3,))  # 3 MP RGB: 36 MiB of float32
-    assert not _prefetch_fusion((3000, 4000), (3,))  # 12 MP RGB: 137 MiB
-    assert _prefetch_fusion((3000, 4000), ())  # 12 MP gray: 46 MiB
-    side = int((PREFETCH_MAX_FRAME_BYTES / 4) ** 0.5)
-    assert _prefetch_fusion((side, side), ()) and not _prefetch_fusion((side + 1, side + 1), ())
+    assert _prefetch_fusion(1536 * 2048 * 3 * 4)  # 3 MP RGB: 36 MiB of float32
+    assert not _prefetch_fusion(3000 * 4000 * 3 * 4)  # 12 MP RGB: 137 MiB
+    assert _prefetch_fusion(3000 * 4000 * 4)  # 12 MP gray: 46 MiB
+    assert _prefetch_fusion(PREFETCH_MAX_FRAME_BYTES) and not _prefetch_fusion(PREFETCH_MAX_FRAME_BYTES + 4)
+    # the memory estimate counts the frame prepared ahead for small frames only
+    small, big = FocusStacker(workers=2), FocusStacker(workers=1)
+    assert small.estimate_memory((1536, 2048, 3)) > big.estimate_memory((1536, 2048, 3))
+    assert small.estimate_memory((3000, 4000, 3)) == big.estimate_memory((3000, 4000, 3))

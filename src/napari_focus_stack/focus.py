@@ -35,11 +35,6 @@ def quantile(xp, v: Any, q: float) -> float:
     return lo + (pos - k) * (hi - lo)
 
 
-def _median(xp, v: Any) -> float:
-    """``float(xp.median(v))`` of a non-empty 1D array (see :func:`quantile`)."""
-    return quantile(xp, v, 50.0)
-
-
 def smooth_measure(bk: Backend, a: Any, radius: float, smoothing: float) -> Any:
     """The spatial averaging shared by measures and their validity masks."""
     size = 2 * int(round(radius)) + 1
@@ -167,7 +162,7 @@ class DepthTracker:
             mean = self.total / xp.maximum(self.count, 1)
             # a clear peak over the other frames, and more focus energy than a
             # typical pixel: flat or featureless areas get low confidence
-            floor = _median(xp, mean[self.count > 0]) if bool((self.count > 0).any()) else 0.0
+            floor = quantile(xp, mean[self.count > 0], 50.0) if bool((self.count > 0).any()) else 0.0
             confidence = xp.clip(xp.nan_to_num((self.best - mean) / (self.best + floor + eps)), 0.0, 1.0)
         confidence = xp.where(self.count > 1, confidence, 0.0).astype(xp.float32)
         return depth, confidence

@@ -583,8 +583,7 @@ class FocusStacker:
         decoded = 2 * frame // 4
         tiled = bool(self.tile_size) and self.tile_size < max(h, w) * self.scale_factor
         window = min(work, (self.tile_size + 2 * 192) ** 2 * c * 4) if tiled else work  # a tile and its overlap
-        side = int(math.sqrt(window / (4 * c)))
-        ahead = 1.8 * window if self.workers > 1 and _prefetch_fusion((side, side), (c,)) else 0
+        ahead = 1.8 * window if self.workers > 1 and _prefetch_fusion(window) else 0
         result = work * (c + 2) / c if tiled else 0  # image, depth and confidence assembled on the host
         return int(6.5 * window + ahead + result + decoded + fixed)
 
@@ -892,7 +891,8 @@ class FocusStacker:
         # in parallel; small frames are also prepared one ahead (see
         # _prefetch_fusion).
         frames_in = _prefetched(read, frames, 1 if self.workers > 1 else 0)
-        ahead = 1 if parallel and _prefetch_fusion(shape, source.shape[2:]) else 0
+        window_bytes = shape[0] * shape[1] * int(np.prod(source.shape[2:], dtype=int)) * 4  # float32
+        ahead = 1 if parallel and _prefetch_fusion(window_bytes) else 0
         prepared = _prefetched(lambda i: prepare(i, next(frames_in)), frames, ahead)
         try:
             for i in frames:
@@ -1015,9 +1015,12 @@ class _FrameCache:
 PREFETCH_MAX_FRAME_BYTES = 64 << 20
 
 
-def _prefetch_fusion(shape: Sequence[int], channels: tuple) -> bool:
-    """Whether a fusion window of ``shape`` prepares the next frame ahead (:data:`PREFETCH_MAX_FRAME_BYTES`)."""
-    return int(shape[0]) * int(shape[1]) * int(np.prod(channels or (1,))) * 4 <= PREFETCH_MAX_FRAME_BYTES
+def _prefetch_fusion(window_bytes: float) -> bool:
+    """Whether a fusion window of ``window_bytes`` of float32 prepares the next frame ahead.
+
+    See :data:`PREFETCH_MAX_FRAME_BYTES`.
+    """
+    return window_bytes <= PREFETCH_MAX_FRAME_BYTES
 
 
 def _prefetched(fn: Callable, items: list, ahead: int) -> Iterator:

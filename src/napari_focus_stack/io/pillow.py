@@ -175,9 +175,8 @@ def _read_pillow(path: Path, head: bytes, reduce: int = 1) -> tuple[np.ndarray, 
         a = None
         if im.format == "JPEG" and mode in ("RGB", "L"):  # not CMYK, not multi-picture (MPO)
             a = _decode_jpeg_opencv(path, mode == "RGB", reduce)
-            info = dict(im.info)
         if a is not None:
-            pass
+            info = dict(im.info)
         elif colour_type in (2, 4, 6):
             a, info = _decode_png16_colour(im, path, colour_type)
         else:
