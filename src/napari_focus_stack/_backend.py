@@ -434,6 +434,8 @@ class OpenCVBackend(Backend):
         identity = np.allclose(m, np.eye(3), atol=1e-9) and tuple(out_shape) == tuple(frame.shape[:2])
 
         def to_float(rows):
+            if _read_as_scalar(rows):
+                return rows.astype(np.float32) * np.float32(gains[:c]).reshape((1,) * (rows.ndim - 1) + (-1,))
             f = cv2.multiply(rows, gains, dtype=cv2.CV_32F)
             return _with_channels(f, rows)
 
@@ -536,7 +538,7 @@ class OpenCVBackend(Backend):
 
     def scale_channels(self, a, gain):
         c = 1 if a.ndim == 2 else a.shape[2]
-        if c > 4 or not a.flags.c_contiguous:
+        if c > 4 or not a.flags.c_contiguous or _read_as_scalar(a):
             return super().scale_channels(a, gain)
         # NumPy broadcasting a per-channel vector is several times slower than
         # OpenCV's per-channel scalars (always four values: a bare number would
@@ -607,6 +609,18 @@ class OpenCVBackend(Backend):
             return super()._channel_sum(frame, weights)
         gray = self.cv2.transform(frame, np.array([weights], dtype=np.float64))
         return gray.astype(np.float32, copy=False)
+
+
+def _read_as_scalar(a: np.ndarray) -> bool:
+    """Whether OpenCV's Python bindings may take the image ``a`` for a Scalar.
+
+    OpenCV 5.1 reads a one-channel column of at most four values, shape
+    ``(n, 1)`` or ``(n, 1, 1)`` with ``n <= 4``, as a Scalar when the other
+    operand is a number or a tuple: ``multiply(a, gains, dst=a)`` then leaves
+    ``a`` unwritten (1 x 1) or multiplies it element by element with the
+    gains (4 x 1). Such images take the NumPy path.
+    """
+    return a.shape[0] <= 4 and a.shape[1] == 1 and (a.ndim == 2 or a.shape[2] == 1)
 
 
 @dataclass(frozen=True)
