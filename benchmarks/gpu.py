@@ -104,8 +104,8 @@ def main() -> int:
     # 2. in memory: alignment + fusion
     stacker = FocusStacker(device=bk, workers=min(8, os.cpu_count() or 1))
     mem_s, res = median_time(lambda: stacker.stack(stack.frames), bk, a.repeats)
-    align_s = res.report["timings"]["align_s"]
-    fuse_s = res.report["timings"]["fuse_s"]
+    align_s = res.report.timings.align_s
+    fuse_s = res.report.timings.fuse_s
     peak = pool.total_bytes() if pool is not None else float("nan")
     print(f"in memory: {mem_s:.3f} s (align {align_s:.3f} s, fuse {fuse_s:.3f} s)", flush=True)
 

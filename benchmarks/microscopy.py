@@ -6,7 +6,7 @@ plane, and a second file holding its first time point only. Each run is a
 fresh process, with the allocator tuned as the command line tunes it, that
 reads the file a plane at a time, fuses every z-stack and streams the fused
 image and height map to calibrated TIFFs
-(:func:`napari_focus_stack.nd.stack_nd_to_files`, what ``stack FILE.tif`` runs):
+(the job layer, :mod:`napari_focus_stack.jobs`, as ``stack FILE.tif`` runs it):
 
 * ``1 time point``: the single z-stack, the memory reference;
 * ``T time points, alignment reused``: estimated on the first z-stack;
@@ -71,21 +71,21 @@ def write_hyperstack(path: Path, t: int, c: int, z: int, size: int, seed: int = 
 def child(args: argparse.Namespace) -> None:
     """One measured run, in a fresh process: prints wall seconds and peak MiB as JSON."""
     t0 = time.perf_counter()
-    from napari_focus_stack import FocusStacker
     from napari_focus_stack._runtime import tune_malloc
-    from napari_focus_stack.nd import stack_nd_to_files
+    from napari_focus_stack.io.outputs import Output
+    from napari_focus_stack.jobs import Job, plan_job, run_job
+    from napari_focus_stack.options import EngineOptions
 
     tune_malloc()  # as the command line does
 
     out = Path(args.out)
-    info = stack_nd_to_files(
-        FocusStacker(device="cpu"), args.child, out / "fused.tif", height=out / "height.tif",
-        reuse_alignment=not args.no_reuse,
-    )
+    outputs = [Output("image", out / "fused.tif"), Output("depth", out / "height.tif")]
+    job = Job(args.child, EngineOptions(device="cpu"), outputs=outputs, reuse_alignment=not args.no_reuse)
+    done = run_job(plan_job(job))  # what ``stack FILE.tif -o fused.tif --depth-map height.tif`` runs
     wall = time.perf_counter() - t0
-    align = [r["timings"]["align_s"] for r in info["reports"]]
-    fuse = [r["timings"]["fuse_s"] for r in info["reports"]]
-    unwarped = len(info["reports"][0]["unwarped"])
+    align = [r.timings.align_s for r in done.reports]
+    fuse = [r.timings.fuse_s for r in done.reports]
+    unwarped = len(done.reports[0].unwarped)
     print(json.dumps({"wall_s": wall, "peak_mib": _peak_mib(), "align_s": align, "fuse_s": fuse,
                       "unwarped": unwarped, "cpu_s": _cpu_s()}))
 
@@ -99,8 +99,7 @@ def _cpu_s() -> float:
 
 def baseline() -> None:
     """The process alone: Python and the modules a run imports, no data (prints peak MiB as JSON)."""
-    import napari_focus_stack.io.calibrated  # noqa: F401
-    import napari_focus_stack.nd  # noqa: F401
+    import napari_focus_stack.jobs  # noqa: F401
     from napari_focus_stack import FocusStacker
 
     FocusStacker(device="cpu").backend  # noqa: B018  (imports the CPU kernels)

@@ -76,7 +76,7 @@ def test_deciding_channel_drives_the_decision():
     c0, c1 = by0.confidence, by1.confidence
     assert np.median(c0[core][:, 8:56]) > 0.2 and np.median(c0[core][:, 72:120]) < 0.05
     assert np.median(c1[core][:, 72:120]) > 0.2 and np.median(c1[core][:, 8:56]) < 0.05
-    assert by0.reports[0]["channel_weights"] == [1.0, 0.0]
+    assert by0.reports[0].channel_weights == [1.0, 0.0]
 
 
 def test_normalised_channels_let_a_dim_channel_count():

@@ -66,18 +66,18 @@ def stack():
 
 def test_each_frame_uploaded_once_result_downloaded_once(stack):
     dev = simulated_device()
-    res = FocusStacker(device=dev).stack(stack.frames)
+    res = FocusStacker(device=dev).stack(stack.frames, depth=False)
     n = len(stack.frames)
     assert dev.counts["up"] == n  # pass 2 reads the device-side cache
     assert dev.counts["down"] == 3  # image, depth, confidence
-    assert res.report["cache_hits"] == n and res.report["tiles"] == 1
+    assert res.report.cache_hits == n and res.report.tiles == 1
     cpu = FocusStacker(device="cpu").stack(stack.frames)
     assert psnr(res.image, cpu.image) > 50
 
 
 def test_without_cache_frames_are_uploaded_per_pass(stack):
     dev = simulated_device()
-    FocusStacker(device=dev, cache_bytes=0).stack(stack.frames)
+    FocusStacker(device=dev, cache_bytes=0).stack(stack.frames, depth=False)
     assert dev.counts["up"] == 2 * len(stack.frames)
 
 
@@ -85,14 +85,14 @@ def test_cache_budget_is_respected(stack):
     dev = simulated_device()
     frame_bytes = stack.frames[0].nbytes
     res = FocusStacker(device=dev, cache_bytes=2 * frame_bytes).stack(stack.frames)
-    assert res.report["cache_hits"] == 2
+    assert res.report.cache_hits == 2
 
 
 @pytest.mark.parametrize("method", ["pyramid", "depthmap"])
 def test_tiles_have_no_seams(stack, method):
     whole = FocusStacker(device="cpu", method=method).stack(stack.frames)
     tiled = FocusStacker(device="cpu", method=method, tile_size=256).stack(stack.frames)
-    assert tiled.report["tiles"] == 4
+    assert tiled.report.tiles == 4
     assert psnr(tiled.image, whole.image) > 50
     assert (np.abs(tiled.depth - whole.depth) < 0.5).mean() > 0.995
 
@@ -112,7 +112,7 @@ def test_out_of_memory_falls_back_to_tiles(stack, monkeypatch):
     dev = simulated_device()
     seen = []
     res = FocusStacker(device=dev).stack(stack.frames, progress=lambda d, t, s: seen.append(d))
-    assert res.report["tiles"] > 1 and dev.counts["released"] == 1
+    assert res.report.tiles > 1 and dev.counts["released"] == 1
     assert seen[-1] == 2 * len(stack.frames)
     monkeypatch.setattr(fusion.PyramidFusion, "prepare", original)
     ref = FocusStacker(device="cpu").stack(stack.frames)

@@ -55,7 +55,7 @@ def test_channel_relation_in_16_bit(hyper):
     unclipped = fused[0] < 65535
     assert unclipped.mean() > 0.99
     assert np.abs(fused[1] - (0.5 * fused[0] + 1000))[unclipped].max() <= 1.0
-    assert res.reports[0]["exposure_matched"] is False
+    assert res.reports[0].exposure_matched is False
 
 
 @pytest.mark.parametrize(
@@ -95,13 +95,13 @@ def test_time_points_reuse_the_alignment(hyper):
     res = _cpu().stack_nd(data, "TCZYX", progress=lambda d, t, s: seen.append((d, t, s)))
     nz = hyper.data.shape[2]
     assert res.image.shape == (3, 2, 96, 128)
-    assert [r["reused_alignment"] for r in res.reports] == [False, True, True]
-    assert [r["index"] for r in res.reports] == [{"T": 0}, {"T": 1}, {"T": 2}]
+    assert [r.reused_alignment for r in res.reports] == [False, True, True]
+    assert [r.index for r in res.reports] == [{"T": 0}, {"T": 1}, {"T": 2}]
     # the first z-stack is read twice (align, fuse), the others once, plus each reference frame for the weights
     assert data.reads == 3 * (nz + 1) + nz
     assert seen[-1][:2] == (3 * 2 * nz, 3 * 2 * nz) and seen[-1][2].startswith("T 3/3")
     again = _cpu().stack_nd(CountingArray(hyper.data, 2), "TCZYX", reuse_alignment=False)
-    assert not any(r["reused_alignment"] for r in again.reports)
+    assert not any(r.reused_alignment for r in again.reports)
     for t in range(3):
         ok = np.abs(res.height[t] - hyper.depth_index) <= 1
         assert ok[hyper.texture_mask].mean() > 0.9
@@ -125,17 +125,18 @@ def test_still_frames_are_not_resampled():
     data = _still_stack()
     still = _cpu().stack_nd(data, "ZYX")
     report = still.reports[0]
-    assert len(report["unwarped"]) == data.shape[0]
-    assert all(f["warped"] is False for f in report["frames"])
+    assert len(report.unwarped) == data.shape[0]
+    assert all(f.warped is False for f in report.frames)
     # no interpolation at all: the same pixels as with alignment switched off
     np.testing.assert_array_equal(still.image, _cpu(align="none").stack_nd(data, "ZYX").image)
     st = make_stack("rocks", shape=(96, 128), n_frames=4, seed=1, gray=True, breathing=0.03)
     moving = _cpu().stack(st.frames).report
-    assert moving["unwarped"] == [moving["frames"][st.reference]["name"]]
+    assert moving.unwarped == [moving.frames[st.reference].name]
 
 
 def test_unwarped_threshold():
-    from napari_focus_stack.stacker import UNWARPED_PX, _unwarped
+    from napari_focus_stack.fuse_stack import UNWARPED_PX
+    from napari_focus_stack.fuse_stack import unwarped as _unwarped
 
     def shifted(dx):
         return np.array([[1, 0, dx], [0, 1, 0], [0, 0, 1.0]])

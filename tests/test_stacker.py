@@ -40,7 +40,7 @@ def test_stack_quality_on_synthetic(small_stack):
     ok = np.abs(res.depth - small_stack.depth_index) <= 1
     assert ok[small_stack.texture_mask].mean() > 0.8
     assert res.depth.shape == res.confidence.shape == mid.shape[:2]
-    assert res.report["excluded"] == [] and len(res.report["frames"]) == len(small_stack.frames)
+    assert res.report.excluded == [] and len(res.report.frames) == len(small_stack.frames)
 
 
 def test_process_stack_returns_image(small_stack):
@@ -84,9 +84,9 @@ def test_bad_frame_is_excluded_and_named(small_stack):
     frames[0] = np.random.default_rng(0).integers(0, 256, frames[0].shape, dtype=np.uint8)
     res = _fast().stack(frames)
     assert res.transforms[0] is None
-    assert res.report["excluded"] == ["frame 0"]
-    entry = res.report["frames"][0]
-    assert entry["excluded"] and "quality" in entry["reason"]
+    assert res.report.excluded == ["frame 0"]
+    entry = res.report.frames[0]
+    assert entry.excluded and "quality" in entry.reason
     assert (res.depth > 0.5).mean() > 0.95  # the noise frame never wins
 
 
@@ -116,8 +116,8 @@ def test_reused_transforms_are_applied(small_stack):
     frames = [blurred, sharp, sharp]
     moved = [np.eye(3), _translation(3, -2), _translation(3, -2)]
     res = _fast(reference=0).stack(frames, transforms=moved)
-    for entry in res.report["frames"][1:]:
-        assert (entry["shift_x"], entry["shift_y"]) == pytest.approx((3, -2))
+    for entry in res.report.frames[1:]:
+        assert (entry.shift_x, entry.shift_y) == pytest.approx((3, -2))
     inner = res.image[10:-10, 10:-10]
     shifted = sharp[8:-12, 13:-7]  # fused[y, x] = sharp[y - 2, x + 3]
     assert psnr(inner, shifted) > 30 and psnr(inner, shifted) > psnr(inner, sharp[10:-10, 10:-10]) + 15
@@ -147,10 +147,10 @@ def test_implausible_rotation_or_scale_excludes_the_frame(small_stack, scale, de
     last = frames[-1].astype(np.float32)
     frames[-1] = np.clip(warp_image(get_backend("cpu"), last, m, (h, w), order=3), 0, 255).astype(np.uint8)
     res = _fast().stack(frames)
-    entry = res.report["frames"][-1]
-    assert entry["excluded"] and re.match(words, entry["reason"])
-    assert entry["quality"] > 0.9  # excluded for its geometry, not for a poor match
-    assert res.report["excluded"] == [entry["name"]]
+    entry = res.report.frames[-1]
+    assert entry.excluded and re.match(words, entry.reason)
+    assert entry.quality > 0.9  # excluded for its geometry, not for a poor match
+    assert res.report.excluded == [entry.name]
 
 
 def test_exposure_gains_match_the_true_gains():
@@ -158,12 +158,12 @@ def test_exposure_gains_match_the_true_gains():
 
     st = make_stack("pcb", shape=(160, 200), n_frames=5, seed=3, gain_range=0.2)
     res = _fast().stack(st.frames)
-    for entry, true in zip(res.report["frames"], st.gains, strict=False):
-        if entry["index"] == st.reference:
-            assert "gain" not in entry
+    for entry, true in zip(res.report.frames, st.gains, strict=False):
+        if entry.index == st.reference:
+            assert entry.gain is None
             continue
         # the reported gain maps the frame back onto the reference's exposure
-        np.testing.assert_allclose(np.asarray(entry["gain"]) * true, 1.0, atol=0.03)
+        np.testing.assert_allclose(np.asarray(entry.gain) * true, 1.0, atol=0.03)
 
 
 @pytest.mark.parametrize(
@@ -226,8 +226,8 @@ def test_real_frames_shipped_with_tests(pcb_small_paths, method):
     from PIL import Image
 
     res = _fast(method=method).stack(pcb_small_paths)
-    assert res.image.shape == (384, 512, 3) and res.report["excluded"] == []
-    scales = [f["scale"] for f in res.report["frames"]]
+    assert res.image.shape == (384, 512, 3) and res.report.excluded == []
+    scales = [f.scale for f in res.report.frames]
     assert all(np.diff(scales) < 0) and 0.015 < scales[0] - scales[-1] < 0.06  # real focus breathing
     assert all(_sharpness(res.image) > _sharpness(Image.open(p)) for p in pcb_small_paths)
     # near (low index) and far (high index) parts of the board both appear in the depth map
@@ -236,11 +236,11 @@ def test_real_frames_shipped_with_tests(pcb_small_paths, method):
 
 def test_pcb_real_frames(pcb_paths):
     res = _fast().stack(pcb_paths)
-    assert res.image.shape == (1536, 2048, 3) and res.report["excluded"] == []
-    scales = [f["scale"] for f in res.report["frames"]]
+    assert res.image.shape == (1536, 2048, 3) and res.report.excluded == []
+    scales = [f.scale for f in res.report.frames]
     # real focus breathing: monotonic, about 2-4 % across the stack
     assert all(np.diff(scales) < 0) and 0.015 < scales[0] - scales[-1] < 0.06
-    assert min(f["quality"] for f in res.report["frames"]) > 0.6
+    assert min(f.quality for f in res.report.frames) > 0.6
     # the fused image is sharper than every input frame
     from PIL import Image
 
@@ -288,7 +288,7 @@ def test_estimate_transforms_matches_stack(small_stack):
     full = stacker.stack(small_stack.frames)
     for a, b in zip(mats, full.transforms, strict=False):
         np.testing.assert_allclose(a, b)
-    assert report["excluded"] == [] and "align_s" in report["timings"]
+    assert report.excluded == [] and report.timings.align_s > 0
 
 
 def test_memory_estimate_scales(small_stack):
@@ -346,13 +346,13 @@ def test_nonfinite_pixels_are_missing_data(small_stack, align, method):
     stacker = _fast(align=align, method=method)
     res, warned = _stack_warned(stacker, frames)
     assert np.isfinite(res.image).all() and np.isfinite(res.depth).all() and np.isfinite(res.confidence).all()
-    assert res.report["excluded"] == []  # a few missing pixels never cost a frame
+    assert res.report.excluded == []  # a few missing pixels never cost a frame
     # one warning, naming the frames and the pixels, and no raw numpy warnings
     assert len(warned) == 1 and warned[0][0] is FocusStackWarning
     line = warned[0][1]
     assert "11 non-finite pixels" in line and "frame 1 (9 px)" in line and "frame 4 (2 px)" in line
-    assert res.report["warnings"] == [warned[0][1]]
-    assert [f.get("nonfinite_pixels", 0) for f in res.report["frames"]] == [0, 9, 0, 0, 2, 0]
+    assert res.report.warnings == [warned[0][1]]
+    assert [f.nonfinite_pixels for f in res.report.frames] == [0, 9, 0, 0, 2, 0]
     # the other frames fill the holes: as close to the truth as without them
     truth = small_stack.truth / 255
     without = stacker.stack(clean).image
@@ -364,7 +364,7 @@ def test_nan_in_the_reference_excludes_no_frame(small_stack):
     ref = small_stack.reference
     frames[ref][60:70, 150:160] = np.nan
     res, warned = _stack_warned(_fast(), frames)
-    assert res.report["excluded"] == [] and len(warned) == 1
+    assert res.report.excluded == [] and len(warned) == 1
     pairs = zip(res.transforms, small_stack.transforms, strict=True)
     errs = [corner_error(a, b, frames[0].shape[:2]) for a, b in pairs]
     assert max(errs) < 0.25
@@ -415,14 +415,14 @@ def test_odd_reference_frame_is_replaced(small_stack):
     frames = _odd_reference_stack(small_stack)
     res, warned = _stack_warned(_fast(), frames)
     rep = res.report
-    assert rep["reference"] in (1, 3) and rep["reference_changed"]["from"] == 2
-    assert rep["reference_changed"]["to"] == rep["reference"]
-    assert rep["excluded"] == ["frame 2"] and rep["frames"][2]["reason"]
+    assert rep.reference in (1, 3) and rep.reference_changed.old == 2
+    assert rep.reference_changed.new == rep.reference
+    assert rep.excluded == ["frame 2"] and rep.frames[2].reason
     assert [c for c, _ in warned] == [FocusStackWarning] and "reference" in warned[0][1]
-    assert rep["warnings"] == [warned[0][1]]
+    assert rep.warnings == [warned[0][1]]
     assert res.meta is not None  # the new reference's metadata
     # the four good frames are aligned (relative to the new reference) and fused
-    new = rep["reference"]
+    new = rep.reference
     truth_to_new = [m @ np.linalg.inv(small_stack.transforms[new]) for m in small_stack.transforms[:5]]
     for i in (0, 1, 3, 4):
         assert corner_error(res.transforms[i], truth_to_new[i], frames[0].shape[:2]) < 0.3
@@ -430,22 +430,22 @@ def test_odd_reference_frame_is_replaced(small_stack):
     # its transforms can be reused: the stack it is reused for takes the same reference
     with pytest.warns(FocusStackWarning, match="excluded in the reused alignment"):
         again = _fast().stack(small_stack.frames[:5], transforms=res.transforms)
-    assert again.report["reference"] == new and again.report["excluded"] == ["frame 2"]
+    assert again.report.reference == new and again.report.excluded == ["frame 2"]
 
 
 def test_a_good_reference_is_kept(small_stack):
     frames = [f.copy() for f in small_stack.frames[:5]]
     frames[4] = np.ascontiguousarray(frames[4][::-1, ::-1])
     res = _fast().stack(frames)
-    assert res.report["reference"] == 2 and res.report["reference_changed"] is None
-    assert res.report["excluded"] == ["frame 4"] and res.report["warnings"] == []
+    assert res.report.reference == 2 and res.report.reference_changed is None
+    assert res.report.excluded == ["frame 4"] and res.report.warnings == []
 
 
 def test_prefetched_keeps_order_one_call_at_a_time_and_at_most_one_result_ahead():
     import threading
     import time
 
-    from napari_focus_stack.stacker import _prefetched
+    from napari_focus_stack.streaming import prefetched as _prefetched
 
     alive, running, log = set(), [0], []
     lock = threading.Lock()
@@ -496,7 +496,7 @@ def test_side_thread_changes_nothing(small_stack, monkeypatch):
     for parallel in (False, True):
         real = fusion.make_fusion
         monkeypatch.setattr(
-            "napari_focus_stack.stacker.make_fusion",
+            "napari_focus_stack.fuse_stack.make_fusion",
             lambda *a, _p=parallel, _r=real, **k: _r(*a, **{**k, "parallel": _p}),
         )
         res = FocusStacker(radius=4, workers=2, prefer="near").stack(frames)
@@ -507,7 +507,8 @@ def test_side_thread_changes_nothing(small_stack, monkeypatch):
 
 
 def test_only_small_frames_are_prepared_ahead():
-    from napari_focus_stack.stacker import PREFETCH_MAX_FRAME_BYTES, _prefetch_fusion
+    from napari_focus_stack.fuse_stack import PREFETCH_MAX_FRAME_BYTES
+    from napari_focus_stack.fuse_stack import prefetch_fusion as _prefetch_fusion
 
     assert _prefetch_fusion(1536 * 2048 * 3 * 4)  # 3 MP RGB: 36 MiB of float32
     assert not _prefetch_fusion(3000 * 4000 * 3 * 4)  # 12 MP RGB: 137 MiB

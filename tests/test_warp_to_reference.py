@@ -78,7 +78,7 @@ def test_upscaled_output_matches_the_fused_geometry(sharp_stack):
     assert all(a.shape == result.image.shape for a in aligned)
     assert result.image.shape[:2] == (2 * SHAPE[0], 2 * SHAPE[1])
     # the reference frame, upsampled, still lines up with the reference (same centre of every pixel)
-    ref = result.report["reference"]
+    ref = result.report.reference
     down = aligned[ref].astype(float).reshape(SHAPE[0], 2, SHAPE[1], 2, -1).mean(axis=(1, 3))
     assert _err(down, frames[ref]) < 6
 

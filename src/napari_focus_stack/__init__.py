@@ -9,22 +9,24 @@ and the GPU is only touched when chosen.
 """
 from __future__ import annotations
 
+from ._version import __version__
 from .errors import (
     AlignmentError,
     BackendError,
+    Cancelled,
     FocusStackError,
     FocusStackWarning,
     InputError,
     OutputError,
     StackError,
 )
-from .stacker import Cancelled, FocusStacker, StackResult
-
-__version__ = "0.1.0"
+from .result import StackReport, StackResult
+from .stacker import FocusStacker
 
 __all__ = [
     "FocusStacker",
     "StackResult",
+    "StackReport",
     "Cancelled",
     "split_into_stacks",
     "FocusStackError",

@@ -1,20 +1,26 @@
-"""Process tuning in one place: thread counts, the C allocator, the image-size limit.
+"""Where and how work runs, in one place: threads, the C allocator, the image-size limit, Dask workers.
 
 The engine, the batch workers, the synthetic-data generator and the napari
 reader all ask :func:`default_threads` how many threads to use; the command
 line and the batch workers call :func:`tune_malloc` once per process and
-set the decompression-bomb limit with :func:`pixel_limit`.
+set the decompression-bomb limit with :func:`pixel_limit`. A task running
+on a Dask worker learns its share of the host with :func:`worker_context`
+and reports progress through :func:`task_progress`; every loop that can be
+stopped asks :func:`cancel_check`.
 """
 from __future__ import annotations
 
 import contextlib
 import os
 import sys
+import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 __all__ = [
-    "MAX_DEFAULT_THREADS", "default_threads", "pixel_limit", "pixel_limit_hint", "release_free_heap", "tune_malloc",
+    "MAX_DEFAULT_THREADS", "cancel_check", "default_threads", "pixel_limit", "pixel_limit_hint", "release_free_heap",
+    "task_progress", "tune_malloc", "worker_context",
 ]
 
 #: Threads used by default. Decoding and per-frame work stop scaling beyond
@@ -190,3 +196,52 @@ def pixel_limit_hint(exc: BaseException, how: str) -> str:
     limit = Image.MAX_IMAGE_PIXELS
     now = f" (now {2 * int(limit):,} pixels)" if limit else ""
     return f" If you trust the file, raise the limit with {how}{now}."
+
+
+def cancel_check(cancel: Callable[[], bool] | threading.Event | None) -> Callable[[], bool]:
+    """A ``() -> bool`` from None (never cancelled), a :class:`threading.Event` or a callable."""
+    if cancel is None:
+        return lambda: False
+    if isinstance(cancel, threading.Event):
+        return cancel.is_set
+    return cancel
+
+
+def worker_context(threads_on_host: dict | None) -> tuple[Any, str | None, int]:
+    """Where a task runs: ``(Dask worker or None, host, tasks at once on this host)``.
+
+    Parameters
+    ----------
+    threads_on_host : dict, optional
+        ``{host: worker threads}`` of the cluster, as the executor saw it
+        (the share of the host's cores this task may use); default: the
+        worker's own thread count.
+    """
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):  # distributed not installed, or not on a Dask worker
+        return None, None, 1
+    host = worker.address.rsplit(":", 1)[0]
+    share = int((threads_on_host or {}).get(host, worker.state.nthreads))
+    return worker, host, max(1, share)
+
+
+def task_progress(
+    name: str, worker: Any, topic: str | None, progress: Callable[[str, int, int, str], None] | None = None
+) -> Callable[[int, int, str], None]:
+    """The engine's ``progress(done, total, stage)`` for the task ``name``.
+
+    It calls ``progress(name, done, total, stage)`` in this process and,
+    on a Dask worker with a ``topic``, sends the same as an event that the
+    executor's client turns into calls there.
+    """
+
+    def report(done: int, total: int, stage: str) -> None:
+        if progress is not None:
+            progress(name, done, total, stage)
+        if worker is not None and topic:
+            worker.log_event(topic, {"stack": name, "done": done, "total": total, "stage": stage})
+
+    return report

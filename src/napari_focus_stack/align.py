@@ -35,6 +35,7 @@ __all__ = [
     "describe_transform",
     "corner_error",
     "max_corner_shift",
+    "relative_to",
 ]
 
 MODELS = ALIGN_MODELS
@@ -81,6 +82,24 @@ def max_corner_shift(m: np.ndarray, shape: tuple[int, int]) -> float:
     return float(np.max(np.hypot(moved[0], moved[1])))
 
 
+def relative_to(transforms: list, ref: int) -> list:
+    """Transforms re-expressed relative to frame ``ref``, whose own becomes the identity.
+
+    Reference->frame transforms estimated with one reference frame, made to
+    take another (a reused alignment, a stack whose reference differs);
+    None (an excluded frame) stays None.
+
+    Examples
+    --------
+    >>> shift = np.array([[1, 0, 2.0], [0, 1, 0], [0, 0, 1]])
+    >>> rel = relative_to([np.eye(3), shift, None], 1)
+    >>> float(rel[0][0, 2]), float(rel[1][0, 2]), rel[2]
+    (-2.0, 0.0, None)
+    """
+    to_ref = np.linalg.inv(np.asarray(transforms[ref], dtype=float))
+    return [None if m is None else np.asarray(m, dtype=float) @ to_ref for m in transforms]
+
+
 def valid_region(xp, m: np.ndarray, out_shape: tuple[int, int], in_shape: tuple[int, int]) -> Any:
     """Boolean mask of output pixels whose source position lies on the input frame.
 
@@ -110,7 +129,8 @@ def valid_region(xp, m: np.ndarray, out_shape: tuple[int, int], in_shape: tuple[
     return ok
 
 
-def _is_identity(m: np.ndarray) -> bool:
+def is_identity(m: np.ndarray) -> bool:
+    """Whether ``m`` is the identity to within rounding (1e-9)."""
     return bool(np.allclose(m, np.eye(3), atol=1e-9))
 
 
@@ -121,7 +141,7 @@ def warp_image(bk: Backend, image: Any, m: np.ndarray, out_shape: tuple[int, int
     filters see no artificial edge); use :func:`valid_region` to know which
     pixels are real.
     """
-    if _is_identity(m) and tuple(out_shape) == tuple(image.shape[:2]):
+    if is_identity(m) and tuple(out_shape) == tuple(image.shape[:2]):
         return image
     return bk.warp_affine(image, m, out_shape, order)
 

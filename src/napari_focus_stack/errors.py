@@ -12,6 +12,7 @@ __all__ = [
     "OutputError",
     "BackendError",
     "ParameterError",
+    "Cancelled",
     "FocusStackWarning",
 ]
 
@@ -44,8 +45,12 @@ class ParameterError(FocusStackError, ValueError):
     """An option is out of its range or not one of its choices."""
 
 
+class Cancelled(FocusStackError):
+    """The run was cancelled by the user (a cancel callback or event said so between frames)."""
+
+
 class FocusStackWarning(UserWarning):
     """Something in the input was worked around (missing pixels, a replaced reference frame).
 
-    The result is usable; the same lines are in the result's ``report["warnings"]``.
+    The result is usable; the same lines are in the result's ``report.warnings``.
     """

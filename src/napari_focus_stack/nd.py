@@ -5,7 +5,8 @@ for RGB samples; any other letter, such as ``P`` for positions, is looped
 over like ``T``) and a calibration (pixel size, z step, units). This module
 views such data as a sequence of z-stacks, one per combination of the loop
 axes, each read one plane at a time (NumPy, Dask and Zarr arrays, or the
-lazy array of a TIFF file), and fuses them with :class:`FocusStacker`:
+lazy array of a TIFF file), and fuses each with the engine
+(:func:`napari_focus_stack.pipeline.stack_frames`):
 
 - every channel of a z-stack is aligned and fused with one decision, driven
   by the chosen channel or by all channels, each normalised by its spread;
@@ -15,17 +16,17 @@ lazy array of a TIFF file), and fuses them with :class:`FocusStacker`:
 - heights are ``z0 + index * z_step`` in the calibration's unit when the z
   step is known, else fractional frame indices.
 
+One z-stack is one :class:`ZStackTask`, plain data that
+:func:`fuse_z_stack` runs here or, through an executor's ``iter_ordered``
+(:class:`napari_focus_stack.executors.DaskExecutor`), on a Dask cluster:
+each task then reads its own z-stack (from the file, or a lazy slice of a
+Dask array), at most one per worker thread is in flight, and the results
+come back in time order, the same as those of the serial loop.
+
 Memory holds one z-stack in flight (the engine streams its planes) plus the
 results; :func:`iter_stacks` hands the results over one z-stack at a time,
-and :func:`stack_nd_to_files` streams them to calibrated TIFFs, so that
-memory does not grow with the number of time points.
-
-With ``scheduler=`` (a Dask scheduler's address or a ``distributed.Client``)
-the z-stacks run in parallel on the cluster through the batch's executor
-(:mod:`napari_focus_stack.batch.timepoints`): each task reads its own z-stack
-(from the file, or a lazy slice of a Dask array), at most one per worker
-thread is in flight, and the results come back in time order, the same as
-those of the serial loop.
+so that a consumer writing each one (the job layer) keeps memory flat
+whatever the number of time points. Nothing here writes files.
 """
 from __future__ import annotations
 
@@ -33,19 +34,23 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from ._runtime import release_free_heap
-from .errors import InputError, OutputError, StackError
+from ._backend import Backend, get_backend
+from ._runtime import cancel_check, default_threads, release_free_heap, task_progress, tune_malloc, worker_context
+from .errors import Cancelled, FocusStackError, InputError, StackError
 from .height import to_height
 from .io.hyperstack import Calibration, Hyperstack, read_hyperstack
+from .pipeline import StackSettings, stack_frames
+from .result import StackResult
 
-if TYPE_CHECKING:
-    from .stacker import FocusStacker, StackResult
+__all__ = [
+    "Calibration", "Hyperstack", "NDResult", "ZStackTask", "as_hyperstack", "fuse_z_stack", "iter_stacks",
+    "run_z_stack", "stack_nd",
+]
 
-__all__ = ["Calibration", "Hyperstack", "NDResult", "iter_stacks", "stack_nd", "stack_nd_to_files"]
 
 @dataclass
 class NDResult:
@@ -68,9 +73,9 @@ class NDResult:
     unit : str
     calibration : Calibration
         The input's calibration (with ``z_step`` as used).
-    reports : list of dict
-        The engine's report per z-stack, with ``"index"`` (loop indices)
-        and ``"reused_alignment"``.
+    reports : list of StackReport
+        The engine's report per z-stack, with ``index`` (loop indices) and
+        ``reused_alignment`` set.
     transforms : list
         The transforms of the first z-stack (reused by the others when
         alignment is reused).
@@ -102,7 +107,7 @@ def as_hyperstack(data: Any, axes: str | None = None, calibration: Calibration |
         if axes is not None and axes.upper() != data.axes:
             raise InputError(f"axes {axes!r} were given but the data's axes are {data.axes!r}")
         return data if calibration is None else replace(data, calibration=calibration)
-    if _is_path(data):
+    if is_path(data):
         hs = read_hyperstack(data)
         if axes is not None and axes.upper() != hs.axes:
             raise InputError(f"axes {axes!r} were given but {hs.name} has axes {hs.axes!r}")
@@ -118,36 +123,142 @@ def as_hyperstack(data: Any, axes: str | None = None, calibration: Calibration |
     return Hyperstack(data, axes, calibration or Calibration(), name="the array")
 
 
+@dataclass
+class ZStackTask:
+    """One z-stack of a hyperstack: what it takes to fuse it, here or on a Dask worker (plain data).
+
+    ``data`` is the open :class:`Hyperstack` (in this process), a file's
+    path (opened where the task runs) or an array with the axes ``axes``
+    that holds this z-stack at ``index``.
+    """
+
+    name: str  # "T 2/10": progress and messages
+    index: tuple[int, ...]  # where the z-stack is in `data`
+    data: Any
+    axes: str
+    calibration: Calibration
+    frame_names: list[str]  # as the planes are named in reports
+    settings: StackSettings
+    loop_axes: str = ""  # the letters of `index`, for the report
+    transforms: list | None = None  # reused alignment, None: estimate
+    normalise_channels: bool = False
+    depth: bool = True  # also regularise the depth map
+    threads_on_host: dict | None = None  # set by a Dask executor
+    progress_topic: str | None = None  # set by a Dask executor
+
+    def make_entry(self, status: str, **extra: Any) -> dict:
+        """The entry an executor hands back (``result``: the StackResult when done)."""
+        entry = {"stack": self.name, "index": self.index, "status": status, "error": None, "result": None}
+        entry.update(extra)
+        return entry
+
+
+def fuse_z_stack(
+    task: ZStackTask,
+    backend: Backend | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+    cancel: Callable[[], bool] | threading.Event | None = None,
+) -> StackResult:
+    """Fuse one z-stack as microscope data: intensities as measured, channels by one decision.
+
+    The one place that says how a hyperstack's z-stack goes through the
+    engine, for the serial loop and the cluster alike.
+    """
+    is_path = isinstance(task.data, (str, Path))
+    if isinstance(task.data, Hyperstack):
+        hs = task.data
+    elif is_path:
+        hs = read_hyperstack(task.data)
+    else:
+        hs = Hyperstack(task.data, task.axes, task.calibration)
+    try:
+        source = hs.z_stack(task.index)
+        source.names = list(task.frame_names)
+        result = stack_frames(
+            source, task.settings, backend or get_backend(task.settings.options.device),
+            progress=progress, cancel=cancel, transforms=task.transforms,
+            channel_names=task.calibration.channel_names, normalise_channels=task.normalise_channels,
+            match_exposure=False, depth=task.depth,
+        )
+    finally:
+        if is_path:
+            hs.close()
+    result.report.index = dict(zip(task.loop_axes, task.index, strict=True))
+    result.report.reused_alignment = task.transforms is not None
+    result.meta = None  # the reference frame's metadata: nothing for a plane of a hyperstack
+    return result
+
+
+def run_z_stack(task: ZStackTask) -> dict:
+    """An executor's runner: fuse one z-stack where the task runs (a Dask worker).
+
+    Errors of the :class:`FocusStackError` family are returned in the entry
+    (``exception``), to be raised by the caller; anything else propagates,
+    so that the executor retries it.
+    """
+    worker, _host, share = worker_context(task.threads_on_host)
+    if worker is not None:
+        tune_malloc()
+    settings = replace(task.settings, workers=default_threads(share))
+    try:
+        result = fuse_z_stack(
+            replace(task, settings=settings), progress=task_progress(task.name, worker, task.progress_topic)
+        )
+    except FocusStackError as exc:
+        return task.make_entry("failed", error=str(exc), exception=exc)
+    return task.make_entry("done", result=result)
+
+
 def iter_stacks(
-    stacker: FocusStacker,
+    settings: StackSettings,
     data: Hyperstack,
     *,
+    backend: Backend | None = None,
     channel: int | str | None = None,
     reuse_alignment: bool = True,
     progress: Callable[[int, int, str], None] | None = None,
     cancel: Callable[[], bool] | threading.Event | None = None,
-    scheduler: Any | None = None,
+    executor: Any | None = None,
     path: Any | None = None,
     depth: bool = True,
 ) -> Iterator[tuple[tuple[int, ...], StackResult]]:
-    """Fuse every z-stack of ``data`` in turn: yields ``(loop index, StackResult)``.
+    """Fuse every z-stack of ``data`` in turn: yields ``(loop index, StackResult)`` in order.
 
-    Only one z-stack is in flight (one per worker thread with a
-    ``scheduler``); a consumer that writes each result and drops it keeps
-    memory flat whatever the number of time points. ``path`` is the file
-    ``data`` was read from (workers open it themselves); ``depth=False``
-    spares the workers the regularised depth map. See :func:`stack_nd` for
-    the other parameters.
+    Only one z-stack is in flight (one per worker thread with an
+    ``executor``); a consumer that writes each result and drops it keeps
+    memory flat whatever the number of time points.
+
+    Parameters
+    ----------
+    settings : StackSettings
+    data : Hyperstack
+    backend : Backend, optional
+        Where to compute in this process (default: ``settings.options.device``).
+    channel : int or str, optional
+        The deciding channel (overrides the options').
+    reuse_alignment : bool
+        Estimate the alignment on the first z-stack and reuse it for the others.
+    progress : callable(done, total, stage), optional
+        Progress over all z-stacks; ``stage`` names the time point.
+    cancel : callable or threading.Event, optional
+    executor : DaskExecutor, optional
+        Run the z-stacks on its cluster (see :mod:`napari_focus_stack.executors`).
+    path : path-like, optional
+        The file ``data`` was read from: an executor's workers open it themselves.
+    depth : bool
+        Also regularise the depth maps.
     """
-    stacker = _with_channel(stacker, channel)
-    if scheduler is not None:
-        yield from _iter_on_cluster(stacker, data, scheduler, path, reuse_alignment, depth, progress, cancel)
-        return
-    names = data.calibration.channel_names
+    if channel is not None and channel != settings.options.channel:
+        settings = replace(settings, options=replace(settings.options, channel=channel))
     independent = "C" in data.axes and data.n_channels > 1
     indices = data.loop_indices()
+    if executor is not None:
+        yield from _iter_on_executor(settings, data, executor, path, reuse_alignment, depth, independent, progress,
+                                     cancel)
+        return
     per_stack = 2 * data.size("Z")
     total = per_stack * len(indices)
+    backend = backend or get_backend(settings.options.device)
     transforms = None
     for k, index in enumerate(indices):
         where = _where(data, index)
@@ -156,18 +267,9 @@ def iter_stacks(
             if progress is not None:
                 progress(k * per_stack + done, total, f"{where}: {stage}" if where else stage)
 
-        result = stacker.stack(
-            data.z_stack(index),
-            progress=tick,
-            cancel=cancel,
-            transforms=transforms,
-            channel_names=names,
-            normalise_channels=independent,
-            match_exposure=False,
-        )
-        result.report["index"] = dict(zip(data.loop_axes, index, strict=False))
-        result.report["reused_alignment"] = transforms is not None
-        if reuse_alignment and transforms is None and stacker.align != "none":
+        task = _task(settings, data, index, data, transforms, independent, depth)
+        result = fuse_z_stack(task, backend, tick, cancel)
+        if reuse_alignment and transforms is None and settings.options.align != "none":
             transforms = result.transforms
         yield index, result
         del result
@@ -179,13 +281,23 @@ def _where(data: Hyperstack, index: tuple[int, ...]) -> str:
     return ", ".join(f"{a} {i + 1}/{data.size(a)}" for a, i in zip(data.loop_axes, index, strict=False))
 
 
-def _iter_on_cluster(stacker, data: Hyperstack, scheduler, path, reuse_alignment, depth, progress, cancel):
-    """:func:`iter_stacks` on a Dask cluster: progress summed over the z-stacks in flight."""
-    from .batch.timepoints import iter_stacks_on_cluster
-    from .stacker import Cancelled, cancel_check
+def _task(settings, hs: Hyperstack, index, data, transforms, independent: bool, depth: bool) -> ZStackTask:
+    return ZStackTask(
+        name=_where(hs, index) or hs.name, index=index, data=data, axes=hs.axes, calibration=hs.calibration,
+        frame_names=hs.z_stack(index).names, settings=settings, loop_axes=hs.loop_axes, transforms=transforms,
+        normalise_channels=independent, depth=depth,
+    )
 
-    indices = data.loop_indices()
-    total = 2 * data.size("Z") * len(indices)
+
+def _iter_on_executor(settings, hs: Hyperstack, executor, path, reuse_alignment, depth, independent, progress,
+                      cancel) -> Iterator[tuple[tuple[int, ...], StackResult]]:
+    """:func:`iter_stacks` on a Dask executor: progress summed over the z-stacks in flight.
+
+    With alignment reuse the first z-stack runs alone and its transforms go
+    with every other task, exactly as in the serial loop.
+    """
+    indices = hs.loop_indices()
+    total = 2 * hs.size("Z") * len(indices)
     done: dict[str, float] = {}
     lock = threading.Lock()
 
@@ -195,79 +307,117 @@ def _iter_on_cluster(stacker, data: Hyperstack, scheduler, path, reuse_alignment
             so_far = int(sum(done.values()))
         progress(so_far, total, f"{name}: {stage}")
 
-    is_cancelled = cancel_check(cancel)
+    where = None if path is None else str(Path(path).expanduser().absolute())
+
+    def task(index: tuple[int, ...], transforms: list | None) -> ZStackTask:
+        data, sub = (where, index) if where is not None else _slice(hs, index)
+        t = _task(settings, hs, index, data, transforms, independent, depth)
+        t.index = sub  # in the slice: the report's index is the data's (_located)
+        return t
+
+    run = dict(progress=tick if progress is not None else None, is_cancelled=cancel_check(cancel))
     count = 0
-    for index, result in iter_stacks_on_cluster(
-        stacker, data, scheduler, path=None if path is None else str(Path(path).expanduser().absolute()),
-        reuse_alignment=reuse_alignment,
-        depth=depth, progress=tick if progress is not None else None, is_cancelled=is_cancelled,
-        frame_names=lambda index: data.z_stack(index).names,
-    ):
-        result.report["index"] = dict(zip(data.loop_axes, index, strict=False))
-        count += 1
-        yield index, result
-        del result
+    transforms = None
+    first = 0
+    if reuse_alignment and settings.options.align != "none":
+        for entry in executor.iter_ordered([task(indices[0], None)], run_z_stack, window=1, **run):
+            result = _result_of(entry)
+            transforms = result.transforms
+            count += 1
+            yield indices[0], _located(result, hs, indices[0])
+        first = 1
+    if count == first:
+        later = (task(index, transforms) for index in indices[first:])
+        runs = executor.iter_ordered(later, run_z_stack, **run)
+        try:
+            for index, entry in zip(indices[first:], runs, strict=False):
+                count += 1
+                yield index, _located(_result_of(entry), hs, index)
+        finally:
+            runs.close()  # cancels what is still queued when the caller stops early
     if count < len(indices):  # the executor stops early only when cancelled
         raise Cancelled("cancelled by the user")
 
 
+def _located(result: StackResult, hs: Hyperstack, index: tuple[int, ...]) -> StackResult:
+    result.report.index = dict(zip(hs.loop_axes, index, strict=True))
+    return result
+
+
+def _result_of(entry: dict) -> StackResult:
+    """The entry's StackResult, or its error raised."""
+    if entry["status"] == "done":
+        return entry["result"]
+    if entry.get("exception") is not None:
+        raise entry["exception"]
+    if entry["status"] == "cancelled":
+        raise Cancelled("cancelled by the user")
+    if entry.get("traceback"):  # not a user error: a bug or a fault, shown with its traceback
+        raise RuntimeError(f"{entry['stack']}: {entry['error']}\nworker traceback:\n{entry['traceback']}")
+    raise StackError(f"{entry['stack']}: {entry['error']}")
+
+
+def _slice(hs: Hyperstack, index: tuple[int, ...]) -> tuple[Any, tuple[int, ...]]:
+    """The z-stack at ``index`` as an array with all axes (loop axes of length 1), and its index there.
+
+    A Dask array stays lazy (its worker computes the planes); anything
+    else (NumPy, Zarr) is read here, one z-stack per task.
+    """
+    loop = dict(zip(hs.loop_axes, index, strict=False))
+    key = tuple(slice(loop[a], loop[a] + 1) if a in loop else slice(None) for a in hs.axes)
+    part = hs.data[key]
+    if not hasattr(part, "__dask_graph__"):
+        part = np.asarray(part)
+    return part, (0,) * len(index)
+
+
 def stack_nd(
-    stacker: FocusStacker,
+    settings: StackSettings,
     data: Any,
     axes: str | None = None,
     *,
+    backend: Backend | None = None,
     z_step: float | None = None,
     calibration: Calibration | None = None,
     channel: int | str | None = None,
     reuse_alignment: bool = True,
     progress: Callable[[int, int, str], None] | None = None,
     cancel: Callable[[], bool] | threading.Event | None = None,
-    scheduler: Any | None = None,
+    executor: Any | None = None,
 ) -> NDResult:
-    """Fuse N-D data along Z for every time point (and position).
+    """Fuse N-D data along Z for every time point (and position), all in memory.
 
-    See :meth:`FocusStacker.stack_nd` for the parameters, and:
-
-    Parameters
-    ----------
-    scheduler : str or distributed.Client, optional
-        Run the time points in parallel on this Dask cluster (a scheduler's
-        address, or a connected client, left open) through the batch's
-        executor. Each task reads its own z-stack (the workers open the
-        file, or compute their slice of a Dask array), at most one per
-        worker thread is in flight, and the results are those of the serial
-        run, in time order. The aligned transforms of the first z-stack go
-        to the others when alignment is reused; cancelling stops the time
-        points not finished yet. Needs ``dask.distributed``.
+    See :meth:`FocusStacker.stack_nd <napari_focus_stack.FocusStacker.stack_nd>`
+    for the parameters; ``executor`` runs the z-stacks on a Dask cluster
+    (see :func:`iter_stacks`).
     """
     hs = as_hyperstack(data, axes, calibration)
-    path = data if _is_path(data) else None
+    path = data if is_path(data) else None
     try:
-        return _collect(stacker, hs, z_step, channel, reuse_alignment, progress, cancel, scheduler, path)
+        return _collect(settings, hs, z_step, channel, reuse_alignment, progress, cancel, executor, path, backend)
     finally:
         if path is not None:  # opened here
             hs.close()
 
 
-def _collect(stacker, hs: Hyperstack, z_step, channel, reuse_alignment, progress, cancel, scheduler, path) -> NDResult:
+def _collect(settings, hs: Hyperstack, z_step, channel, reuse_alignment, progress, cancel, executor, path,
+             backend) -> NDResult:
     cal = hs.calibration.with_z_step(z_step)
     loop_shape = tuple(hs.size(a) for a in hs.loop_axes)
-    out_axes = hs.out_axes
     image = height = height_raw = confidence = None
     reports: list = []
     first_transforms: list = []
     for index, res in iter_stacks(
-        stacker, hs, channel=channel, reuse_alignment=reuse_alignment, progress=progress, cancel=cancel,
-        scheduler=scheduler, path=path,
+        settings, hs, backend=backend, channel=channel, reuse_alignment=reuse_alignment, progress=progress,
+        cancel=cancel, executor=executor, path=path,
     ):
         if image is None:
-            img_shape = loop_shape + _image_layout(hs, res.image.shape)
-            image = np.empty(img_shape, dtype=res.image.dtype)
+            image = np.empty(loop_shape + image_layout(hs, res.image.shape), dtype=res.image.dtype)
             height = np.empty(loop_shape + res.depth_raw.shape, np.float32)
             height_raw = np.empty_like(height)
             confidence = np.empty_like(height)
             first_transforms = res.transforms
-        image[index] = _to_layout(hs, res.image)
+        image[index] = to_layout(hs, res.image)
         height[index] = to_height(res.depth, cal.z_step, cal.z0)
         height_raw[index] = to_height(res.depth_raw, cal.z_step, cal.z0)
         confidence[index] = res.confidence
@@ -275,135 +425,24 @@ def _collect(stacker, hs: Hyperstack, z_step, channel, reuse_alignment, progress
         del res
     if image is None:  # no loop index at all: an axis of length 0
         raise StackError(f"{hs.name} has an empty axis: nothing to fuse")
-    return NDResult(image, height, height_raw, confidence, out_axes, cal.height_unit, cal, reports, first_transforms)
+    return NDResult(image, height, height_raw, confidence, hs.out_axes, cal.height_unit, cal, reports,
+                    first_transforms)
 
 
-def stack_nd_to_files(
-    stacker: FocusStacker,
-    data: Any,
-    output: Any,
-    axes: str | None = None,
-    *,
-    height: Any | None = None,
-    confidence: Any | None = None,
-    z_step: float | None = None,
-    calibration: Calibration | None = None,
-    channel: int | str | None = None,
-    reuse_alignment: bool = True,
-    progress: Callable[[int, int, str], None] | None = None,
-    cancel: Callable[[], bool] | threading.Event | None = None,
-    scheduler: Any | None = None,
-) -> dict:
-    """Fuse N-D data and write the results as they come: memory stays at one z-stack.
-
-    The fused image goes to ``output`` (axes (T, C, Y, X), absent ones
-    dropped), the regularised heights to ``height`` and the confidence to
-    ``confidence``: calibrated TIFFs (ImageJ, or OME-TIFF for
-    ``*.ome.tif``), checked before any work and written all or none (see
-    :mod:`napari_focus_stack.io.outputs`); see :func:`stack_nd` for the other
-    parameters (with ``scheduler``, one z-stack per worker thread is in
-    flight, and the results are written in time order as they come).
-    Input files are never overwritten.
-
-    Returns
-    -------
-    dict
-        ``{"outputs": {kind: path}, "sizes": {kind: bytes}, "axes": ...,
-        "unit": ..., "calibration": ..., "reports": [per z-stack]}``.
-
-    Raises
-    ------
-    OutputError
-        An output is not a TIFF name, is an input, or cannot be written.
-    """
-
-    from .io.calibrated import CalibratedTiffWriter
-    from .io.outputs import Output, check_outputs, staged_outputs
-
-    outputs = [Output(kind, Path(p).expanduser()) for kind, p in
-               (("image", output), ("depth", height), ("confidence", confidence)) if p is not None]
-    for out in outputs:
-        if out.path.suffix.lower() not in (".tif", ".tiff"):
-            raise OutputError(
-                f"cannot write {out.path}: calibrated microscope results are TIFFs (ImageJ, or OME-TIFF "
-                "for .ome.tif); give a .tif name"
-            )
-    inputs = [Path(data)] if _is_path(data) else []
-    check_outputs(outputs, inputs=inputs)
-    hs = as_hyperstack(data, axes, calibration)
-    cal = hs.calibration.with_z_step(z_step)
-    loop_shape = tuple(hs.size(a) for a in hs.loop_axes)
-    map_axes = hs.out_axes.replace("C", "").replace("S", "")
-    writers: dict = {}
-    reports: list = []
-    try:
-        with staged_outputs(outputs) as stages:
-            for _index, res in iter_stacks(
-                stacker, hs, channel=channel, reuse_alignment=reuse_alignment, progress=progress, cancel=cancel,
-                scheduler=scheduler, path=inputs[0] if inputs else None, depth=height is not None,
-            ):
-                blocks = {"image": _to_layout(hs, res.image), "depth": None, "confidence": res.confidence}
-                if height is not None:
-                    blocks["depth"] = to_height(res.depth, cal.z_step, cal.z0)
-                if not writers:
-                    for out in outputs:
-                        kind = out.kind
-                        shape = loop_shape + blocks[kind].shape
-                        axes_k = hs.out_axes if kind == "image" else map_axes
-                        named = {"depth": ("height", cal.height_unit), "confidence": ("confidence", None)}
-                        name, unit = named.get(kind, (None, None))
-                        writers[kind] = CalibratedTiffWriter(
-                            stages[kind], shape, blocks[kind].dtype, axes_k, cal, value_unit=unit, value_name=name,
-                            protect=inputs,
-                        )
-                for kind, writer in writers.items():
-                    writer.write(blocks[kind])
-                reports.append(res.report)
-                del res, blocks
-            if not writers:
-                raise StackError(f"{hs.name} has an empty axis: nothing to fuse")
-            for writer in writers.values():
-                writer.close()
-    except BaseException:
-        for writer in writers.values():
-            writer.abort()
-        raise
-    finally:
-        if _is_path(data):  # opened here
-            hs.close()
-    return {
-        "outputs": {out.kind: out.path for out in outputs},
-        "sizes": {out.kind: out.path.stat().st_size for out in outputs},
-        "axes": hs.out_axes, "unit": cal.height_unit, "calibration": cal, "reports": reports,
-    }
-
-
-def _is_path(data: Any) -> bool:
+def is_path(data: Any) -> bool:
+    """Whether ``data`` names a file or folder (rather than being an array)."""
     return isinstance(data, str) or hasattr(data, "__fspath__")
 
 
-def _image_layout(hs: Hyperstack, shape: Sequence[int]) -> tuple[int, ...]:
+def image_layout(hs: Hyperstack, shape: Sequence[int]) -> tuple[int, ...]:
     """Shape of one fused image in output order (C, Y, X[, S]) from the engine's (Y, X[, C])."""
     if "C" in hs.axes:
         return (shape[2] if len(shape) == 3 else 1,) + tuple(shape[:2])
     return tuple(shape)
 
 
-def _to_layout(hs: Hyperstack, image: np.ndarray) -> np.ndarray:
+def to_layout(hs: Hyperstack, image: np.ndarray) -> np.ndarray:
     """The engine's (Y, X[, C]) image in output order (C, Y, X) when the data has channels."""
     if "C" in hs.axes:
         return np.moveaxis(image, -1, 0) if image.ndim == 3 else image[None]
     return image
-
-
-def _with_channel(stacker: FocusStacker, channel: int | str | None) -> FocusStacker:
-    """``stacker`` itself, or a copy whose deciding channel is ``channel``."""
-    if channel is None or channel == stacker.channel:
-        return stacker
-    import copy
-
-    from .options import option
-
-    other = copy.copy(stacker)
-    other.channel = option("channel").check(channel)
-    return other

@@ -17,7 +17,7 @@ from napari_focus_stack._napari.layers import (  # noqa: E402
     stack_source,
 )
 from napari_focus_stack.io import FrameSource, ImageMeta  # noqa: E402
-from napari_focus_stack.stacker import StackResult  # noqa: E402
+from napari_focus_stack.result import FrameReport, StackReport, StackResult  # noqa: E402
 
 pytestmark = pytest.mark.napari
 
@@ -33,8 +33,9 @@ def _result(rgb=True, dtype=np.uint8, n=4, exif=b"Exif-ref") -> tuple[StackResul
     result = StackResult(
         image=frames[1], depth_raw=rng.random(SHAPE).astype(np.float32) * (n - 1),
         confidence=rng.random(SHAPE).astype(np.float32), transforms=[np.eye(3)] * n,
-        report={"reference": n // 2, "frames": [], "excluded": []}, meta=meta,
+        report=StackReport([FrameReport(i, f"frame {i}") for i in range(n)], n // 2, "cpu", "CPU", {}), meta=meta,
     )
+    result.depth = result.depth_raw
     return result, source
 
 
@@ -49,7 +50,7 @@ def test_result_layers_roles_names_and_display():
         assert kwargs["scale"] == (0.5, 0.25) and kwargs["translate"] == (3.0, 4.0)
         meta = kwargs["metadata"]
         assert meta[md.ROLE] == role and meta[md.INPUT] == "stack"
-        assert meta[md.REPORT] is result.report
+        assert meta[md.REPORT] == result.report.to_dict()  # JSON-ready, as layer metadata should be
         assert meta[md.NAMES] == list(source.names)
         assert (meta[md.EXIF], meta[md.ICC]) == (b"Exif-ref", b"icc-profile")  # saved results keep them
     assert by_role["fused"][0] is result.image and by_role["fused"][1]["rgb"]

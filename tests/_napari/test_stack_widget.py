@@ -10,6 +10,7 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("qtpy")
 
+from napari_focus_stack import FocusStacker
 from napari_focus_stack._napari.stack_widget import SELECTED, FocusStackWidget
 from napari_focus_stack.errors import AlignmentError
 
@@ -139,14 +140,14 @@ def test_cancel_stops_within_one_frame(viewer, widget, qtbot, monkeypatch):
     threads = []
     real_job = stack_widget._stack_job
 
-    def spy_job(job, stacker, cancel, progress):
-        threads.append(stacker.workers)
+    def spy_job(job, options, cancel, progress):
+        threads.append(FocusStacker(**options.kwargs()).workers)  # the job's default threads
 
         def spy(done, total, stage):
             ticks.append((done, cancel.is_set()))
             progress(done, total, stage)
 
-        return real_job(job, stacker, cancel, spy)
+        return real_job(job, options, cancel, spy)
 
     monkeypatch.setattr(stack_widget, "_stack_job", spy_job)
     widget._bridge.progress.connect(lambda done, total, stage: done >= 2 and widget.cancel_button.click())
@@ -315,12 +316,10 @@ def test_reference_range_follows_the_input(viewer, widget, stack_layer, syntheti
 
 
 def test_controls_start_at_the_engine_defaults(viewer):
-    from napari_focus_stack import FocusStacker
+    from napari_focus_stack.options import EngineOptions
 
     widget = FocusStackWidget(viewer)
-    ours = {k: v for k, v in vars(widget._make_stacker()).items() if not k.startswith("_")}
-    theirs = {k: v for k, v in vars(FocusStacker()).items() if not k.startswith("_")}
-    assert ours == theirs
+    assert widget._make_options() == EngineOptions()
     widget.deleteLater()
 
 

@@ -221,7 +221,7 @@ def test_max_pixels_zero_lifts_the_limit(frame_dir, tmp_path):
 
 
 def test_stack_fuses_in_tiles_when_memory_is_short(tmp_path, monkeypatch, capsys):
-    from napari_focus_stack.batch import memory
+    from napari_focus_stack.jobs import memory
     from napari_focus_stack.synthetic import make_stack, save_stack
 
     folder = tmp_path / "frames"
@@ -233,7 +233,7 @@ def test_stack_fuses_in_tiles_when_memory_is_short(tmp_path, monkeypatch, capsys
         memory, "estimate_peak_memory", lambda shape, sf=1, inf=2, tile_size=None: 2**31 if tile_size is None else 2**29
     )
     assert main(["stack", str(folder), "-o", str(tmp_path / "tiled.png"), "--max-memory", "1", "--device", "cpu"]) == 0
-    assert "memory is short: fusing in tiles of 512 px" in capsys.readouterr().err
+    assert "memory is short: fused in tiles of 512 px" in capsys.readouterr().err
     whole = np.asarray(Image.open(tmp_path / "whole.png"), dtype=float)
     tiled = np.asarray(Image.open(tmp_path / "tiled.png"), dtype=float)
     assert np.abs(whole - tiled).mean() < 0.5  # the same picture
@@ -245,11 +245,11 @@ def test_stack_fuses_in_tiles_when_memory_is_short(tmp_path, monkeypatch, capsys
 def test_the_depth_map_is_regularised_only_when_written(frame_dir, tmp_path, monkeypatch):
     # the edge-aware fill costs a few tenths of a second of every run: a run that
     # writes only the fused image must not pay it
-    import napari_focus_stack.stacker as stacker_module
+    import napari_focus_stack.pipeline as pipeline
 
     calls = []
-    real = stacker_module._regularised_depth
-    monkeypatch.setattr(stacker_module, "_regularised_depth", lambda result: calls.append(1) or real(result))
+    real = pipeline.regularised_depth
+    monkeypatch.setattr(pipeline, "regularised_depth", lambda *a: calls.append(1) or real(*a))
     assert main(["stack", str(frame_dir), "-o", str(tmp_path / "fused.png"), "-q"]) == 0
     assert calls == []
     assert main(["stack", str(frame_dir), "-o", str(tmp_path / "f.png"), "--depth-map", str(tmp_path / "d.tif"),

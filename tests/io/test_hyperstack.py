@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import tifffile
 
+from helpers import stack_to_files
 from hyperstacks import GREEN, PIXEL, RED, Z_STEP, lut, write_imagej, write_ome, write_ome_zarr
-from napari_focus_stack import FocusStacker
 from napari_focus_stack.errors import InputError, OutputError
 from napari_focus_stack.io import (
     Calibration,
@@ -16,7 +16,6 @@ from napari_focus_stack.io import (
     write_calibrated_tiff,
 )
 from napari_focus_stack.io.hyperstack import normalise_unit
-from napari_focus_stack.nd import stack_nd_to_files
 from napari_focus_stack.synthetic import make_hyperstack
 
 
@@ -91,9 +90,9 @@ def test_calibration_round_trip_through_the_engine(tmp_path, hyper, name):
     src = write_imagej(tmp_path / "in.tif", hyper.data) if "ome" in name else write_ome(
         tmp_path / "in.ome.tif", hyper.data)
     out, height, conf = tmp_path / name, tmp_path / name.replace("fused", "height"), tmp_path / "conf.tif"
-    info = stack_nd_to_files(FocusStacker(device="cpu"), src, out, height=height, confidence=conf)
-    assert info["axes"] == "TCYX" and info["unit"] == "µm"
-    assert info["outputs"] == {"image": out, "depth": height, "confidence": conf}
+    done = stack_to_files(src, out, depth=height, confidence=conf)
+    assert done.axes == "TCYX" and done.unit == "µm"
+    assert done.outputs == {"image": out, "depth": height, "confidence": conf}
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([src.name, out.name, height.name, "conf.tif"])
     with tifffile.TiffFile(out) as tif:
         fused = tif.asarray()
@@ -132,18 +131,17 @@ def _pixel_size(tif) -> float:
 def test_outputs_never_replace_the_input_and_come_all_or_none(tmp_path, hyper):
     src = write_imagej(tmp_path / "in.tif", hyper.data[:1])
     before = src.read_bytes()
-    stacker = FocusStacker(device="cpu", align="none")
     with pytest.raises(OutputError, match="overwrite input"):
-        stack_nd_to_files(stacker, src, tmp_path / "out.tif", height=src)
+        stack_to_files(src, tmp_path / "out.tif", depth=src, align="none")
     with pytest.raises(OutputError, match="give a .tif name"):
-        stack_nd_to_files(stacker, src, tmp_path / "out.png")
+        stack_to_files(src, tmp_path / "out.png", align="none")
     assert src.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["in.tif"]
 
     def stop(done, total, stage):
         if done > 3:
             raise KeyboardInterrupt
     with pytest.raises(KeyboardInterrupt):
-        stack_nd_to_files(stacker, src, tmp_path / "out.tif", height=tmp_path / "h.tif", progress=stop)
+        stack_to_files(src, tmp_path / "out.tif", depth=tmp_path / "h.tif", progress=stop, align="none")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif"]
 
 

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from napari.layers import Image
 
     from ..nd import NDResult
-    from ..stacker import StackResult
+    from ..result import StackResult
 
 __all__ = [
     "ChannelStack", "InputAxes", "find_result", "find_results", "layer_shape", "layers_source", "nd_result_layers",
@@ -262,7 +262,7 @@ def result_layers(
     meta = result.meta
     metadata = {
         md.INPUT: key,
-        md.REPORT: result.report,
+        md.REPORT: result.report.to_dict(),
         md.NAMES: list(source.names),
         md.EXIF: None if meta is None else meta.exif,
         md.ICC: None if meta is None else meta.icc,
@@ -357,8 +357,8 @@ def nd_result_layers(
         lo, hi = 0.0, float(n - 1)
     metadata = {
         md.INPUT: key,
-        md.REPORT: result.reports[0] if result.reports else {},
-        md.REPORTS: list(result.reports),
+        md.REPORT: result.reports[0].to_dict() if result.reports else {},
+        md.REPORTS: [r.to_dict() for r in result.reports],
         md.NAMES: names,
         md.Z_AXIS: axes.z,
         md.HEIGHT_UNIT: result.unit,

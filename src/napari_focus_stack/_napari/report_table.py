@@ -7,6 +7,8 @@ from typing import Any
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QHeaderView, QTableWidget, QTableWidgetItem
 
+from ..result import StackReport
+
 __all__ = ["AlignmentTable", "COLUMNS"]
 
 COLUMNS = ("frame", "quality", "scale", "rot °", "dx px", "dy px", "status")
@@ -30,31 +32,30 @@ class AlignmentTable(QTableWidget):
             "scale the focus breathing, rot the rotation in degrees, dx/dy the shift of the centre in pixels"
         )
 
-    def show_report(self, report: dict) -> None:
-        """Fill the table from a :class:`StackResult` report."""
-        frames = report.get("frames", [])
-        ref = report.get("reference")
+    def show_report(self, report: StackReport) -> None:
+        """Fill the table from a :class:`~napari_focus_stack.StackReport`."""
+        frames = report.frames
         self.setRowCount(len(frames))
         for row, f in enumerate(frames):
-            if f.get("excluded"):
+            if f.excluded:
                 status = "excluded"
-            elif f.get("index") == ref:
+            elif f.index == report.reference:
                 status = "reference"
             else:
                 status = "ok"
             values = (
-                f.get("name", str(row)),
-                _fmt(f.get("quality"), "{:.2f}"),
-                _fmt(f.get("scale"), "{:.4f}"),
-                _fmt(f.get("rotation_deg"), "{:+.2f}"),
-                _fmt(f.get("shift_x"), "{:+.1f}"),
-                _fmt(f.get("shift_y"), "{:+.1f}"),
+                f.name,
+                _fmt(f.quality, "{:.2f}"),
+                _fmt(f.scale, "{:.4f}"),
+                _fmt(f.rotation_deg, "{:+.2f}"),
+                _fmt(f.shift_x, "{:+.1f}"),
+                _fmt(f.shift_y, "{:+.1f}"),
                 status,
             )
             for col, value in enumerate(values):
                 item = QTableWidgetItem(value)
-                if f.get("excluded"):
-                    item.setToolTip(f"excluded: {f.get('reason', 'alignment failed')}")
+                if f.excluded:
+                    item.setToolTip(f"excluded: {f.reason or 'alignment failed'}")
                 if 0 < col < len(values) - 1:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.setItem(row, col, item)

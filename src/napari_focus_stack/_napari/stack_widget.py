@@ -62,9 +62,12 @@ import numpy as np
 from qtpy.QtCore import QObject, Qt, QTimer, Signal
 from qtpy.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
-from ..errors import FocusStackError, StackError
-from ..io import FrameSource
-from ..stacker import Cancelled, FocusStacker, StackResult
+from ..errors import Cancelled, FocusStackError, StackError
+from ..io import FrameSource, Hyperstack
+from ..jobs import Job, plan_job, run_job
+from ..options import EngineOptions
+from ..result import StackReport, StackResult
+from ..stacker import FocusStacker
 from . import layer_metadata as md
 from ._notify import defuse_notification_timers, notify
 from .background import BackgroundRun
@@ -129,6 +132,7 @@ class _Outcome:
     result: Any = None
     aligned: np.ndarray | None = None
     error: FocusStackError | None = None
+    notes: list = field(default_factory=list)  # what the plan changed ("memory is short: fused in tiles...")
 
 
 class _Bridge(QObject):
@@ -168,6 +172,7 @@ class FocusStackWidget(BackgroundRun, QWidget):
         self._progress_timer.timeout.connect(self._show_progress)
         self._total = 1
         self._job: _Job | None = None
+        self._notes: list[str] = []  # what the job's plan changed, shown with the result
         self._status = "error"
         self._steps: list = []
         self._build()
@@ -312,8 +317,6 @@ class FocusStackWidget(BackgroundRun, QWidget):
         if len(channels) == 1 and axes.is_plain_stack:
             return _Job(entry, layer, axes.frames, source=stack_source(layer), axes=axes, looks=looks,
                         aligned=aligned)
-        from ..io.hyperstack import Hyperstack
-
         if len(channels) > 1:
             names = [c.name for c in channels]
             data, letters = ChannelStack([c.data for c in channels], names), "C" + axes.letters
@@ -324,8 +327,8 @@ class FocusStackWidget(BackgroundRun, QWidget):
                     channel=self.channel_picker.deciding() if len(channels) > 1 else None,
                     inputs=[c.name for c in channels])
 
-    def _make_stacker(self) -> FocusStacker:
-        return FocusStacker(**self.engine.kwargs())
+    def _make_options(self) -> EngineOptions:
+        return EngineOptions(**self.engine.kwargs())
 
     # ----------------------------------------------------------------- run
     def run(self) -> None:
@@ -334,7 +337,7 @@ class FocusStackWidget(BackgroundRun, QWidget):
             return
         try:
             job = self._make_job()
-            stacker = self._make_stacker()
+            options = self._make_options()
         except FocusStackError as exc:
             self._show_error(exc)
             return
@@ -352,7 +355,7 @@ class FocusStackWidget(BackgroundRun, QWidget):
         self.cancel_button.setEnabled(True)
         self.surface_button.setEnabled(False)
         # an exception other than FocusStackError is a bug: napari re-raises it here with its traceback
-        self._start(_stack_job, job, stacker, self._cancel, self._bridge.progress.emit)
+        self._start(_stack_job, job, options, self._cancel, self._bridge.progress.emit)
 
     def _show_cancelling(self) -> None:
         self.progress_bar.setFormat("Cancelling after the current frame...")
@@ -398,6 +401,7 @@ class FocusStackWidget(BackgroundRun, QWidget):
         else:
             self.progress_bar.setValue(self._total)
             self.progress_bar.setFormat("Showing the results...")
+            self._notes = list(outcome.notes)
             self._steps = self._result_steps(self._job, outcome.result, outcome.aligned)
             self._status = "done"
 
@@ -451,7 +455,7 @@ class FocusStackWidget(BackgroundRun, QWidget):
         if job.hyper is not None:
             specs = nd_result_layers(result, job.key, job.axes, job.looks, channel_layers=len(job.looks) > 1,
                                      inputs=job.inputs)
-            report = result.reports[0] if result.reports else {}
+            report = result.reports[0]
         else:
             look = job.looks[0] if job.looks else {}
             specs = result_layers(result, job.key, job.source, aligned=aligned, axes=job.axes,
@@ -486,13 +490,13 @@ class FocusStackWidget(BackgroundRun, QWidget):
         steps.append(lambda: (last(), finish()))
         return steps
 
-    def _show_report(self, job: _Job, result: Any, report: dict, fused_names: list[str]) -> None:
+    def _show_report(self, job: _Job, result: Any, report: StackReport, fused_names: list[str]) -> None:
         n = job.frames
         self.table.show_report(report)
-        excluded = report.get("excluded", [])
+        excluded = report.excluded_frames
         reports = getattr(result, "reports", [report])
-        t = sum(r.get("timings", {}).get("total_s", float("nan")) for r in reports)
-        device = report.get("device", report.get("backend", "?"))
+        t = sum(r.timings.total_s for r in reports)
+        device = report.device or report.backend
         into = ", ".join(f"'{name}'" for name in fused_names)
         if job.stacks > 1:
             what = f"{job.stacks} z-stacks of {n} planes fused into {into}"
@@ -500,14 +504,14 @@ class FocusStackWidget(BackgroundRun, QWidget):
             what = f"{n - len(excluded)} of {n} frames fused into {into}"
         unit = getattr(result, "unit", "frame")
         height = f" Heights in {unit}." if unit != "frame" else ""
+        notes = "".join(f" {note[:1].upper()}{note[1:]}." for note in self._notes)
         self.status_label.setText(
-            f"Done in {t:.2f} s on {device}: {what}.{height} "
+            f"Done in {t:.2f} s on {device}: {what}.{height}{notes} "
             "Click the fused image or the depth map to jump to the sharpest frame."
         )
         if excluded:
-            why = {f["name"]: f.get("reason", "alignment failed") for f in report.get("frames", [])}
             text = f"Excluded {len(excluded)} frame(s): " + "; ".join(
-                f"{name} ({why.get(name, 'alignment failed')})" for name in excluded
+                f"{f.name} ({f.reason or 'alignment failed'})" for f in excluded
             )
             self.excluded_label.setText(text)
             notify(f"{job.key}: {text}.", "warning")
@@ -753,24 +757,23 @@ def _surface_colours(fused: list, world_point) -> np.ndarray | None:
     return np.clip(rgb, 0.0, 1.0)
 
 
-def _stack_job(job: _Job, stacker: FocusStacker, cancel: threading.Event, progress) -> _Outcome:
-    """Worker-thread body: stack (one z-stack, or every z-stack of N-D data), then optionally warp.
+def _stack_job(job: _Job, options: EngineOptions, cancel: threading.Event, progress) -> _Outcome:
+    """Worker-thread body: plan and run the job (one z-stack, or every z-stack of N-D data), then optionally warp.
 
-    A :class:`FocusStackError` (including :class:`Cancelled`) is returned to
-    be shown; any other exception propagates: it is a bug.
+    The job layer fits the memory (tiles when it is short) as for the
+    command line. A :class:`FocusStackError` (including :class:`Cancelled`)
+    is returned to be shown; any other exception propagates: it is a bug.
     """
     try:
-        if job.hyper is not None:
-            from ..nd import stack_nd
-
-            result = stack_nd(stacker, job.hyper, channel=job.channel, progress=progress, cancel=cancel)
-            return _Outcome(result=result)
-        result = stacker.stack(job.source, progress=progress, cancel=cancel)
-        _ = result.depth  # the regularised depth is computed on first use: here, not in the GUI thread
-        aligned = _aligned_stack(stacker, job.source, result, cancel, progress) if job.aligned else None
+        data = job.hyper if job.hyper is not None else job.source
+        plan = plan_job(Job(data, options, channel=job.channel, depth=True))
+        result = run_job(plan, progress=progress, cancel=cancel).result
+        aligned = None
+        if job.aligned and job.hyper is None:
+            aligned = _aligned_stack(plan.stacker, job.source, result, cancel, progress)
     except FocusStackError as exc:
         return _Outcome(error=exc)
-    return _Outcome(result=result, aligned=aligned)
+    return _Outcome(result=result, aligned=aligned, notes=plan.notes)
 
 
 def _aligned_stack(stacker: FocusStacker, source: FrameSource, result: StackResult, cancel, progress) -> np.ndarray:

@@ -21,11 +21,12 @@ Nothing is lost:
   bug) is retried, then reported with its traceback.
 
 The package is split by job: :mod:`.options` (BatchOptions), :mod:`.plan`
-(which stacks run, are complete or cannot run), :mod:`.task` (one stack),
-:mod:`.markers` (resume state), :mod:`.memory` (up-front memory checks),
-:mod:`.executors` (in-process and Dask), :mod:`.report` (JSON and CSV) and
-:mod:`.run` (:func:`run_batch`, which ties them together). The command line
-``napari-focus-stack batch`` lives in :mod:`napari_focus_stack.cli`.
+(which stacks run, are complete or cannot run), :mod:`.task` (one stack, a
+:class:`~napari_focus_stack.jobs.Job` of the job layer), :mod:`.markers`
+(resume state), :mod:`.calibration` (reused alignment), :mod:`.report`
+(the result, JSON and CSV) and :mod:`.run` (:func:`run_batch`, which ties
+them together on an executor of :mod:`napari_focus_stack.executors`). The
+command line ``napari-focus-stack batch`` lives in :mod:`napari_focus_stack.cli`.
 
 Examples
 --------
@@ -36,28 +37,12 @@ Examples
 """
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING
-
-#: public name -> the submodule defining it. Loaded on first use (PEP 562), so
-#: that ``batch.memory``, which the ``stack`` command uses, does not bring the
-#: planner and the grouping modes (a few hundredths of a second) with it.
-_WHERE = {
-    "BatchOptions": "options",
-    "BatchResult": "run",
-    "FORMATS": "options",
-    "REPORT_NAME": "report",
-    "STATE_DIR": "markers",
-    "StackJob": "plan",
-    "StackTask": "task",
-    "available_memory": "memory",
-    "check_memory": "memory",
-    "estimate_peak_memory": "memory",
-    "fit_memory": "memory",
-    "plan_batch": "plan",
-    "run_batch": "run",
-    "run_stack": "task",
-}
+from .markers import STATE_DIR
+from .options import FORMATS, BatchOptions
+from .plan import StackJob, plan_batch
+from .report import REPORT_NAME, BatchResult
+from .run import run_batch
+from .task import StackTask, run_stack
 
 __all__ = [
     "BatchOptions",
@@ -67,32 +52,7 @@ __all__ = [
     "STATE_DIR",
     "StackJob",
     "StackTask",
-    "available_memory",
-    "check_memory",
-    "estimate_peak_memory",
-    "fit_memory",
     "plan_batch",
     "run_batch",
     "run_stack",
 ]
-
-if TYPE_CHECKING:  # for type checkers and editors: the eager imports
-    from .markers import STATE_DIR
-    from .memory import available_memory, check_memory, estimate_peak_memory, fit_memory
-    from .options import FORMATS, BatchOptions
-    from .plan import StackJob, plan_batch
-    from .report import REPORT_NAME
-    from .run import BatchResult, run_batch
-    from .task import StackTask, run_stack
-
-
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
-    globals()[name] = value  # next time a plain lookup
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_WHERE))

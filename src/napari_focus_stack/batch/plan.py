@@ -14,9 +14,11 @@ from pathlib import Path
 from .._runtime import default_threads
 from ..errors import FocusStackError, StackError
 from ..grouping import Plan, Stack, detect_stacks
+from ..io import expand_inputs, read_meta
+from ..jobs import fit_tiles
+from ..options import EngineOptions
 from .calibration import calibration_indices
 from .markers import STATE_DIR, file_fingerprint, is_complete, params_hash, read_marker
-from .memory import fit_memory
 from .options import FORMATS, BatchOptions
 from .report import REPORT_NAME
 from .task import StackTask
@@ -233,8 +235,6 @@ def plan_batch(
 
 def calibration_key(options: BatchOptions) -> tuple[list[Path], str]:
     """The calibration stack's files and a hash of them and the engine options."""
-    from ..io import expand_inputs
-
     files = expand_inputs(options.calibration)
     return files, params_hash(["calibration", file_fingerprint(files), options.engine_kwargs()])
 
@@ -267,8 +267,6 @@ def _reuse_hashes(jobs: list[StackJob], options: BatchOptions) -> None:
 
 def _finish_planning(jobs: list[StackJob], options: BatchOptions, share: int) -> None:
     """Skip complete stacks, refuse foreign files and stacks too large for memory."""
-    from ..io import read_meta
-
     threads = 1 if share > 1 else default_threads()
     for job in jobs:
         if job.state != "run":
@@ -287,14 +285,13 @@ def _finish_planning(jobs: list[StackJob], options: BatchOptions, share: int) ->
                 )
                 continue
         try:
-            meta = read_meta(task.frames[0])
-            tile = fit_memory(
-                meta.shape, task.engine["scale_factor"], threads, tile_size=task.engine.get("tile_size"),
-                share=share, max_memory=options.max_memory, what=task.name,
+            fitted, note = fit_tiles(
+                read_meta(task.frames[0]).shape, EngineOptions.from_mapping(task.engine), threads, share=share,
+                max_memory=options.max_memory, what=task.name,
             )
-            if tile != task.engine.get("tile_size"):
-                task.engine = {**task.engine, "tile_size": tile}
-                task.warnings.append(f"memory is short: fused in tiles of {tile} px")
+            if note:
+                task.engine = fitted.kwargs()
+                task.warnings.append(note)
         except StackError as exc:
             job.state, job.error = "fail", str(exc)
         except FocusStackError:

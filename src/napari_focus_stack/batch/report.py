@@ -5,18 +5,16 @@ import csv
 import io as _stdio
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from .._version import __version__
+from ..grouping import Plan
 from ..io import remove_stale_temps, write_text
 from .markers import json_safe
+from .options import BatchOptions
 
-if TYPE_CHECKING:
-    from ..grouping import Plan
-    from .options import BatchOptions
-    from .run import BatchResult
-
-__all__ = ["REPORT_NAME", "write_reports"]
+__all__ = ["REPORT_NAME", "BatchResult", "write_reports"]
 
 #: Batch reports are ``<REPORT_NAME>.json`` and ``<REPORT_NAME>.csv`` in the output folder.
 REPORT_NAME = "batch-report"
@@ -77,12 +75,61 @@ def _reuse_check_text(check: dict | None) -> str:
     return f"{verdict} ({check.get('error_px', 0.0):.2f} px, tolerance {check.get('tolerance_px', 0.0):g} px)"
 
 
+@dataclass
+class BatchResult:
+    """What a batch did.
+
+    Attributes
+    ----------
+    plan : Plan
+    stacks : list of dict
+        One report entry per stack, in plan order.
+    report_json, report_csv : Path or None
+        The written reports.
+    elapsed_s : float
+        Wall time of the whole batch.
+    startup_s : float
+        Of which starting (or connecting to) the Dask cluster.
+    calibration : list of dict
+        With a reused alignment, per group of stacks sharing one focus
+        sequence (an OpenScan3 scan): the stacks it was estimated on, those
+        that failed, and how far each one's transforms lie from the
+        combined ones (``deviation_px``).
+    """
+
+    plan: Plan
+    stacks: list[dict]
+    report_json: Path | None
+    report_csv: Path | None
+    elapsed_s: float
+    startup_s: float = 0.0
+    calibration: list[dict] = field(default_factory=list)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Stacks per status: done, skipped, failed, cancelled."""
+        out = {"done": 0, "skipped": 0, "failed": 0, "cancelled": 0}
+        for e in self.stacks:
+            out[e["status"]] = out.get(e["status"], 0) + 1
+        return out
+
+    @property
+    def ok(self) -> bool:
+        """True when no stack failed or was cancelled."""
+        c = self.counts
+        return c["failed"] == 0 and c["cancelled"] == 0
+
+    @property
+    def stacks_per_minute(self) -> float:
+        """Throughput of the stacks done in this run."""
+        done = self.counts["done"]
+        return 60.0 * done / self.elapsed_s if self.elapsed_s > 0 else float("nan")
+
+
 def write_reports(
     out: Path, plan: Plan, options: BatchOptions, result: BatchResult, started: str
 ) -> tuple[Path, Path]:
     """Write the JSON and CSV reports of a batch into `out` (atomically); return their paths."""
-    from .. import __version__
-
     report = {
         "tool": f"napari-focus-stack {__version__}",
         "started": started,

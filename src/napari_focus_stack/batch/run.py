@@ -1,81 +1,32 @@
 """run_batch: plan, run every stack on an executor, write the reports."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .._runtime import cancel_check
+from ..align import corner_error, relative_to
 from ..errors import AlignmentError, InputError, OutputError
+from ..executors import DaskExecutor, InProcess
 from ..grouping import Plan
-from ..io import write_text
-from ..stacker import cancel_check
+from ..io import read_meta, write_text
+from ..stacker import FocusStacker
 from .calibration import combine_transforms
-from .executors import DaskExecutor, InProcess
 from .markers import MARKER_VERSION, STATE_DIR, is_complete, read_marker
 from .options import BatchOptions
 from .plan import StackJob, calibration_key, plan_batch
-from .report import write_reports
+from .report import BatchResult, write_reports
 from .task import ProgressCallback, new_entry, run_stack
 
 __all__ = ["BatchResult", "fatal_line", "run_batch"]
-
-
-@dataclass
-class BatchResult:
-    """What a batch did.
-
-    Attributes
-    ----------
-    plan : Plan
-    stacks : list of dict
-        One report entry per stack, in plan order.
-    report_json, report_csv : Path or None
-        The written reports.
-    elapsed_s : float
-        Wall time of the whole batch.
-    startup_s : float
-        Of which starting (or connecting to) the Dask cluster.
-    calibration : list of dict
-        With a reused alignment, per group of stacks sharing one focus
-        sequence (an OpenScan3 scan): the stacks it was estimated on, those
-        that failed, and how far each one's transforms lie from the
-        combined ones (``deviation_px``).
-    """
-
-    plan: Plan
-    stacks: list[dict]
-    report_json: Path | None
-    report_csv: Path | None
-    elapsed_s: float
-    startup_s: float = 0.0
-    calibration: list[dict] = field(default_factory=list)
-
-    @property
-    def counts(self) -> dict[str, int]:
-        """Stacks per status: done, skipped, failed, cancelled."""
-        out = {"done": 0, "skipped": 0, "failed": 0, "cancelled": 0}
-        for e in self.stacks:
-            out[e["status"]] = out.get(e["status"], 0) + 1
-        return out
-
-    @property
-    def ok(self) -> bool:
-        """True when no stack failed or was cancelled."""
-        c = self.counts
-        return c["failed"] == 0 and c["cancelled"] == 0
-
-    @property
-    def stacks_per_minute(self) -> float:
-        """Throughput of the stacks done in this run."""
-        done = self.counts["done"]
-        return 60.0 * done / self.elapsed_s if self.elapsed_s > 0 else float("nan")
 
 
 def _check_output_dir(out: Path) -> None:
@@ -191,15 +142,19 @@ def run_batch(
 
     first_ids = {id(j) for j in first_wave}
     todo = [j for j in jobs if j.state == "run" and id(j) not in first_ids]
-    runner = runner or run_stack
     executor = None
     interrupted = False
     calibration: list[dict] = []
     try:
         if options.scheduler or options.workers > 1:
-            executor = DaskExecutor(options, progress, is_cancelled)
+            executor = DaskExecutor(
+                options.scheduler, options.workers, retries=options.retries, progress=progress,
+                is_cancelled=is_cancelled,
+            )
+            runner = runner or run_stack  # progress comes back as the workers' events
         else:
-            executor = InProcess(options, progress, is_cancelled)
+            executor = InProcess(options.retries, is_cancelled)
+            runner = runner or functools.partial(run_stack, progress=progress, cancel=is_cancelled)
         if first_wave:
             for got in executor.run([j.task for j in first_wave], runner, record):
                 if got.get("status") == "done" and got.get("_transforms") is not None:
@@ -245,9 +200,6 @@ def _reuse(
     jobs: list[StackJob], todo: list[StackJob], known: dict[str, list], explicit: tuple | None, options: BatchOptions
 ) -> list[dict]:
     """Give every stack to run the alignment of its group; describe each group's calibration."""
-    from ..align import corner_error
-    from ..io import read_meta
-
     reports = []
     for group in dict.fromkeys(j.group for j in todo):
         members = [j for j in todo if j.group == group]
@@ -268,10 +220,9 @@ def _reuse(
         shape = read_meta(sets[0][0].task.frames[0]).shape
         report["deviation_px"] = {}
         for job, mats in sets:
-            to_ref = np.linalg.inv(np.asarray(mats[ref], dtype=float))
             errors = [
-                corner_error(np.asarray(m, dtype=float) @ to_ref, c, shape)
-                for m, c in zip(mats, combined, strict=False) if m is not None and c is not None
+                corner_error(m, c, shape)
+                for m, c in zip(relative_to(mats, ref), combined, strict=False) if m is not None and c is not None
             ]
             report["deviation_px"][job.task.name] = max(errors, default=0.0)
         report["combined"] = "median" if len(sets) > 2 else "mean" if len(sets) == 2 else "single"
@@ -304,8 +255,6 @@ def _apply_transforms(
 
 def _calibration_transforms(options: BatchOptions, out: Path) -> list:
     """Transforms of the calibration stack, cached in the output folder."""
-    from ..stacker import FocusStacker
-
     files, key = calibration_key(options)
     cache = out / STATE_DIR / "calibration.json"
     data = read_marker(cache)
@@ -316,7 +265,7 @@ def _calibration_transforms(options: BatchOptions, out: Path) -> list:
     if sum(m is not None for m in transforms) < 2:
         raise AlignmentError(
             f"the calibration stack {options.calibration} could not be aligned "
-            f"(excluded: {', '.join(report.get('excluded', []))}); choose another calibration stack."
+            f"(excluded: {', '.join(report.excluded)}); choose another calibration stack."
         )
     text = json.dumps(
         {"version": MARKER_VERSION, "params": key, "source": str(options.calibration), "transforms": transforms}

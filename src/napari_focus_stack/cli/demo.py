@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import OutputError
-from .parser import COMMANDS, add_engine_options, stacker_from_args
+from .parser import COMMANDS, add_engine_options, engine_options
 from .progress import Progress
 
 __all__ = ["add_parser", "run"]
@@ -34,9 +34,11 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..io import write_image
+    from ..io.outputs import Output
+    from ..jobs import Job, plan_job, run_job
     from ..synthetic import make_stack, save_stack
 
-    stacker = stacker_from_args(args)
+    options = engine_options(args)
     outdir = Path(args.outdir)
     frame_dir = outdir / "frames"
     stack = make_stack(args.scene, shape=(384, 512), n_frames=8, seed=args.seed)
@@ -46,11 +48,11 @@ def run(args: argparse.Namespace) -> int:
         raise OutputError(
             f"cannot write the demo frames to {frame_dir} ({exc.strerror or exc}); choose another folder."
         ) from exc
+    outputs = [Output(kind, outdir / name) for kind, name in
+               (("image", "fused.png"), ("depth", "depth.tif"), ("confidence", "confidence.tif"))]
+    plan = plan_job(Job(paths, options, outputs=outputs))
     with Progress("demo", enabled=not args.quiet) as bar:
-        result = stacker.stack(paths, progress=bar)
-    write_image(outdir / "fused.png", result.image)
-    write_image(outdir / "depth.tif", result.depth)
-    write_image(outdir / "confidence.tif", result.confidence)
+        result = run_job(plan, progress=bar).result
     write_image(outdir / "truth.png", stack.truth)
     err = np.abs(result.image.astype(np.float64) - stack.truth.astype(np.float64))
     psnr = 10 * np.log10(255.0**2 / max(float((err**2).mean()), 1e-12))

@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 
-from .. import __version__
+from .._version import __version__
 from ..options import option
 from .parser import COMMANDS
 

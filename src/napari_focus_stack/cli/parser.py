@@ -4,13 +4,13 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from .. import __version__
+from .._version import __version__
 from ..errors import ParameterError
 from ..options import OPEN_ENDED, OPTIONS, EngineOptions, Option
 
 __all__ = [
     "COMMANDS", "add_engine_options", "add_max_memory", "add_max_pixels", "add_scheduler", "build_parser",
-    "engine_options", "stacker_from_args",
+    "engine_options",
 ]
 
 
@@ -94,13 +94,6 @@ def engine_options(args: argparse.Namespace) -> EngineOptions:
         A value out of its range.
     """
     return EngineOptions.from_mapping(args)
-
-
-def stacker_from_args(args: argparse.Namespace, **overrides):
-    """A :class:`FocusStacker` with the parsed engine options."""
-    from ..stacker import FocusStacker
-
-    return FocusStacker(**engine_options(args).kwargs(), **overrides)
 
 
 #: The commands, in the order ``--help`` lists them, with their one-line help.

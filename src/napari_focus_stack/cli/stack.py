@@ -1,8 +1,10 @@
-"""``napari-focus-stack stack``: fuse one stack.
+"""``napari-focus-stack stack``: fuse one stack, photos or microscope data.
 
-Every output is checked before the first frame is read (folder, extension,
-permissions, not an input, not another output), and the outputs are written
-all or none (see :mod:`napari_focus_stack.io.outputs`).
+The command line only turns its arguments into a
+:class:`~napari_focus_stack.jobs.Job`; the job layer decides the kind of
+data (photos, or ImageJ/OME-TIFF/OME-Zarr microscope data fused for every
+time point with its calibration), checks every output before the first
+frame is read, fits the memory, and writes the outputs all or none.
 """
 from __future__ import annotations
 
@@ -10,10 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import ParameterError
-from ..io.outputs import Output, check_outputs, write_outputs
+from ..io.outputs import Output
+from ..jobs import Job, JobResult, plan_job, run_job
 from .inputs import check_input_paths, reading_inputs
-from .microscopy import is_microscopy_input, ome_zarr_input, print_summary, run_microscopy
 from .parser import (
     COMMANDS,
     add_engine_options,
@@ -21,7 +22,7 @@ from .parser import (
     add_max_pixels,
     add_scheduler,
     check_max_pixels,
-    stacker_from_args,
+    engine_options,
 )
 from .progress import Progress
 
@@ -67,62 +68,43 @@ def _outputs(args: argparse.Namespace) -> list[Output]:
     return outputs
 
 
-def _summary(outputs: list[Output], n_frames: int, report: dict) -> str:
-    t = report["timings"]["total_s"]
-    excluded = [f for f in report["frames"] if f.get("excluded")]
+def _summary(done: JobResult) -> str:
+    """The one-line summary (and a line per excluded frame) printed after a run."""
+    written = ", ".join(str(p) for p in done.outputs.values())
+    report = done.reports[0]
+    if done.plan.kind == "hyperstack":
+        reports = done.reports
+        frames = len(report.frames)
+        notes = [f"{len(reports)} z-stack(s) of {frames} planes", f"axes {done.axes}", f"heights in {done.unit}"]
+        reused = sum(r.reused_alignment for r in reports)
+        if reused:
+            notes.append(f"alignment reused for {reused}")
+        notes.append(f"{len(report.unwarped)} of {frames} planes used unwarped")
+        return f"wrote {written} ({'; '.join(notes)}; {done.seconds:.1f} s, {report.backend})"
+    excluded = report.excluded_frames
     note = f"; {len(excluded)} excluded" if excluded else ""
-    if report.get("reference_changed"):
-        note = f"; reference changed to {report['frames'][report['reference']]['name']}" + note
-    lines = [
-        f"wrote {', '.join(str(o.path) for o in outputs)} ({n_frames} frames, {t:.1f} s, {report['backend']}{note})"
-    ]
-    lines += [f"  excluded {f['name']}: {f.get('reason', 'no reason given')}" for f in excluded]
+    if report.reference_changed:
+        note = f"; reference changed to {report.reference_name}" + note
+    lines = [f"wrote {written} ({len(report.frames)} frames, {done.seconds:.1f} s, {report.backend}{note})"]
+    lines += [f"  excluded {f.name}: {f.reason or 'no reason given'}" for f in excluded]
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``stack``; return the exit code."""
-    from ..batch.memory import fit_memory
-    from ..io import FrameSource, expand_inputs
-
-    if not 1 <= args.quality <= 100:
-        raise ParameterError(f"--quality must be between 1 and 100, got {args.quality}")
-    if args.max_memory is not None and not args.max_memory > 0:
-        raise ParameterError(f"--max-memory must be a number of GiB above 0, got {args.max_memory}")
     check_max_pixels(args.max_pixels)
-    stacker = stacker_from_args(args)
-    outputs = _outputs(args)
+    job = Job(
+        args.inputs, engine_options(args), outputs=_outputs(args), quality=args.quality, z_step=args.z_step,
+        scheduler=args.scheduler, max_memory=args.max_memory,
+    )
     with reading_inputs(args.max_pixels):
         check_input_paths(args.inputs)
-        files = ome_zarr_input(args.inputs) or expand_inputs(args.inputs)  # lists folders; reads no image
-        if is_microscopy_input(files, args.z_step):
-            with Progress(outputs[0].path.name, enabled=not args.quiet) as bar:
-                line = run_microscopy(args, stacker, outputs, files[0], bar)
-            print_summary(line, args.quiet)
-            return 0
-        if args.scheduler:
-            raise ParameterError(
-                "--scheduler runs the time points of one microscope file on a Dask cluster; "
-                "for many stacks use: napari-focus-stack batch FOLDER --scheduler ADDRESS"
-            )
-        check_outputs(outputs, inputs=files)
-        source = FrameSource.from_inputs(files)
-        tile = fit_memory(
-            source.shape, stacker.scale_factor, stacker.workers, tile_size=stacker.tile_size,
-            max_memory=args.max_memory, what=outputs[0].path.name,
-        )
-        if tile != stacker.tile_size:  # memory is short: fuse in tiles
-            args.tile_size = tile
-            stacker = stacker_from_args(args)
-            if not args.quiet:
-                print(f"memory is short: fusing in tiles of {tile} px", file=sys.stderr)
-        with Progress(outputs[0].path.name, enabled=not args.quiet) as bar:
-            result = stacker.stack(source, progress=bar)
-    meta = result.meta
-    write_outputs(
-        outputs, result.arrays(o.kind for o in outputs),
-        quality=args.quality, exif=getattr(meta, "exif", None), icc=getattr(meta, "icc", None), protect=files,
-    )
+        plan = plan_job(job)  # lists folders and checks every output; decodes no frame
+        if not args.quiet:
+            for note in plan.notes:
+                print(f"{note}", file=sys.stderr)
+        with Progress(job.outputs[0].path.name, enabled=not args.quiet) as bar:
+            done = run_job(plan, progress=bar)
     if not args.quiet:
-        print(_summary(outputs, len(source), result.report), file=sys.stderr)
+        print(_summary(done), file=sys.stderr)
     return 0

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from napari_focus_stack.batch import BatchOptions, estimate_peak_memory, memory, run_batch
+from napari_focus_stack.batch import BatchOptions, run_batch
 from napari_focus_stack.errors import StackError
+from napari_focus_stack.jobs import estimate_peak_memory, memory
 from scans import N_FRAMES, by_stack, make_scan
 
 

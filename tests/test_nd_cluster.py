@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import tifffile
 
+from helpers import stack_to_files
 from hyperstacks import write_imagej
 from napari_focus_stack import FocusStacker
-from napari_focus_stack.batch import BatchOptions
-from napari_focus_stack.nd import stack_nd, stack_nd_to_files
-from napari_focus_stack.stacker import Cancelled
+from napari_focus_stack.errors import Cancelled
+from napari_focus_stack.executors import DaskExecutor
+from napari_focus_stack.nd import _slice, as_hyperstack
 from napari_focus_stack.synthetic import make_hyperstack
 
 distributed = pytest.importorskip("distributed")
@@ -36,8 +37,12 @@ def _cpu():
     return FocusStacker(device="cpu")
 
 
+def stack_nd(stacker, data, axes=None, **kwargs):
+    return stacker.stack_nd(data, axes, **kwargs)
+
+
 def _qualities(report):
-    return np.array([np.nan if f.get("quality") is None else f["quality"] for f in report["frames"]], float)
+    return np.array([np.nan if f.quality is None else f.quality for f in report.frames], float)
 
 
 def _same(a, b):
@@ -54,10 +59,10 @@ def test_file_on_a_cluster_matches_the_serial_run(tmp_path, tzyx, client):
     _same(parallel, serial)
     _same(_cpu().stack_nd(path, scheduler=client), serial)  # the method passes it on
     assert parallel.unit == "µm" and parallel.image.shape == (4, 64, 80)
-    assert [r["index"] for r in parallel.reports] == [{"T": t} for t in range(4)]
-    assert [r["reused_alignment"] for r in parallel.reports] == [False, True, True, True]
+    assert [r.index for r in parallel.reports] == [{"T": t} for t in range(4)]
+    assert [r.reused_alignment for r in parallel.reports] == [False, True, True, True]
     for s, p in zip(serial.reports, parallel.reports, strict=True):  # the same frames, names and alignment
-        assert [f["name"] for f in p["frames"]] == [f["name"] for f in s["frames"]]
+        assert [f.name for f in p.frames] == [f.name for f in s.frames]
         # a reused alignment has no quality figures: NaN where the serial run has NaN
         np.testing.assert_array_equal(_qualities(p), _qualities(s))
     assert not np.isnan(_qualities(parallel.reports[0])).all()  # estimated
@@ -70,7 +75,7 @@ def test_file_on_a_cluster_matches_the_serial_run(tmp_path, tzyx, client):
     # without reuse every time point estimates its own alignment, still as in the serial run
     alone = stack_nd(_cpu(), path, scheduler=client, reuse_alignment=False)
     _same(alone, stack_nd(_cpu(), path, reuse_alignment=False))
-    assert not any(r["reused_alignment"] for r in alone.reports)
+    assert not any(r.reused_alignment for r in alone.reports)
 
 
 def test_dask_array_stays_lazy_on_a_cluster(tmp_path, tzyx, client):
@@ -80,10 +85,7 @@ def test_dask_array_stays_lazy_on_a_cluster(tmp_path, tzyx, client):
                             chunks=(1, 1) + tzyx.shape[2:])
     store[:] = tzyx
     lazy = da.from_zarr(store)
-    from napari_focus_stack.batch import timepoints
-    from napari_focus_stack.nd import as_hyperstack
-
-    part, where = timepoints._slice(as_hyperstack(lazy, "TZYX"), (2,))
+    part, where = _slice(as_hyperstack(lazy, "TZYX"), (2,))
     assert hasattr(part, "__dask_graph__") and part.shape == (1,) + tzyx.shape[1:] and where == (0,)
     _same(stack_nd(_cpu(), lazy, "TZYX", scheduler=client), stack_nd(_cpu(), tzyx, "TZYX"))
 
@@ -92,9 +94,9 @@ def test_files_written_from_a_cluster_match(tmp_path, tzyx, client):
     path = write_imagej(tmp_path / "in.tif", tzyx, "TZYX")
     one, two = tmp_path / "one", tmp_path / "two"
     one.mkdir(), two.mkdir()
-    stack_nd_to_files(_cpu(), path, one / "f.tif", height=one / "h.tif")
-    info = stack_nd_to_files(_cpu(), path, two / "f.tif", height=two / "h.tif", scheduler=client)
-    assert len(info["reports"]) == 4
+    stack_to_files(path, one / "f.tif", depth=one / "h.tif")
+    done = stack_to_files(path, two / "f.tif", depth=two / "h.tif", scheduler=client)
+    assert len(done.reports) == 4
     for name in ("f.tif", "h.tif"):
         np.testing.assert_array_equal(tifffile.imread(two / name), tifffile.imread(one / name))
 
@@ -137,8 +139,6 @@ def _sleepy(task):
 
 
 def test_iter_ordered_keeps_order_and_a_bounded_window(client):
-    from napari_focus_stack.batch.executors import DaskExecutor
-
     made, got = [], []
 
     def tasks():
@@ -147,7 +147,7 @@ def test_iter_ordered_keeps_order_and_a_bounded_window(client):
             assert len(made) - len(got) <= 3, "more tasks in flight than the window"
             yield _Task(f"t{k}", 0.3 if k == 0 else 0.01)  # the first is the slowest
 
-    executor = DaskExecutor(BatchOptions(), None, lambda: False, client=client)
+    executor = DaskExecutor(client=client)
     try:
         for entry in executor.iter_ordered(tasks(), _sleepy, window=3):
             got.append(entry["stack"])

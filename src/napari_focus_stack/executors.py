@@ -1,15 +1,20 @@
-"""Executors: run stack tasks in this process or on a Dask cluster.
+"""Executors: run tasks in this process or on a Dask cluster.
 
-Both take a list of :class:`StackTask`, a runner (normally
-:func:`run_stack`) and a ``record`` callback that receives each stack's
-report entry as soon as it is known. :meth:`DaskExecutor.iter_ordered`
-runs other tasks too (the time points of one hyperstack, see
-:mod:`.timepoints`): it hands their entries over in task order, with a
-bounded number in flight. A runner returns an entry for the
-errors a user can fix (a :class:`~napari_focus_stack.errors.FocusStackError`
-becomes a failed entry inside :func:`run_stack`); anything it raises is
-unexpected (a bug, a transient fault) and is retried up to ``retries``
-times before the stack is recorded as failed with the traceback.
+A task is plain data (so that it travels to Dask workers) with a ``name``
+and a ``make_entry(status, **extra)`` method that makes its result entry (a
+dict); a runner turns a task into its entry. Both executors take a list of
+tasks, a runner and a ``record`` callback that receives each entry as soon
+as it is known (:meth:`run`: a batch's stacks, in any order);
+:meth:`DaskExecutor.iter_ordered` hands the entries over in task order with
+a bounded number in flight (the time points of one hyperstack, see
+:func:`napari_focus_stack.nd.iter_stacks`).
+
+A runner returns an entry for the errors a user can fix (a
+:class:`~napari_focus_stack.errors.FocusStackError` becomes a failed entry);
+anything it raises is unexpected (a bug, a transient fault) and is retried
+up to ``retries`` times before the task is recorded as failed with the
+traceback. Executors know nothing of what the tasks do: the batch, the N-D
+loop and the job layer build on them.
 """
 from __future__ import annotations
 
@@ -22,25 +27,19 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from ..errors import InputError
-from .options import BatchOptions
-from .task import ProgressCallback, StackTask, new_entry, run_stack
+from .errors import InputError
 
-__all__ = ["DaskExecutor", "InProcess", "unexpected_entry"]
+__all__ = ["DaskExecutor", "InProcess", "ProgressCallback", "unexpected_entry"]
 
 _PROGRESS_TOPIC = "napari-focus-stack-progress"
 
-
-def _new_entry(task, status: str, **extra) -> dict:
-    """A report entry for any task: its own ``make_entry`` when it has one, else a stack's."""
-    make = getattr(task, "make_entry", None)
-    return make(status, **extra) if make is not None else new_entry(task, status, **extra)
+#: Per-frame progress of a task: ``(task name, done, total, stage)``.
+ProgressCallback = Callable[[str, int, int, str], None]
 
 
-def unexpected_entry(task: StackTask, exc: BaseException, attempts: int, tb: str | None = None) -> dict:
-    """The failed entry of a stack that raised something other than a FocusStackError."""
-    entry = _new_entry(
-        task,
+def unexpected_entry(task: Any, exc: BaseException, attempts: int, tb: str | None = None) -> dict:
+    """The failed entry of a task that raised something other than a FocusStackError."""
+    entry = task.make_entry(
         "failed",
         error=(
             f"unexpected error after {attempts} attempt(s): {type(exc).__name__}: {exc} "
@@ -54,15 +53,24 @@ def unexpected_entry(task: StackTask, exc: BaseException, attempts: int, tb: str
 
 
 class InProcess:
-    """Runs stacks one after the other in this process."""
+    """Runs tasks one after the other in this process.
+
+    Parameters
+    ----------
+    retries : int
+        Times a task that raised an unexpected error is tried again.
+    is_cancelled : callable
+        Checked before each task; a cancelled run records no more.
+    """
 
     startup_s = 0.0
 
-    def __init__(self, options: BatchOptions, progress: ProgressCallback | None, is_cancelled: Callable[[], bool]):
-        self.progress, self.is_cancelled = progress, is_cancelled
-        self.retries = int(options.retries)
+    def __init__(self, retries: int = 2, is_cancelled: Callable[[], bool] = lambda: False):
+        self.is_cancelled = is_cancelled
+        self.retries = int(retries)
 
-    def run(self, tasks: list[StackTask], runner, record) -> list[dict]:
+    def run(self, tasks: list, runner: Callable[[Any], dict], record: Callable[[dict], None]) -> list[dict]:
+        """Run every task (until cancelled); each entry goes to ``record`` and is returned."""
         results = []
         for task in tasks:
             if self.is_cancelled():
@@ -71,10 +79,7 @@ class InProcess:
             while True:
                 attempts += 1
                 try:
-                    if runner is run_stack:
-                        entry = run_stack(task, self.progress, self.is_cancelled)
-                    else:
-                        entry = runner(task)
+                    entry = runner(task)
                     break
                 except Exception as exc:  # noqa: BLE001 - not a user error (run_stack returns those): retry, then record
                     if attempts <= self.retries and not self.is_cancelled():
@@ -91,23 +96,48 @@ class InProcess:
 
 def _warm_up() -> None:
     """Import the engine in a Dask worker."""
-    from .. import io, stacker  # noqa: F401
+    from . import io, nd, pipeline  # noqa: F401
 
 
 class DaskExecutor:
-    """Runs stacks as tasks on a local or remote ``dask.distributed`` cluster."""
+    """Runs tasks on a local or remote ``dask.distributed`` cluster.
+
+    Parameters
+    ----------
+    scheduler : str, optional
+        A scheduler's address (``tcp://host:8786``) to connect to.
+    workers : int
+        Without a scheduler or client: the processes of a local cluster
+        started here (one thread each).
+    retries : int
+        Times a task that raised an unexpected error (or whose worker died)
+        is tried again.
+    progress : callable(name, done, total, stage), optional
+        Per-frame progress of the tasks, sent by the workers as events.
+    is_cancelled : callable
+        Polled four times a second while waiting; when true the tasks not
+        finished are cancelled.
+    client : distributed.Client, optional
+        A connected client to use instead; it stays open on :meth:`close`
+        (it is its owner's).
+
+    Raises
+    ------
+    InputError
+        No dask.distributed, the scheduler cannot be reached, or the
+        workers cannot load this package.
+    """
 
     def __init__(
         self,
-        options: BatchOptions,
-        progress: ProgressCallback | None,
-        is_cancelled: Callable[[], bool],
+        scheduler: str | None = None,
+        workers: int = 1,
+        *,
+        retries: int = 2,
+        progress: ProgressCallback | None = None,
+        is_cancelled: Callable[[], bool] = lambda: False,
         client: Any | None = None,
     ):
-        """Connect to ``options.scheduler``, start a local cluster of ``options.workers``, or use ``client``.
-
-        A given ``client`` (a ``distributed.Client``) stays open on :meth:`close`: it is its owner's.
-        """
         try:
             from distributed import Client, LocalCluster
         except ImportError as exc:  # pragma: no cover - depends on the install
@@ -116,20 +146,20 @@ class DaskExecutor:
             ) from exc
         t0 = time.perf_counter()
         self.progress, self.is_cancelled = progress, is_cancelled
-        self.retries = int(options.retries)
+        self.retries = int(retries)
         self.cluster = None
         self.owns_client = client is None
         self.topic = f"{_PROGRESS_TOPIC}-{uuid.uuid4().hex[:8]}"
         if client is not None:
             self.client = client
-        elif options.scheduler:
+        elif scheduler:
             try:
-                self.client = Client(options.scheduler, timeout="20s")
+                self.client = Client(scheduler, timeout="20s")
             except (OSError, TimeoutError) as exc:
-                raise InputError(f"cannot reach the Dask scheduler at {options.scheduler}: {exc}") from exc
+                raise InputError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
         else:
             self.cluster = LocalCluster(
-                n_workers=int(options.workers),
+                n_workers=int(workers),
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address=":0",  # any free port: never clash with a running dashboard
@@ -137,8 +167,8 @@ class DaskExecutor:
                 silence_logs=logging.ERROR,
             )
             self.client = Client(self.cluster)
-        if progress is not None:
-            self.client.subscribe_topic(self.topic, self._on_progress)
+        # always: a call may bring its own progress callback (iter_ordered)
+        self.client.subscribe_topic(self.topic, self._on_progress)
         try:
             self.client.run(_warm_up)  # imports in every worker now, not inside the first stacks' timings
         except Exception as exc:  # whatever a worker raised while importing
@@ -151,6 +181,8 @@ class DaskExecutor:
 
     def _on_progress(self, event) -> None:
         _, msg = event
+        if self.progress is None:
+            return
         try:
             self.progress(msg["stack"], msg["done"], msg["total"], msg["stage"])
         except Exception:  # a progress display must not stop the batch
@@ -174,7 +206,8 @@ class DaskExecutor:
         key = f"focus-stack-{_safe_key(task.name)}-{uuid.uuid4().hex[:8]}"
         return self.client.submit(runner, task, key=key, pure=False, retries=self.retries)
 
-    def run(self, tasks: list[StackTask], runner, record) -> list[dict]:
+    def run(self, tasks: list, runner: Callable[[Any], dict], record: Callable[[dict], None]) -> list[dict]:
+        """Run every task on the cluster; each entry goes to ``record`` as it finishes, and is returned."""
         from distributed import wait
 
         hosts = self._threads_on_host()
@@ -195,7 +228,10 @@ class DaskExecutor:
                 results.append(entry)
         return results
 
-    def iter_ordered(self, tasks: Iterable, runner, window: int | None = None) -> Iterator[dict]:
+    def iter_ordered(
+        self, tasks: Iterable, runner: Callable[[Any], dict], window: int | None = None, *,
+        progress: ProgressCallback | None = None, is_cancelled: Callable[[], bool] | None = None,
+    ) -> Iterator[dict]:
         """Run ``tasks`` and yield their entries in task order, at most ``window`` submitted and not yet yielded.
 
         ``tasks`` may be a generator: a task is made only when a slot is
@@ -203,8 +239,18 @@ class DaskExecutor:
         and here) are bounded by ``window`` (default: the cluster's
         threads) whatever the number of tasks. When cancelled, the tasks
         not yet finished are cancelled and the iteration stops; closing the
-        iterator early does the same.
+        iterator early does the same. ``progress`` and ``is_cancelled``
+        replace the executor's own for this call.
         """
+        if progress is not None or is_cancelled is not None:
+            saved = self.progress, self.is_cancelled
+            self.progress = progress or self.progress
+            self.is_cancelled = is_cancelled or self.is_cancelled
+            try:
+                yield from self.iter_ordered(tasks, runner, window)
+            finally:
+                self.progress, self.is_cancelled = saved
+            return
         from distributed import wait
 
         hosts = self._threads_on_host()
@@ -238,15 +284,15 @@ class DaskExecutor:
             if queue:
                 self.client.cancel([f for f, _ in queue], force=True)
 
-    def _entry_of(self, fut, task: StackTask) -> dict:
+    def _entry_of(self, fut, task: Any) -> dict:
         if fut.status == "finished":
             return fut.result()
         if fut.status == "cancelled":
-            return _new_entry(task, "cancelled", error="cancelled")
+            return task.make_entry("cancelled", error="cancelled")
         exc = fut.exception()
         if type(exc).__name__ == "KilledWorker":
-            return _new_entry(
-                task, "failed",
+            return task.make_entry(
+                "failed",
                 error=f"the stack killed its worker repeatedly (out of memory, or a crash in a decoder): {exc}",
             )
         tb = "".join(traceback.format_tb(fut.traceback())) if fut.traceback() is not None else None

@@ -1,9 +1,18 @@
-"""Memory checks: fuse in tiles when memory is short, refuse a stack up front when nothing fits."""
+"""Memory checks: fuse in tiles when memory is short, refuse a stack up front when nothing fits.
+
+The job layer asks :func:`fit_memory` for every job, whatever its front
+end (the command line, each stack of a batch, the napari widgets) and its
+kind of data (photos or microscope z-stacks), so that ``--max-memory`` and
+the free memory are one rule.
+"""
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .._backend import host_available_memory
 from ..errors import StackError
+from ..options import EngineOptions
+from ..pipeline import StackSettings, estimate_memory
 
 __all__ = ["TILE_SIZES", "available_memory", "check_memory", "estimate_peak_memory", "fit_memory", "memory_budget"]
 
@@ -14,23 +23,19 @@ TILE_SIZES = (4096, 2048, 1024, 512)
 def estimate_peak_memory(
     shape: Sequence[int], scale_factor: int = 1, in_flight: int = 2, tile_size: int | None = None
 ) -> int:
-    """Bytes the engine needs at its peak for frames of ``shape``; see :meth:`FocusStacker.estimate_memory`.
+    """Bytes the engine needs at its peak for frames of ``shape`` (see :func:`.pipeline.estimate_memory`).
 
     Examples
     --------
     >>> estimate_peak_memory((3000, 4000, 3)) / 2**30 < 1  # a 12 MP stack fits a Raspberry Pi budget
     True
     """
-    from ..stacker import FocusStacker
-
-    stacker = FocusStacker(scale_factor=scale_factor, workers=max(1, int(in_flight) - 1), tile_size=tile_size)
-    return stacker.estimate_memory(shape)
+    options = EngineOptions(scale_factor=scale_factor, tile_size=tile_size)
+    return estimate_memory(shape, StackSettings(options, workers=max(1, int(in_flight) - 1)))
 
 
 def available_memory() -> int | None:
     """Bytes of host memory available to new work (None: unknown)."""
-    from .._backend import host_available_memory
-
     return host_available_memory()
 
 
