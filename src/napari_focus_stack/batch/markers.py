@@ -16,15 +16,25 @@ import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from ..errors import OutputError
 from ..io import write_text
 
-if TYPE_CHECKING:
-    from .task import StackTask
+
+class MarkedTask(Protocol):
+    """What a marker records of a stack's task (:class:`~napari_focus_stack.batch.task.StackTask`)."""
+
+    name: str
+    output_dir: str
+    outputs: dict[str, str]
+    params_hash: str
+
+    @property
+    def marker(self) -> Path: ...
+
 
 __all__ = [
     "MARKER_VERSION",
@@ -81,7 +91,7 @@ def params_hash(payload: Any) -> str:
 
 
 def write_marker(
-    task: StackTask, state: str, sizes: dict | None = None, entry: dict | None = None, transforms=None
+    task: MarkedTask, state: str, sizes: dict | None = None, entry: dict | None = None, transforms=None
 ) -> None:
     """Record `task`'s state (``"started"`` or ``"done"``) atomically.
 
@@ -123,7 +133,7 @@ def read_marker(path: str | os.PathLike) -> dict | None:
     return data if isinstance(data, dict) and data.get("version") == MARKER_VERSION else None
 
 
-def is_complete(task: StackTask, marker: dict | None) -> bool:
+def is_complete(task: MarkedTask, marker: dict | None) -> bool:
     """`task` finished with the same parameters and its outputs are still there, at their sizes."""
     if not marker or marker.get("state") != "done" or marker.get("params") != task.params_hash:
         return False
