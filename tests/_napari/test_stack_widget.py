@@ -243,6 +243,31 @@ def test_drag_on_depth_map_does_not_jump(viewer, widget, stack_layer):
     assert viewer.dims.current_step[0] == 2
 
 
+def test_widget_fits_memory_like_the_command_line(viewer, widget, monkeypatch):
+    # one job layer: the widget fuses in tiles when memory is short, and says so
+    from napari_focus_stack.jobs import memory
+    from napari_focus_stack.synthetic import make_stack
+
+    st = make_stack("pcb", shape=(300, 320), n_frames=4, seed=2)
+    viewer.add_image(np.stack(st.frames), name="stack", rgb=True)
+    widget.set_input("stack")
+    assert run_and_wait(widget._qtbot, widget) == "done"
+    whole = _results(viewer)["fused"].data.copy()
+    monkeypatch.setattr(memory, "TILE_SIZES", (256,))
+    monkeypatch.setattr(memory, "available_memory", lambda: 2**30)
+    monkeypatch.setattr(
+        memory, "estimate_peak_memory", lambda shape, sf=1, inf=2, tile_size=None: 2**31 if tile_size is None else 2**29
+    )
+    assert run_and_wait(widget._qtbot, widget) == "done"
+    res = _results(viewer)
+    assert res["fused"].metadata["focus_stack_report"]["tiles"] > 1
+    assert "Memory is short: fused in tiles of 256 px." in widget.status_label.text()
+    assert np.abs(res["fused"].data.astype(float) - whole).mean() < 0.5  # the same picture
+    monkeypatch.setattr(memory, "estimate_peak_memory", lambda *a, **k: 2**40)  # nothing fits
+    assert run_and_wait(widget._qtbot, widget) == "error"
+    assert "GiB of memory" in widget.status_label.text()
+
+
 def test_engine_error_becomes_a_notification(viewer, widget, stack_layer, monkeypatch):
     from napari.utils.notifications import notification_manager
 

@@ -138,3 +138,28 @@ def test_time_points_on_a_dask_scheduler(tmp_path, hyper, capsys):
         assert "batch FOLDER --scheduler" in capsys.readouterr().err
     for a, b in (("serial.tif", "dask.tif"), ("sh.tif", "dh.tif")):
         np.testing.assert_array_equal(tifffile.imread(tmp_path / b), tifffile.imread(tmp_path / a))
+
+
+def test_max_memory_holds_for_microscope_data(tmp_path, hyper, monkeypatch, capsys):
+    # the job layer fits every kind of data in memory: tiles when short, a clear refusal when even tiles do not fit
+    from napari_focus_stack.jobs import memory
+
+    big = make_hyperstack("pcb", shape=(300, 320), n_z=4, n_t=2, n_c=1, seed=3)
+    src = write_imagej(tmp_path / "in.tif", big.data[:, 0], "TZYX")
+    whole = tmp_path / "whole.tif"
+    assert main(["stack", str(src), "-o", str(whole), "-q", "--device", "cpu"]) == 0
+    # pretend whole planes need 2 GiB and 256-px tiles a quarter of it
+    monkeypatch.setattr(memory, "TILE_SIZES", (256,))
+    monkeypatch.setattr(
+        memory, "estimate_peak_memory", lambda shape, sf=1, inf=2, tile_size=None: 2**31 if tile_size is None else 2**29
+    )
+    tiled = tmp_path / "tiled.tif"
+    assert main(["stack", str(src), "-o", str(tiled), "--max-memory", "1", "--device", "cpu"]) == 0
+    assert "memory is short: fused in tiles of 256 px" in capsys.readouterr().err
+    diff = np.abs(tifffile.imread(tiled).astype(float) - tifffile.imread(whole))
+    assert diff.mean() < 0.5 / 255 * 65535, diff.mean()  # the same picture, as tiles of photos are
+    args = ["stack", str(src), "-o", str(tmp_path / "no.tif"), "--max-memory", "0.01"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "GiB of memory" in err and "a larger --max-memory than 0.01 GiB" in err
+    assert not (tmp_path / "no.tif").exists()
