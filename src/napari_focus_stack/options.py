@@ -32,6 +32,7 @@ __all__ = [
     "OPTIONS",
     "Option",
     "PREFER",
+    "format_number",
     "option",
 ]
 
@@ -144,11 +145,16 @@ class Option:
             return ""
         lo, hi = self.range
         if hi >= OPEN_ENDED:  # only a sanity limit: "0 or more" says what the user needs
-            return f" {_num(lo)} or more"
-        return f" between {_num(lo)} and {_num(hi)}"
+            return f" {format_number(lo)} or more"
+        return f" between {format_number(lo)} and {format_number(hi)}"
 
 
-def _num(x: float) -> str:
+def format_number(x: float) -> str:
+    """A bound or value as a user reads it: ``20`` not ``20.0``, ``0.5`` as is.
+
+    >>> format_number(20.0), format_number(0.5)
+    ('20', '0.5')
+    """
     return str(int(x)) if float(x).is_integer() else str(x)
 
 

@@ -114,17 +114,21 @@ def stack_frames(
     t0 = time.perf_counter()
     weights, align_weights = _channel_weights(opts.channel, source, ref, channel_names, normalise_channels)
     if transforms is not None:
-        al = reuse_alignment(list(transforms), source, ref, cache=cache, progress=run, read_frames=match_exposure)
+        alignment = reuse_alignment(
+            list(transforms), source, ref, cache=cache, progress=run, read_frames=match_exposure
+        )
     else:
-        al = align_stack(
+        alignment = align_stack(
             source, ref, model=opts.align, backend=backend, cache=cache, progress=run, weights=align_weights,
             min_quality=settings.min_quality, workers=settings.workers,
         )
-    gains = exposure_gains(al.thumbs, al.transforms, al.ref) if match_exposure else [None] * n
-    _warn(al.notes)
+    gains = [None] * n
+    if match_exposure:
+        gains = exposure_gains(alignment.thumbs, alignment.transforms, alignment.ref)
+    _warn(alignment.notes)
     timings = Timings(align_s=time.perf_counter() - t0)
     # frames that hardly move are used as they are: no resampling blur
-    fuse_transforms = [unwarped(m, source.shape[:2]) for m in al.transforms]
+    fuse_transforms = [unwarped(m, source.shape[:2]) for m in alignment.transforms]
     t1 = time.perf_counter()
     fused = fuse_stack(
         source, fuse_transforms, gains, options=opts, backend=backend, cache=cache, progress=run, weights=weights,
@@ -133,7 +137,7 @@ def stack_frames(
     timings.fuse_s = time.perf_counter() - t1
     image, depth_raw, confidence = _finish(fused, opts, source.dtype)
     timings.total_s = time.perf_counter() - t0
-    report = _report(source, al, gains, timings, opts, backend)
+    report = _report(source, alignment, gains, timings, opts, backend)
     for entry, m in zip(report.frames, fuse_transforms, strict=True):
         if m is not None:
             entry.warped = not np.array_equal(m, np.eye(3))  # unwarped() gives exactly the identity
@@ -143,7 +147,7 @@ def stack_frames(
     report.tiles = fused.tiles
     report.cache_hits = cache.hits
     report.inputs = [str(p) for p in source.paths if p is not None]
-    result = StackResult(image, depth_raw, confidence, al.transforms, report, source.meta(al.ref))
+    result = StackResult(image, depth_raw, confidence, alignment.transforms, report, source.meta(alignment.ref))
     if depth:
         result.depth = regularised_depth(result, backend)
     return result
@@ -165,14 +169,15 @@ def estimate_transforms(
     run = RunProgress(len(source), progress, cancel_check(cancel))
     t0 = time.perf_counter()
     _, align_weights = _channel_weights(opts.channel, source, ref, None, False)
-    al = align_stack(
+    alignment = align_stack(
         source, ref, model=opts.align, backend=backend, cache=FrameCache(0), progress=run, weights=align_weights,
         min_quality=settings.min_quality, workers=settings.workers,
     )
-    gains = exposure_gains(al.thumbs, al.transforms, al.ref)
-    _warn(al.notes)
+    gains = exposure_gains(alignment.thumbs, alignment.transforms, alignment.ref)
+    _warn(alignment.notes)
     elapsed = time.perf_counter() - t0
-    return al.transforms, _report(source, al, gains, Timings(align_s=elapsed, total_s=elapsed), opts, backend)
+    timings = Timings(align_s=elapsed, total_s=elapsed)
+    return alignment.transforms, _report(source, alignment, gains, timings, opts, backend)
 
 
 def warped_frames(
@@ -295,13 +300,13 @@ def _finish(fused, opts: EngineOptions, dtype) -> tuple[np.ndarray, np.ndarray, 
 
 
 def _report(
-    source: FrameSource, al: Alignment, gains: list, timings: Timings, opts: EngineOptions, backend: Backend
+    source: FrameSource, alignment: Alignment, gains: list, timings: Timings, opts: EngineOptions, backend: Backend
 ) -> StackReport:
     frames = []
     for i in range(len(source)):
-        m = al.transforms[i]
-        entry = FrameReport(index=i, name=source.names[i], quality=al.quality[i], excluded=m is None,
-                            reason=al.reasons[i] or None, nonfinite_pixels=al.missing[i])
+        m = alignment.transforms[i]
+        entry = FrameReport(index=i, name=source.names[i], quality=alignment.quality[i], excluded=m is None,
+                            reason=alignment.reasons[i] or None, nonfinite_pixels=alignment.missing[i])
         if m is not None:
             d = describe_transform(m, source.shape[:2])
             entry.scale, entry.rotation_deg, entry.shift_x, entry.shift_y = (
@@ -315,6 +320,6 @@ def _report(
         "prefer": opts.prefer, "align": opts.align, "upscale_output": opts.upscale_output,
     }
     return StackReport(
-        frames=frames, reference=al.ref, backend=backend.name, device=backend.device_name, parameters=parameters,
-        timings=timings, reference_changed=al.reference_changed, warnings=list(al.notes),
+        frames=frames, reference=alignment.ref, backend=backend.name, device=backend.device_name, parameters=parameters,
+        timings=timings, reference_changed=alignment.reference_changed, warnings=list(alignment.notes),
     )

@@ -91,7 +91,8 @@ def test_placed_results_show_at_every_slider_position_with_consistent_units():
     data = np.arange(3.0)[:, None, None, None] * np.ones((3, 1, 8, 10))  # value = time point
     p = placement(shape, [1], scale, translate, units, labels)
     result = viewer.add_image(to_layer_layout(data[:, 0], "TYX", "TZYX", p.axes), **p.kwargs())
-    assert viewer.layers.units is not None  # consistent: napari has nothing to warn about
+    # consistent: napari has nothing to warn about (inconsistent units give None)
+    assert [str(u) for u in viewer.layers.units] == ["second", "micrometer", "micrometer", "micrometer"]
     for t in range(3):
         for z in range(5):
             viewer.dims.set_point(0, t)

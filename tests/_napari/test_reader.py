@@ -273,7 +273,7 @@ def test_imagej_hyperstack_opens_calibrated_and_split_into_channels(viewer, tmp_
         assert layer.metadata[md.CHANNEL_GROUP] == str(path)
     assert [layer.colormap.name for layer in layers] == ["green", "magenta"]
     assert [layer.blending for layer in layers] == ["translucent_no_depth", "additive"]  # napari's channel_axis
-    assert viewer.layers.units is not None
+    assert [str(u) for u in viewer.layers.units] == ["pixel", "micrometer", "micrometer", "micrometer"]
 
 
 def test_ome_zarr_opens_with_names_colours_and_z_origin(viewer, tmp_path, tczyx):

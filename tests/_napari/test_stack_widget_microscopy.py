@@ -88,7 +88,7 @@ def test_tzyx_layer_fuses_every_time_point_and_keeps_sliders_and_units(viewer, w
         assert tuple(layer.translate) == pytest.approx((0.0, Z0 + DZ * (N_Z - 1) / 2, 0.0, 0.0))
         assert [str(u) for u in layer.units] == ["second", "micrometer", "micrometer", "micrometer"]
         assert tuple(layer.axis_labels) == ("t", "z", "y", "x")
-    assert viewer.layers.units is not None
+    assert [str(u) for u in viewer.layers.units] == ["second", "micrometer", "micrometer", "micrometer"]
     # heights in µm: the world z of the sharpest plane, within one z step of the truth
     assert depth.metadata[md.HEIGHT_UNIT] == "µm"
     assert tuple(depth.contrast_limits) == pytest.approx((Z0, Z0 + DZ * (N_Z - 1)))

@@ -26,7 +26,7 @@ from typing import Any
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, LineEdit, SpinBox
 
 from .._backend import gpu_status
-from ..options import OPTIONS, Option
+from ..options import OPTIONS, Option, format_number
 
 __all__ = ["EngineForm", "control_for"]
 
@@ -70,11 +70,11 @@ def control_for(opt: Option) -> Any:
     if opt.kind in (int, float) and opt.range is not None:
         lo, hi = opt.range
         none = _none_value(opt)
-        tip = f"{tip} ({_num(lo)} to {_num(hi)})"
+        tip = f"{tip} ({format_number(lo)} to {format_number(hi)})"
         if none is not None:
             text = NONE_TEXT.get(opt.name, "auto")
-            common["label"] = f"{opt.label} ({_num(none)}: {text})"
-            tip += f"; {_num(none)}: {text}"
+            common["label"] = f"{opt.label} ({format_number(none)}: {text})"
+            tip += f"; {format_number(none)}: {text}"
         value = none if opt.default is None else opt.default
         if opt.kind is int:
             return SpinBox(value=int(value), min=int(none if none is not None else lo), max=int(hi),
@@ -87,9 +87,6 @@ def control_for(opt: Option) -> Any:
         return spin
     return LineEdit(value="" if opt.default is None else str(opt.default), tooltip=tip, **common)
 
-
-def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else str(x)
 
 
 class EngineForm(Container):

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..pixels import full_scale
+
 __all__ = [
     "MAX_TOTAL_VERTICES", "MAX_VERTICES", "HeightSurface", "block_step", "grid_faces", "height_surface",
     "height_surface_series", "relief_scale",
@@ -125,7 +127,7 @@ def grid_faces(rows: int, cols: int) -> np.ndarray:
 def _unit_colors(image: np.ndarray) -> np.ndarray:
     """RGB block means in 0..1: integers by their dtype's range, floats by their maximum above 1."""
     if np.issubdtype(image.dtype, np.integer):
-        return np.float32(1.0 / np.iinfo(image.dtype).max)
+        return np.float32(1.0 / full_scale(image.dtype))
     peak = float(np.nanmax(image)) if image.size else 1.0
     return np.float32(1.0 / peak if peak > 1.0 else 1.0)
 

@@ -20,8 +20,10 @@ from typing import Any
 import numpy as np
 
 from .._backend import get_backend
-from ..align import corner_error, estimate_transform
+from ..align import corner_error, estimate_transform, relative_to
 from ..focus import block_mean
+from ..io import FrameSource
+from ..pixels import full_scale
 
 __all__ = ["CHECK_PIXELS", "calibration_indices", "check_reused_alignment", "combine_transforms"]
 
@@ -63,12 +65,7 @@ def combine_transforms(sets: Sequence[Sequence[np.ndarray | None]], reference: i
     n = len(sets[0])
     if any(len(s) != n for s in sets):
         raise ValueError("every calibration stack must have the same number of frames")
-    rel = []
-    for s in sets:
-        if s[reference] is None:
-            continue
-        to_ref = np.linalg.inv(np.asarray(s[reference], dtype=float))
-        rel.append([None if m is None else np.asarray(m, dtype=float) @ to_ref for m in s])
+    rel = [relative_to(s, reference) for s in sets if s[reference] is not None]
     out: list[np.ndarray | None] = []
     for k in range(n):
         valid = [s[k] for s in rel if s[k] is not None]
@@ -147,18 +144,13 @@ def check_reused_alignment(
     >>> check["fits"], round(check["error_px"])
     (False, 4)
     """
-    from .._backend import get_backend
-    from ..io import FrameSource
-
     source = frames if isinstance(frames, FrameSource) else FrameSource.from_inputs(frames)
     n = len(source)
     ref = n // 2 if reference is None else int(reference) % n
     h, w = source.shape[:2]
     bk = backend or get_backend("cpu")
-    scale = float(np.iinfo(source.dtype).max) if source.dtype.kind in "ui" else 1.0
-    mats = [None if m is None else np.asarray(m, dtype=float) for m in transforms]
-    to_ref = np.linalg.inv(mats[ref])
-    mats = [None if m is None else m @ to_ref for m in mats]
+    scale = full_scale(source.dtype)
+    mats = relative_to(list(transforms), ref)
     ends = [k for k in sorted({0, n - 1}) if k != ref and mats[k] is not None]
     result = {"fits": True, "error_px": 0.0, "tolerance_px": float(tolerance_px), "frames": []}
     if model == "none" or not ends:

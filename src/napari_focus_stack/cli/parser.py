@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from .._version import __version__
 from ..errors import ParameterError
-from ..options import OPEN_ENDED, OPTIONS, EngineOptions, Option
+from ..options import OPEN_ENDED, OPTIONS, EngineOptions, Option, format_number
 
 __all__ = [
     "COMMANDS", "add_engine_options", "add_max_memory", "add_max_pixels", "add_scheduler", "build_parser",
@@ -19,14 +19,11 @@ def _help(opt: Option) -> str:
     bits = []
     if opt.range is not None:
         lo, hi = opt.range
-        bits.append(f"{_num(lo)} or more" if hi >= OPEN_ENDED else f"{_num(lo)}-{_num(hi)}")
+        bits.append(f"{format_number(lo)} or more" if hi >= OPEN_ENDED else f"{format_number(lo)}-{format_number(hi)}")
     if opt.kind is not bool and "default" not in opt.help:
         bits.append("default: " + ("automatic" if opt.default is None else str(opt.default)))
     return f"{opt.help} ({'; '.join(bits)})" if bits else opt.help
 
-
-def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else str(x)
 
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
