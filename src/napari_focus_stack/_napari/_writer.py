@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import OutputError
-from ..io import write_atomic, write_image
+from ..io import Calibration, is_ome_name, write_atomic, write_calibrated_tiff, write_image
 from . import layer_metadata as md
 from .layers import unit_symbol
 
@@ -135,8 +135,6 @@ def _calibrated_layout(target: Path, a: np.ndarray, meta: dict) -> tuple[str, tu
     Planes of length one (a result's collapsed z) are dropped; the axes are
     put in ImageJ's order (loop axes as T, then Z, C, Y, X).
     """
-    from ..io import is_ome_name
-
     rgb = bool(meta.get("rgb", False))
     ndim = a.ndim - (1 if rgb else 0)
     units = list(meta.get("units") or [])
@@ -163,8 +161,6 @@ def _calibrated_layout(target: Path, a: np.ndarray, meta: dict) -> tuple[str, tu
 
 def _write_calibrated(target: Path, a: np.ndarray, meta: dict, layout: tuple, protect: list) -> None:
     """An ImageJ or OME-TIFF with the layer's pixel size, unit, colour and (height maps) value unit."""
-    from ..io import Calibration, write_calibrated_tiff
-
     axes, order = layout
     squeezed = [k for k in range(a.ndim) if k not in order]
     data = np.transpose(a, order + tuple(squeezed)).reshape([a.shape[k] for k in order])

@@ -42,6 +42,7 @@ from qtpy.QtWidgets import (
 from ..batch import BatchOptions, plan_batch, run_batch
 from ..errors import FocusStackError
 from ..grouping import MODES, Plan
+from ..io import read_image
 from . import layer_metadata as md
 from ._notify import defuse_notification_timers, notify
 from .background import BackgroundRun
@@ -444,8 +445,6 @@ class BatchWidget(BackgroundRun, QWidget):
         FocusStackError
             The stack has no result on disk yet.
         """
-        from ..io import read_image
-
         job = next((j for j in self.jobs if j.task.name == stack), None)
         if job is None:
             raise FocusStackError(f"{stack} is not a stack of this batch")

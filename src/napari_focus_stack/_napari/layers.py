@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import StackError
-from ..io import FrameSource
+from ..io import Calibration, FrameSource
+from ..io.hyperstack import normalise_unit
 from . import layer_metadata as md
 from .geometry import Placement, hyperstack_letters, placement, to_layer_layout
 
@@ -55,8 +56,6 @@ def layer_shape(layer: Image) -> tuple[int, ...]:
 
 def unit_symbol(unit: Any) -> str | None:
     """A layer's unit (pint or text) as the symbol of a length (``"µm"``); None for pixels or none."""
-    from ..io.hyperstack import normalise_unit
-
     return None if unit is None else normalise_unit(str(unit))
 
 
@@ -126,8 +125,6 @@ class InputAxes:
         Heights then come out as world z coordinates (``translate + index *
         scale`` along z) when z has a length unit, else as frame indices.
         """
-        from ..io.hyperstack import Calibration
-
         yx_unit = None if self.units is None else unit_symbol(self.units[-1])
         z_unit = self.z_unit
         return Calibration(
