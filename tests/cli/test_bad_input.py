@@ -56,6 +56,19 @@ def _bomb(w: Path) -> None:
         p.write_bytes(bytes(data))
 
 
+def _corrupt_jpeg(w: Path) -> None:
+    """JPEG frames, one with 2000 random bytes inside its compressed data (OpenCV decodes it without an error)."""
+    from PIL import Image
+
+    (w / "jpgs").mkdir()
+    for p in sorted((w / "frames").iterdir()):
+        Image.open(p).convert("RGB").save(w / "jpgs" / (p.stem + ".jpg"), quality=90)
+    p = w / "jpgs" / "f_002.jpg"
+    data = p.read_bytes()
+    garbage = np.random.default_rng(0).integers(0, 256, 2000, dtype=np.uint8).tobytes()
+    p.write_bytes(data[: len(data) // 2] + garbage + data[len(data) // 2 :])
+
+
 def stack(*extra) -> Args:
     return lambda w: ["stack", str(w / "frames"), *[str(w / x) if isinstance(x, Path) else x for x in extra]]
 
@@ -121,6 +134,9 @@ CASES = [
          "raise the limit with --max-pixels N", absent=("out/f.png",)),
     Case("decompression bomb", lambda w: ["stack", str(w / "bomb"), "-o", str(w / "out/f.png")], 2,
          "raise the limit with --max-pixels N", absent=("out/f.png",), setup=_bomb),
+    Case("garbage inside a JPEG's compressed data", lambda w: ["stack", str(w / "jpgs"), "-o", str(w / "out/f.jpg")],
+         2, "f_002.jpg is not a readable image (damaged JPEG: corrupt compressed data", absent=("out/f.jpg",),
+         before_work=False, setup=_corrupt_jpeg),
     # batch
     Case("batch output is a file", batch("-o", P("frames/f_001.png")), 2, "exists and is not a folder"),
     Case("batch input is a link to itself", lambda w: ["batch", str(w / "loop"), "-o", str(w / "out")], 2,

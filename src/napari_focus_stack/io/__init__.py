@@ -24,6 +24,8 @@ The modules, one job each:
     file checks before decoding, format sniffing, InputError wording
 ``pillow``, ``tiff``
     decoding with Pillow (JPEG, PNG, BMP, WebP) and tifffile (TIFF stacks)
+``jpeg``
+    a cheap check of a JPEG's marker structure before OpenCV's fast decoder
 ``read``
     :func:`read_image` and :func:`read_meta` for one file
 ``source``

@@ -95,6 +95,10 @@ def _reason(exc: BaseException, kind: str) -> str:
             f"{text}; install it with `pip install imagecodecs` or re-save the file "
             "uncompressed or with ZIP compression"
         )
+    if "corrupt" in low or "broken data stream" in low:  # libjpeg's warnings, which Pillow raises
+        at = low.find("corrupt jpeg data:")
+        what = text[at + len("corrupt jpeg data:") :].strip() if at >= 0 else "broken data stream"
+        return f"damaged {kind}: corrupt compressed data ({what[:120]})"
     if isinstance(exc, EOFError) or any(
         w in low for w in ("truncated", "failed to read", "premature", "unexpected end")
     ):

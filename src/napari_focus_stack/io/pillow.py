@@ -16,6 +16,7 @@ from PIL import Image
 
 from ..errors import InputError
 from .checks import _PNG_MAGIC
+from .jpeg import jpeg_damage
 from .metadata import (
     _F4,
     _U1,
@@ -136,8 +137,9 @@ def _pil_to_array(im: Image.Image, path: Path) -> np.ndarray:
     )
 
 
-def _decode_jpeg_opencv(path: Path, colour: bool, reduce: int) -> np.ndarray | None:
-    """A baseline or progressive 8-bit JPEG decoded by OpenCV, or None where it cannot.
+def _decode_jpeg_opencv(path: Path, colour: bool, reduce: int) -> tuple[np.ndarray | None, str | None]:
+    """A baseline or progressive 8-bit JPEG decoded by OpenCV, or None where it cannot; and why the file
+    looks damaged (None when it does not).
 
     OpenCV and Pillow both decode with libjpeg-turbo (integer IDCT, smooth
     chroma upsampling): the same pixels, tested, but OpenCV decodes straight
@@ -145,36 +147,44 @@ def _decode_jpeg_opencv(path: Path, colour: bool, reduce: int) -> np.ndarray | N
     decodes into its own buffer and copies it out. ``reduce`` (1, 2, 4 or
     8) scales in the DCT domain, as Pillow's ``draft`` does. EXIF orientation is
     left to the caller, as with Pillow.
+
+    OpenCV gives no error for damaged compressed data, so the file's marker
+    structure is checked first (:func:`~.jpeg.jpeg_damage`: about 2 ms for a
+    5 MB 12 MP file that decodes in 85 ms); a file that fails it goes to
+    Pillow, whose decoder raises for damaged data.
     """
     try:
         import cv2
     except ImportError:  # the engine needs OpenCV, but reading images need not
-        return None
+        return None, None
     scaled = {1: (cv2.IMREAD_COLOR, cv2.IMREAD_GRAYSCALE),
               2: (cv2.IMREAD_REDUCED_COLOR_2, cv2.IMREAD_REDUCED_GRAYSCALE_2),
               4: (cv2.IMREAD_REDUCED_COLOR_4, cv2.IMREAD_REDUCED_GRAYSCALE_4),
               8: (cv2.IMREAD_REDUCED_COLOR_8, cv2.IMREAD_REDUCED_GRAYSCALE_8)}.get(reduce)
     if scaled is None:
-        return None
+        return None, None
     try:
         data = np.fromfile(path, np.uint8)  # not imread: file names in any encoding, on any platform
     except OSError:
-        return None  # Pillow's path reports it
+        return None, None  # Pillow's path reports it
+    damage = jpeg_damage(data)
+    if damage is not None:
+        return None, damage  # OpenCV would decode it without an error; Pillow raises (or decodes an odd file)
     a = cv2.imdecode(data, scaled[0 if colour else 1] | cv2.IMREAD_IGNORE_ORIENTATION)
     if a is None or a.ndim != (3 if colour else 2):
-        return None
+        return None, None
     if colour:
         cv2.cvtColor(a, cv2.COLOR_BGR2RGB, dst=a)
-    return a
+    return a, None
 
 
 def _read_pillow(path: Path, head: bytes, reduce: int = 1) -> tuple[np.ndarray, ImageMeta]:
     colour_type = _png16_colour_type(head)
     with Image.open(path, formats=_PIL_FORMATS) as im:
         mode = im.mode
-        a = None
+        a = damage = None
         if im.format == "JPEG" and mode in ("RGB", "L"):  # not CMYK, not multi-picture (MPO)
-            a = _decode_jpeg_opencv(path, mode == "RGB", reduce)
+            a, damage = _decode_jpeg_opencv(path, mode == "RGB", reduce)
         if a is not None:
             info = dict(im.info)
         elif colour_type in (2, 4, 6):
@@ -183,7 +193,12 @@ def _read_pillow(path: Path, head: bytes, reduce: int = 1) -> tuple[np.ndarray, 
             if reduce > 1 and im.format == "JPEG":
                 # DCT-domain downscaling: decodes several times faster (JPEG only)
                 im.draft(im.mode, (-(-im.size[0] // reduce), -(-im.size[1] // reduce)))
-            im.load()
+            try:
+                im.load()
+            except OSError as exc:
+                if damage is not None and "broken data stream" in str(exc):  # say what is wrong in it
+                    raise OSError(f"corrupt JPEG data: {damage}") from exc
+                raise
             a, info = _pil_to_array(im, path), dict(im.info)
     raw_exif = _normalize_exif(info.get("exif"))
     a = np.ascontiguousarray(_apply_orientation(a, _exif_orientation(raw_exif)))
