@@ -56,3 +56,11 @@ def write_ome_zarr(folder, tczyx):
     }]
     root.attrs["omero"] = {"channels": [{"label": "DAPI", "color": "0000FF"}, {"label": "GFP", "color": "00FF00"}]}
     return folder
+
+
+def edit_description(path, edit):
+    """Rewrite the first page's description (ImageJ metadata, OME-XML) with ``edit(text) -> text``."""
+    with tifffile.TiffFile(path) as tif:
+        text = tif.pages[0].description
+    tifffile.tiffcomment(path, edit(text).encode("utf-8"))  # OME-XML may hold "µm"
+    return path

@@ -69,6 +69,26 @@ def _corrupt_jpeg(w: Path) -> None:
     p.write_bytes(data[: len(data) // 2] + garbage + data[len(data) // 2 :])
 
 
+def _ome(name: str, edit: Callable[[str], str] = lambda xml: xml, planes: int = 9, **meta) -> Callable[[Path], None]:
+    """An OME-TIFF z-stack of `planes` planes, its OME-XML changed by `edit`."""
+    def setup(w: Path) -> None:
+        import tifffile
+
+        from napari_focus_stack.synthetic import make_stack
+
+        z = np.stack(make_stack("pcb", shape=(64, 80), n_frames=planes, seed=2, gray=True, dtype=np.uint16).frames)
+        tifffile.imwrite(w / name, z, ome=True, metadata={"axes": "ZYX", **meta})
+        with tifffile.TiffFile(w / name) as tif:
+            xml = tif.ome_metadata
+        tifffile.tiffcomment(w / name, edit(xml).encode("utf-8"))
+
+    return setup
+
+
+def micro(name: str, *extra) -> Args:
+    return lambda w: ["stack", str(w / name), "-o", str(w / "out/f.tif"), *extra]
+
+
 def stack(*extra) -> Args:
     return lambda w: ["stack", str(w / "frames"), *[str(w / x) if isinstance(x, Path) else x for x in extra]]
 
@@ -137,6 +157,10 @@ CASES = [
     Case("garbage inside a JPEG's compressed data", lambda w: ["stack", str(w / "jpgs"), "-o", str(w / "out/f.jpg")],
          2, "f_002.jpg is not a readable image (damaged JPEG: corrupt compressed data", absent=("out/f.jpg",),
          before_work=False, setup=_corrupt_jpeg),
+    # microscope data
+    Case("OME-XML claims more planes than the file holds", micro("short.ome.tif"), 2,
+         "short.ome.tif is incomplete: its metadata describes 20 planes but 11 of them are not in the file",
+         absent=("out/f.tif",), setup=_ome("short.ome.tif", lambda xml: xml.replace('SizeZ="9"', 'SizeZ="20"'))),
     # batch
     Case("batch output is a file", batch("-o", P("frames/f_001.png")), 2, "exists and is not a folder"),
     Case("batch input is a link to itself", lambda w: ["batch", str(w / "loop"), "-o", str(w / "out")], 2,

@@ -6,8 +6,18 @@ import pytest
 import tifffile
 
 from helpers import stack_to_files
-from hyperstacks import GREEN, PIXEL, RED, Z_STEP, lut, write_imagej, write_ome, write_ome_zarr
-from napari_focus_stack.errors import InputError, OutputError
+from hyperstacks import (
+    GREEN,
+    PIXEL,
+    RED,
+    Z_STEP,
+    edit_description,
+    lut,
+    write_imagej,
+    write_ome,
+    write_ome_zarr,
+)
+from napari_focus_stack.errors import FocusStackWarning, InputError, OutputError
 from napari_focus_stack.io import (
     Calibration,
     FrameSource,
@@ -172,3 +182,29 @@ def test_z_step_in_another_unit_and_axes_order(tmp_path):
         assert (c.z_step, c.z_unit, c.z0) == (250.0, "nm", -500.0)
     with pytest.raises(OutputError, match="TZCYXS"):
         write_calibrated_tiff(tmp_path / "cz.tif", data, "CZYX", cal)
+
+
+def _tifffile_records(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name.startswith("tifffile")]
+
+
+def test_planes_the_file_does_not_hold_are_refused(tmp_path, hyper, caplog):
+    """OME-XML claiming 20 planes for 9: tifffile would read 11 black planes (and say so on stderr)."""
+    path = write_ome(tmp_path / "short.ome.tif", hyper.data[0, 0, :].repeat(2, axis=0)[:9], axes="ZYX")
+    edit_description(path, lambda xml: xml.replace('SizeZ="9"', 'SizeZ="20"'))
+    assert is_hyperstack_file(path)
+    incomplete = r"short\.ome\.tif is incomplete: its metadata describes 20 planes but 11 of them are not in the file"
+    with pytest.raises(InputError, match=incomplete):
+        read_hyperstack(path)
+    with pytest.raises(InputError, match=incomplete):
+        FrameSource.from_inputs(path)
+    assert _tifffile_records(caplog) == []
+
+
+def test_what_tifffile_works_around_is_one_warning_naming_the_file(tmp_path, hyper, caplog):
+    path = write_imagej(tmp_path / "cells.tif", hyper.data[0, 0], axes="ZYX")
+    edit_description(path, lambda text: text.replace("images=6", "images=20").replace("slices=6", "slices=20"))
+    with pytest.warns(FocusStackWarning, match=r"cells\.tif: ImageJ series metadata invalid or corrupted file"):
+        with read_hyperstack(path) as hs:
+            assert hs.size("Z") == 6
+    assert _tifffile_records(caplog) == []

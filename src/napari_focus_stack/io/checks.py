@@ -9,14 +9,18 @@ what is wrong in words (truncated? damaged? too large?) and what to do.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
-from collections.abc import Callable
+import threading
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import FocusStackError, InputError
+from ..errors import FocusStackError, FocusStackWarning, InputError
 from .paths import PathLike
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
@@ -123,3 +127,52 @@ def _guarded(path: Path, kind: str, fn: Callable[[], Any]) -> Any:
         raise
     except Exception as exc:  # decoders raise OSError, ValueError, SyntaxError, struct.error...
         raise _unreadable(path, exc, kind) from exc
+
+
+class _TifffileLog(logging.Filter):
+    """Keeps what tifffile logs inside :func:`tifffile_messages` (per thread) off stderr."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.local = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        messages = getattr(self.local, "messages", None)
+        if messages is None:
+            return True  # not one of our reads: tifffile's own logging as usual
+        text = record.getMessage()
+        if text.startswith("<tifffile"):  # "<tifffile.TiffFile 'x.tif'> OME series is missing..."
+            text = text.split("> ", 1)[-1]
+        messages.append(text.strip())
+        return False
+
+
+_TIFFFILE_LOG = _TifffileLog()
+logging.getLogger("tifffile").addFilter(_TIFFFILE_LOG)
+
+
+@contextlib.contextmanager
+def tifffile_messages() -> Iterator[list[str]]:
+    """Collect what tifffile logs in this thread while the block runs, instead of printing it on stderr.
+
+    tifffile logs what it works around ("OME series is missing 11 frames.
+    Missing data are zeroed", "ImageJ series metadata invalid or corrupted
+    file") on stderr, naming no file of ours. The readers either refuse
+    such a file with an :class:`InputError` or pass the messages on as one
+    :class:`~napari_focus_stack.errors.FocusStackWarning` line each.
+    """
+    outer = getattr(_TIFFFILE_LOG.local, "messages", None)
+    messages: list[str] = []
+    _TIFFFILE_LOG.local.messages = messages
+    try:
+        yield messages
+    finally:
+        _TIFFFILE_LOG.local.messages = outer
+        if outer is not None:
+            outer.extend(messages)
+
+
+def warn_tifffile_messages(path: Path, messages: list[str]) -> None:
+    """Each distinct tifffile message about `path` as one FocusStackWarning line naming the file."""
+    for text in dict.fromkeys(messages):
+        warnings.warn(f"{path}: {text} (tifffile)", FocusStackWarning, stacklevel=3)

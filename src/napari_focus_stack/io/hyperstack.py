@@ -35,10 +35,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, ParameterError, StackError
-from .checks import _as_path, _check_file, _guarded, _is_tiff
+from .checks import _as_path, _check_file, _guarded, _is_tiff, tifffile_messages, warn_tifffile_messages
 from .metadata import ImageMeta
 from .paths import PathLike
 from .source import FrameSource
+from .tiff import check_planes_present
 
 __all__ = ["Calibration", "Hyperstack", "is_hyperstack_file", "normalise_unit", "plane_count", "read_hyperstack"]
 
@@ -299,7 +300,7 @@ def is_hyperstack_file(path: PathLike) -> bool:
     import tifffile
 
     try:
-        with tifffile.TiffFile(p) as tif:
+        with tifffile_messages(), tifffile.TiffFile(p) as tif:  # a probe: the reader says what is wrong
             if tif.is_imagej or tif.is_ome:
                 return True
             series = tif.series[0] if tif.series else None
@@ -321,7 +322,7 @@ def plane_count(path: PathLike) -> int:
     try:
         if not _is_tiff(_check_file(p)):
             return 0
-        with tifffile.TiffFile(p) as tif:
+        with tifffile_messages(), tifffile.TiffFile(p) as tif:  # a probe: the reader says what is wrong
             if not tif.series:
                 return 0
             s = tif.series[0]
@@ -370,7 +371,10 @@ def read_hyperstack(path: PathLike, series: int = 0) -> Hyperstack:
     head = _check_file(p)
     if not _is_tiff(head):
         raise InputError(f"{p} is not a TIFF or an OME-Zarr folder: microscope data needs one of those")
-    return _guarded(p, "TIFF", lambda: _read_tiff(p, series))
+    with tifffile_messages() as messages:
+        hs = _guarded(p, "TIFF", lambda: _read_tiff(p, series))
+    warn_tifffile_messages(p, messages)
+    return hs
 
 
 def _axes_from_tifffile(axes: str) -> str:
@@ -405,6 +409,7 @@ def _read_tiff(path: Path, series: int) -> Hyperstack:
         if not 0 <= series < len(tif.series):
             raise InputError(f"{path} has {len(tif.series)} series; series {series} does not exist")
         s = tif.series[series]
+        check_planes_present(s, path)
         axes = _axes_from_tifffile(s.axes)
         page = s.keyframe
         if tif.is_ome:

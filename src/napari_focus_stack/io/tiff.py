@@ -21,7 +21,7 @@ import tifffile
 from PIL import Image
 
 from ..errors import InputError
-from .checks import _guarded, _pixel_limit
+from .checks import _guarded, _pixel_limit, tifffile_messages, warn_tifffile_messages
 from .metadata import (
     _F4,
     _TIFF_TEXT_TAGS,
@@ -73,6 +73,25 @@ def _check_page_data(page: Any) -> None:
         raise ValueError(f"damaged size fields: {bits // 8} bytes of pixels from {stored} bytes")
 
 
+def check_planes_present(series: Any, path: Path) -> None:
+    """Refuse a series whose metadata names planes that the file does not hold.
+
+    tifffile reads such planes as zeros (an OME-XML claiming ``SizeZ="20"``
+    for 9 stored planes, an interrupted copy): fused, they would give a
+    black image and a flat depth map without a word.
+    """
+    try:
+        pages = list(series.pages)
+    except Exception:  # noqa: BLE001 - a series that cannot list its pages fails when read, by name
+        return
+    missing = sum(p is None for p in pages)
+    if missing:
+        raise InputError(
+            f"{path} is incomplete: its metadata describes {len(pages)} planes but {missing} of them are not in "
+            "the file (they would read as black). Copy the file again if the copy was interrupted, or re-export it."
+        )
+
+
 def _tiff_out_dtype(dtype: np.dtype, path: Path) -> np.dtype:
     if dtype in (_U1, _U2):
         return dtype
@@ -99,6 +118,7 @@ def _tiff_layout(tif: tifffile.TiffFile, path: Path) -> _TiffLayout:
     if not tif.series:
         raise InputError(f"{path} contains no image data. Remove it or re-export it.")
     series = tif.series[0]
+    check_planes_present(series, path)
     page = series.keyframe
     axes, shape = series.axes, tuple(series.shape)
     keep = [k for k, (ax, n) in enumerate(zip(axes, shape, strict=False)) if n != 1 or ax in "YX"]
@@ -178,7 +198,10 @@ def _probe_tiff(path: Path) -> _TiffLayout:
         with tifffile.TiffFile(path) as tif:
             return _tiff_layout(tif, path)
 
-    return _guarded(path, "TIFF", probe)
+    with tifffile_messages() as messages:
+        layout = _guarded(path, "TIFF", probe)
+    warn_tifffile_messages(path, messages)
+    return layout
 
 
 def _finish_tiff_frame(raw: np.ndarray, layout: _TiffLayout) -> np.ndarray:
@@ -241,7 +264,8 @@ def _read_tiff_frame(path: Path, layout: _TiffLayout, i: int) -> np.ndarray:
             return _tiff_page_with_pillow(path, layout, i)
         return _finish_tiff_frame(raw.reshape(layout.frame_in), layout)
 
-    return _guarded(path, "TIFF", decode)
+    with tifffile_messages():  # said once, when the file was probed
+        return _guarded(path, "TIFF", decode)
 
 
 def _tiff_meta(path: Path, layout: _TiffLayout, page: int | None) -> ImageMeta:
@@ -261,7 +285,6 @@ class _TiffStack:
             return _read_tiff_frame(self.path, self.layout, i)
         with self._lock:
             if self._all is None:
-                self._all = _guarded(
-                    self.path, "TIFF", lambda: _tiff_all_frames(self.path, self.layout)
-                )
+                with tifffile_messages():  # said once, when the file was probed
+                    self._all = _guarded(self.path, "TIFF", lambda: _tiff_all_frames(self.path, self.layout))
         return _finish_tiff_frame(self._all[i], self.layout)
