@@ -441,6 +441,47 @@ def test_a_good_reference_is_kept(small_stack):
     assert res.report.excluded == ["frame 4"] and res.report.warnings == []
 
 
+def test_blank_frames_around_the_reference_give_way_to_the_frames_that_match(small_stack):
+    """5 frames of a scene and 7 black ones: the middle frame (the reference) and its neighbours are black."""
+    from napari_focus_stack import FocusStackWarning
+
+    good = small_stack.frames[:5]
+    frames = good + [np.zeros_like(good[0])] * 7
+    res, warned = _stack_warned(_fast(), frames)
+    rep = res.report
+    assert rep.reference == 2 and rep.reference_changed.old == 6
+    assert rep.reference_changed.reason == "is blank (every pixel is 0)"
+    assert rep.excluded == [f"frame {i}" for i in range(5, 12)]
+    assert {rep.frames[i].reason for i in range(5, 12)} == {"blank (every pixel is 0)"}
+    assert [c for c, _ in warned] == [FocusStackWarning] and "frame 6 is blank" in warned[0][1]
+    # the five good frames, fused as if the black ones were not there
+    alone = _fast(reference=2).stack(good)
+    assert psnr(res.image, alone.image) > 45
+    np.testing.assert_allclose(res.depth_raw, alone.depth_raw, atol=1e-3)
+
+
+def test_the_largest_group_of_matching_frames_gives_the_reference(small_stack):
+    """A reference whose own group is a minority is replaced by the middle of the largest group."""
+    from napari_focus_stack import FocusStackWarning
+
+    frames = [f.copy() for f in small_stack.frames] * 2  # 12 frames, two passes over the focus range
+    for i in range(8, 12):  # the last four turned upside down: they match one another, not the others
+        frames[i] = np.ascontiguousarray(frames[i][::-1, ::-1])
+    with pytest.warns(FocusStackWarning, match="frame 10 matched only 3 of the 11 other frames; frame 4 is"):
+        rep = _fast(reference=10).stack(frames).report
+    assert rep.excluded == [f"frame {i}" for i in range(8, 12)]
+    assert rep.reference_changed.to_dict() == {"from": 10, "to": 4, "reason": "matched only 3 of the 11 other frames"}
+
+
+def test_a_stack_of_blank_frames_is_refused():
+    frames = [np.full((32, 40), 7, np.uint16) for _ in range(4)]
+    with pytest.raises(StackError, match=r"every frame is blank \(each holds one value, e.g. frame 0\)"):
+        _fast().stack(frames)
+    nan = [np.full((32, 40), np.nan, np.float32) for _ in range(3)]
+    with pytest.raises(StackError, match="every frame is blank"):
+        _fast().stack(nan)
+
+
 def test_prefetched_keeps_order_one_call_at_a_time_and_at_most_one_result_ahead():
     import threading
     import time

@@ -16,6 +16,7 @@ they, and the pyramid pixels they blur into, are left out of the fit.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,9 @@ __all__ = [
     "corner_error",
     "max_corner_shift",
     "relative_to",
+    "blank_value",
+    "largest_group",
+    "group_reference",
 ]
 
 MODELS = ALIGN_MODELS
@@ -355,3 +359,67 @@ def estimate_transform(
         m = scale_matrix(2.0) @ m @ scale_matrix(0.5)
     m = scale_matrix(2.0**finest / 2.0) @ m @ scale_matrix(2.0 / 2.0**finest)
     return Registration(m, quality, iterations, converged)
+
+
+def blank_value(frame: np.ndarray) -> float | None:
+    """The value of every pixel of a frame that holds nothing (one value per channel, or no finite one), else None.
+
+    Such a frame (a lens cap, a plane a file does not hold, a dropped camera
+    frame) has no structure to register or fuse: it can match no frame, and
+    blended in it would only darken the result.
+
+    >>> blank_value(np.zeros((4, 5), np.uint16)), blank_value(np.eye(4))
+    (0.0, None)
+    """
+    a = np.asarray(frame)
+    a = a.reshape(-1, a.shape[2]) if a.ndim == 3 else a.reshape(-1, 1)
+    if a.dtype.kind == "f":
+        finite = np.isfinite(a).all(axis=1)
+        if not finite.any():
+            return float("nan")
+        a = a[finite]
+    lo, hi = a.min(axis=0), a.max(axis=0)
+    return float(lo.mean()) if bool((lo == hi).all()) else None
+
+
+def largest_group(frames: Sequence[int], matches: Callable[[int, int], bool], recent: int = 2) -> list[int]:
+    """The largest group of frames that register to one another, in focus order.
+
+    Walking ``frames`` in order, each frame is registered to the last frame
+    of the most recent groups (``recent`` of them, newest first) and joins
+    the first it matches, else starts a group of its own: focus changes
+    slowly along a stack, so a frame resembles its neighbours, and a run of
+    bad frames (blank, bumped, another scene) splits the stack into groups
+    without hiding the good frames beyond it. Ties go to the earlier group.
+
+    Parameters
+    ----------
+    frames : sequence of int
+        The candidate frames, in focus order.
+    matches : callable(a, b) -> bool
+        Whether frame ``b`` registers to frame ``a``.
+
+    Examples
+    --------
+    >>> good = {0, 1, 2, 3, 4}  # five frames of a scene, then seven of nothing
+    >>> largest_group(range(12), lambda a, b: a in good and b in good)
+    [0, 1, 2, 3, 4]
+    """
+    groups: list[list[int]] = []
+    for i in frames:
+        for group in reversed(groups[-recent:]):
+            if matches(group[-1], i):
+                group.append(i)
+                break
+        else:
+            groups.append([i])
+    return max(groups, key=len, default=[])
+
+
+def group_reference(group: Sequence[int], requested: int) -> int:
+    """The reference frame for a group: the requested one if it belongs to it, else the group's middle frame.
+
+    >>> group_reference([0, 1, 2, 3, 4], 6), group_reference([0, 1, 2, 3, 4], 1)
+    (2, 1)
+    """
+    return requested if requested in group else group[len(group) // 2]

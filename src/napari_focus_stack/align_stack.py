@@ -5,9 +5,11 @@ outward from the reference frame in both directions (on two threads), so
 that the most defocused frames are still compared with a similar frame
 (:func:`napari_focus_stack.align.estimate_transform` does each pair).
 A registration that cannot be trusted (:func:`implausible`) excludes the
-frame, and the next one is registered to the last good one. When the
-reference itself matches no other frame, its best-connected neighbour
-becomes the reference.
+frame, and the next one is registered to the last good one; a blank frame
+(one value everywhere) is excluded unregistered. When the reference is blank
+or matches fewer than half the other frames, the middle frame of the largest
+group of frames that register to one another becomes the reference
+(:func:`napari_focus_stack.align.largest_group`).
 
 The pass also keeps, per frame, what later stages need without decoding it
 again: a colour thumbnail for exposure matching and the count of missing
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +29,14 @@ import numpy as np
 
 from . import pyramid
 from ._backend import Backend, block_mean
-from .align import describe_transform, estimate_transform, relative_to
+from .align import (
+    blank_value,
+    describe_transform,
+    estimate_transform,
+    group_reference,
+    largest_group,
+    relative_to,
+)
 from .errors import StackError
 from .exposure import thumbnail
 from .io import FrameSource
@@ -63,6 +73,8 @@ class Alignment:
     reference_changed : ReferenceChange, optional
     notes : list of str
         One line per thing the user should know (see :meth:`describe`).
+    blank : list of bool
+        Per frame: it holds one value everywhere (excluded, never registered).
     """
 
     ref: int
@@ -73,6 +85,7 @@ class Alignment:
     missing: list
     reference_changed: ReferenceChange | None = None
     notes: list = field(default_factory=list)
+    blank: list = field(default_factory=list)  # per frame: True for a frame that holds nothing (one value)
 
     @property
     def connected(self) -> int:
@@ -135,10 +148,11 @@ def align_stack(
     min_quality: float = 0.5,
     workers: int = 1,
 ) -> Alignment:
-    """Align every frame to ``ref``; when no other frame matches it, to its best-connected neighbour.
+    """Align every frame to ``ref``; when it is blank or matches fewer than half the other frames, to the
+    middle of the largest group of frames that register to one another.
 
-    A reference that matches no other frame is the odd one out (bumped,
-    rotated, another scene): aligning to it would keep it alone.
+    A reference that matches few frames is the odd one out (blank, bumped,
+    rotated, another scene): aligning to it would keep it (nearly) alone.
 
     Parameters
     ----------
@@ -157,25 +171,84 @@ def align_stack(
         Registrations whose correlation falls below this exclude the frame.
     workers : int
         With more than one (and on the CPU), both directions run at once.
+
+    Raises
+    ------
+    StackError
+        Every frame is blank.
     """
     args = dict(model=model, backend=backend, weights=weights, min_quality=min_quality, workers=workers)
     al = _chain(source, ref, cache=cache, progress=progress, **args)
     n = len(source)
-    if n < 3 or al.connected > 1:
+    usable = [i for i in range(n) if not al.blank[i]]
+    if not usable:
+        raise StackError(
+            f"every frame is blank (each holds one value, e.g. {source.names[0]}): there is nothing to stack"
+        )
+    blank_ref = al.blank[ref]
+    if not blank_ref and 2 * al.connected > len(usable):
         al.describe(source.names)
         return al
+    others = [i for i in usable if al.transforms[i] is None]  # frames outside the reference's group
+    group = largest_group(others, _matcher(source, model, backend, weights, min_quality))
     best = al
-    for cand in (ref + 1, ref - 1):
-        if not 0 <= cand < n or best.connected >= n - 1:
-            continue
-        trial = _chain(source, cand, cache=FrameCache(0), progress=progress.quiet(), **args)
-        if trial.connected > best.connected:
+    if blank_ref or len(group) > al.connected:
+        trial = _chain(source, group_reference(group, ref), cache=FrameCache(0), progress=progress.quiet(), **args)
+        if blank_ref or trial.connected > al.connected:
             best = trial
     if best is not al:
-        why = al.reasons[ref + 1 if ref + 1 < n else ref - 1]
-        best.reference_changed = ReferenceChange(ref, best.ref, f"matched no other frame: {why}")
+        if blank_ref:
+            why = f"is {al.reasons[ref]}"
+        elif al.connected == 1:
+            why = f"matched no other frame: {al.reasons[ref + 1 if ref + 1 < n else ref - 1]}"
+        else:
+            why = f"matched only {al.connected - 1} of the {len(usable) - 1} other frames"
+        best.reference_changed = ReferenceChange(ref, best.ref, why)
     best.describe(source.names)
     return best
+
+
+def _matcher(
+    source: FrameSource, model: str, backend: Backend, weights: Any, min_quality: float
+) -> Callable[[int, int], bool]:
+    """``matches(a, b)``: whether frame ``b`` registers to frame ``a`` as a neighbour must (the group search).
+
+    Frames are registered as :func:`_chain` registers them (half size for
+    big frames); the last few pyramids are kept.
+    """
+    peak = full_scale(source.dtype)
+    h, w = source.shape[:2]
+    halve = (h * w) > ALIGN_PIXELS
+    shape = (-(-h // 2), -(-w // 2)) if halve else (h, w)
+    levels = pyramid.n_levels(shape, min_size=24)
+    finest = 0
+    while (shape[0] * shape[1]) / 4**finest > ALIGN_PIXELS and finest < levels - 1:
+        finest += 1
+    pyramids: dict[int, list] = {}
+
+    def pyr(i: int) -> list:
+        if i not in pyramids:
+            if len(pyramids) >= 4:
+                pyramids.pop(next(iter(pyramids)))
+            host = source.read_reduced(i) if halve else None
+            if host is None:
+                host = source.read(i)
+                mark_nonfinite(host)
+                host = block_mean(np, host, 2) if halve else host
+            gray = backend.to_gray(to_unit_float(backend, backend.asarray(host), peak), weights)
+            pyramids[i] = pyramid.gaussian_pyramid(backend, gray, levels)
+        return pyramids[i]
+
+    def matches(a: int, b: int) -> bool:
+        if model == "none":
+            return True
+        ta, tb = pyr(a), pyr(b)
+        reg = estimate_transform(
+            ta[0], tb[0], model, backend=backend, template_pyramid=ta, moving_pyramid=tb, finest_level=finest
+        )
+        return implausible(reg.matrix, reg.quality, min_quality, shape) is None
+
+    return matches
 
 
 def _chain(
@@ -201,6 +274,7 @@ def _chain(
     reasons: list = [None] * n
     thumbs: list = [None] * n
     missing: list = [0] * n
+    blank: list = [False] * n
     transforms[ref] = np.eye(3)
     quality[ref] = 1.0
 
@@ -223,9 +297,13 @@ def _chain(
                 host = block_mean(np, host, 2)
         thumb, f = thumbnail(host, peak)
         thumbs[i] = (thumb, 2 * f) if halve else (thumb, f)
+        value = blank_value(host)
+        if value is not None:  # nothing to register or fuse
+            blank[i] = True
+            reasons[i] = "blank (every pixel is " + ("NaN or inf)" if math.isnan(value) else f"{value:g})")
         on_device = backend.asarray(host)
         cache.put(i, on_device)
-        if model == "none":
+        if model == "none" or blank[i] or blank[ref]:
             return None
         gray = backend.to_gray(to_unit_float(backend, on_device, peak), weights)
         return pyramid.gaussian_pyramid(backend, gray, levels)
@@ -239,7 +317,9 @@ def _chain(
         last, last_m = ref_pyramid, np.eye(3)
         for i in order:
             cur = load(i)
-            if model == "none":
+            if blank[i] or blank[ref]:
+                reasons[i] = reasons[i] or "not aligned: the reference frame is blank"
+            elif model == "none":
                 transforms[i], quality[i] = np.eye(3), float("nan")
             else:
                 reg = estimate_transform(
@@ -266,7 +346,7 @@ def _chain(
     else:
         walk(up)
         walk(down)
-    return Alignment(ref, transforms, quality, reasons, thumbs, missing)
+    return Alignment(ref, transforms, quality, reasons, thumbs, missing, blank=blank)
 
 
 def reuse_alignment(

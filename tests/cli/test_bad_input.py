@@ -89,6 +89,18 @@ def micro(name: str, *extra) -> Args:
     return lambda w: ["stack", str(w / name), "-o", str(w / "out/f.tif"), *extra]
 
 
+def _blank_after(w: Path) -> None:
+    """The 4 frames of the scene, then 7 black ones: the middle frame, the reference, is black."""
+    from PIL import Image
+
+    (w / "blank").mkdir()
+    for k, p in enumerate(sorted((w / "frames").iterdir())):
+        (w / "blank" / f"g_{k:02d}.png").write_bytes(p.read_bytes())
+    black = np.zeros_like(np.asarray(Image.open(p)))
+    for k in range(4, 11):
+        Image.fromarray(black).save(w / "blank" / f"g_{k:02d}.png")
+
+
 def stack(*extra) -> Args:
     return lambda w: ["stack", str(w / "frames"), *[str(w / x) if isinstance(x, Path) else x for x in extra]]
 
@@ -157,6 +169,9 @@ CASES = [
     Case("garbage inside a JPEG's compressed data", lambda w: ["stack", str(w / "jpgs"), "-o", str(w / "out/f.jpg")],
          2, "f_002.jpg is not a readable image (damaged JPEG: corrupt compressed data", absent=("out/f.jpg",),
          before_work=False, setup=_corrupt_jpeg),
+    Case("blank frames around the reference", lambda w: ["stack", str(w / "blank"), "-o", str(w / "out/f.png")], 0,
+         "warning: the reference g_05.png is blank (every pixel is 0); g_02.png is the reference instead",
+         before_work=False, setup=_blank_after),
     # microscope data
     Case("OME-XML claims more planes than the file holds", micro("short.ome.tif"), 2,
          "short.ome.tif is incomplete: its metadata describes 20 planes but 11 of them are not in the file",

@@ -44,6 +44,22 @@ def test_stack_microscope_files(tmp_path, hyper, fmt, axes, out_axes, capsys):
     assert "heights in µm" in capsys.readouterr().err
 
 
+def test_black_planes_are_excluded_by_name_not_fused(tmp_path, hyper, capsys):
+    """9 planes of a sample and 11 black ones: the middle plane, the reference, is black."""
+    good = np.repeat(_cut(hyper.data, "ZYX"), 2, axis=0)[:9]
+    data = np.concatenate([good, np.zeros((11,) + good.shape[1:], good.dtype)])
+    src = write_ome(tmp_path / "in.ome.tif", data, "ZYX")
+    out, height = tmp_path / "fused.tif", tmp_path / "height.tif"
+    assert main(["stack", str(src), "-o", str(out), "--depth-map", str(height)]) == 0
+    err = capsys.readouterr().err
+    assert "the reference in.ome.tif (z=10) is blank (every pixel is 0); in.ome.tif (z=4) is the reference" in err
+    assert "; 11 planes excluded;" in err
+    assert "  excluded in.ome.tif (z=19): blank (every pixel is 0)" in err
+    fused, h = tifffile.imread(out), tifffile.imread(height)
+    assert fused.min() > 0 and fused.max() > good.max() // 2
+    assert 0 <= h.min() and h.max() <= 8 * Z_STEP and np.ptp(h) > 2 * Z_STEP
+
+
 def test_z_step_and_channel_options(tmp_path, hyper, capsys):
     src = write_ome(tmp_path / "in.ome.tif", _cut(hyper.data, "ZCYX"), "ZCYX")
     height = tmp_path / "h.ome.tif"

@@ -80,7 +80,11 @@ def _summary(done: JobResult) -> str:
         if reused:
             notes.append(f"alignment reused for {reused}")
         notes.append(f"{len(report.unwarped)} of {frames} planes used unwarped")
-        return f"wrote {written} ({'; '.join(notes)}; {done.seconds:.1f} s, {report.backend})"
+        excluded = [f for r in reports for f in r.excluded_frames]
+        if excluded:
+            notes.append(f"{len(excluded)} planes excluded")
+        lines = [f"wrote {written} ({'; '.join(notes)}; {done.seconds:.1f} s, {report.backend})"]
+        return "\n".join(lines + _excluded_lines(excluded))
     excluded = report.excluded_frames
     note = f"; {len(excluded)} excluded" if excluded else ""
     if report.reference_changed:
@@ -88,6 +92,14 @@ def _summary(done: JobResult) -> str:
     lines = [f"wrote {written} ({len(report.frames)} frames, {done.seconds:.1f} s, {report.backend}{note})"]
     lines += [f"  excluded {f.name}: {f.reason or 'no reason given'}" for f in excluded]
     return "\n".join(lines)
+
+
+def _excluded_lines(frames: list, limit: int = 20) -> list[str]:
+    """A line per excluded plane, over every z-stack (at most `limit`)."""
+    lines = [f"  excluded {f.name}: {f.reason or 'no reason given'}" for f in frames[:limit]]
+    if len(frames) > limit:
+        lines.append(f"  ... and {len(frames) - limit} more (the report of each z-stack lists them)")
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:
