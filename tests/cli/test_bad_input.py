@@ -85,6 +85,26 @@ def _ome(name: str, edit: Callable[[str], str] = lambda xml: xml, planes: int = 
     return setup
 
 
+def _imagej(name: str, spacing: str) -> Callable[[Path], None]:
+    """An ImageJ z-stack whose spacing (z step) reads `spacing`."""
+    def setup(w: Path) -> None:
+        import tifffile
+
+        from napari_focus_stack.synthetic import make_stack
+
+        z = np.stack(make_stack("pcb", shape=(64, 80), n_frames=5, seed=2, gray=True, dtype=np.uint16).frames)
+        tifffile.imwrite(w / name, z, imagej=True, metadata={"axes": "ZYX", "spacing": 0.5, "unit": "um"})
+        with tifffile.TiffFile(w / name) as tif:
+            text = tif.pages[0].description
+        tifffile.tiffcomment(w / name, text.replace("spacing=0.5", f"spacing={spacing}"))
+
+    return setup
+
+
+def _size_is(field: str, value: str) -> Callable[[str], str]:
+    return lambda xml: xml.replace(f'{field}="0.5"', f'{field}="{value}"')
+
+
 def micro(name: str, *extra) -> Args:
     return lambda w: ["stack", str(w / name), "-o", str(w / "out/f.tif"), *extra]
 
@@ -176,6 +196,26 @@ CASES = [
     Case("OME-XML claims more planes than the file holds", micro("short.ome.tif"), 2,
          "short.ome.tif is incomplete: its metadata describes 20 planes but 11 of them are not in the file",
          absent=("out/f.tif",), setup=_ome("short.ome.tif", lambda xml: xml.replace('SizeZ="9"', 'SizeZ="20"'))),
+    *[Case(f"OME z step {v}", micro(f"z{k}.ome.tif"), 0,
+           f"z{k}.ome.tif: the z step (PhysicalSizeZ) {v.lower()} is not a size (a number from 1e-12 to 1e+12); "
+           "ignored: heights are frame indices", before_work=False,
+           setup=_ome(f"z{k}.ome.tif", _size_is("PhysicalSizeZ", v), planes=5, PhysicalSizeZ=0.5))
+      for k, v in (("nan", "NaN"), ("inf", "INF"), ("big", "1e+308"))],
+    *[Case(f"ImageJ spacing {v}", micro(f"ij{k}.tif"), 0,
+           f"ij{k}.tif: the z step (ImageJ spacing) {v} is not a size (a number from 1e-12 to 1e+12); "
+           "ignored: heights are frame indices", before_work=False, setup=_imagej(f"ij{k}.tif", v))
+      for k, v in (("inf", "inf"), ("nan", "nan"), ("zero", "0"), ("neg", "-1"))],
+    *[Case(f"OME pixel size {v}", micro(f"dx{k}.ome.tif"), 0,
+           f"dx{k}.ome.tif: the pixel size (PhysicalSizeX) {v.lower()} is not a size (a number from 1e-12 to 1e+12); "
+           "ignored: the outputs carry no pixel size", before_work=False,
+           setup=_ome(f"dx{k}.ome.tif", _size_is("PhysicalSizeX", v), planes=5, PhysicalSizeX=0.5, PhysicalSizeY=0.5))
+      for k, v in (("nan", "NaN"), ("neg", "-0.2"))],
+    Case("--z-step 1e308", micro("z.ome.tif", "--z-step", "1e308"), 2,
+         "z_step must be a positive number from 1e-12 to 1e+12, got 1e+308", absent=("out/f.tif",),
+         setup=_ome("z.ome.tif", planes=5)),
+    Case("--z-step nan", micro("z.ome.tif", "--z-step", "nan"), 2,
+         "z_step must be a positive number from 1e-12 to 1e+12, got nan", absent=("out/f.tif",),
+         setup=_ome("z.ome.tif", planes=5)),
     # batch
     Case("batch output is a file", batch("-o", P("frames/f_001.png")), 2, "exists and is not a folder"),
     Case("batch input is a link to itself", lambda w: ["batch", str(w / "loop"), "-o", str(w / "out")], 2,

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from hyperstacks import PIXEL, Z_STEP, write_imagej, write_ome, write_ome_zarr
+from hyperstacks import PIXEL, Z_STEP, edit_description, write_imagej, write_ome, write_ome_zarr
 from napari_focus_stack.cli import main
 from napari_focus_stack.synthetic import make_hyperstack
 
@@ -58,6 +58,37 @@ def test_black_planes_are_excluded_by_name_not_fused(tmp_path, hyper, capsys):
     fused, h = tifffile.imread(out), tifffile.imread(height)
     assert fused.min() > 0 and fused.max() > good.max() // 2
     assert 0 <= h.min() and h.max() <= 8 * Z_STEP and np.ptp(h) > 2 * Z_STEP
+
+
+@pytest.mark.parametrize("field, value", [
+    ("PhysicalSizeZ", "NaN"), ("PhysicalSizeZ", "INF"), ("PhysicalSizeZ", "1e308"), ("PhysicalSizeZ", "-0.5"),
+    ("spacing", "inf"), ("spacing", "nan"), ("spacing", "0"), ("spacing", "-1"),
+    ("PhysicalSizeX", "NaN"), ("PhysicalSizeX", "-0.1"), ("PhysicalSizeX", "1e308"),
+])
+def test_a_nonsense_calibration_is_ignored_with_one_warning(tmp_path, hyper, field, value, capsys):
+    """One rule for every size a file gives: a number it cannot be is ignored, with one line naming it."""
+    data = _cut(hyper.data, "ZYX")
+    if field == "spacing":
+        src = write_imagej(tmp_path / "in.tif", data, "ZYX")
+        edit_description(src, lambda text: text.replace(f"spacing={Z_STEP}", f"spacing={value}"))
+    else:
+        src = write_ome(tmp_path / "in.ome.tif", data, "ZYX")
+        old = f'{field}="{Z_STEP if field.endswith("Z") else PIXEL}"'
+        edit_description(src, lambda xml: xml.replace(old, f'{field}="{value}"'))
+    out, height = tmp_path / "fused.tif", tmp_path / "height.tif"
+    assert main(["stack", str(src), "-o", str(out), "--depth-map", str(height)]) == 0
+    err = capsys.readouterr().err
+    warned = [line for line in err.splitlines() if "warning" in line]
+    assert len(warned) == 1 and f"{src.name}: the " in warned[0] and "is not a size" in warned[0], err
+    assert "Warning" not in err  # no RuntimeWarning (overflow) or other Python warning
+    h = tifffile.imread(height)
+    assert np.isfinite(h).all()
+    if field == "PhysicalSizeX":
+        assert "heights in µm" in err
+        with tifffile.TiffFile(out) as tif:
+            assert tif.imagej_metadata.get("unit") in (None, "pixel")
+    else:
+        assert "heights in frame" in err and 0 <= h.min() and h.max() <= data.shape[0] - 1
 
 
 def test_z_step_and_channel_options(tmp_path, hyper, capsys):

@@ -17,7 +17,7 @@ from hyperstacks import (
     write_ome,
     write_ome_zarr,
 )
-from napari_focus_stack.errors import FocusStackWarning, InputError, OutputError
+from napari_focus_stack.errors import FocusStackWarning, InputError, OutputError, ParameterError
 from napari_focus_stack.io import (
     Calibration,
     FrameSource,
@@ -208,3 +208,17 @@ def test_what_tifffile_works_around_is_one_warning_naming_the_file(tmp_path, hyp
         with read_hyperstack(path) as hs:
             assert hs.size("Z") == 6
     assert _tifffile_records(caplog) == []
+
+
+@pytest.mark.parametrize("bad", [
+    {"pixel_size": (float("nan"), 0.1)}, {"pixel_size": (-0.1, -0.1)}, {"pixel_size": (0.1, 1e308)},
+    {"z_step": float("inf")}, {"z_step": 0.0}, {"z0": float("nan")},
+])
+def test_a_calibration_given_in_python_is_checked_before_any_work(tmp_path, hyper, bad):
+    """Refused at once, not by the TIFF writer after the work ("cannot convert NaN to integer ratio")."""
+    with pytest.raises(ParameterError, match=f"{next(iter(bad))} must be"):
+        Calibration(**{"pixel_size": (0.1, 0.1), "unit": "µm", **bad})
+    src = write_ome(tmp_path / "in.ome.tif", hyper.data[0, 0], "ZYX")
+    with pytest.raises(ParameterError, match="z_step must be a positive number from 1e-12 to 1e"):
+        stack_to_files(src, tmp_path / "f.tif", z_step=1e308)  # planned, refused: the job never ran
+    assert [p.name for p in tmp_path.iterdir()] == ["in.ome.tif"]

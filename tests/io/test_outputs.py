@@ -70,3 +70,20 @@ def test_a_replaced_output_keeps_its_permissions(tmp_path):
     target.chmod(0o640)
     write_outputs([Output("image", target)], {"image": IMAGE})
     assert target.stat().st_mode & 0o777 == 0o640
+
+
+def test_an_encoder_failure_names_the_output_and_not_the_folder(tmp_path, monkeypatch):
+    """Not ".f.tif.staged__.tif: ... Check the output folder": the folder is fine, the data is not."""
+    import tifffile
+
+    def refuse(*args, **kwargs):
+        raise ValueError("cannot convert NaN to integer ratio")
+
+    monkeypatch.setattr(tifffile, "imwrite", refuse)
+    target = tmp_path / "f.tif"
+    with pytest.raises(OutputError) as err:
+        write_outputs([Output("image", target)], {"image": IMAGE})
+    assert str(err.value) == (
+        f"could not write {target}: the encoder failed (ValueError: cannot convert NaN to integer ratio)."
+    )
+    assert list(tmp_path.iterdir()) == []

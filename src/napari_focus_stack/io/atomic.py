@@ -42,6 +42,8 @@ def _output_error(path: Path, exc: BaseException) -> OutputError:
         errno.ENOENT: "the folder does not exist. Create it or choose another output folder",
         errno.ENAMETOOLONG: "the file name is too long. Choose a shorter name",
     }.get(code)
+    if why is None and not isinstance(exc, OSError):  # the encoder refused the data: not the folder's fault
+        why = f"the encoder failed ({type(exc).__name__}: {exc})"
     if why is None:
         detail = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         why = f"{detail}. Check the output folder and try again"

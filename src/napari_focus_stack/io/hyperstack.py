@@ -27,6 +27,8 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import numbers
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -34,14 +36,17 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, ParameterError, StackError
+from ..errors import FocusStackWarning, InputError, ParameterError, StackError
 from .checks import _as_path, _check_file, _guarded, _is_tiff, tifffile_messages, warn_tifffile_messages
 from .metadata import ImageMeta
 from .paths import PathLike
 from .source import FrameSource
 from .tiff import check_planes_present
 
-__all__ = ["Calibration", "Hyperstack", "is_hyperstack_file", "normalise_unit", "plane_count", "read_hyperstack"]
+__all__ = [
+    "SIZE_RANGE", "Calibration", "Hyperstack", "is_hyperstack_file", "is_size", "normalise_unit", "plane_count",
+    "read_hyperstack",
+]
 
 _UNITS = {
     "micron": "µm", "microns": "µm", "um": "µm", "µm": "µm", "\\u00b5m": "µm", "μm": "µm",
@@ -67,6 +72,59 @@ def normalise_unit(unit: Any) -> str | None:
     if not text or text.lower() in ("pixel", "pixels", "px", "none"):
         return None
     return _UNITS.get(text.lower(), _UNITS.get(text, text))
+
+
+#: The sizes (pixel size, z step) a calibration may hold, in any length unit. Beyond them a value
+#: is no measurement (NaN, inf, 0, negative, 1e308): heights ``z0 + index * z_step`` would be NaN
+#: or overflow, and the TIFF resolution tags cannot hold it.
+SIZE_RANGE = (1e-12, 1e12)
+
+
+def is_size(value: Any) -> bool:
+    """Whether `value` is a number a pixel size or a z step can be (:data:`SIZE_RANGE`).
+
+    >>> is_size(0.5), is_size(float("nan")), is_size(-0.2), is_size(1e308), is_size(True)
+    (True, False, False, False, False)
+    """
+    return (
+        isinstance(value, numbers.Real) and not isinstance(value, bool)
+        and SIZE_RANGE[0] <= float(value) <= SIZE_RANGE[1]
+    )
+
+
+def _size_or_none(value: Any, what: str, name: str, consequence: str) -> float | None:
+    """`value` as a float when :func:`is_size` (None stays None); else None, with one warning line naming it."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if is_size(number):
+        return number
+    warnings.warn(
+        f"{name}: {what} {value} is not a size (a number from {SIZE_RANGE[0]:g} to {SIZE_RANGE[1]:g}); "
+        f"ignored: {consequence}",
+        FocusStackWarning, stacklevel=2,
+    )
+    return None
+
+
+def _position_or_zero(value: Any, what: str, name: str) -> float:
+    """A finite position (z0), else 0 with one warning line naming it."""
+    try:
+        number = float(value or 0)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if math.isfinite(number) and abs(number) <= SIZE_RANGE[1]:
+        return number
+    warnings.warn(f"{name}: {what} {value} is not a position; ignored: heights start at 0", FocusStackWarning,
+                  stacklevel=2)
+    return 0.0
+
+
+_NO_Z = "heights are frame indices"
+_NO_PIXEL = "the outputs carry no pixel size"
 
 
 @dataclass(frozen=True)
@@ -98,6 +156,20 @@ class Calibration:
     channel_names: tuple[str, ...] | None = None
     channel_colors: tuple | None = None
 
+    def __post_init__(self) -> None:
+        # refused here, before any work, not by the TIFF writer after it
+        if self.pixel_size is not None and not (len(self.pixel_size) == 2 and all(map(is_size, self.pixel_size))):
+            raise ParameterError(
+                f"pixel_size must be two numbers from {SIZE_RANGE[0]:g} to {SIZE_RANGE[1]:g} (y, x), "
+                f"got {self.pixel_size!r}"
+            )
+        if self.z_step is not None and not is_size(self.z_step):
+            raise ParameterError(
+                f"z_step must be a number from {SIZE_RANGE[0]:g} to {SIZE_RANGE[1]:g}, got {self.z_step!r}"
+            )
+        if not (isinstance(self.z0, numbers.Real) and math.isfinite(self.z0)):
+            raise ParameterError(f"z0 must be a finite number, got {self.z0!r}")
+
     @property
     def height_unit(self) -> str:
         """Unit of heights: the z unit when the z step is known, else ``"frame"``."""
@@ -109,8 +181,10 @@ class Calibration:
         """This calibration with ``z_step`` set (``None`` keeps the known one)."""
         if z_step is None:
             return self
-        if not (isinstance(z_step, (int, float)) and math.isfinite(z_step) and z_step > 0):
-            raise ParameterError(f"z_step must be a positive number, got {z_step!r}")
+        if not is_size(z_step):
+            raise ParameterError(
+                f"z_step must be a positive number from {SIZE_RANGE[0]:g} to {SIZE_RANGE[1]:g}, got {z_step!r}"
+            )
         z_unit = unit or self.z_unit or self.unit or "µm"
         return replace(self, z_step=float(z_step), z_unit=z_unit)
 
@@ -413,11 +487,11 @@ def _read_tiff(path: Path, series: int) -> Hyperstack:
         axes = _axes_from_tifffile(s.axes)
         page = s.keyframe
         if tif.is_ome:
-            cal = _ome_tiff_calibration(tif.ome_metadata, series)
+            cal = _ome_tiff_calibration(tif.ome_metadata, series, path.name)
         elif tif.is_imagej:
-            cal = _imagej_calibration(tif.imagej_metadata or {}, page)
+            cal = _imagej_calibration(tif.imagej_metadata or {}, page, path.name)
         else:
-            cal = Calibration(*_tiff_pixel_size(page))
+            cal = Calibration(*_tiff_pixel_size(page, path.name))
     store = tifffile.imread(path, aszarr=True, series=series, level=0)
     try:
         data = zarr.open(store, mode="r")
@@ -427,7 +501,9 @@ def _read_tiff(path: Path, series: int) -> Hyperstack:
     return Hyperstack(data, axes, cal, name=path.name, closer=store.close)
 
 
-def _tiff_pixel_size(page: Any, unit: str | None = None) -> tuple[tuple[float, float] | None, str | None]:
+def _tiff_pixel_size(
+    page: Any, name: str, unit: str | None = None
+) -> tuple[tuple[float, float] | None, str | None]:
     """Pixel size (y, x) from the resolution tags, in ``unit`` (ImageJ) or µm (inch/cm units)."""
     def size(tag: str) -> float | None:
         value = page.tags.valueof(tag)
@@ -445,18 +521,19 @@ def _tiff_pixel_size(page: Any, unit: str | None = None) -> tuple[tuple[float, f
         if res_unit not in _TIFF_RESOLUTION_UNIT_UM:
             return None, None  # pixels per "no unit": not a calibration
         factor = _TIFF_RESOLUTION_UNIT_UM[res_unit]
-        return (sy * factor, sx * factor), "µm"
-    if (sx, sy) == (1.0, 1.0):
+        sy, sx, unit = sy * factor, sx * factor, "µm"
+    elif (sx, sy) == (1.0, 1.0):
         return None, unit
-    return (sy, sx), unit
+    sizes = [_size_or_none(v, f"the pixel size ({tag})", name, _NO_PIXEL) for v, tag in ((sy, "YResolution"),
+                                                                                         (sx, "XResolution"))]
+    return (None, unit) if None in sizes else (tuple(sizes), unit)
 
 
-def _imagej_calibration(ij: dict, page: Any) -> Calibration:
+def _imagej_calibration(ij: dict, page: Any, name: str) -> Calibration:
     unit = normalise_unit(ij.get("unit"))
-    pixel_size, unit = _tiff_pixel_size(page, unit) if unit else (None, None)
-    spacing = ij.get("spacing")
-    z_step = float(spacing) if isinstance(spacing, (int, float)) and spacing > 0 else None
-    z0 = -float(ij.get("zorigin", 0) or 0) * (z_step or 0)
+    pixel_size, unit = _tiff_pixel_size(page, name, unit) if unit else (None, None)
+    z_step = _size_or_none(ij.get("spacing"), "the z step (ImageJ spacing)", name, _NO_Z)
+    z0 = -_position_or_zero(ij.get("zorigin", 0), "the z origin (ImageJ zorigin)", name) * (z_step or 0)
     colors = None
     luts = ij.get("LUTs")
     if luts:
@@ -468,7 +545,7 @@ def _as_list(x: Any) -> list:
     return x if isinstance(x, list) else [] if x is None else [x]
 
 
-def _ome_tiff_calibration(xml: str, series: int) -> Calibration:
+def _ome_tiff_calibration(xml: str, series: int, name: str) -> Calibration:
     import tifffile
 
     images = _as_list(tifffile.xml2dict(xml).get("OME", {}).get("Image"))
@@ -479,7 +556,8 @@ def _ome_tiff_calibration(xml: str, series: int) -> Calibration:
     def size(axis: str) -> tuple[float | None, str]:
         value = px.get(f"PhysicalSize{axis}")
         unit = normalise_unit(px.get(f"PhysicalSize{axis}Unit", "µm"))  # µm is OME's default
-        return (float(value) if value else None), unit
+        what = f"the {'z step' if axis == 'Z' else 'pixel size'} (PhysicalSize{axis})"
+        return _size_or_none(value, what, name, _NO_Z if axis == "Z" else _NO_PIXEL), unit
 
     (sx, ux), (sy, uy), (sz, uz) = size("X"), size("Y"), size("Z")
     pixel_size = None
@@ -490,7 +568,7 @@ def _ome_tiff_calibration(xml: str, series: int) -> Calibration:
     planes = _as_list(px.get("Plane"))
     z0 = 0.0
     if planes and planes[0].get("PositionZ") is not None:
-        z0 = float(planes[0]["PositionZ"])
+        z0 = _position_or_zero(planes[0]["PositionZ"], "the first plane's PositionZ", name)
         if normalise_unit(planes[0].get("PositionZUnit", "µm")) != uz:
             z0 = 0.0
     channels = _as_list(px.get("Channel"))
@@ -545,12 +623,18 @@ def _read_ome_zarr(folder: Path) -> Hyperstack:
             translation = [float(v) for v in transform["translation"]]
     pos = {a: k for k, a in enumerate(names)}
     pixel_size = unit = z_step = z_unit = None
+    name = folder.name
     if "X" in pos and units[pos["X"]]:
-        unit = units[pos["X"]]
-        pixel_size = (scale[pos["Y"]], scale[pos["X"]])
+        sizes = [_size_or_none(scale[pos[a]], f"the pixel size (scale of {a.lower()})", name, _NO_PIXEL)
+                 for a in "YX" if a in pos]
+        if len(sizes) == 2 and None not in sizes:
+            unit, pixel_size = units[pos["X"]], tuple(sizes)
     z0 = 0.0
     if "Z" in pos and units[pos["Z"]]:
-        z_step, z_unit, z0 = scale[pos["Z"]], units[pos["Z"]], translation[pos["Z"]]
+        z_step = _size_or_none(scale[pos["Z"]], "the z step (scale of z)", name, _NO_Z)
+        if z_step is not None:
+            z_unit = units[pos["Z"]]
+            z0 = _position_or_zero(translation[pos["Z"]], "the z translation", name)
     channels = attrs.get("omero", {}).get("channels") or []
     ch_names = tuple(str(c.get("label", f"channel {k}")) for k, c in enumerate(channels)) or None
     colors = None

@@ -174,7 +174,15 @@ def staged_outputs(outputs: Sequence[Output]) -> Iterator[dict[str, Path]]:
         remove_stale_temps(stage)
         stages[out.kind] = stage
     try:
-        yield stages
+        try:
+            yield stages
+        except OutputError as exc:  # name the output, not its hidden staging file
+            text = str(exc)
+            for out in outputs:
+                text = text.replace(str(stages[out.kind]), str(out.path))
+            if text == str(exc):
+                raise
+            raise OutputError(text) from exc
         pending = [(stages[out.kind], out.path) for out in outputs]
         for stage, final in pending:
             try:  # a replaced file keeps its permissions, as with write_image
