@@ -37,6 +37,7 @@ from .errors import FocusStackWarning, InputError, ParameterError, StackError
 from .exposure import exposure_gains
 from .fuse_stack import fuse_stack, output_to_reference, prefetch_fusion, unwarped
 from .height import regularise_depth
+from .intensity import normalised_source
 from .io import FrameSource
 from .options import EngineOptions
 from .pixels import cast_to, full_scale, to_unit_float
@@ -109,6 +110,7 @@ def stack_frames(
     opts = settings.options
     n = len(source)
     ref = _reference_index(opts.reference, n)
+    source, intensity = normalised_source(source, ref)  # float data: about 0..1 inside, restored on output
     run = RunProgress(n, progress, cancel_check(cancel))
     cache = FrameCache(_cache_budget(settings, backend))
     t0 = time.perf_counter()
@@ -135,7 +137,7 @@ def stack_frames(
         workers=settings.workers,
     )
     timings.fuse_s = time.perf_counter() - t1
-    image, depth_raw, confidence = _finish(fused, opts, source.dtype)
+    image, depth_raw, confidence = _finish(fused, opts, source.dtype, intensity)
     timings.total_s = time.perf_counter() - t0
     report = _report(source, alignment, gains, timings, opts, backend)
     for entry, m in zip(report.frames, fuse_transforms, strict=True):
@@ -166,6 +168,7 @@ def estimate_transforms(
     _check_frame_size(source)
     opts = settings.options
     ref = _reference_index(opts.reference, len(source))
+    source, _ = normalised_source(source, ref)
     run = RunProgress(len(source), progress, cancel_check(cancel))
     t0 = time.perf_counter()
     _, align_weights = _channel_weights(opts.channel, source, ref, None, False)
@@ -286,7 +289,7 @@ def _cache_budget(settings: StackSettings, backend: Backend) -> int:
     return min(512 << 20, backend.available_memory() // 4)
 
 
-def _finish(fused, opts: EngineOptions, dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _finish(fused, opts: EngineOptions, dtype, intensity=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The fused arrays at the frames' resolution (unless ``upscale_output``), the image in the input's dtype."""
     image, depth, confidence = fused.image, fused.depth_raw, fused.confidence
     s = opts.scale_factor
@@ -296,6 +299,8 @@ def _finish(fused, opts: EngineOptions, dtype) -> tuple[np.ndarray, np.ndarray, 
         confidence = block_mean(np, confidence, s)
     # in place: the float image is the fusion's and frame-sized
     image = cast_to(image, dtype, full_scale(dtype))
+    if intensity is not None:  # float data: back to its own intensities
+        image = intensity.restore(image)
     return image, depth.astype(np.float32, copy=False), confidence.astype(np.float32, copy=False)
 
 

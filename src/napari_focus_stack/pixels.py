@@ -2,8 +2,8 @@
 
 Frames come as ``uint8``, ``uint16`` or float. The engine works on float32
 in ``0..1`` of the input's full scale (the integer type's maximum; 1 for
-float data) and gives results back in the input's dtype, rounded and
-clipped. The functions here are the only place that converts.
+float data, which :mod:`.intensity` first maps onto about 0..1 whatever its
+scale) and gives results back in the input's dtype, rounded and clipped.
 """
 from __future__ import annotations
 
