@@ -27,9 +27,9 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from .errors import InputError
+from .errors import InputError, ParameterError
 
-__all__ = ["DaskExecutor", "InProcess", "ProgressCallback", "unexpected_entry"]
+__all__ = ["DaskExecutor", "InProcess", "ProgressCallback", "check_scheduler_address", "unexpected_entry"]
 
 _PROGRESS_TOPIC = "napari-focus-stack-progress"
 
@@ -155,7 +155,7 @@ class DaskExecutor:
         elif scheduler:
             try:
                 self.client = Client(scheduler, timeout="20s")
-            except (OSError, TimeoutError) as exc:
+            except (OSError, TimeoutError, ValueError) as exc:  # ValueError: an address distributed cannot parse
                 raise InputError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
         else:
             self.cluster = LocalCluster(
@@ -308,6 +308,28 @@ class DaskExecutor:
         finally:
             if self.cluster is not None:
                 self.cluster.close()
+
+
+def check_scheduler_address(address: str) -> None:
+    """Raise :class:`ParameterError` for a scheduler address that cannot be one (checked before any work).
+
+    Without it, distributed's ``Client`` raises a bare ValueError for
+    ``tcp://127.0.0.1`` (no port), ``notaurl`` or ``tcp://[::1:1``.
+    """
+    if not address.strip():
+        raise ParameterError("scheduler must be a Dask scheduler's address such as tcp://host:8786, got ''")
+    try:
+        from distributed.comm.addressing import parse_address, parse_host_port
+    except ImportError:  # optional: the executor says how to install it
+        return
+    try:
+        scheme, location = parse_address(address)
+        if scheme in ("tcp", "tls", "ws", "wss"):
+            parse_host_port(location)
+    except (ValueError, TypeError) as exc:
+        raise ParameterError(
+            f"scheduler {address!r} is not a Dask scheduler's address ({exc}); give one such as tcp://host:8786"
+        ) from None
 
 
 def _safe_key(name: str) -> str:

@@ -222,6 +222,14 @@ CASES = [
          "loops back on itself", setup=_link("loop", "loop")),
     Case("batch quality 0", batch("-o", P("out"), "--quality", "0"), 2, "quality must be"),
     Case("batch workers 0", batch("-o", P("out"), "--workers", "0"), 2, "workers must be"),
+    *[Case(f"batch --scheduler {a}", batch("-o", P("out"), "--scheduler", a), 2,
+           f"scheduler '{a}' is not a Dask scheduler's address ({why}); give one such as tcp://host:8786")
+      for a, why in (("tcp://127.0.0.1", "missing port number in address '127.0.0.1'"),
+                     ("notaurl", "missing port number in address 'notaurl'"),
+                     ("tcp://[::1:1", "invalid address '[::1:1'; maybe: ipv6 needs brackets like [::1]"))],
+    Case("stack --scheduler notaurl", micro("z.ome.tif", "--scheduler", "notaurl"), 2,
+         "scheduler 'notaurl' is not a Dask scheduler's address", absent=("out/f.tif",),
+         setup=_ome("z.ome.tif", planes=5)),
     Case("batch negative --max-pixels", batch("-o", P("out"), "--max-pixels", "-3"), 2, "--max-pixels must be 0"),
 ]
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ..errors import ParameterError
+from ..executors import check_scheduler_address
 from ..options import EngineOptions
 
 __all__ = ["BatchOptions", "FORMATS", "NAMINGS"]
@@ -149,6 +150,12 @@ class BatchOptions:
             raise ParameterError(f"reuse_tolerance must be a number of pixels, 0 or more, got {tol!r}")
         _whole(self.quality, "quality", 1, 100)
         _whole(self.workers, "workers", 1, None)
+        if self.scheduler is not None:
+            if not isinstance(self.scheduler, str):
+                raise ParameterError(
+                    f"scheduler must be a Dask scheduler's address such as tcp://host:8786, got {self.scheduler!r}"
+                )
+            check_scheduler_address(self.scheduler)
         _whole(self.retries, "retries", 0, None)
         if self.max_pixels is not None:
             _whole(self.max_pixels, "max_pixels", 0, None)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AlignmentError, OutputError, ParameterError, StackError
-from ..executors import DaskExecutor
+from ..executors import DaskExecutor, check_scheduler_address
 from ..height import to_height
 from ..io import FrameSource, Hyperstack, expand_inputs, is_hyperstack_file, plane_count, read_hyperstack
 from ..io.calibrated import CalibratedTiffWriter
@@ -267,6 +267,8 @@ def plan_job(job: Job) -> JobPlan:
             "--scheduler runs the time points of one microscope file on a Dask cluster; "
             "for many stacks use: napari-focus-stack batch FOLDER --scheduler ADDRESS"
         )
+    if isinstance(job.scheduler, str):
+        check_scheduler_address(job.scheduler)
     outputs = list(job.outputs)
     if kind == "hyperstack":
         for out in outputs:
