@@ -420,3 +420,43 @@ def test_max_pixels_refuses_large_frames_and_says_how_to_raise_it(tmp_path):
     assert "raise the limit with max_pixels=N (--max-pixels N on the command line)" in entry["error"]
     assert PILImage.MAX_IMAGE_PIXELS == before
     assert run_batch(scan, out, BatchOptions(max_pixels=6000, **FAST)).ok
+
+
+def test_workers_are_capped_at_the_stacks_and_the_cores(tmp_path, monkeypatch):
+    """--workers 100000: no stack "needs 0.0 GiB of 0.0 GiB", no 100000 Dask workers; one line says so."""
+    from napari_focus_stack import executors
+    from napari_focus_stack.batch import plan_batch
+    from napari_focus_stack.errors import FocusStackWarning
+
+    scan, out = tmp_path / "scan", tmp_path / "out"
+    make_scan(scan, poses=3)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    # the memory check shares the machine among the stacks that run at once, not among 100000
+    _, jobs = plan_batch(scan, out, BatchOptions(workers=100000, **FAST))
+    assert [j.state for j in jobs] == ["run"] * 3
+
+    started = []
+
+    class Cluster:  # records what a local cluster would be asked for; runs in this process
+        def __init__(self, scheduler, workers, retries=2, progress=None, is_cancelled=lambda: False):
+            started.append(workers)
+            self.inner = executors.InProcess(retries, is_cancelled)
+
+        def run(self, *args):
+            return self.inner.run(*args)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr("napari_focus_stack.batch.run.DaskExecutor", Cluster)
+    with pytest.warns(FocusStackWarning, match=r"^100000 workers asked for, 3 stack\(s\) to run on 2 core\(s\): "
+                                                 r"running 2 worker\(s\)$"):
+        result = run_batch(scan, out, BatchOptions(workers=100000, **FAST))
+    assert result.ok and started == [2]
+    assert json.loads((out / "batch-report.json").read_text())["options"]["workers"] == 2
+    # one stack left to run: no cluster at all
+    (out / "Ella_0_1.jpg").unlink()
+    with pytest.warns(FocusStackWarning, match=r"1 stack\(s\) to run on 2 core\(s\): running 1 worker\(s\)"):
+        assert run_batch(scan, out, BatchOptions(workers=64, **FAST)).counts == {
+            "done": 1, "skipped": 2, "failed": 0, "cancelled": 0}
+    assert started == [2]

@@ -155,7 +155,7 @@ def plan_batch(
         As for :func:`~napari_focus_stack.grouping.detect_stacks`.
     share : int, optional
         Stacks that will run at once on this machine (for the memory check);
-        default: ``options.workers`` without a scheduler, else 1.
+        default: ``options.workers`` (at most the CPU count) without a scheduler, else 1.
 
     Returns
     -------
@@ -227,8 +227,8 @@ def plan_batch(
             claimed.update({_real_key(p): name for p in outputs.values()})
     if options.reuse:
         _reuse_hashes(jobs, options)
-    if share is None:
-        share = 1 if options.scheduler else int(options.workers)
+    if share is None:  # more workers than cores never run at once (run_batch caps them)
+        share = 1 if options.scheduler else min(int(options.workers), os.cpu_count() or 1)
     _finish_planning(jobs, options, share)
     return plan, jobs
 

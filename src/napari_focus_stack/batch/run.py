@@ -7,14 +7,16 @@ import os
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from .._runtime import cancel_check
 from ..align import corner_error, relative_to
-from ..errors import AlignmentError, InputError, OutputError
+from ..errors import AlignmentError, FocusStackWarning, InputError, OutputError
 from ..executors import DaskExecutor, InProcess
 from ..grouping import Plan
 from ..io import read_meta, write_text
@@ -142,6 +144,7 @@ def run_batch(
 
     first_ids = {id(j) for j in first_wave}
     todo = [j for j in jobs if j.state == "run" and id(j) not in first_ids]
+    options = _capped_workers(options, len(todo) + len(first_wave))
     executor = None
     interrupted = False
     calibration: list[dict] = []
@@ -183,6 +186,24 @@ def run_batch(
     if interrupted:
         raise KeyboardInterrupt
     return result
+
+
+def _capped_workers(options: BatchOptions, stacks: int) -> BatchOptions:
+    """`options` with no more local workers than stacks to run and cores, saying so when it lowers them.
+
+    A worker is a process that stacks one stack at a time on its own core:
+    more workers than stacks start for nothing, more than cores only share
+    the cores (and memory) and start slowly; 100000 would never start.
+    """
+    cores = os.cpu_count() or 1
+    workers = max(1, min(int(options.workers), stacks, cores))
+    if options.scheduler or workers == options.workers:
+        return options
+    warnings.warn(
+        f"{options.workers} workers asked for, {stacks} stack(s) to run on {cores} core(s): "
+        f"running {workers} worker(s)", FocusStackWarning, stacklevel=3,
+    )
+    return replace(options, workers=workers)
 
 
 def fatal_line(plan: Plan) -> str:
