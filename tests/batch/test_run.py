@@ -460,3 +460,27 @@ def test_workers_are_capped_at_the_stacks_and_the_cores(tmp_path, monkeypatch):
         assert run_batch(scan, out, BatchOptions(workers=64, **FAST)).counts == {
             "done": 1, "skipped": 2, "failed": 0, "cancelled": 0}
     assert started == [2]
+
+
+def test_a_second_batch_into_the_same_output_folder_refuses_with_one_line(tmp_path, capsys):
+    """Two batches into one folder would take each other's temporary files for a killed run's."""
+    from napari_focus_stack.cli import main
+    from napari_focus_stack.io.atomic import FileLock
+
+    scan, out = tmp_path / "scan", tmp_path / "out"
+    make_scan(scan, poses=2)
+    (out / STATE_DIR).mkdir(parents=True)
+    holder = "process 4242 on scanner, since 2026-12-01 10:00:00"
+    with FileLock(out / STATE_DIR / "batch.lock", holder):  # the first batch, still running
+        code = main(["batch", str(scan), "-o", str(out), "-q", "--device", "cpu"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and err == [
+            f"napari-focus-stack: error: another batch is writing into {out.absolute()} ({holder}); "
+            "wait for it to finish, or choose another output folder"
+        ]
+        assert outputs(out) == {} and temp_files(out) == []
+    # the first batch has finished (or was killed: the system releases its lock either way)
+    result = run_batch(scan, out, BatchOptions(**FAST))
+    assert result.ok and sorted(outputs(out)) == ["Ella_0_0.jpg", "Ella_0_1.jpg"]
+    with FileLock(out / STATE_DIR / "batch.lock", "next"):  # and released it when done
+        pass

@@ -173,7 +173,43 @@ def test_a_killed_write_leaves_a_temp_that_remove_stale_temps_finds(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         write_atomic(target, killed)
-    os.replace(seen[0] + ".copy", seen[0])
-    assert [p.name for p in tmp_path.iterdir()] == [os.path.basename(seen[0])]
-    assert remove_stale_temps(target) == [tmp_path / os.path.basename(seen[0])]
+    # the name says which process wrote it: as if that process had been killed, not this one
+    left = seen[0].replace(f"~{os.getpid()}@", f"~{_ended_process()}@")
+    assert left != seen[0]
+    os.replace(seen[0] + ".copy", left)
+    assert [p.name for p in tmp_path.iterdir()] == [os.path.basename(left)]
+    assert remove_stale_temps(target) == [tmp_path / os.path.basename(left)]
     assert list(tmp_path.iterdir()) == []
+
+
+def _ended_process() -> int:
+    """The id of a process that has ended."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(done.stdout)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="Windows: whether a process runs is not asked")
+def test_remove_stale_temps_keeps_what_a_running_writer_writes(tmp_path):
+    """Two runs writing one output: neither takes the other's temporary files for a killed run's."""
+    from napari_focus_stack.io.atomic import _HOST
+
+    target = tmp_path / "s1.png"
+    ours = tmp_path / f".s1.png.abcdefgh~{os.getpid()}@{_HOST}.png"  # this process: running
+    parent = tmp_path / f".s1.png.bcdefghi~{os.getppid()}@{_HOST}.png"  # another running process
+    staged = tmp_path / f"..s1.png.cdefghij~{os.getppid()}@{_HOST}.png.defghijk~{os.getppid()}@{_HOST}.png"
+    dead = tmp_path / f".s1.png.efghijkl~{_ended_process()}@{_HOST}.png"
+    old_version = tmp_path / ".s1.png.staged__.png"  # an earlier version's name: no writer to ask
+    elsewhere = tmp_path / ".s1.png.fghijklm~1@zzzz.png"  # not a hex host: not ours at all
+    foreign = tmp_path / ".s1.png.ghijklmn~1@ffff.png"  # another machine's, written just now
+    foreign_old = tmp_path / ".s1.png.hijklmno~1@fffe.png"  # another machine's, two days old
+    if _HOST in ("ffff", "fffe"):
+        pytest.skip("this machine's tag is the test's foreign one")
+    for path in (ours, parent, staged, dead, old_version, elsewhere, foreign, foreign_old):
+        path.write_bytes(b"x")
+    two_days_ago = time.time() - 2 * 24 * 3600
+    os.utime(foreign_old, (two_days_ago, two_days_ago))
+    assert sorted(remove_stale_temps(target)) == sorted([dead, old_version, foreign_old])
+    assert sorted(tmp_path.iterdir()) == sorted([ours, parent, staged, elsewhere, foreign])

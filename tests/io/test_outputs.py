@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from napari_focus_stack.errors import OutputError
 from napari_focus_stack.io.outputs import Output, check_outputs, same_file, write_outputs
@@ -87,3 +88,18 @@ def test_an_encoder_failure_names_the_output_and_not_the_folder(tmp_path, monkey
         f"could not write {target}: the encoder failed (ValueError: cannot convert NaN to integer ratio)."
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_two_runs_writing_one_output_keep_each_others_staged_files(tmp_path):
+    """Each run's cleanup of what killed runs left must not take the other's staged file for one."""
+    from napari_focus_stack.io.encoders import write_image
+    from napari_focus_stack.io.outputs import staged_outputs
+
+    target = tmp_path / "s1.png"
+    first = staged_outputs([Output("image", target)])
+    stages = first.__enter__()
+    write_image(stages["image"], IMAGE)  # the first run has staged its output, not yet renamed it
+    write_outputs([Output("image", target)], {"image": IMAGE // 2})  # the second run, start to end
+    first.__exit__(None, None, None)  # the first renames its staged file: still there
+    assert np.asarray(Image.open(target)).tolist() == IMAGE.tolist()
+    assert [p.name for p in tmp_path.iterdir()] == ["s1.png"]

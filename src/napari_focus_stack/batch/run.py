@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import socket
 import tempfile
 import threading
 import time
@@ -20,6 +21,7 @@ from ..errors import AlignmentError, FocusStackWarning, InputError, OutputError
 from ..executors import DaskExecutor, InProcess
 from ..grouping import Plan
 from ..io import read_meta, write_text
+from ..io.atomic import FileLock, Locked
 from ..stacker import FocusStacker
 from .calibration import combine_transforms
 from .markers import MARKER_VERSION, STATE_DIR, is_complete, read_marker
@@ -110,6 +112,40 @@ def run_batch(
     if plan.fatal:
         raise InputError(fatal_line(plan))
     _check_output_dir(out)
+    lock = _output_folder_lock(out)
+    try:
+        return _run_jobs(plan, jobs, out, options, progress, on_stack, cancel, runner, t0, started)
+    finally:
+        lock.release()
+
+
+def _output_folder_lock(out: Path) -> FileLock:
+    """This batch's lock on its output folder: two batches never write into one folder at once.
+
+    Each would take the other's temporary files for what a killed run left
+    and remove them (and both would write the same stacks).
+
+    Raises
+    ------
+    OutputError
+        Another batch holds it; the message says which process, since when.
+    """
+    holder = f"process {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    lock = FileLock(out / STATE_DIR / "batch.lock", holder)
+    try:
+        lock.acquire()
+    except Locked as exc:
+        raise OutputError(
+            f"another batch is writing into {out} ({exc.holder or 'a running process'}); "
+            "wait for it to finish, or choose another output folder"
+        ) from None
+    except OSError as exc:
+        raise OutputError(f"cannot lock the output folder {out}: {exc.strerror or exc}.") from exc
+    return lock
+
+
+def _run_jobs(plan, jobs, out, options, progress, on_stack, cancel, runner, t0, started) -> BatchResult:
+    """Run the planned jobs of :func:`run_batch` (its output folder locked) and write the reports."""
     explicit = None
     if options.calibration:
         explicit = (_calibration_transforms(options, out), Path(options.calibration).name)

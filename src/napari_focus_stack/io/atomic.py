@@ -13,9 +13,12 @@ what to do (disk full, permission denied, read-only file system...).
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import re
 import secrets
+import socket
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
@@ -23,7 +26,7 @@ from typing import BinaryIO
 from ..errors import FocusStackError, OutputError
 from .paths import PathLike
 
-__all__ = ["remove_stale_temps", "write_atomic", "write_text"]
+__all__ = ["FileLock", "Locked", "remove_stale_temps", "temp_name", "write_atomic", "write_text"]
 
 #: What :func:`write_atomic` accepts as content: the bytes themselves, or a
 #: function that writes them to the binary file object it is given.
@@ -39,7 +42,9 @@ def _output_error(path: Path, exc: BaseException) -> OutputError:
         errno.EACCES: "permission denied. Choose a folder you can write to",
         errno.EPERM: "permission denied. Choose a folder you can write to",
         errno.EROFS: "the file system is read-only. Choose another output folder",
-        errno.ENOENT: "the folder does not exist. Create it or choose another output folder",
+        errno.ENOENT: "the folder does not exist. Create it or choose another output folder"
+        if not path.parent.is_dir() else "its temporary file was removed while it was written (by another "
+        "program writing into the same folder?). Run again when that program has finished",
         errno.ENAMETOOLONG: "the file name is too long. Choose a shorter name",
     }.get(code)
     if why is None and not isinstance(exc, OSError):  # the encoder refused the data: not the folder's fault
@@ -72,6 +77,53 @@ def _refuse_inputs(path: Path, protect: Iterable[PathLike | None]) -> None:
             )
 
 
+#: This machine, in temporary names: 4 hex digits of a hash of its name.
+_HOST = hashlib.sha1(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:4]
+#: A temporary file left on another machine (a shared folder) is stale after this long (s).
+_FOREIGN_STALE_S = 24 * 3600
+
+
+def temp_name(path: Path) -> Path:
+    """A fresh hidden name beside `path`, ``.<name>.<8 random chars>~<pid>@<host><suffix>``.
+
+    :func:`remove_stale_temps` knows such names, and from the process id
+    and the machine in them whether their writer still runs.
+
+    >>> name = temp_name(Path("out/f.png")).name
+    >>> name.startswith(".f.png.") and name.endswith(f"~{os.getpid()}@{_HOST}.png")
+    True
+    """
+    return path.with_name(f".{path.name}.{secrets.token_hex(4)}~{os.getpid()}@{_HOST}{path.suffix}")
+
+
+def _running(pid: int) -> bool:
+    """Whether process `pid` of this machine runs (on Windows, where that cannot be asked safely: False)."""
+    if pid == os.getpid():
+        return True
+    if os.name == "nt":  # os.kill would terminate it
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists but belongs to another user
+        return True
+    return True
+
+
+def _stale(match: re.Match, entry: os.DirEntry) -> bool:
+    """Whether the temporary file `entry` was left by a writer that no longer runs."""
+    pid, host = match.group("pid"), match.group("host")
+    if pid is None:  # a name of an earlier version, without its writer
+        return True
+    if host != _HOST:  # another machine's: its process cannot be asked
+        try:
+            return time.time() - entry.stat().st_mtime > _FOREIGN_STALE_S
+        except OSError:
+            return False
+    return not _running(int(pid))
+
+
 def _open_temp(path: Path) -> BinaryIO:
     """Create and open ``.<name>.<8 random chars><suffix>`` beside `path`.
 
@@ -81,7 +133,7 @@ def _open_temp(path: Path) -> BinaryIO:
     reuses or follows an existing name.
     """
     for _ in range(100):
-        tmp = os.path.join(path.parent, f".{path.name}.{secrets.token_hex(4)}{path.suffix}")
+        tmp = temp_name(path)
         try:
             return open(tmp, "xb")  # the caller closes it
         except FileExistsError:
@@ -173,10 +225,14 @@ def write_text(path: PathLike, text: str) -> Path:
 def remove_stale_temps(path: PathLike) -> list[Path]:
     """Delete temporary files that an interrupted :func:`write_atomic` left for ``path``.
 
-    :func:`write_atomic` writes to ``.<name>.<8 random chars><suffix>`` beside
-    the target and renames it; a process killed in between leaves that file.
-    Only names of that form for this target are touched, whatever their age:
-    call it before writing the target, not while another process writes it.
+    :func:`write_atomic` writes to a temporary name beside the target
+    (:func:`temp_name`) and renames it; a process killed in between leaves
+    that file (and :func:`~napari_focus_stack.io.outputs.staged_outputs`
+    stages whole outputs under such names). Only names of that form for this
+    target are touched, and only when their writer no longer runs: the
+    process named in them is gone (on another machine: the file is a day
+    old), or the name has none (an earlier version's). Another run writing
+    the same target keeps its files.
 
     Returns
     -------
@@ -184,17 +240,112 @@ def remove_stale_temps(path: PathLike) -> list[Path]:
         The files removed.
     """
     target = Path(path)
-    pattern = re.compile(r"^\." + re.escape(target.name) + r"\.[A-Za-z0-9_]{8}" + re.escape(target.suffix) + "$")
+    suffix = re.escape(target.suffix)
+    temp = r"\.[A-Za-z0-9_]{8}(?:~(?P<pid>[0-9]+)@(?P<host>[0-9a-f]{4}))?" + suffix
+    nested = r"\.[A-Za-z0-9_]{8}(?:~[0-9]+@[0-9a-f]{4})?" + suffix
+    # a temporary file of the target, or the temporary file of such a file (a staged output's own)
+    pattern = re.compile(r"^\.\.?" + re.escape(target.name) + temp + f"(?:{nested})?$")
     removed = []
     try:
         entries = list(os.scandir(target.parent))
     except OSError:
         return removed
     for entry in entries:
-        if pattern.match(entry.name):
+        match = pattern.match(entry.name)
+        if match and _stale(match, entry):
             try:
                 os.unlink(entry.path)
                 removed.append(Path(entry.path))
             except OSError:
                 pass
     return removed
+
+
+class Locked(OSError):
+    """Another process holds the lock; ``holder`` is what it wrote into the lock file (who, since when)."""
+
+    def __init__(self, path: Path, holder: str):
+        super().__init__(errno.EAGAIN, f"locked by {holder or 'another process'}", str(path))
+        self.holder = holder
+
+
+def _try_lock(fd: int) -> bool:
+    """Take an exclusive lock on an open file without waiting; False when another process holds it."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError:  # a file system without locks (some network mounts): nothing to hold
+        return True
+    return True
+
+
+class FileLock:
+    """An exclusive lock on a file (created if needed), held from :meth:`acquire` to :meth:`release`.
+
+    The operating system releases the lock when the process ends, however it
+    ends (``kill -9`` too), so a lock is never left behind; the file stays,
+    with `holder` (who holds it, since when) for the next one to read.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     with FileLock(Path(folder) / "lock", "me"):
+    ...         try:
+    ...             FileLock(Path(folder) / "lock", "you").acquire()
+    ...         except Locked as exc:
+    ...             print(exc.holder)
+    me
+    """
+
+    def __init__(self, path: PathLike, holder: str):
+        self.path, self.holder = Path(path), holder
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock without waiting.
+
+        Raises
+        ------
+        Locked
+            Another process (or another FileLock of this one) holds it; ``.holder`` says who.
+        """
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            if not _try_lock(fd):
+                try:
+                    os.lseek(fd, 0, os.SEEK_SET)
+                    other = os.read(fd, 500).decode("utf-8", "replace").strip()
+                except OSError:
+                    other = ""
+                raise Locked(self.path, other)
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, self.holder.encode("utf-8"))
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # releases the lock
+            self._fd = None
+
+    def __enter__(self) -> FileLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import OutputError
-from .atomic import remove_stale_temps
+from .atomic import _output_error, remove_stale_temps, temp_name
 from .encoders import write_image
 from .paths import IMAGE_EXTENSIONS
 
@@ -31,10 +31,6 @@ __all__ = ["MAP_KINDS", "Output", "check_outputs", "same_file", "staged_outputs"
 #: Output kinds that are float32 maps and need a TIFF name.
 MAP_KINDS = ("depth", "confidence")
 _MAP_SUFFIXES = (".tif", ".tiff")
-# The staging name is ".<name>.staged__<suffix>": the hidden-temporary pattern
-# of io.remove_stale_temps (8 name characters), so a rerun removes what a
-# killed run left, like any other temporary file of that output.
-_STAGE = "staged__"
 
 
 @dataclass(frozen=True)
@@ -149,10 +145,6 @@ def check_outputs(outputs: Sequence[Output], inputs: Iterable[str | os.PathLike]
         _check_folder(out)
 
 
-def _stage(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{_STAGE}{path.suffix}")
-
-
 @contextlib.contextmanager
 def staged_outputs(outputs: Sequence[Output]) -> Iterator[dict[str, Path]]:
     """Write outputs all or none: yields a staging path per output kind, renamed into place together.
@@ -169,10 +161,9 @@ def staged_outputs(outputs: Sequence[Output]) -> Iterator[dict[str, Path]]:
     """
     stages = {}
     for out in outputs:
-        stage = _stage(out.path)
-        remove_stale_temps(out.path)  # what a killed run left (the staging file among them)
-        remove_stale_temps(stage)
-        stages[out.kind] = stage
+        remove_stale_temps(out.path)  # what a killed run left (staging files among them)
+        # a name of this run's own: two runs writing one output never take each other's staged file
+        stages[out.kind] = temp_name(out.path)
     try:
         try:
             yield stages
@@ -194,7 +185,7 @@ def staged_outputs(outputs: Sequence[Output]) -> Iterator[dict[str, Path]]:
             try:
                 os.replace(stage, final)
             except OSError as exc:
-                raise OutputError(f"could not write {final}: {exc.strerror or exc}.") from exc
+                raise _output_error(final, exc) from exc
             pending.pop(0)
     finally:
         for stage in stages.values():
