@@ -137,7 +137,9 @@ class Option:
         if self.range is not None:
             lo, hi = self.range
             if not lo <= value <= hi:
-                raise ParameterError(f"{self.name} must be{self._range_text()}, got {value!r}")
+                # above a sanity limit, "256 or more" would be untrue: say both ends
+                span = self._range_text() if value < lo else f" between {_num(lo)} and {_num(hi)}"
+                raise ParameterError(f"{self.name} must be{span}, got {value!r}")
         return value
 
     def _range_text(self) -> str:

@@ -170,6 +170,10 @@ CASES = [
     Case("reference beyond the stack", stack("-o", P("out/f.png"), "--reference", "4"), 2,
          "reference must be a frame index between 0 and 3", absent=("out/f.png",), before_work=False),
     Case("radius out of range", stack("-o", P("out/f.png"), "--radius", "0"), 2, "radius must be between 1 and 20"),
+    Case("--tile-size too small", stack("-o", P("out/f.png"), "--tile-size", "100"), 2,
+         "tile_size must be 256 or more, got 100", absent=("out/f.png",)),
+    Case("--tile-size beyond its sanity limit", stack("-o", P("out/f.png"), "--tile-size", "100000000"), 2,
+         "tile_size must be between 256 and 1000000, got 100000000", absent=("out/f.png",)),
     Case("negative --max-pixels", stack("-o", P("out/f.png"), "--max-pixels", "-1"), 2, "--max-pixels must be 0"),
     # inputs
     Case("missing input", lambda w: ["stack", str(w / "nothing"), "-o", str(w / "out/f.png")], 2, "not found",
