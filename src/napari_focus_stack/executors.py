@@ -18,6 +18,7 @@ loop and the job layer build on them.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
@@ -158,21 +159,24 @@ class DaskExecutor:
             except (OSError, TimeoutError, ValueError) as exc:  # ValueError: an address distributed cannot parse
                 raise InputError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
         else:
-            self.cluster = LocalCluster(
-                n_workers=int(workers),
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=":0",  # any free port: never clash with a running dashboard
-                memory_limit=0,  # memory is checked per stack, up front
-                silence_logs=logging.ERROR,
-            )
-            self.client = Client(self.cluster)
+            with _unstarted_clusters_closed():
+                self.cluster = LocalCluster(
+                    n_workers=int(workers),
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=":0",  # any free port: never clash with a running dashboard
+                    memory_limit=0,  # memory is checked per stack, up front
+                    silence_logs=logging.ERROR,
+                )
+                self.client = Client(self.cluster)
         # always: a call may bring its own progress callback (iter_ordered)
         self.client.subscribe_topic(self.topic, self._on_progress)
         try:
             self.client.run(_warm_up)  # imports in every worker now, not inside the first stacks' timings
-        except Exception as exc:  # whatever a worker raised while importing
+        except BaseException as exc:  # whatever a worker raised while importing, or Ctrl-C
             self.close()
+            if not isinstance(exc, Exception):
+                raise
             raise InputError(
                 f"the Dask workers cannot load napari-focus-stack ({type(exc).__name__}: {exc}); "
                 "install the same version on every worker"
@@ -330,6 +334,29 @@ def check_scheduler_address(address: str) -> None:
         raise ParameterError(
             f"scheduler {address!r} is not a Dask scheduler's address ({exc}); give one such as tcp://host:8786"
         ) from None
+
+
+@contextlib.contextmanager
+def _unstarted_clusters_closed() -> Iterator[None]:
+    """Close a local cluster whose start was interrupted (Ctrl-C, SIGTERM), here and now.
+
+    The half-built cluster is not returned to us, but distributed keeps it
+    in a registry that it closes when the interpreter exits, and closing one
+    whose workers never started fails there with "Exception ignored in
+    atexit callback ... AssertionError: Status.init" after our one line.
+    """
+    from distributed.deploy.spec import SpecCluster
+
+    instances = getattr(SpecCluster, "_instances", None)
+    before = set(instances) if instances is not None else set()
+    try:
+        yield
+    except BaseException:
+        for cluster in set(instances or ()) - before:
+            with contextlib.suppress(Exception):
+                cluster.close(timeout=5)
+            instances.discard(cluster)
+        raise
 
 
 def _safe_key(name: str) -> str:

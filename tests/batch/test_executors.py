@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from napari_focus_stack.batch import BatchOptions, run_batch, run_stack
+from napari_focus_stack.executors import DaskExecutor
 from scans import FAST, by_stack, make_scan, outputs, truncate
 
 # ---------------------------------------------------------------------------
@@ -133,3 +134,27 @@ def test_user_errors_are_not_retried(tmp_path):
     entry = result.stacks[0]
     assert entry["status"] == "failed" and "Ella_0_0-2.jpg" in entry["error"] and "unexpected" not in entry["error"]
     assert calls == ["Ella_0_0"]
+
+
+def test_an_interrupted_cluster_start_leaves_nothing_for_the_exit(monkeypatch):
+    """Ctrl-C while the local cluster starts: nothing left for distributed to close (and fail on) at exit."""
+    import distributed
+    from distributed.deploy.spec import SpecCluster
+
+    made, closed = [], []
+
+    class HalfBuilt:  # what LocalCluster leaves in distributed's registry when Ctrl-C lands while workers start
+        def __init__(self, **kwargs):
+            made.append(self)
+            SpecCluster._instances.add(self)
+            raise KeyboardInterrupt
+
+        def close(self, timeout=None):
+            closed.append(self)
+            raise AssertionError("Status.init")  # as distributed's close of unstarted workers does
+
+    monkeypatch.setattr(distributed, "LocalCluster", HalfBuilt)
+    with pytest.raises(KeyboardInterrupt):
+        DaskExecutor(None, 2)
+    assert closed == made and len(made) == 1
+    assert made[0] not in SpecCluster._instances

@@ -159,3 +159,22 @@ def test_excluded_frames_are_listed_with_their_reasons(tmp_path, capsys):
     i = next(i for i, line in enumerate(err) if "Ella_0_0: done" in line)
     assert "(1 frame(s) excluded)" in err[i]
     assert err[i + 1].startswith("    excluded Ella_0_0-1.jpg: ") and len(err[i + 1]) > 40
+
+
+def test_interrupted_before_any_stack_ran_is_one_line(tmp_path, monkeypatch, capsys):
+    """Ctrl-C while the workers start: "interrupted", not a line per stack that never ran (the report has them)."""
+    import json
+
+    from napari_focus_stack import executors
+
+    scan, out = tmp_path / "scan", tmp_path / "out"
+    make_scan(scan, poses=3)
+
+    def interrupted(self, tasks, runner, record):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(executors.InProcess, "run", interrupted)
+    assert cli_main(["batch", str(scan), "-o", str(out), "-q", "--device", "cpu"]) == 130
+    assert capsys.readouterr().err.strip().splitlines() == ["napari-focus-stack: interrupted"]
+    report = json.loads((out / "batch-report.json").read_text())
+    assert [s["error"] for s in report["stacks"]] == ["cancelled before it ran"] * 3

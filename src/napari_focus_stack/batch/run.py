@@ -30,7 +30,10 @@ from .plan import StackJob, calibration_key, plan_batch
 from .report import BatchResult, write_reports
 from .task import ProgressCallback, new_entry, run_stack
 
-__all__ = ["BatchResult", "fatal_line", "run_batch"]
+__all__ = ["CANCELLED_BEFORE", "BatchResult", "fatal_line", "run_batch"]
+
+#: The error of a stack that a cancelled or interrupted batch never started.
+CANCELLED_BEFORE = "cancelled before it ran"
 
 
 def _check_output_dir(out: Path) -> None:
@@ -213,7 +216,7 @@ def _run_jobs(plan, jobs, out, options, progress, on_stack, cancel, runner, t0, 
             if is_complete(job.task, marker) and marker.get("entry"):
                 record(dict(marker["entry"]))
             else:
-                record(new_entry(job.task, "cancelled", error="cancelled before it ran"))
+                record(new_entry(job.task, "cancelled", error=CANCELLED_BEFORE))
 
     ordered = [entries[j.task.name] for j in jobs]
     elapsed = time.perf_counter() - t0

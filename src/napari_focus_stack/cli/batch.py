@@ -9,7 +9,7 @@ from pathlib import Path
 from ..batch import FORMATS, BatchOptions, plan_batch, run_batch
 from ..batch.options import NAMINGS
 from ..batch.plan import known_outputs
-from ..batch.run import fatal_line
+from ..batch.run import CANCELLED_BEFORE, fatal_line
 from ..grouping import MODES, detect_stacks
 from .inputs import check_input_paths, reading_inputs
 from .parser import (
@@ -192,6 +192,9 @@ def _run(args: argparse.Namespace, options: BatchOptions) -> int:
         status = e["status"]
         if args.quiet and status in ("done", "skipped"):
             return
+        if status == "cancelled" and e.get("error") == CANCELLED_BEFORE:
+            return  # interrupted: a line per stack that never ran says nothing the report does not
+
         t = (e.get("timings") or {}).get("wall_s")
         bits = [f"[{count[0]}/{total}] {e['stack']}: {status}"]
         if status == "done":
