@@ -138,7 +138,7 @@ class Option:
             lo, hi = self.range
             if not lo <= value <= hi:
                 # above a sanity limit, "256 or more" would be untrue: say both ends
-                span = self._range_text() if value < lo else f" between {_num(lo)} and {_num(hi)}"
+                span = self._range_text() if value < lo else f" between {format_number(lo)} and {format_number(hi)}"
                 raise ParameterError(f"{self.name} must be{span}, got {value!r}")
         return value
 
