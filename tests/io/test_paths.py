@@ -1,7 +1,11 @@
 """Natural order, the image-name test and expanding folders and globs (io.paths)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+import pytest
+from io_helpers import make_folder
 
 from napari_focus_stack.io import (
     IMAGE_EXTENSIONS,
@@ -42,3 +46,22 @@ def test_folders_and_globs_give_exactly_the_image_files(tmp_path):
         tmp_path / "h_10.jpg",
         tmp_path / "notes.txt",
     ]
+
+
+def test_a_file_given_more_than_once_is_used_once_with_one_warning(tmp_path):
+    """Repeated, a frame would pass as two frames and repeat its focus step: depth indices would mean nothing."""
+    from napari_focus_stack.errors import FocusStackWarning
+
+    make_folder(tmp_path / "s", ["a_1.png", "a_2.png", "a_3.png"])
+    s = tmp_path / "s"
+    os.link(s / "a_1.png", tmp_path / "hard.png")
+    os.symlink(s / "a_2.png", tmp_path / "soft.png")
+    with pytest.warns(FocusStackWarning, match=r"^4 files were given more than once; each is used once: ") as got:
+        files = expand_inputs([s, s / "a_2.png", tmp_path / "hard.png", s / ".." / "s" / "a_3.png",
+                               tmp_path / "soft.png"])
+    assert files == [s / "a_1.png", s / "a_2.png", s / "a_3.png"]
+    assert len(got) == 1 and "hard.png" in str(got[0].message) and "soft.png" in str(got[0].message)
+    with pytest.warns(FocusStackWarning, match=r"a_1\.png was given more than once; it is used once$"):
+        assert expand_inputs([s / "a_1.png", s / "a_1.png", s / "a_3.png"]) == [s / "a_1.png", s / "a_3.png"]
+    with pytest.warns(FocusStackWarning, match="3 files were given more than once"):
+        assert expand_inputs([s, s]) == expand_inputs(s)

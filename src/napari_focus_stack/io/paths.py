@@ -3,7 +3,9 @@
 Everything a user points the stacker at as a path is turned into a list of
 image files here: folders give their image files in natural order (``img_2``
 before ``img_10``), glob patterns their matching image files in natural
-order, files are kept in the order given. No file is opened.
+order, files are kept in the order given; a file given more than once
+(twice by name, a folder given twice, a file inside a folder given too) is
+used once, with a warning that names it. No file is opened.
 """
 from __future__ import annotations
 
@@ -11,11 +13,12 @@ import glob
 import os
 import re
 import unicodedata
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Union
 
-from ..errors import InputError
+from ..errors import FocusStackWarning, InputError
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -177,4 +180,33 @@ def expand_inputs(inputs: PathLike | Iterable[PathLike]) -> list[Path]:
             out.extend(natural_sorted(matches))
         else:
             raise InputError(f"{p} not found. Check the path (and that the drive is mounted).")
-    return out
+    return _once_each(out)
+
+
+def _once_each(paths: list[Path]) -> list[Path]:
+    """`paths` without the second and later mentions of a file (also through another spelling, a link or a
+    hard link), with one warning naming them: a frame given twice would pass as two frames of the stack and
+    repeat its focus step."""
+    seen: set = set()
+    kept: list[Path] = []
+    repeated: list[str] = []
+    for p in paths:
+        try:
+            st = os.stat(p)
+            key: Any = (st.st_dev, st.st_ino)
+        except OSError:  # the reader says what is wrong with it
+            key = os.path.realpath(p)
+        if key in seen:
+            repeated.append(str(p))
+            continue
+        seen.add(key)
+        kept.append(p)
+    if len(repeated) == 1:
+        warnings.warn(f"{repeated[0]} was given more than once; it is used once", FocusStackWarning, stacklevel=3)
+    elif repeated:
+        shown = ", ".join(repeated[:5]) + (f" and {len(repeated) - 5} more" if len(repeated) > 5 else "")
+        warnings.warn(
+            f"{len(repeated)} files were given more than once; each is used once: {shown}", FocusStackWarning,
+            stacklevel=3,
+        )
+    return kept
