@@ -24,11 +24,12 @@ import re
 import time
 import traceback
 import uuid
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from .errors import InputError, ParameterError
+from .errors import FocusStackWarning, InputError, ParameterError
 
 __all__ = ["DaskExecutor", "InProcess", "ProgressCallback", "check_scheduler_address", "unexpected_entry"]
 
@@ -93,6 +94,23 @@ class InProcess:
 
     def close(self) -> None:
         pass
+
+
+def _quietly(runner: Callable, task: Any) -> Any:
+    """``runner(task)`` on a worker, its warnings kept off the worker's stderr (a local cluster's is the console,
+    where Python prints each in two lines): a stack's report entry gets them instead, once each."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        entry = runner(task)
+    notes = entry.get("warnings") if isinstance(entry, dict) else None
+    if isinstance(notes, list):
+        for w in caught:
+            text = str(w.message)
+            if not issubclass(w.category, FocusStackWarning):
+                text = f"{w.category.__name__}: {text}"
+            if text not in notes:
+                notes.append(text)
+    return entry
 
 
 def _warm_up() -> None:
@@ -208,7 +226,7 @@ class DaskExecutor:
         task.threads_on_host = hosts
         task.progress_topic = self.topic if self.progress is not None else None
         key = f"focus-stack-{_safe_key(task.name)}-{uuid.uuid4().hex[:8]}"
-        return self.client.submit(runner, task, key=key, pure=False, retries=self.retries)
+        return self.client.submit(_quietly, runner, task, key=key, pure=False, retries=self.retries)
 
     def run(self, tasks: list, runner: Callable[[Any], dict], record: Callable[[dict], None]) -> list[dict]:
         """Run every task on the cluster; each entry goes to ``record`` as it finishes, and is returned."""

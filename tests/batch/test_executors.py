@@ -158,3 +158,26 @@ def test_an_interrupted_cluster_start_leaves_nothing_for_the_exit(monkeypatch):
         DaskExecutor(None, 2)
     assert closed == made and len(made) == 1
     assert made[0] not in SpecCluster._instances
+
+
+def test_warnings_on_a_worker_go_to_the_report_not_the_console(capsys):
+    """A local cluster's workers print on the console: two lines of Python per warning, with the source."""
+    import warnings
+
+    from napari_focus_stack.errors import FocusStackWarning
+    from napari_focus_stack.executors import _quietly
+
+    def runner(task):
+        warnings.warn("the reference a.jpg matched no other frame", FocusStackWarning, stacklevel=1)
+        warnings.warn("the reference a.jpg matched no other frame", FocusStackWarning, stacklevel=1)
+        warnings.warn("overflow encountered in multiply", RuntimeWarning, stacklevel=1)
+        return {"stack": task, "warnings": ["the reference a.jpg matched no other frame"]}
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # none may escape
+        entry = _quietly(runner, "s1")
+    assert entry["warnings"] == [
+        "the reference a.jpg matched no other frame", "RuntimeWarning: overflow encountered in multiply",
+    ]
+    assert capsys.readouterr().err == ""
+    assert _quietly(lambda task: task * 2, 21) == 42  # other results pass through

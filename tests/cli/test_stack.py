@@ -1,5 +1,6 @@
 """``napari-focus-stack stack``: outputs, maps, errors, kills."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -255,3 +256,23 @@ def test_the_depth_map_is_regularised_only_when_written(frame_dir, tmp_path, mon
     assert main(["stack", str(frame_dir), "-o", str(tmp_path / "f.png"), "--depth-map", str(tmp_path / "d.tif"),
                  "-q"]) == 0
     assert calls == [1]
+
+
+def test_any_other_warning_is_one_line_too(frame_dir, tmp_path, monkeypatch, capsys):
+    """A NumPy RuntimeWarning (or a library's) is one line saying where, not Python's two with the source."""
+    import warnings
+
+    from napari_focus_stack.stacker import FocusStacker
+
+    real = FocusStacker.stack
+
+    def overflowing(self, *args, **kwargs):
+        warnings.warn("overflow encountered in multiply", RuntimeWarning, stacklevel=1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(FocusStacker, "stack", overflowing)
+    assert main(["stack", str(frame_dir), "-o", str(tmp_path / "f.png"), "-q"]) == 0
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    where = r"\(RuntimeWarning, test_stack\.py:\d+\)"
+    assert re.fullmatch(rf"napari-focus-stack: warning: overflow encountered in multiply {where}", lines[0])

@@ -13,6 +13,7 @@ stderr; 130 interrupted (Ctrl-C); 143 terminated (SIGTERM).
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -49,17 +50,22 @@ def _terminate_as_interrupt(received: list) -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _warning_line(show: Callable) -> Callable:
-    """A ``warnings.showwarning`` printing the engine's warnings as one plain line each."""
+def _warning_line() -> Callable:
+    """A ``warnings.showwarning`` printing every warning as one plain line.
+
+    The engine's warnings (:class:`FocusStackWarning`) as they are; any
+    other (a NumPy RuntimeWarning, a library's deprecation) with its kind
+    and where it was raised, instead of Python's two lines with the source.
+    """
 
     def showwarning(message, category, filename, lineno, file=None, line=None):
-        if issubclass(category, FocusStackWarning):
-            from tqdm import tqdm
+        from tqdm import tqdm
 
-            # tqdm.write keeps a progress bar intact below the line
-            tqdm.write(f"napari-focus-stack: warning: {message}", file=sys.stderr)
-        else:
-            show(message, category, filename, lineno, file, line)
+        text = str(message).strip().splitlines()[0] if str(message).strip() else category.__name__
+        if not issubclass(category, FocusStackWarning):
+            text = f"{text} ({category.__name__}, {os.path.basename(str(filename))}:{lineno})"
+        # tqdm.write keeps a progress bar intact below the line
+        tqdm.write(f"napari-focus-stack: warning: {text}", file=file or sys.stderr)
 
     return showwarning
 
@@ -78,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     received: list[int] = []
     try:
         with _terminate_as_interrupt(received), warnings.catch_warnings():
-            warnings.showwarning = _warning_line(warnings.showwarning)
+            warnings.showwarning = _warning_line()
             return int(args.func(args) or 0)
     except KeyboardInterrupt:
         if received:
