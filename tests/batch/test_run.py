@@ -484,3 +484,18 @@ def test_a_second_batch_into_the_same_output_folder_refuses_with_one_line(tmp_pa
     assert result.ok and sorted(outputs(out)) == ["Ella_0_0.jpg", "Ella_0_1.jpg"]
     with FileLock(out / STATE_DIR / "batch.lock", "next"):  # and released it when done
         pass
+
+
+def test_a_write_protected_output_fails_its_stack_before_any_work(tmp_path):
+    scan, out = tmp_path / "scan", tmp_path / "out"
+    make_scan(scan, poses=2)
+    assert run_batch(scan, out, BatchOptions(**FAST)).ok
+    kept = out / "Ella_0_1.jpg"
+    before = kept.read_bytes()
+    kept.chmod(0o444)
+    result = run_batch(scan, out, BatchOptions(overwrite=True, **FAST))
+    failed = by_stack(result)["Ella_0_1"]
+    assert failed["status"] == "failed" and "write-protected (mode 444)" in failed["error"]
+    assert failed["timings"] == {}  # refused when planned, not after the work
+    assert by_stack(result)["Ella_0_0"]["status"] == "done"
+    assert kept.read_bytes() == before and temp_files(out) == []

@@ -56,6 +56,15 @@ def _bomb(w: Path) -> None:
         p.write_bytes(bytes(data))
 
 
+def _protected(name: str) -> Callable[[Path], None]:
+    """An existing file made read-only (chmod 444) to keep it."""
+    def setup(w: Path) -> None:
+        (w / name).write_bytes(b"keep me")
+        (w / name).chmod(0o444)
+
+    return setup
+
+
 def _corrupt_jpeg(w: Path) -> None:
     """JPEG frames, one with 2000 random bytes inside its compressed data (OpenCV decodes it without an error)."""
     from PIL import Image
@@ -158,6 +167,9 @@ CASES = [
          setup=lambda w: ((w / "ro").mkdir(), (w / "ro").chmod(0o500)),
          marks=(pytest.mark.skipif(ROOT, reason="root writes into read-only folders"),)),
     Case("output is an input", stack("-o", P("frames/f_001.png")), 2, "refusing to overwrite input file"),
+    Case("write-protected existing output", stack("-o", P("out/f.png"), "--depth-map", P("out/d.tif")), 2,
+         "/out/f.png: the file exists and is write-protected (mode 444). Make it writable (chmod u+w) to replace "
+         "it, or choose another name.", absent=("out/d.tif",), setup=_protected("out/f.png")),
     Case("output is an input through a link", stack("-o", P("out/in.png")), 2, "refusing to overwrite input file",
          setup=_link("out/in.png", "../frames/f_001.png")),
     Case("quality 0", stack("-o", P("out/f.jpg"), "--quality", "0"), 2, "--quality must be between 1 and 100",
@@ -285,5 +297,8 @@ def test_bad_input(case, work, monkeypatch, capsys):
         assert len(lines) == 1, err
     for rel in case.absent:
         assert not (work / rel).exists(), rel
+    for kept in work.rglob("*"):  # a write-protected file is kept as it was
+        if kept.is_file() and not kept.stat().st_mode & 0o222:
+            assert kept.read_bytes() == b"keep me", kept
     assert _digest(work / "frames") == frames_before
     assert _hidden_files(work) == []

@@ -213,3 +213,16 @@ def test_remove_stale_temps_keeps_what_a_running_writer_writes(tmp_path):
     os.utime(foreign_old, (two_days_ago, two_days_ago))
     assert sorted(remove_stale_temps(target)) == sorted([dead, old_version, foreign_old])
     assert sorted(tmp_path.iterdir()) == sorted([ours, parent, staged, elsewhere, foreign])
+
+
+def test_a_write_protected_file_is_not_replaced(tmp_path):
+    """A rename replaces any file the folder allows: a file made read-only to keep it must be asked for."""
+    kept = tmp_path / "fused.png"
+    kept.write_bytes(b"keep me")
+    kept.chmod(0o444)
+    with pytest.raises(OutputError, match=r"fused\.png: the file exists and is write-protected \(mode 444\)"):
+        write_atomic(kept, b"new")
+    assert kept.read_bytes() == b"keep me" and [p.name for p in tmp_path.iterdir()] == ["fused.png"]
+    kept.chmod(0o644)  # made writable again: replaced, keeping its mode
+    write_atomic(kept, b"new")
+    assert kept.read_bytes() == b"new"

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .._runtime import default_threads
-from ..errors import FocusStackError, StackError
+from ..errors import FocusStackError, OutputError, StackError
 from ..grouping import Plan, Stack, detect_stacks
 from ..io import expand_inputs, read_meta
+from ..io.atomic import refuse_write_protected
 from ..jobs import fit_tiles
 from ..options import EngineOptions
 from .calibration import calibration_indices
@@ -275,6 +276,12 @@ def _finish_planning(jobs: list[StackJob], options: BatchOptions, share: int) ->
         ours = job.marker is not None
         if not options.overwrite and is_complete(task, job.marker):
             job.state = "skip"
+            continue
+        try:
+            for path in task.outputs.values():
+                refuse_write_protected(path)
+        except OutputError as exc:
+            job.state, job.error = "fail", f"{task.name}: {exc}"
             continue
         if not options.overwrite and not ours:
             existing = [p for p in task.outputs.values() if os.path.lexists(p)]

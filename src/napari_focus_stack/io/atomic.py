@@ -18,6 +18,7 @@ import os
 import re
 import secrets
 import socket
+import stat
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -26,7 +27,9 @@ from typing import BinaryIO
 from ..errors import FocusStackError, OutputError
 from .paths import PathLike
 
-__all__ = ["FileLock", "Locked", "remove_stale_temps", "temp_name", "write_atomic", "write_text"]
+__all__ = [
+    "FileLock", "Locked", "refuse_write_protected", "remove_stale_temps", "temp_name", "write_atomic", "write_text",
+]
 
 #: What :func:`write_atomic` accepts as content: the bytes themselves, or a
 #: function that writes them to the binary file object it is given.
@@ -53,6 +56,26 @@ def _output_error(path: Path, exc: BaseException) -> OutputError:
         detail = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         why = f"{detail}. Check the output folder and try again"
     return OutputError(f"could not write {path}: {why}.")
+
+
+def refuse_write_protected(path: PathLike, label: str = "") -> None:
+    """Raise :class:`OutputError` when `path` is an existing file that nobody may write (``chmod 444``).
+
+    Replacing a file is a rename, which the folder's permissions allow
+    whatever the file's own: a file made read-only to keep it would be
+    replaced without a word. Its owner's intent is respected, as that of a
+    read-only folder is (root's runs too).
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if stat.S_ISREG(mode) and not mode & 0o222:
+        named = f"{label} {path}" if label else str(path)
+        raise OutputError(
+            f"cannot write {named}: the file exists and is write-protected (mode {mode & 0o777:o}). "
+            "Make it writable (chmod u+w) to replace it, or choose another name."
+        )
 
 
 def _refuse_inputs(path: Path, protect: Iterable[PathLike | None]) -> None:
@@ -186,6 +209,7 @@ def write_atomic(
     """
     path = Path(path).expanduser()
     _refuse_inputs(path, protect)
+    refuse_write_protected(path)
     write = content if callable(content) else (lambda fh: fh.write(content))
     tmp: str | None = None
     try:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import OutputError
-from .atomic import _output_error, remove_stale_temps, temp_name
+from .atomic import _output_error, refuse_write_protected, remove_stale_temps, temp_name
 from .encoders import write_image
 from .paths import IMAGE_EXTENSIONS
 
@@ -109,8 +109,9 @@ def check_outputs(outputs: Sequence[Output], inputs: Iterable[str | os.PathLike]
     ------
     OutputError
         An unknown extension (maps need .tif/.tiff), a missing or read-only
-        folder, an output that is a folder or an input, or two outputs that
-        are one file (also through another spelling or a symbolic link).
+        folder, an existing write-protected file (``chmod 444``), an output
+        that is a folder or an input, or two outputs that are one file (also
+        through another spelling or a symbolic link).
         Nothing is written (a test file in each folder is removed again).
     """
     for out in outputs:
@@ -143,6 +144,7 @@ def check_outputs(outputs: Sequence[Output], inputs: Iterable[str | os.PathLike]
             raise OutputError(f"refusing to overwrite input file {hit} ({out.named}); choose another output name.")
     for out in outputs:
         _check_folder(out)
+        refuse_write_protected(out.path, out.label)
 
 
 @contextlib.contextmanager
@@ -175,6 +177,8 @@ def staged_outputs(outputs: Sequence[Output]) -> Iterator[dict[str, Path]]:
                 raise
             raise OutputError(text) from exc
         pending = [(stages[out.kind], out.path) for out in outputs]
+        for _, final in pending:  # made read-only while the work ran: none is replaced
+            refuse_write_protected(final)
         for stage, final in pending:
             try:  # a replaced file keeps its permissions, as with write_image
                 os.chmod(stage, final.stat().st_mode & 0o7777)
