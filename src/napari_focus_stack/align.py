@@ -366,19 +366,31 @@ def blank_value(frame: np.ndarray) -> float | None:
 
     Such a frame (a lens cap, a plane a file does not hold, a dropped camera
     frame) has no structure to register or fuse: it can match no frame, and
-    blended in it would only darken the result.
+    blended in it would only darken the result. A frame with content is told
+    apart on 4096 of its pixels (a fraction of a millisecond); only a frame
+    that looks blank there is read whole.
 
     >>> blank_value(np.zeros((4, 5), np.uint16)), blank_value(np.eye(4))
     (0.0, None)
     """
     a = np.asarray(frame)
-    a = a.reshape(-1, a.shape[2]) if a.ndim == 3 else a.reshape(-1, 1)
-    if a.dtype.kind == "f":
-        finite = np.isfinite(a).all(axis=1)
-        if not finite.any():
-            return float("nan")
-        a = a[finite]
-    lo, hi = a.min(axis=0), a.max(axis=0)
+    rows = a.reshape(-1, a.shape[2]) if a.ndim == 3 else a.reshape(-1, 1)
+    if _constant_value(rows[:: max(1, rows.shape[0] // 4096)]) is None:
+        return None
+    return _constant_value(rows)
+
+
+def _constant_value(rows: np.ndarray) -> float | None:
+    """The value of pixels ``(N, C)`` that are one value per channel (their mean; NaN: none finite), else None."""
+    if rows.dtype.kind == "f":
+        finite = np.isfinite(rows).all(axis=1)
+        if not finite.all():
+            if not finite.any():
+                return float("nan")
+            rows = rows[finite]
+    if rows.min() == rows.max():  # contiguous: fast, and enough for gray frames and black ones
+        return float(rows.flat[0])
+    lo, hi = rows.min(axis=0), rows.max(axis=0)
     return float(lo.mean()) if bool((lo == hi).all()) else None
 
 
