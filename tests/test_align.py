@@ -99,3 +99,24 @@ def test_missing_pixels_are_left_out_of_the_fit(backend, texture, where):
     reg = estimate_transform(backend.asarray(template), backend.asarray(moving), backend=backend)
     assert np.isfinite(reg.matrix).all() and reg.quality > 0.99
     assert corner_error(reg.matrix, true, texture.shape) < 0.05
+
+
+def test_blank_frames_are_those_of_one_value():
+    from napari_focus_stack.align import blank_value, largest_group
+
+    assert blank_value(np.zeros((40, 50, 3), np.uint8)) == 0.0
+    red = np.zeros((40, 50, 3), np.uint8)
+    red[..., 0] = 210
+    assert blank_value(red) == 70.0  # one colour: no structure either
+    nan = np.full((40, 50), np.nan, np.float32)
+    assert np.isnan(blank_value(nan))
+    nan[3, 4] = 0.25  # one finite value among missing data
+    assert blank_value(nan) == 0.25
+    dead = np.zeros((400, 500), np.uint16)
+    dead[123, 321] = 9  # one pixel the sample does not see: read whole, not blank
+    assert blank_value(dead) is None
+    assert blank_value(np.random.default_rng(0).random((40, 50))) is None
+    # a run of bad frames splits the stack; the largest group is found beyond it
+    bad = {3, 4, 5}
+    assert largest_group(range(12), lambda a, b: not ({a, b} & bad)) == [6, 7, 8, 9, 10, 11]
+    assert largest_group([], lambda a, b: True) == []
