@@ -218,6 +218,7 @@ def test_a_calibration_given_in_python_is_checked_before_any_work(tmp_path, hype
     """Refused at once, not by the TIFF writer after the work ("cannot convert NaN to integer ratio")."""
     with pytest.raises(ParameterError, match=f"{next(iter(bad))} must be"):
         Calibration(**{"pixel_size": (0.1, 0.1), "unit": "µm", **bad})
+    assert Calibration(z_step=-0.5).z_step == -0.5  # a z axis that runs the other way (napari's negative scale)
     src = write_ome(tmp_path / "in.ome.tif", hyper.data[0, 0], "ZYX")
     with pytest.raises(ParameterError, match="z_step must be a positive number from 1e-12 to 1e"):
         stack_to_files(src, tmp_path / "f.tif", z_step=1e308)  # planned, refused: the job never ran

@@ -163,9 +163,11 @@ class Calibration:
                 f"pixel_size must be two numbers from {SIZE_RANGE[0]:g} to {SIZE_RANGE[1]:g} (y, x), "
                 f"got {self.pixel_size!r}"
             )
-        if self.z_step is not None and not is_size(self.z_step):
+        # a negative step is a z axis that runs the other way (a napari layer's negative scale)
+        if self.z_step is not None and not (isinstance(self.z_step, numbers.Real) and is_size(abs(self.z_step))):
             raise ParameterError(
-                f"z_step must be a number from {SIZE_RANGE[0]:g} to {SIZE_RANGE[1]:g}, got {self.z_step!r}"
+                f"z_step must be a number from {SIZE_RANGE[0]:g} to {SIZE_RANGE[1]:g} (or minus one), "
+                f"got {self.z_step!r}"
             )
         if not (isinstance(self.z0, numbers.Real) and math.isfinite(self.z0)):
             raise ParameterError(f"z0 must be a finite number, got {self.z0!r}")
