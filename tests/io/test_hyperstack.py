@@ -1,6 +1,8 @@
 """Calibrated microscope data: ImageJ hyperstacks, OME-TIFF, OME-Zarr (io.hyperstack, io.calibrated)."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import tifffile
@@ -211,15 +213,26 @@ def test_what_tifffile_works_around_is_one_warning_naming_the_file(tmp_path, hyp
 
 
 @pytest.mark.parametrize("bad", [
-    {"pixel_size": (float("nan"), 0.1)}, {"pixel_size": (-0.1, -0.1)}, {"pixel_size": (0.1, 1e308)},
+    {"pixel_size": (float("nan"), 0.1)}, {"pixel_size": (0.0, 0.1)}, {"pixel_size": (0.1, 1e308)},
     {"z_step": float("inf")}, {"z_step": 0.0}, {"z0": float("nan")},
 ])
 def test_a_calibration_given_in_python_is_checked_before_any_work(tmp_path, hyper, bad):
     """Refused at once, not by the TIFF writer after the work ("cannot convert NaN to integer ratio")."""
     with pytest.raises(ParameterError, match=f"{next(iter(bad))} must be"):
         Calibration(**{"pixel_size": (0.1, 0.1), "unit": "µm", **bad})
-    assert Calibration(z_step=-0.5).z_step == -0.5  # a z axis that runs the other way (napari's negative scale)
     src = write_ome(tmp_path / "in.ome.tif", hyper.data[0, 0], "ZYX")
     with pytest.raises(ParameterError, match="z_step must be a positive number from 1e-12 to 1e"):
         stack_to_files(src, tmp_path / "f.tif", z_step=1e308)  # planned, refused: the job never ran
     assert [p.name for p in tmp_path.iterdir()] == ["in.ome.tif"]
+
+
+def test_axes_that_run_the_other_way_keep_their_sizes(tmp_path):
+    """A napari layer's negative scale: kept, and written as the size (TIFF and OME hold no sign)."""
+    flipped = Calibration(pixel_size=(-0.1, 0.1), unit="µm", z_step=-0.5)
+    for name in ("flipped.tif", "flipped.ome.tif"):
+        write_calibrated_tiff(tmp_path / name, np.zeros((2, 8, 8), np.uint16), "ZYX", flipped)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # nothing written that the reader would have to ignore
+            with read_hyperstack(tmp_path / name) as hs:
+                cal = hs.calibration
+        assert cal.pixel_size == pytest.approx((0.1, 0.1)) and cal.z_step == pytest.approx(0.5)

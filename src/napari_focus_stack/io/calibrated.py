@@ -103,7 +103,8 @@ def _tiff_kwargs(
     n_channels = shape[axes.index("C")] if "C" in axes else 1
     colors = cal.channel_colors if cal.channel_colors and len(cal.channel_colors) == n_channels else None
     names = cal.channel_names if cal.channel_names and len(cal.channel_names) == n_channels else None
-    size = cal.pixel_size if cal.unit else None
+    # TIFF resolutions and OME sizes are positive: a flipped axis (a negative napari scale) keeps its size
+    size = tuple(abs(v) for v in cal.pixel_size) if cal.unit and cal.pixel_size else None
     z_step = cal.z_step if "Z" in axes and cal.z_step else None
     z_unit = cal.z_unit or cal.unit
     if is_ome_name(path):
@@ -112,7 +113,7 @@ def _tiff_kwargs(
             meta.update(PhysicalSizeY=size[0], PhysicalSizeYUnit=cal.unit, PhysicalSizeX=size[1],
                         PhysicalSizeXUnit=cal.unit)
         if z_step is not None and z_unit:
-            meta.update(PhysicalSizeZ=z_step, PhysicalSizeZUnit=z_unit)
+            meta.update(PhysicalSizeZ=abs(z_step), PhysicalSizeZUnit=z_unit)
             if cal.z0:  # the planes' positions: OME's only place for the first plane's
                 planes = int(np.prod([n for a, n in zip(axes, shape, strict=False) if a not in "YXS"]))
                 nz, z_at = shape[axes.index("Z")], axes.index("Z")
@@ -143,7 +144,7 @@ def _tiff_kwargs(
         kw["resolution"] = (1.0 / size[1], 1.0 / size[0])
     if z_step is not None and z_unit:
         # ImageJ has one length unit: the z step is given in the pixel size's
-        spacing = _convert(z_step, z_unit, cal.unit) if size is not None else z_step
+        spacing = abs(_convert(z_step, z_unit, cal.unit) if size is not None else z_step)
         meta.setdefault("unit", _imagej_unit(z_unit))
         meta["spacing"] = spacing
         if cal.z0:

@@ -92,6 +92,10 @@ def is_size(value: Any) -> bool:
     )
 
 
+def _signed_size(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and is_size(abs(float(value)))
+
+
 def _size_or_none(value: Any, what: str, name: str, consequence: str) -> float | None:
     """`value` as a float when :func:`is_size` (None stays None); else None, with one warning line naming it."""
     if value is None:
@@ -157,14 +161,14 @@ class Calibration:
     channel_colors: tuple | None = None
 
     def __post_init__(self) -> None:
-        # refused here, before any work, not by the TIFF writer after it
-        if self.pixel_size is not None and not (len(self.pixel_size) == 2 and all(map(is_size, self.pixel_size))):
+        # refused here, before any work, not by the TIFF writer after it; a negative size is an axis
+        # that runs the other way (a napari layer's negative scale)
+        if self.pixel_size is not None and not (len(self.pixel_size) == 2 and all(map(_signed_size, self.pixel_size))):
             raise ParameterError(
-                f"pixel_size must be two numbers from {SIZE_RANGE[0]:g} to {SIZE_RANGE[1]:g} (y, x), "
+                f"pixel_size must be two numbers from {SIZE_RANGE[0]:g} to {SIZE_RANGE[1]:g} (y, x; or minus such), "
                 f"got {self.pixel_size!r}"
             )
-        # a negative step is a z axis that runs the other way (a napari layer's negative scale)
-        if self.z_step is not None and not (isinstance(self.z_step, numbers.Real) and is_size(abs(self.z_step))):
+        if self.z_step is not None and not _signed_size(self.z_step):
             raise ParameterError(
                 f"z_step must be a number from {SIZE_RANGE[0]:g} to {SIZE_RANGE[1]:g} (or minus one), "
                 f"got {self.z_step!r}"
