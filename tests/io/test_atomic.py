@@ -194,18 +194,18 @@ def _ended_process() -> int:
 @pytest.mark.skipif(os.name == "nt", reason="Windows: whether a process runs is not asked")
 def test_remove_stale_temps_keeps_what_a_running_writer_writes(tmp_path):
     """Two runs writing one output: neither takes the other's temporary files for a killed run's."""
-    from napari_focus_stack.io.atomic import _HOST
+    from napari_focus_stack.io.atomic import HOST
 
     target = tmp_path / "s1.png"
-    ours = tmp_path / f".s1.png.abcdefgh~{os.getpid()}@{_HOST}.png"  # this process: running
-    parent = tmp_path / f".s1.png.bcdefghi~{os.getppid()}@{_HOST}.png"  # another running process
-    staged = tmp_path / f"..s1.png.cdefghij~{os.getppid()}@{_HOST}.png.defghijk~{os.getppid()}@{_HOST}.png"
-    dead = tmp_path / f".s1.png.efghijkl~{_ended_process()}@{_HOST}.png"
+    ours = tmp_path / f".s1.png.abcdefgh~{os.getpid()}@{HOST}.png"  # this process: running
+    parent = tmp_path / f".s1.png.bcdefghi~{os.getppid()}@{HOST}.png"  # another running process
+    staged = tmp_path / f"..s1.png.cdefghij~{os.getppid()}@{HOST}.png.defghijk~{os.getppid()}@{HOST}.png"
+    dead = tmp_path / f".s1.png.efghijkl~{_ended_process()}@{HOST}.png"
     old_version = tmp_path / ".s1.png.staged__.png"  # an earlier version's name: no writer to ask
     elsewhere = tmp_path / ".s1.png.fghijklm~1@zzzz.png"  # not a hex host: not ours at all
     foreign = tmp_path / ".s1.png.ghijklmn~1@ffff.png"  # another machine's, written just now
     foreign_old = tmp_path / ".s1.png.hijklmno~1@fffe.png"  # another machine's, two days old
-    if _HOST in ("ffff", "fffe"):
+    if HOST in ("ffff", "fffe"):
         pytest.skip("this machine's tag is the test's foreign one")
     for path in (ours, parent, staged, dead, old_version, elsewhere, foreign, foreign_old):
         path.write_bytes(b"x")

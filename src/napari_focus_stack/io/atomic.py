@@ -36,7 +36,7 @@ __all__ = [
 Content = bytes | bytearray | memoryview | Callable[[BinaryIO], object]
 
 
-def _output_error(path: Path, exc: BaseException) -> OutputError:
+def output_error(path: Path, exc: BaseException) -> OutputError:
     code = getattr(exc, "errno", None)
     full = "Free some space or choose another output folder"
     why = {
@@ -78,7 +78,7 @@ def refuse_write_protected(path: PathLike, label: str = "") -> None:
         )
 
 
-def _refuse_inputs(path: Path, protect: Iterable[PathLike | None]) -> None:
+def refuse_inputs(path: Path, protect: Iterable[PathLike | None]) -> None:
     try:
         target = path.resolve()
     except OSError:
@@ -101,7 +101,7 @@ def _refuse_inputs(path: Path, protect: Iterable[PathLike | None]) -> None:
 
 
 #: This machine, in temporary names: 4 hex digits of a hash of its name.
-_HOST = hashlib.sha1(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:4]
+HOST = hashlib.sha1(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:4]
 #: A temporary file left on another machine (a shared folder) is stale after this long (s).
 _FOREIGN_STALE_S = 24 * 3600
 
@@ -113,10 +113,10 @@ def temp_name(path: Path) -> Path:
     and the machine in them whether their writer still runs.
 
     >>> name = temp_name(Path("out/f.png")).name
-    >>> name.startswith(".f.png.") and name.endswith(f"~{os.getpid()}@{_HOST}.png")
+    >>> name.startswith(".f.png.") and name.endswith(f"~{os.getpid()}@{HOST}.png")
     True
     """
-    return path.with_name(f".{path.name}.{secrets.token_hex(4)}~{os.getpid()}@{_HOST}{path.suffix}")
+    return path.with_name(f".{path.name}.{secrets.token_hex(4)}~{os.getpid()}@{HOST}{path.suffix}")
 
 
 def _running(pid: int) -> bool:
@@ -139,7 +139,7 @@ def _stale(match: re.Match, entry: os.DirEntry) -> bool:
     pid, host = match.group("pid"), match.group("host")
     if pid is None:  # a name of an earlier version, without its writer
         return True
-    if host != _HOST:  # another machine's: its process cannot be asked
+    if host != HOST:  # another machine's: its process cannot be asked
         try:
             return time.time() - entry.stat().st_mtime > _FOREIGN_STALE_S
         except OSError:
@@ -208,7 +208,7 @@ def write_atomic(
     (b'hello', ['hello.txt'])
     """
     path = Path(path).expanduser()
-    _refuse_inputs(path, protect)
+    refuse_inputs(path, protect)
     refuse_write_protected(path)
     write = content if callable(content) else (lambda fh: fh.write(content))
     tmp: str | None = None
@@ -236,7 +236,7 @@ def write_atomic(
             except OSError:
                 pass
         if isinstance(exc, Exception) and not isinstance(exc, FocusStackError):
-            raise _output_error(path, exc) from exc
+            raise output_error(path, exc) from exc
         raise
     return path
 

@@ -25,24 +25,24 @@ from .paths import PathLike
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 _SUPPORTED_WORDS = "JPEG, PNG, TIFF, BMP or WebP"
 
 
-def _pixel_limit() -> int | None:
+def decode_pixel_limit() -> int | None:
     # Same ceiling as Pillow's decompression-bomb error; users raise it there.
     limit = Image.MAX_IMAGE_PIXELS
     return None if limit is None else 2 * int(limit)
 
 
-def _as_path(path: PathLike) -> Path:
+def as_path(path: PathLike) -> Path:
     if not isinstance(path, (str, os.PathLike)):
         raise InputError(f"expected a file path, got {type(path).__name__}")
     return Path(path).expanduser()
 
 
-def _check_file(path: Path) -> bytes:
+def check_file(path: Path) -> bytes:
     """Raise InputError unless `path` is a non-empty readable file; return its first bytes."""
     try:
         if path.is_dir():
@@ -68,16 +68,16 @@ def _check_file(path: Path) -> bytes:
         ) from exc
 
 
-def _is_tiff(head: bytes) -> bool:
+def is_tiff(head: bytes) -> bool:
     return head[:4] in _TIFF_MAGIC
 
 
-def _kind_of(head: bytes) -> str:
-    if head.startswith(_PNG_MAGIC):
+def kind_of(head: bytes) -> str:
+    if head.startswith(PNG_MAGIC):
         return "PNG"
     if head.startswith(b"\xff\xd8"):
         return "JPEG"
-    if _is_tiff(head):
+    if is_tiff(head):
         return "TIFF"
     return "file"
 
@@ -119,7 +119,7 @@ def _unreadable(path: Path, exc: BaseException, kind: str = "file") -> InputErro
     )
 
 
-def _guarded(path: Path, kind: str, fn: Callable[[], Any]) -> Any:
+def guarded(path: Path, kind: str, fn: Callable[[], Any]) -> Any:
     """Run a decoder; turn anything it raises into an InputError naming `path`."""
     try:
         return fn()

@@ -21,9 +21,9 @@ import tifffile
 from PIL import Image
 
 from ..errors import InputError, OutputError
-from .atomic import _refuse_inputs, write_atomic
-from .checks import _PNG_MAGIC
-from .metadata import _EXIF_HEADER, _F4, _TIFF_TEXT_TAGS, _U1, _U2, _exif_upright
+from .atomic import refuse_inputs, write_atomic
+from .checks import PNG_MAGIC
+from .metadata import EXIF_HEADER, F4, TIFF_TEXT_TAGS, U1, U2, exif_upright
 from .paths import PathLike
 
 __all__ = ["write_image"]
@@ -47,20 +47,20 @@ _WRITE_FORMATS = {
 
 
 def _to_uint8(a: np.ndarray) -> np.ndarray:
-    if a.dtype == _U1:
+    if a.dtype == U1:
         return a
-    if a.dtype == _U2:
+    if a.dtype == U2:
         # round(x / 257) in integer arithmetic
-        return ((a.astype(np.uint32) * 255 + 32767) // 65535).astype(_U1)
-    return np.rint(np.clip(np.nan_to_num(a), 0.0, 1.0) * 255.0).astype(_U1)
+        return ((a.astype(np.uint32) * 255 + 32767) // 65535).astype(U1)
+    return np.rint(np.clip(np.nan_to_num(a), 0.0, 1.0) * 255.0).astype(U1)
 
 
 def _to_uint16(a: np.ndarray) -> np.ndarray:
-    if a.dtype == _U2:
+    if a.dtype == U2:
         return a
-    if a.dtype == _U1:
-        return a.astype(_U2) * np.uint16(257)
-    return np.rint(np.clip(np.nan_to_num(a), 0.0, 1.0) * 65535.0).astype(_U2)
+    if a.dtype == U1:
+        return a.astype(U2) * np.uint16(257)
+    return np.rint(np.clip(np.nan_to_num(a), 0.0, 1.0) * 65535.0).astype(U2)
 
 
 def _pixels_for(fmt: str, image: Any, bit_depth: int | None) -> np.ndarray:
@@ -73,17 +73,17 @@ def _pixels_for(fmt: str, image: Any, bit_depth: int | None) -> np.ndarray:
             f"cannot write an image of shape {a.shape}: expected (H, W), (H, W, 3) or (H, W, 4)."
         )
     if a.dtype == np.bool_:
-        a = a.astype(_U1) * np.uint8(255)
-    elif a.dtype.kind in "iu" and a.dtype not in (_U1, _U2):
+        a = a.astype(U1) * np.uint8(255)
+    elif a.dtype.kind in "iu" and a.dtype not in (U1, U2):
         lo, hi = int(a.min()), int(a.max())
         if lo < 0 or hi > 65535:
             raise InputError(
                 f"cannot write {a.dtype} values from {lo} to {hi}; scale them to uint8, "
                 "uint16 or float in [0, 1]."
             )
-        a = a.astype(_U1 if hi <= 255 else _U2)
+        a = a.astype(U1 if hi <= 255 else U2)
     elif a.dtype.kind == "f":
-        a = a.astype(_F4, copy=False)
+        a = a.astype(F4, copy=False)
     elif a.dtype.kind not in "iu":
         raise InputError(f"cannot write an image of dtype {a.dtype}.")
     if fmt in ("JPEG", "BMP", "WEBP"):
@@ -93,7 +93,7 @@ def _pixels_for(fmt: str, image: Any, bit_depth: int | None) -> np.ndarray:
         if fmt == "JPEG" and a.ndim == 3:
             a = a[..., :3]
     elif fmt == "PNG":
-        wide = bit_depth == 16 or (bit_depth is None and a.dtype == _U2)
+        wide = bit_depth == 16 or (bit_depth is None and a.dtype == U2)
         a = _to_uint16(a) if wide else _to_uint8(a)
     elif bit_depth == 8:
         a = _to_uint8(a)
@@ -126,12 +126,12 @@ def _write_png16(fh: IO[bytes], a: np.ndarray, exif: bytes | None, icc: bytes | 
     h, w = a.shape[:2]
     channels = 1 if a.ndim == 2 else a.shape[2]
     colour_type = {1: 0, 3: 2, 4: 6}[channels]
-    fh.write(_PNG_MAGIC)
+    fh.write(PNG_MAGIC)
     _png_chunk(fh, b"IHDR", struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0))
     if icc:
         _png_chunk(fh, b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc))
     if exif:
-        body = exif[len(_EXIF_HEADER) :] if exif.startswith(_EXIF_HEADER) else exif
+        body = exif[len(EXIF_HEADER) :] if exif.startswith(EXIF_HEADER) else exif
         _png_chunk(fh, b"eXIf", body)
     bpp = 2 * channels
     row_bytes = w * bpp
@@ -158,7 +158,7 @@ def _exif_text_tags(exif: bytes | None) -> dict[int, str]:
         parsed = Image.Exif()
         parsed.load(exif)
         out = {}
-        for code in (*_TIFF_TEXT_TAGS, 305):
+        for code in (*TIFF_TEXT_TAGS, 305):
             value = parsed.get(code)
             if isinstance(value, str) and value.strip():
                 value.encode("ascii")
@@ -189,7 +189,7 @@ def _encode(
             kwargs["iccprofile"] = icc
         tifffile.imwrite(fh, a, **kwargs)
         return
-    if fmt == "PNG" and a.dtype == _U2:
+    if fmt == "PNG" and a.dtype == U2:
         _write_png16(fh, a, exif, icc)
         return
     params: dict[str, Any] = {}
@@ -282,9 +282,9 @@ def write_image(
         raise OutputError(f"cannot write {path}: {parent} is not a folder.")
     if path.is_dir():
         raise OutputError(f"cannot write {path}: it is a folder. Choose a file name.")
-    _refuse_inputs(path, protect)
+    refuse_inputs(path, protect)
     pixels = _pixels_for(fmt, image, bit_depth)
-    exif = _exif_upright(exif)
+    exif = exif_upright(exif)
     if exif is not None and fmt == "JPEG" and len(exif) > _JPEG_MAX_EXIF:
         warnings.warn(
             f"EXIF for {path} is {len(exif)} bytes, more than a JPEG can hold; "

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import FocusStackWarning, InputError, ParameterError, StackError
-from .checks import _as_path, _check_file, _guarded, _is_tiff, tifffile_messages, warn_tifffile_messages
+from .checks import as_path, check_file, guarded, is_tiff, tifffile_messages, warn_tifffile_messages
 from .metadata import ImageMeta
 from .paths import PathLike
 from .source import FrameSource
@@ -368,14 +368,14 @@ def is_hyperstack_file(path: PathLike) -> bool:
     TIFF with more than one non-spatial axis (e.g. time and z); a plain
     multi-page TIFF is a z-stack of frames (:class:`FrameSource`).
     """
-    p = _as_path(path)
+    p = as_path(path)
     if p.is_dir():
         return _is_ome_zarr(p)
     try:
-        head = _check_file(p)
+        head = check_file(p)
     except InputError:
         return False
-    if not _is_tiff(head):
+    if not is_tiff(head):
         return False
     import tifffile
 
@@ -398,9 +398,9 @@ def plane_count(path: PathLike) -> int:
     """
     import tifffile
 
-    p = _as_path(path)
+    p = as_path(path)
     try:
-        if not _is_tiff(_check_file(p)):
+        if not is_tiff(check_file(p)):
             return 0
         with tifffile_messages(), tifffile.TiffFile(p) as tif:  # a probe: the reader says what is wrong
             if not tif.series:
@@ -443,16 +443,16 @@ def read_hyperstack(path: PathLike, series: int = 0) -> Hyperstack:
     ...         hs.axes, hs.calibration.pixel_size, hs.calibration.z_step, hs.calibration.unit
     ('ZCYX', (0.1, 0.1), 0.5, 'µm')
     """
-    p = _as_path(path)
+    p = as_path(path)
     if p.is_dir():
         if not _is_ome_zarr(p):
             raise InputError(f"{p} is a folder but not an OME-Zarr (no multiscales metadata)")
-        return _guarded(p, "OME-Zarr", lambda: _read_ome_zarr(p))
-    head = _check_file(p)
-    if not _is_tiff(head):
+        return guarded(p, "OME-Zarr", lambda: _read_ome_zarr(p))
+    head = check_file(p)
+    if not is_tiff(head):
         raise InputError(f"{p} is not a TIFF or an OME-Zarr folder: microscope data needs one of those")
     with tifffile_messages() as messages:
-        hs = _guarded(p, "TIFF", lambda: _read_tiff(p, series))
+        hs = guarded(p, "TIFF", lambda: _read_tiff(p, series))
     warn_tifffile_messages(p, messages)
     return hs
 

@@ -20,18 +20,18 @@ from PIL import Image
 __all__ = ["ImageMeta"]
 
 
-_U1 = np.dtype(np.uint8)
+U1 = np.dtype(np.uint8)
 
-_U2 = np.dtype(np.uint16)
+U2 = np.dtype(np.uint16)
 
-_F4 = np.dtype(np.float32)
+F4 = np.dtype(np.float32)
 
-_EXIF_HEADER = b"Exif\x00\x00"
+EXIF_HEADER = b"Exif\x00\x00"
 
 _ORIENTATION_TAG = 0x0112
 
 # Plain-text IFD0 tags kept between EXIF and TIFF files.
-_TIFF_TEXT_TAGS = {271: "Make", 272: "Model", 306: "DateTime", 315: "Artist", 33432: "Copyright"}
+TIFF_TEXT_TAGS = {271: "Make", 272: "Model", 306: "DateTime", 315: "Artist", 33432: "Copyright"}
 
 
 @dataclass
@@ -68,7 +68,7 @@ class ImageMeta:
         self.dtype = np.dtype(self.dtype)
 
 
-def _normalize_exif(raw: Any) -> bytes | None:
+def normalize_exif(raw: Any) -> bytes | None:
     """EXIF in APP1 form (``Exif\\0\\0`` + TIFF structure), or None."""
     if raw is None:
         return None
@@ -78,13 +78,13 @@ def _normalize_exif(raw: Any) -> bytes | None:
     if not raw:
         return None
     if raw[:4] in (b"II*\x00", b"MM\x00*"):
-        raw = _EXIF_HEADER + raw
+        raw = EXIF_HEADER + raw
     return raw
 
 
 def _orientation_offset(exif: bytes) -> tuple[int, str] | None:
     """Byte offset of the IFD0 orientation value inside `exif`, and its byte order."""
-    base = len(_EXIF_HEADER) if exif.startswith(_EXIF_HEADER) else 0
+    base = len(EXIF_HEADER) if exif.startswith(EXIF_HEADER) else 0
     body = exif[base:]
     if len(body) < 8 or body[:2] not in (b"II", b"MM"):
         return None
@@ -105,7 +105,7 @@ def _orientation_offset(exif: bytes) -> tuple[int, str] | None:
     return None
 
 
-def _exif_orientation(exif: bytes | None) -> int:
+def exif_orientation(exif: bytes | None) -> int:
     """EXIF orientation 1..8 (1 when absent or unreadable)."""
     if not exif:
         return 1
@@ -117,9 +117,9 @@ def _exif_orientation(exif: bytes | None) -> int:
     return value if 1 <= value <= 8 else 1
 
 
-def _exif_upright(exif: bytes | None) -> bytes | None:
+def exif_upright(exif: bytes | None) -> bytes | None:
     """`exif` with orientation set to 1, every other byte kept as it was."""
-    exif = _normalize_exif(exif)
+    exif = normalize_exif(exif)
     if exif is None:
         return None
     found = _orientation_offset(exif)
@@ -131,7 +131,7 @@ def _exif_upright(exif: bytes | None) -> bytes | None:
     return bytes(patched)
 
 
-def _apply_orientation(a: np.ndarray, orientation: int) -> np.ndarray:
+def apply_orientation(a: np.ndarray, orientation: int) -> np.ndarray:
     """Rotate/flip `a` like ``PIL.ImageOps.exif_transpose`` does."""
     if orientation == 2:
         return a[:, ::-1]
@@ -150,13 +150,13 @@ def _apply_orientation(a: np.ndarray, orientation: int) -> np.ndarray:
     return a
 
 
-def _oriented_shape(h: int, w: int, channels: int, orientation: int) -> tuple[int, ...]:
+def oriented_shape(h: int, w: int, channels: int, orientation: int) -> tuple[int, ...]:
     if orientation >= 5:
         h, w = w, h
     return (h, w) if channels == 1 else (h, w, channels)
 
 
-def _describe(shape: tuple[int, ...], dtype: np.dtype) -> str:
-    depth = {_U1: "8-bit", _U2: "16-bit", _F4: "32-bit float"}.get(np.dtype(dtype), str(dtype))
+def describe_pixels(shape: tuple[int, ...], dtype: np.dtype) -> str:
+    depth = {U1: "8-bit", U2: "16-bit", F4: "32-bit float"}.get(np.dtype(dtype), str(dtype))
     colour = "RGB" if len(shape) == 3 else "grayscale"
     return f"{shape[1]}x{shape[0]} {colour} {depth}"

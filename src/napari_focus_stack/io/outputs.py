@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import OutputError
-from .atomic import _output_error, refuse_write_protected, remove_stale_temps, temp_name
+from .atomic import output_error, refuse_write_protected, remove_stale_temps, temp_name
 from .encoders import write_image
 from .paths import IMAGE_EXTENSIONS
 
@@ -189,7 +189,7 @@ def staged_outputs(outputs: Sequence[Output]) -> Iterator[dict[str, Path]]:
             try:
                 os.replace(stage, final)
             except OSError as exc:
-                raise _output_error(final, exc) from exc
+                raise output_error(final, exc) from exc
             pending.pop(0)
     finally:
         for stage in stages.values():

@@ -15,18 +15,18 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InputError
-from .checks import _PNG_MAGIC
+from .checks import PNG_MAGIC
 from .jpeg import jpeg_damage
 from .metadata import (
-    _F4,
-    _U1,
-    _U2,
+    F4,
+    U1,
+    U2,
     ImageMeta,
-    _apply_orientation,
-    _exif_orientation,
-    _exif_upright,
-    _normalize_exif,
-    _oriented_shape,
+    apply_orientation,
+    exif_orientation,
+    exif_upright,
+    normalize_exif,
+    oriented_shape,
 )
 
 # Formats Pillow may identify. Restricting the list keeps Pillow from
@@ -35,26 +35,26 @@ _PIL_FORMATS = ("JPEG", "PNG", "BMP", "WEBP")  # MPO comes via JPEG
 
 # Pillow mode -> (channels after conversion, dtype after conversion).
 _PIL_MODE_LAYOUT: dict[str, tuple[int, np.dtype]] = {
-    "1": (1, _U1),
-    "L": (1, _U1),
-    "LA": (1, _U1),
-    "La": (1, _U1),
-    "P": (3, _U1),
-    "PA": (3, _U1),
-    "RGB": (3, _U1),
-    "RGBA": (3, _U1),
-    "RGBa": (3, _U1),
-    "RGBX": (3, _U1),
-    "CMYK": (3, _U1),
-    "YCbCr": (3, _U1),
-    "LAB": (3, _U1),
-    "HSV": (3, _U1),
-    "I;16": (1, _U2),
-    "I;16L": (1, _U2),
-    "I;16B": (1, _U2),
-    "I;16N": (1, _U2),
-    "I": (1, _U2),
-    "F": (1, _F4),
+    "1": (1, U1),
+    "L": (1, U1),
+    "LA": (1, U1),
+    "La": (1, U1),
+    "P": (3, U1),
+    "PA": (3, U1),
+    "RGB": (3, U1),
+    "RGBA": (3, U1),
+    "RGBa": (3, U1),
+    "RGBX": (3, U1),
+    "CMYK": (3, U1),
+    "YCbCr": (3, U1),
+    "LAB": (3, U1),
+    "HSV": (3, U1),
+    "I;16": (1, U2),
+    "I;16L": (1, U2),
+    "I;16B": (1, U2),
+    "I;16N": (1, U2),
+    "I": (1, U2),
+    "F": (1, F4),
 }
 
 # Modes whose ICC profile (if any) describes a colour space we convert away from.
@@ -63,7 +63,7 @@ _PIL_CONVERTED_MODES = frozenset({"CMYK", "YCbCr", "LAB", "HSV"})
 
 def _png16_colour_type(head: bytes) -> int | None:
     """PNG colour type when `head` starts a 16-bit PNG, else None."""
-    if not head.startswith(_PNG_MAGIC) or len(head) < 26 or head[12:16] != b"IHDR":
+    if not head.startswith(PNG_MAGIC) or len(head) < 26 or head[12:16] != b"IHDR":
         return None
     return head[25] if head[24] == 16 else None
 
@@ -108,7 +108,7 @@ def _decode_png16_colour(im: Image.Image, path: Path, colour_type: int) -> tuple
     return (hi << 8) | lo, info
 
 
-def _pil_to_array(im: Image.Image, path: Path) -> np.ndarray:
+def pil_to_array(im: Image.Image, path: Path) -> np.ndarray:
     """Pixels of a loaded Pillow image as uint8/uint16/float32, alpha dropped."""
     mode = im.mode
     if mode in ("L", "RGB", "F"):
@@ -122,7 +122,7 @@ def _pil_to_array(im: Image.Image, path: Path) -> np.ndarray:
     if mode in ("RGBa", "RGBX") or mode in _PIL_CONVERTED_MODES:
         return np.asarray(im.convert("RGB"))
     if mode.startswith("I;16"):
-        return np.asarray(im).astype(_U2)
+        return np.asarray(im).astype(U2)
     if mode == "I":
         a = np.asarray(im)
         if a.size and (a.min() < 0 or a.max() > 65535):
@@ -130,7 +130,7 @@ def _pil_to_array(im: Image.Image, path: Path) -> np.ndarray:
                 f"{path} holds 32-bit integer samples outside 0..65535; "
                 "re-export it as 8-bit, 16-bit or float."
             )
-        return a.astype(_U2)
+        return a.astype(U2)
     raise InputError(
         f"{path} uses the unsupported colour mode {mode!r}. Re-export it as "
         "8- or 16-bit grayscale or RGB."
@@ -178,7 +178,7 @@ def _decode_jpeg_opencv(path: Path, colour: bool, reduce: int) -> tuple[np.ndarr
     return a, None
 
 
-def _read_pillow(path: Path, head: bytes, reduce: int = 1) -> tuple[np.ndarray, ImageMeta]:
+def read_pillow(path: Path, head: bytes, reduce: int = 1) -> tuple[np.ndarray, ImageMeta]:
     colour_type = _png16_colour_type(head)
     with Image.open(path, formats=_PIL_FORMATS) as im:
         mode = im.mode
@@ -199,16 +199,16 @@ def _read_pillow(path: Path, head: bytes, reduce: int = 1) -> tuple[np.ndarray, 
                 if damage is not None and "broken data stream" in str(exc):  # say what is wrong in it
                     raise OSError(f"corrupt JPEG data: {damage}") from exc
                 raise
-            a, info = _pil_to_array(im, path), dict(im.info)
-    raw_exif = _normalize_exif(info.get("exif"))
-    a = np.ascontiguousarray(_apply_orientation(a, _exif_orientation(raw_exif)))
+            a, info = pil_to_array(im, path), dict(im.info)
+    raw_exif = normalize_exif(info.get("exif"))
+    a = np.ascontiguousarray(apply_orientation(a, exif_orientation(raw_exif)))
     if not a.flags.writeable:
         a = a.copy()
     icc = None if mode in _PIL_CONVERTED_MODES else (info.get("icc_profile") or None)
-    return a, ImageMeta(path, a.shape, a.dtype, _exif_upright(raw_exif), icc)
+    return a, ImageMeta(path, a.shape, a.dtype, exif_upright(raw_exif), icc)
 
 
-def _meta_pillow(path: Path, head: bytes) -> ImageMeta:
+def meta_pillow(path: Path, head: bytes) -> ImageMeta:
     with Image.open(path, formats=_PIL_FORMATS) as im:
         (w, h), mode, info = im.size, im.mode, dict(im.info)
     layout = _PIL_MODE_LAYOUT.get(mode)
@@ -220,8 +220,8 @@ def _meta_pillow(path: Path, head: bytes) -> ImageMeta:
     channels, dtype = layout
     colour_type = _png16_colour_type(head)
     if colour_type is not None:
-        channels, dtype = (3 if colour_type in (2, 6) else 1), _U2
-    raw_exif = _normalize_exif(info.get("exif"))
-    shape = _oriented_shape(h, w, channels, _exif_orientation(raw_exif))
+        channels, dtype = (3 if colour_type in (2, 6) else 1), U2
+    raw_exif = normalize_exif(info.get("exif"))
+    shape = oriented_shape(h, w, channels, exif_orientation(raw_exif))
     icc = None if mode in _PIL_CONVERTED_MODES else (info.get("icc_profile") or None)
-    return ImageMeta(path, shape, dtype, _exif_upright(raw_exif), icc)
+    return ImageMeta(path, shape, dtype, exif_upright(raw_exif), icc)

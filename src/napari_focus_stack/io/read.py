@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .checks import _as_path, _check_file, _guarded, _is_tiff, _kind_of
+from .checks import as_path, check_file, guarded, is_tiff, kind_of
 from .metadata import ImageMeta
 from .paths import PathLike
-from .pillow import _meta_pillow, _read_pillow
-from .tiff import _probe_tiff, _read_tiff_frame, _tiff_meta, _TiffLayout
+from .pillow import meta_pillow, read_pillow
+from .tiff import TiffLayout, probe_tiff, read_tiff_frame, tiff_meta
 
 __all__ = ["read_image", "read_meta"]
 
@@ -64,23 +64,23 @@ def read_image(path: PathLike, page: int | None = None, reduce: int = 1) -> tupl
     >>> image.shape, meta.dtype  # doctest: +SKIP
     ((3000, 4000, 3), dtype('uint8'))
     """
-    path = _as_path(path)
-    head = _check_file(path)
-    if _is_tiff(head):
-        layout = _probe_tiff(path)
+    path = as_path(path)
+    head = check_file(path)
+    if is_tiff(head):
+        layout = probe_tiff(path)
         i = _frame_index(path, page, layout.frames)
-        a = _read_tiff_frame(path, layout, i)
-        return a, _tiff_meta(path, layout, i if layout.frames > 1 else page)
+        a = read_tiff_frame(path, layout, i)
+        return a, tiff_meta(path, layout, i if layout.frames > 1 else page)
     _frame_index(path, page, 1)
-    return _guarded(path, _kind_of(head), lambda: _read_pillow(path, head, reduce))
+    return guarded(path, kind_of(head), lambda: read_pillow(path, head, reduce))
 
 
-def _probe(path: Path) -> tuple[ImageMeta, _TiffLayout | None]:
-    head = _check_file(path)
-    if _is_tiff(head):
-        layout = _probe_tiff(path)
-        return _tiff_meta(path, layout, 0 if layout.frames > 1 else None), layout
-    return _guarded(path, _kind_of(head), lambda: _meta_pillow(path, head)), None
+def probe_file(path: Path) -> tuple[ImageMeta, TiffLayout | None]:
+    head = check_file(path)
+    if is_tiff(head):
+        layout = probe_tiff(path)
+        return tiff_meta(path, layout, 0 if layout.frames > 1 else None), layout
+    return guarded(path, kind_of(head), lambda: meta_pillow(path, head)), None
 
 
 def read_meta(path: PathLike) -> ImageMeta:
@@ -95,4 +95,4 @@ def read_meta(path: PathLike) -> ImageMeta:
     InputError
         As :func:`read_image`, for what the header reveals.
     """
-    return _probe(_as_path(path))[0]
+    return probe_file(as_path(path))[0]

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, StackError
-from .metadata import _F4, _U1, _U2, ImageMeta, _describe
+from .metadata import F4, U1, U2, ImageMeta, describe_pixels
 from .paths import expand_inputs
-from .read import _probe, read_image
-from .tiff import _tiff_meta, _TiffStack
+from .read import probe_file, read_image
+from .tiff import TiffStack, tiff_meta
 
 __all__ = ["FrameSource"]
 
@@ -45,15 +45,15 @@ def _validate_stack(metas: Sequence[ImageMeta], names: Sequence[str]) -> None:
                 "frames at the same size."
             )
         if len(meta.shape) != len(first.shape):
-            cb, ca = _describe(meta.shape, meta.dtype), _describe(first.shape, first.dtype)
+            cb, ca = describe_pixels(meta.shape, meta.dtype), describe_pixels(first.shape, first.dtype)
             raise StackError(
                 f"{b} is {cb.split()[1]} but {a} is {ca.split()[1]}: a stack cannot mix "
                 f"grayscale and colour frames. Convert all frames to the same colour mode "
                 f"or remove {name}."
             )
         if meta.dtype != first.dtype:
-            db = _describe(meta.shape, meta.dtype).split(" ", 2)[2]
-            da = _describe(first.shape, first.dtype).split(" ", 2)[2]
+            db = describe_pixels(meta.shape, meta.dtype).split(" ", 2)[2]
+            da = describe_pixels(first.shape, first.dtype).split(" ", 2)[2]
             raise StackError(
                 f"{b} is {db} but {a} is {da}: a stack cannot mix bit depths. Re-export "
                 f"all frames with the same bit depth or remove {name}."
@@ -76,7 +76,7 @@ def _array_target_dtype(dtypes: Sequence[np.dtype], arrays: Sequence[Any]) -> li
     out: list[np.dtype] = []
     other_max: int | None = None
     for dt, arr in zip(dtypes, arrays, strict=False):
-        if dt.kind in "iu" and dt not in (_U1, _U2) and isinstance(arr, np.ndarray) and arr.size:
+        if dt.kind in "iu" and dt not in (U1, U2) and isinstance(arr, np.ndarray) and arr.size:
             lo, hi = int(arr.min()), int(arr.max())
             if lo < 0 or hi > 65535:
                 raise InputError(
@@ -85,14 +85,14 @@ def _array_target_dtype(dtypes: Sequence[np.dtype], arrays: Sequence[Any]) -> li
                 )
             other_max = max(other_max or 0, hi)
     for dt in dtypes:
-        if dt in (_U1, _U2, _F4):
+        if dt in (U1, U2, F4):
             out.append(dt)
         elif dt == np.bool_:
-            out.append(_U1)
+            out.append(U1)
         elif dt.kind == "f":
-            out.append(_F4)
+            out.append(F4)
         elif dt.kind in "iu":
-            out.append(_U1 if other_max is not None and other_max <= 255 else _U2)
+            out.append(U1 if other_max is not None and other_max <= 255 else U2)
         else:
             raise InputError(
                 f"input arrays of dtype {dt} are not images; use uint8, uint16 or float."
@@ -106,7 +106,7 @@ def _array_frame(frame: Any, dtype: np.dtype, name: str) -> np.ndarray:
     if a.ndim == 3:
         a = a[..., 0] if a.shape[2] == 1 else a[..., :3]
     if a.dtype == np.bool_:
-        return a.astype(_U1) * np.uint8(255)
+        return a.astype(U1) * np.uint8(255)
     if a.dtype.kind in "iu" and a.dtype != dtype and a.size:
         lo, hi = int(a.min()), int(a.max())
         if lo < 0 or hi > np.iinfo(dtype).max:
@@ -222,12 +222,12 @@ class FrameSource:
 
     @classmethod
     def _from_paths(cls, paths: list[Path]) -> FrameSource:
-        probes = [_probe(p) for p in paths]
+        probes = [probe_file(p) for p in paths]
         if len(probes) == 1 and probes[0][1] is not None and probes[0][1].frames > 1:
             path, layout = paths[0], probes[0][1]
-            stack = _TiffStack(path, layout)
+            stack = TiffStack(path, layout)
             loaders = [lambda k=k: stack.read(k) for k in range(layout.frames)]
-            metas = [_tiff_meta(path, layout, k) for k in range(layout.frames)]
+            metas = [tiff_meta(path, layout, k) for k in range(layout.frames)]
             names = [f"{path.name} (frame {k})" for k in range(layout.frames)]
             return cls(loaders, metas, names)
         for path, (_, layout) in zip(paths, probes, strict=False):
@@ -278,7 +278,7 @@ class FrameSource:
         return len(self._loaders)
 
     def __repr__(self) -> str:
-        return f"<FrameSource {len(self)} frames, {_describe(self.shape, self.dtype)}>"
+        return f"<FrameSource {len(self)} frames, {describe_pixels(self.shape, self.dtype)}>"
 
     def _index(self, i: int) -> int:
         n = len(self)
@@ -323,8 +323,8 @@ class FrameSource:
         if frame.shape != self.shape or frame.dtype != self.dtype:
             label = _label(self._metas[k], self.names[k])
             raise StackError(
-                f"{label} decoded as {_describe(frame.shape, frame.dtype)} but the stack is "
-                f"{_describe(self.shape, self.dtype)}; did the file change on disk? "
+                f"{label} decoded as {describe_pixels(frame.shape, frame.dtype)} but the stack is "
+                f"{describe_pixels(self.shape, self.dtype)}; did the file change on disk? "
                 "Re-export it or remove it from the stack."
             )
         return frame

@@ -1,7 +1,7 @@
 """Reading TIFF files and multi-frame TIFF z-stacks with tifffile.
 
 The first series of a file is mapped onto frames of shape ``(H, W[, 3])``
-(:class:`_TiffLayout`): length-1 axes are dropped, the one remaining
+(:class:`TiffLayout`): length-1 axes are dropped, the one remaining
 non-spatial axis is the z axis, RGB samples (or a three-channel ImageJ
 composite) become colour. A file whose pages are exactly its frames is read
 one page at a time; any other layout is decoded once and kept. Damaged size
@@ -21,21 +21,21 @@ import tifffile
 from PIL import Image
 
 from ..errors import InputError
-from .checks import _guarded, _pixel_limit, tifffile_messages, warn_tifffile_messages
+from .checks import decode_pixel_limit, guarded, tifffile_messages, warn_tifffile_messages
 from .metadata import (
-    _F4,
-    _TIFF_TEXT_TAGS,
-    _U1,
-    _U2,
+    F4,
+    TIFF_TEXT_TAGS,
+    U1,
+    U2,
     ImageMeta,
-    _apply_orientation,
-    _oriented_shape,
+    apply_orientation,
+    oriented_shape,
 )
-from .pillow import _pil_to_array
+from .pillow import pil_to_array
 
 
 @dataclass
-class _TiffLayout:
+class TiffLayout:
     """How the first series of a TIFF maps onto frames of shape (H, W[, C])."""
 
     frames: int
@@ -93,12 +93,12 @@ def check_planes_present(series: Any, path: Path) -> None:
 
 
 def _tiff_out_dtype(dtype: np.dtype, path: Path) -> np.dtype:
-    if dtype in (_U1, _U2):
+    if dtype in (U1, U2):
         return dtype
     if dtype == np.bool_:
-        return _U1
+        return U1
     if dtype.kind == "f":
-        return _F4
+        return F4
     raise InputError(
         f"{path} holds {dtype} samples; only 8-bit, 16-bit and floating-point TIFFs "
         "are supported. Convert it (e.g. to 16-bit unsigned) and try again."
@@ -107,14 +107,14 @@ def _tiff_out_dtype(dtype: np.dtype, path: Path) -> np.dtype:
 
 def _tiff_exif(page: Any) -> bytes | None:
     exif = Image.Exif()
-    for code in _TIFF_TEXT_TAGS:
+    for code in TIFF_TEXT_TAGS:
         value = page.tags.valueof(code)
         if isinstance(value, str) and value.strip():
             exif[code] = value
     return exif.tobytes() if len(exif) else None
 
 
-def _tiff_layout(tif: tifffile.TiffFile, path: Path) -> _TiffLayout:
+def _tiff_layout(tif: tifffile.TiffFile, path: Path) -> TiffLayout:
     if not tif.series:
         raise InputError(f"{path} contains no image data. Remove it or re-export it.")
     series = tif.series[0]
@@ -167,7 +167,7 @@ def _tiff_layout(tif: tifffile.TiffFile, path: Path) -> _TiffLayout:
         except (TypeError, AttributeError):
             page_index = None
     h, w = squeezed[pos_y], squeezed[pos_x]
-    limit = _pixel_limit()
+    limit = decode_pixel_limit()
     if limit is not None and h * w > limit:
         raise Image.DecompressionBombError(f"{h * w} pixels")
     _check_page_data(page)
@@ -175,7 +175,7 @@ def _tiff_layout(tif: tifffile.TiffFile, path: Path) -> _TiffLayout:
     orientation = page.tags.valueof(274, default=1)
     orientation = orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
     icc = page.tags.valueof(34675)
-    return _TiffLayout(
+    return TiffLayout(
         frames=frames,
         squeezed=squeezed,
         perm=perm,
@@ -187,24 +187,24 @@ def _tiff_layout(tif: tifffile.TiffFile, path: Path) -> _TiffLayout:
         dtype=_tiff_out_dtype(dtype_in, path),
         miniswhite=photometric == 0,
         orientation=orientation,
-        shape=_oriented_shape(h, w, 3 if rgb else 1, orientation),
+        shape=oriented_shape(h, w, 3 if rgb else 1, orientation),
         exif=_tiff_exif(page),
         icc=bytes(icc) if isinstance(icc, (bytes, bytearray)) and icc else None,
     )
 
 
-def _probe_tiff(path: Path) -> _TiffLayout:
-    def probe() -> _TiffLayout:
+def probe_tiff(path: Path) -> TiffLayout:
+    def probe() -> TiffLayout:
         with tifffile.TiffFile(path) as tif:
             return _tiff_layout(tif, path)
 
     with tifffile_messages() as messages:
-        layout = _guarded(path, "TIFF", probe)
+        layout = guarded(path, "TIFF", probe)
     warn_tifffile_messages(path, messages)
     return layout
 
 
-def _finish_tiff_frame(raw: np.ndarray, layout: _TiffLayout) -> np.ndarray:
+def _finish_tiff_frame(raw: np.ndarray, layout: TiffLayout) -> np.ndarray:
     """Channel selection, photometric, dtype and orientation for one frame."""
     a = raw
     if a.ndim == 3:
@@ -212,13 +212,13 @@ def _finish_tiff_frame(raw: np.ndarray, layout: _TiffLayout) -> np.ndarray:
     if layout.miniswhite:
         a = ~a if a.dtype.kind in "ub" else a.max() - a
     if a.dtype == np.bool_:
-        a = a.astype(_U1) * np.uint8(255)
+        a = a.astype(U1) * np.uint8(255)
     elif a.dtype != layout.dtype:
         a = a.astype(layout.dtype)
-    return np.ascontiguousarray(_apply_orientation(a, layout.orientation))
+    return np.ascontiguousarray(apply_orientation(a, layout.orientation))
 
 
-def _tiff_all_frames(path: Path, layout: _TiffLayout) -> np.ndarray:
+def _tiff_all_frames(path: Path, layout: TiffLayout) -> np.ndarray:
     """The whole series as (F, Y, X[, C]) before per-frame finishing."""
     with tifffile.TiffFile(path) as tif:
         for page in tif.series[0].pages:
@@ -229,7 +229,7 @@ def _tiff_all_frames(path: Path, layout: _TiffLayout) -> np.ndarray:
     return a if layout.frames > 1 else a[np.newaxis]
 
 
-def _tiff_page_with_pillow(path: Path, layout: _TiffLayout, i: int) -> np.ndarray:
+def _tiff_page_with_pillow(path: Path, layout: TiffLayout, i: int) -> np.ndarray:
     """Decode one page with Pillow (no imagecodecs needed for LZW, PackBits, JPEG)."""
     if layout.rgb and layout.dtype_in.itemsize > 1:
         raise InputError(
@@ -240,8 +240,8 @@ def _tiff_page_with_pillow(path: Path, layout: _TiffLayout, i: int) -> np.ndarra
     with Image.open(path, formats=("TIFF",)) as im:
         im.seek(layout.page_index[i] if layout.page_index else i)
         im.load()
-        a = _pil_to_array(im, path)
-    a = np.ascontiguousarray(_apply_orientation(a, layout.orientation))
+        a = pil_to_array(im, path)
+    a = np.ascontiguousarray(apply_orientation(a, layout.orientation))
     if a.shape != layout.shape or a.dtype != layout.dtype:
         raise InputError(
             f"{path} could not be decoded faithfully without the imagecodecs package; "
@@ -250,7 +250,7 @@ def _tiff_page_with_pillow(path: Path, layout: _TiffLayout, i: int) -> np.ndarra
     return a
 
 
-def _read_tiff_frame(path: Path, layout: _TiffLayout, i: int) -> np.ndarray:
+def read_tiff_frame(path: Path, layout: TiffLayout, i: int) -> np.ndarray:
     def decode() -> np.ndarray:
         if not layout.per_page:
             return _finish_tiff_frame(_tiff_all_frames(path, layout)[i], layout)
@@ -265,26 +265,26 @@ def _read_tiff_frame(path: Path, layout: _TiffLayout, i: int) -> np.ndarray:
         return _finish_tiff_frame(raw.reshape(layout.frame_in), layout)
 
     with tifffile_messages():  # said once, when the file was probed
-        return _guarded(path, "TIFF", decode)
+        return guarded(path, "TIFF", decode)
 
 
-def _tiff_meta(path: Path, layout: _TiffLayout, page: int | None) -> ImageMeta:
+def tiff_meta(path: Path, layout: TiffLayout, page: int | None) -> ImageMeta:
     return ImageMeta(path, layout.shape, layout.dtype, layout.exif, layout.icc, page)
 
 
-class _TiffStack:
+class TiffStack:
     """Frames of one multi-frame TIFF; whole-series layouts are decoded once and kept."""
 
-    def __init__(self, path: Path, layout: _TiffLayout) -> None:
+    def __init__(self, path: Path, layout: TiffLayout) -> None:
         self.path, self.layout = path, layout
         self._all: np.ndarray | None = None
         self._lock = threading.Lock()
 
     def read(self, i: int) -> np.ndarray:
         if self.layout.per_page:
-            return _read_tiff_frame(self.path, self.layout, i)
+            return read_tiff_frame(self.path, self.layout, i)
         with self._lock:
             if self._all is None:
                 with tifffile_messages():  # said once, when the file was probed
-                    self._all = _guarded(self.path, "TIFF", lambda: _tiff_all_frames(self.path, self.layout))
+                    self._all = guarded(self.path, "TIFF", lambda: _tiff_all_frames(self.path, self.layout))
         return _finish_tiff_frame(self._all[i], self.layout)
