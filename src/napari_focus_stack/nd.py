@@ -42,7 +42,7 @@ from ._backend import Backend, get_backend
 from ._runtime import cancel_check, default_threads, release_free_heap, task_progress, tune_malloc, worker_context
 from .errors import Cancelled, FocusStackError, InputError, StackError
 from .height import to_height
-from .io.hyperstack import Calibration, Hyperstack, read_hyperstack
+from .io import Calibration, Hyperstack, read_hyperstack
 from .pipeline import StackSettings, stack_frames
 from .result import StackResult
 

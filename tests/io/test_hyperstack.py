@@ -1,4 +1,4 @@
-"""Calibrated microscope data: ImageJ hyperstacks, OME-TIFF, OME-Zarr (io.hyperstack, io.calibrated)."""
+"""Calibrated microscope data: ImageJ hyperstacks, OME-TIFF, OME-Zarr (io.hyperstack, io.microscopy, io.calibrated)."""
 from __future__ import annotations
 
 import warnings

@@ -35,8 +35,11 @@ The modules, one job each:
 ``atomic``
     :func:`write_atomic`, :func:`write_text`, :func:`remove_stale_temps`
 ``hyperstack``
-    calibrated N-D microscope data (ImageJ, OME-TIFF, OME-Zarr), read lazily:
-    :class:`Hyperstack`, :class:`Calibration`, :func:`read_hyperstack`
+    calibrated N-D data with named axes, read a plane at a time:
+    :class:`Hyperstack`, :class:`Calibration`
+``microscopy``
+    microscope files (ImageJ, OME-TIFF, OME-Zarr) opened lazily as Hyperstacks:
+    :func:`read_hyperstack`, :func:`is_hyperstack_file`, :func:`plane_count`
 ``calibrated``
     calibrated TIFF output (ImageJ or OME-TIFF), plane by plane:
     :class:`CalibratedTiffWriter`, :func:`write_calibrated_tiff`
@@ -46,8 +49,9 @@ from __future__ import annotations
 from .atomic import remove_stale_temps, write_atomic, write_text
 from .calibrated import CalibratedTiffWriter, is_ome_name, write_calibrated_tiff
 from .encoders import write_image
-from .hyperstack import Calibration, Hyperstack, is_hyperstack_file, plane_count, read_hyperstack
+from .hyperstack import Calibration, Hyperstack
 from .metadata import ImageMeta
+from .microscopy import is_hyperstack_file, plane_count, read_hyperstack
 from .paths import (
     IMAGE_EXTENSIONS,
     expand_inputs,
