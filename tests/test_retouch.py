@@ -268,3 +268,17 @@ def test_stacker_checks_the_mask_before_reading_a_frame(stack, stacker):
     assert ticks == []
     out = stacker.stack(stack.frames, retouch=_mask({3: REGIONS[2]}), depth=False)
     assert out.depth is None and np.all(out.depth_raw[_mask({3: REGIONS[2]}) == 3] == 2)
+
+
+def test_in_place_retouches_the_results_arrays_and_keeps_the_automatic_ones(stack, automatic):
+    import dataclasses
+
+    shown = dataclasses.replace(automatic, image=automatic.image.copy(), depth=automatic.depth.copy(),
+                                depth_raw=automatic.depth_raw.copy(), confidence=automatic.confidence.copy())
+    retouch = Retouch(shown, stack.frames, in_place=True)
+    retouch.update(_mask())
+    assert retouch.image is shown.image and retouch.depth is shown.depth  # what a viewer shows, changed
+    assert np.array_equal(shown.image, apply_retouch(automatic, stack.frames, _mask()).image)
+    assert np.array_equal(retouch.automatic.image, automatic.image)
+    retouch.reset()
+    assert np.array_equal(shown.image, automatic.image) and np.array_equal(shown.depth, automatic.depth)

@@ -181,6 +181,9 @@ class Retouch:
         Where the blend runs (default: the CPU).
     cache_bytes : int, optional
         Decoded frames kept for the next strokes (default :data:`DEFAULT_CACHE_BYTES`).
+    in_place : bool
+        Retouch ``result``'s own arrays (what a viewer shows) and keep a copy
+        of the automatic ones; default: work on copies, ``result`` unchanged.
 
     Attributes
     ----------
@@ -206,9 +209,8 @@ class Retouch:
 
     def __init__(
         self, result: StackResult, inputs: Any, backend: Backend | str | None = None,
-        cache_bytes: int | None = None,
+        cache_bytes: int | None = None, in_place: bool = False,
     ):
-        self.automatic = result
         self.source = inputs if isinstance(inputs, FrameSource) else FrameSource.from_inputs(inputs)
         n = len(self.source)
         if len(result.transforms) != n:
@@ -227,10 +229,14 @@ class Retouch:
         self.shape = output_shape(result)
         self.dtype = np.dtype(result.image.dtype)
         self.peak = full_scale(self.dtype)
-        self.image = result.image.copy()
-        self.depth_raw = result.depth_raw.copy()
-        self.confidence = result.confidence.copy()
-        self.depth = None if result.depth is None else result.depth.copy()
+        copied = _copied(result)
+        if in_place:  # the automatic result is the copy
+            self.automatic = copied
+        else:
+            self.automatic, result = result, copied
+        self.image, self.depth_raw, self.confidence, self.depth = (
+            result.image, result.depth_raw, result.confidence, result.depth
+        )
         self.mask = np.zeros(self.shape, np.uint16)
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._cache_bytes = DEFAULT_CACHE_BYTES if cache_bytes is None else int(cache_bytes)
@@ -475,6 +481,15 @@ class Retouch:
         # exactly the automatic pixels wherever the blend does not reach
         image[moved] = new[moved]
         return image, depth_raw, confidence, depth
+
+
+def _copied(result: StackResult) -> StackResult:
+    """``result`` with copies of its arrays."""
+    def copy(a):
+        return None if a is None else a.copy()
+
+    return dataclasses.replace(result, image=copy(result.image), depth_raw=copy(result.depth_raw),
+                               confidence=copy(result.confidence), depth=copy(result.depth))
 
 
 def apply_retouch(
