@@ -282,3 +282,13 @@ def test_in_place_retouches_the_results_arrays_and_keeps_the_automatic_ones(stac
     assert np.array_equal(retouch.automatic.image, automatic.image)
     retouch.reset()
     assert np.array_equal(shown.image, automatic.image) and np.array_equal(shown.depth, automatic.depth)
+
+
+def test_a_big_change_is_blended_by_blocks_with_the_same_result(stack, automatic, monkeypatch):
+    import napari_focus_stack.retouch as retouch_module
+
+    whole = apply_retouch(automatic, stack.frames, _mask())
+    monkeypatch.setattr(retouch_module, "BLOCK", 48)  # many blocks, none on the grid
+    blocks = apply_retouch(automatic, stack.frames, _mask())
+    for name in ("image", "depth", "depth_raw", "confidence"):
+        assert np.array_equal(getattr(blocks, name), getattr(whole, name)), name

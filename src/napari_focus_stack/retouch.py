@@ -69,6 +69,9 @@ REACH = 2 ** (BLEND_LEVELS + 1)
 GRID = 2 ** (BLEND_LEVELS - 1)
 #: Decoded frames a Retouch keeps for the next strokes (bytes).
 DEFAULT_CACHE_BYTES = 512 << 20
+#: Largest side (px) blended at once: a big change (a fill, a whole mask) goes by blocks, so that
+#: the blend's pyramids stay some 100 MiB whatever the image's size.
+BLOCK = 1024
 #: The confidence of a pixel set by hand.
 HAND_SET_CONFIDENCE = 1.0
 
@@ -276,10 +279,14 @@ class Retouch:
         h, w = self.shape
         y0, y1, x0, x1 = (int(v) for v in region)
         inner = (max(0, y0 - REACH), min(h, y1 + REACH), max(0, x0 - REACH), min(w, x1 + REACH))
+        return self._outer(inner), inner
+
+    def _outer(self, inner: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        """What computing ``inner`` reads: grown by :data:`REACH`, its corner on the :data:`GRID`."""
+        h, w = self.shape
         a, b, c, d = inner
-        outer = (max(0, (a - REACH) // GRID * GRID), min(h, b + REACH), max(0, (c - REACH) // GRID * GRID),
-                 min(w, d + REACH))
-        return outer, inner
+        return (max(0, (a - REACH) // GRID * GRID), min(h, b + REACH), max(0, (c - REACH) // GRID * GRID),
+                min(w, d + REACH))
 
     def changed_region(self, mask: Any) -> tuple[int, int, int, int] | None:
         """The bounding box (y0, y1, x0, x1) where ``mask`` differs from the mask applied, None where nowhere."""
@@ -342,8 +349,16 @@ class Retouch:
             check_mask(labels, labels.shape, self.frames)  # says what is wrong
         _check_labels(labels, self.frames, "the retouch mask")
         self._check_excluded(labels, "the retouch mask")
-        image, depth_raw, confidence, depth = self._blend(outer, labels, own)
-        return RetouchPatch(inner, labels[own].astype(np.uint16), image, depth_raw, confidence, depth)
+        auto = self.automatic
+        at = (slice(inner[0], inner[1]), slice(inner[2], inner[3]))
+        patch = RetouchPatch(
+            inner, labels[own].astype(np.uint16), auto.image[at].copy(), auto.depth_raw[at].copy(),
+            auto.confidence[at].copy(), None if auto.depth is None else auto.depth[at].copy(),
+        )
+        for block in _blocks(inner, BLOCK):
+            bo = self._outer(block)
+            self._blend(bo, labels[bo[0] - oy: bo[1] - oy, bo[2] - ox: bo[3] - ox], block, patch)
+        return patch
 
     def apply(self, patch: RetouchPatch) -> None:
         """Write a patch into :attr:`image`, the maps and :attr:`mask` (on the GUI thread in napari)."""
@@ -428,21 +443,20 @@ class Retouch:
             valid = None if valid is None else block_all(bk.xp, valid, s)
         return warped, valid
 
-    def _blend(self, outer: tuple, labels: np.ndarray, own: tuple) -> tuple:
-        """The retouched image, depth maps and confidence over the inner part ``own`` of window ``outer``."""
+    def _blend(self, outer: tuple, labels: np.ndarray, inner: tuple, patch: RetouchPatch) -> None:
+        """Blend the painted frames over ``inner`` (a part of ``patch``), reading the window ``outer``."""
         bk = self.backend
         xp = bk.xp
         y0, y1, x0, x1 = outer
-        at = (slice(y0 + own[0].start, y0 + own[0].stop), slice(x0 + own[1].start, x0 + own[1].stop))
-        auto = self.automatic
-        image = auto.image[at].copy()
-        depth_raw = auto.depth_raw[at].copy()
-        confidence = auto.confidence[at].copy()
-        depth = None if auto.depth is None else auto.depth[at].copy()
+        own = (slice(inner[0] - y0, inner[1] - y0), slice(inner[2] - x0, inner[3] - x0))
+        py, px = patch.window[0], patch.window[2]
+        dst = (slice(inner[0] - py, inner[1] - py), slice(inner[2] - px, inner[3] - px))
+        image, depth_raw, confidence = patch.image[dst], patch.depth_raw[dst], patch.confidence[dst]
+        depth = None if patch.depth is None else patch.depth[dst]
         present = [int(k) for k in np.flatnonzero(np.bincount(labels.ravel(), minlength=2)) if k]
         if not present:
-            return image, depth_raw, confidence, depth
-        base = to_unit_float(bk, auto.image[y0:y1, x0:x1], self.peak)
+            return
+        base = to_unit_float(bk, self.automatic.image[y0:y1, x0:x1], self.peak)
         levels = min(BLEND_LEVELS, pyramid.n_levels(base.shape, min_size=2))
         bands = None
         for k in present:
@@ -470,7 +484,7 @@ class Retouch:
             if bands is None:
                 bands = lap
         if bands is None:
-            return image, depth_raw, confidence, depth
+            return
         correction = pyramid.collapse(bk, bands, overwrite=True)[own]
         moved = correction != 0
         if moved.ndim == 3:
@@ -480,7 +494,14 @@ class Retouch:
         moved = bk.to_numpy(moved)
         # exactly the automatic pixels wherever the blend does not reach
         image[moved] = new[moved]
-        return image, depth_raw, confidence, depth
+
+
+def _blocks(window: tuple[int, int, int, int], side: int):
+    """``window`` (y0, y1, x0, x1) cut into blocks of at most ``side`` x ``side``."""
+    y0, y1, x0, x1 = window
+    for y in range(y0, y1, side):
+        for x in range(x0, x1, side):
+            yield y, min(y1, y + side), x, min(x1, x + side)
 
 
 def _copied(result: StackResult) -> StackResult:
