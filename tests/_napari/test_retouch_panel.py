@@ -74,8 +74,18 @@ def test_painting_a_frame_shows_it_in_the_fused_image(viewer, widget, synthetic,
     assert np.abs(fused.data[y0 + REACH // 2: y1 - REACH // 2, x0 + REACH: x1 - REACH].astype(int)
                   - automatic.image[y0 + REACH // 2: y1 - REACH // 2, x0 + REACH: x1 - REACH]).max() > 5
 
+    # live: during a stroke (its paint event comes when it ends) the image follows each dab
+    with layer.block_history():
+        layer.brush_size = 9
+        layer.paint((85, 110), 4)
+        panel.wait_until_idle(qtbot)
+        assert np.array_equal(fused.data, apply_retouch(automatic, synthetic.frames, layer.data).image)
+        assert depth.data[85, 110] == 3
+    panel.wait_until_idle(qtbot)
+
     # the eraser (label 0) gives the automatic pixels back, exactly; undo brings the painting back
     layer.data_setitem(_rectangle((y0, y1, x0, x0 + 35)), 0)
+    layer.paint((85, 110), 0)
     panel.wait_until_idle(qtbot)
     assert np.array_equal(fused.data, apply_retouch(automatic, synthetic.frames, layer.data).image)
     panel.erase_all()
