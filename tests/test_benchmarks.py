@@ -67,3 +67,12 @@ def test_microscopy_benchmark_runs():
     )
     assert proc.returncode == 0, proc.stderr
     assert "| 2 time points, alignment reused |" in proc.stdout and "Reusing the alignment saves" in proc.stdout
+
+
+def test_retouch_benchmark_runs(bench_path, tmp_path):
+    import retouch
+
+    paths = retouch.synthetic_frames(tmp_path, (400, 480), n=3)
+    row = retouch.measure(paths, strokes=2)
+    assert row["shape"] == (400, 480) and row["frames"] == 3
+    assert all(row[k] > 0 for k in ("new", "same", "erase", "fill", "undo"))

@@ -15,6 +15,7 @@ focus measure's reach, so tiles join without seams.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +32,7 @@ from .streaming import FrameCache, RunProgress, prefetched, read_frame
 
 __all__ = [
     "PREFETCH_MAX_FRAME_BYTES", "UNWARPED_PX", "Fused", "fuse_stack", "output_to_reference", "prefetch_fusion",
-    "tile_windows", "unwarped",
+    "tile_windows", "unwarped", "warp_into_window", "warp_order",
 ]
 
 #: A frame whose transform moves no image corner further than this (px) is
@@ -124,6 +125,80 @@ def crop_footprint(frame: Any, m: np.ndarray, out_shape: tuple[int, int], margin
     # the crop's edges are not the frame's edges: only clip where the frame really ends
     shift = np.array([[1, 0, -xa], [0, 1, -ya], [0, 0, 1.0]])
     return frame[ya:yb, xa:xb], shift @ m
+
+
+def warp_order(scale_factor: int) -> int:
+    """The interpolation the fusion warps frames with at ``scale_factor`` (see :meth:`Backend.warp_affine`)."""
+    return 1 if scale_factor == 1 else 3  # upsampling wants bicubic; at 1x bilinear is as good and faster
+
+
+def warp_into_window(
+    bk: Backend,
+    frame: Any,
+    transform: np.ndarray,
+    gain: Any,
+    window: tuple[int, int, int, int],
+    scale_factor: int,
+    dtype: Any,
+    out: Callable[[tuple], Any] | None = None,
+) -> tuple[Any, Any | None]:
+    """One frame as the fusion sees it: in reference geometry over an output window, exposure-corrected.
+
+    The fusion (every frame of every window) and the retouching
+    (:mod:`napari_focus_stack.retouch`: the frames painted in, over the
+    painted part) both take their frames from here, so that a retouched
+    region shows exactly the pixels the fusion chose from.
+
+    Parameters
+    ----------
+    bk : Backend
+    frame : array (H, W[, C])
+        The frame as stored (host or device), any dtype.
+    transform : 3x3 array
+        Its reference->frame matrix (as the fusion uses it: after :func:`unwarped`).
+    gain : sequence of float or None
+        Its exposure gain per channel (None: 1).
+    window : (y0, y1, x0, x1)
+        The window, in output pixels (``scale_factor`` times the reference's).
+    scale_factor : int
+    dtype
+        The frames' dtype (its full scale maps to 1).
+    out : callable(shape) -> array, optional
+        Gives the float32 buffer the warp writes into (a BufferPool's ``empty``).
+
+    Returns
+    -------
+    warped : array (h, w[, C]) float32, 0..1 of the full scale
+    valid : bool array (h, w) or None
+        The pixels the frame covers and holds data for (NaN or inf in float
+        frames are missing data); None when that is all of them.
+    """
+    xp = bk.xp
+    y0, y1, x0, x1 = window
+    shape = (y1 - y0, x1 - x0)
+    order = warp_order(scale_factor)
+    m = transform @ output_to_reference(scale_factor, x0, y0)
+    frame, m = crop_footprint(frame, m, shape)
+    covered = frame.shape[:2]
+    frame = bk.asarray(frame)
+    gain = (1.0 if gain is None else np.asarray(gain, np.float64)) / full_scale(dtype)
+    holes = _missing_pixels(xp, frame) if np.dtype(dtype).kind == "f" else None  # only float data holds NaN
+    if holes is None:
+        # conversion, exposure and warp in one go (by strips of rows on the CPU)
+        buffer = None if out is None else out(tuple(shape) + frame.shape[2:])
+        warped = bk.warp_frame(frame, m, shape, order, gain, out=buffer)
+    else:
+        # exposure first: it commutes with hole filling and the warp (weighted means);
+        # smooth stand-ins keep the band-pass quiet around holes, the mask keeps them out
+        image = bk.scale_channels(frame.astype(xp.float32), gain)
+        warped = warp_image(bk, pyramid.fill_holes(bk, image, holes), m, shape, order)
+    del frame
+    valid = valid_region(xp, m, shape, covered)
+    if holes is not None:
+        valid &= warp_image(bk, holes.astype(xp.float32), m, shape, 1) < 1e-3
+    if bool(valid.all()):
+        valid = None
+    return warped, valid
 
 
 def _missing_pixels(xp, image: Any) -> Any | None:
@@ -225,44 +300,22 @@ def _fuse_window(source, transforms, gains, options, backend, cache, progress, w
     pixels the warped frame does not cover, or that were missing in it,
     take no part.
     """
-    bk, xp = backend, backend.xp
+    bk = backend
     s = options.scale_factor
     y0, y1, x0, x1 = window
     shape = (y1 - y0, x1 - x0)
-    peak = full_scale(source.dtype)
-    floating = np.dtype(source.dtype).kind == "f"  # only float data can hold NaN or inf
-    to_window = output_to_reference(s, x0, y0)
     parallel = workers > 1 and not bk.is_gpu
     fusion = make_fusion(
         options.method, bk, shape, options.radius * s, options.smoothing * s, weights, prefer=options.prefer,
         parallel=parallel,
     )
     frames = [i for i, m in enumerate(transforms) if m is not None]
-    order = 1 if s == 1 else 3  # upsampling wants bicubic; at 1x bilinear is as good and faster
 
     def prepare(i: int, frame: Any) -> dict:
-        m = transforms[i] @ to_window
-        frame, m = crop_footprint(frame, m, shape)
-        covered = frame.shape[:2]
-        frame = bk.asarray(frame)
-        gain = (1.0 if gains[i] is None else np.asarray(gains[i], np.float64)) / peak
-        holes = _missing_pixels(xp, frame) if floating else None
-        if holes is None:
-            # conversion, exposure and warp in one go (by strips of rows on the CPU)
-            warped = bk.warp_frame(
-                frame, m, shape, order, gain, out=fusion.buffers.empty(tuple(shape) + frame.shape[2:])
-            )
-        else:
-            # exposure first: it commutes with hole filling and the warp (weighted means);
-            # smooth stand-ins keep the band-pass quiet around holes, the mask keeps them out
-            image = bk.scale_channels(frame.astype(xp.float32), gain)
-            warped = warp_image(bk, pyramid.fill_holes(bk, image, holes), m, shape, order)
+        warped, valid = warp_into_window(
+            bk, frame, transforms[i], gains[i], window, s, source.dtype, out=fusion.buffers.empty
+        )
         del frame  # free the decoded frame before the pyramid is built
-        valid = valid_region(xp, m, shape, covered)
-        if holes is not None:
-            valid &= warp_image(bk, holes.astype(xp.float32), m, shape, 1) < 1e-3
-        if bool(valid.all()):
-            valid = None
         return fusion.prepare(warped, valid)
 
     # Decode the next frame on a thread (one is enough: decoding takes a

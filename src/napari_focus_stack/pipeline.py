@@ -35,7 +35,7 @@ from .align_stack import Alignment, align_stack, reuse_alignment
 from .channels import alignment_weights, channel_weights
 from .errors import FocusStackWarning, InputError, ParameterError, StackError
 from .exposure import exposure_gains
-from .fuse_stack import fuse_stack, output_to_reference, prefetch_fusion, unwarped
+from .fuse_stack import fuse_stack, output_to_reference, prefetch_fusion, unwarped, warp_order
 from .height import regularise_depth
 from .intensity import normalised_source
 from .io import FrameSource
@@ -192,7 +192,7 @@ def warped_frames(
     h, w = source.shape[:2]
     shape = (h * s, w * s)
     to_frame = output_to_reference(s)
-    order = 1 if s == 1 else 3  # as the fusion resamples
+    order = warp_order(s)  # as the fusion resamples
     dtype = np.dtype(source.dtype)
     for i, m in enumerate(transforms):
         if m is None:

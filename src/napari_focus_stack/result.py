@@ -45,6 +45,9 @@ class FrameReport:
         Pixels with NaN or inf, treated as missing data.
     warped : bool, optional
         False when the frame moved too little to be resampled (used as it is).
+    retouched_pixels : int
+        Pixels of the result taken from this frame by hand (a retouch mask, see
+        :mod:`napari_focus_stack.retouch`).
     """
 
     index: int
@@ -59,6 +62,7 @@ class FrameReport:
     gain: list[float] | None = None
     nonfinite_pixels: int = 0
     warped: bool | None = None
+    retouched_pixels: int = 0
 
     def to_dict(self) -> dict:
         """The JSON-ready form: fields that say nothing (None, 0 missing pixels) are left out."""
@@ -69,6 +73,8 @@ class FrameReport:
                 out[key] = value
         if self.nonfinite_pixels:
             out["nonfinite_pixels"] = self.nonfinite_pixels
+        if self.retouched_pixels:
+            out["retouched_pixels"] = self.retouched_pixels
         return out
 
 
@@ -223,6 +229,11 @@ class StackResult:
         confident pixels as measured, the others filled edge-aware from
         them. None when the run was told not to compute it
         (``FocusStacker.stack(..., depth=False)``).
+    retouch : ndarray, optional
+        The retouch mask applied (see :mod:`napari_focus_stack.retouch`):
+        where it is k > 0 the result shows frame k (from 1), the depth
+        maps hold k - 1 and the confidence is 1.0, set by hand. None when
+        nothing was retouched.
     """
 
     image: np.ndarray
@@ -232,6 +243,7 @@ class StackResult:
     report: StackReport
     meta: ImageMeta | None = None
     depth: np.ndarray | None = None
+    retouch: np.ndarray | None = None
 
     def arrays(self, kinds: Any) -> dict[str, np.ndarray]:
         """The arrays of the given output kinds ("image", "depth", "confidence").

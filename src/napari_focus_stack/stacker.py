@@ -25,6 +25,7 @@ from .io import write_image
 from .options import EngineOptions
 from .pipeline import StackSettings
 from .result import StackReport, StackResult
+from .retouch import apply_retouch, check_mask
 
 __all__ = ["Cancelled", "FocusStacker", "StackReport", "StackResult"]
 
@@ -183,6 +184,7 @@ class FocusStacker:
         normalise_channels: bool = False,
         match_exposure: bool = True,
         depth: bool = True,
+        retouch: Any = None,
     ) -> StackResult:
         """Align and fuse one stack.
 
@@ -213,6 +215,14 @@ class FocusStacker:
             Also compute the regularised depth map (:attr:`StackResult.depth`;
             a few tenths of a second on a 3 MP stack). The raw map and the
             confidence come always.
+        retouch : array-like of int, optional
+            A retouch mask the size of the fused image: 0 keeps the automatic
+            result, k > 0 takes frame k (counted from 1, in input order),
+            aligned and exposure-corrected, blended in at the mask's edges;
+            the depth maps hold k - 1 there and the confidence 1.0 (see
+            :mod:`napari_focus_stack.retouch`). Its size and labels are
+            checked before any frame is read; a label naming a frame that
+            the alignment excluded is refused after it.
 
         Returns
         -------
@@ -228,11 +238,19 @@ class FocusStacker:
         ``fuse_stack.UNWARPED_PX`` is fused unwarped (``warped`` False in
         its frame report).
         """
-        return pipeline.stack_frames(
-            inputs, self.settings, self.backend, progress=progress, cancel=cancel, transforms=transforms,
+        source = pipeline.frame_source(inputs)
+        if retouch is not None:
+            s = self.scale_factor if self.upscale_output else 1
+            shape = (source.shape[0] * s, source.shape[1] * s)
+            retouch = check_mask(retouch, shape, len(source))
+        result = pipeline.stack_frames(
+            source, self.settings, self.backend, progress=progress, cancel=cancel, transforms=transforms,
             channel_names=channel_names, normalise_channels=normalise_channels, match_exposure=match_exposure,
             depth=depth,
         )
+        if retouch is not None:
+            result = apply_retouch(result, source, retouch, self.backend)
+        return result
 
     def stack_nd(
         self,

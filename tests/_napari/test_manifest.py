@@ -71,6 +71,7 @@ def test_commands_name_the_plugin_modules(manifest):
         "batch_widget": "napari_focus_stack._napari.batch_widget:BatchWidget",
         "get_reader": "napari_focus_stack._napari._reader:get_reader",
         "write_image_layer": "napari_focus_stack._napari._writer:write_image_layer",
+        "write_labels_layer": "napari_focus_stack._napari._writer:write_labels_layer",
         "make_sample_data": "napari_focus_stack._napari._sample_data:make_sample_data",
     }
 

@@ -35,6 +35,11 @@ Focus stack widget fuses them together. A file that is microscope data but
 cannot be focus-stacked (no z axis, a single z plane...) is refused with
 the reason in a notification, and no layer.
 
+A retouch mask the plugin saved (a TIFF marked by
+:data:`napari_focus_stack.io.mask.RETOUCH_KEY`) opens as a Labels layer,
+``<input> retouch``, that the Focus stack widget takes up over its input's
+fused image (see :mod:`.retouch_panel`).
+
 Nothing here imports napari at module level: the reader also works as a
 plain function returning ``(data, kwargs, "image")`` tuples.
 """
@@ -65,10 +70,11 @@ from ..io import (
     read_image,
     read_meta,
 )
+from ..io.mask import mask_info, read_retouch_mask
 from . import layer_metadata as md
 from ._notify import notify
 
-__all__ = ["LAZY_BYTES", "get_reader", "read_stacks"]
+__all__ = ["LAZY_BYTES", "get_reader", "read_retouch_layers", "read_stacks"]
 
 #: Stacks whose pixels take more bytes than this are opened lazily with dask.
 LAZY_BYTES = 512 * 2**20
@@ -126,6 +132,8 @@ def get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[LayerData]] | 
         return None
     if len(paths) == 1:
         p = paths[0]
+        if mask_info(p) is not None:
+            return read_retouch_layers
         if p.is_dir():
             return read_stacks if _is_microscope_data(p) or _folder_images(p) else None
         if p.is_file() and is_image_name(p) and (_is_microscope_data(p) or _is_multipage(p)):
@@ -137,6 +145,21 @@ def get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[LayerData]] | 
 
 
 # ----------------------------------------------------------------------- read
+
+
+def read_retouch_layers(path: PathOrPaths) -> list[LayerData]:
+    """A retouch mask the plugin saved, as a Labels layer named after its input (``<input> retouch``)."""
+    p = _as_list(path)[0]
+    info = mask_info(p) or {}
+    key = info.get("input") or p.stem
+    try:
+        mask = read_retouch_mask(p)
+    except FocusStackError as exc:
+        notify(str(exc), "error")
+        return []
+    metadata = {md.INPUT: key, md.ROLE: "retouch", md.NAMES: list(info.get("frames") or []), md.SOURCE: str(p)}
+    return [(mask, {"name": f"{key} retouch", "metadata": metadata}, "labels")]
+
 
 
 def read_stacks(path: PathOrPaths) -> list[LayerData]:

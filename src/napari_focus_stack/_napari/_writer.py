@@ -25,6 +25,11 @@ temporary file beside the target, renamed over it when complete, errors
 mapped to :class:`~napari_focus_stack.errors.OutputError`, the process umask
 left alone), and the files the layer was read from (``metadata["paths"]``)
 are never overwritten.
+
+A Labels layer (the retouch mask, see :mod:`.retouch_panel`) is written by
+:func:`write_labels_layer` as a TIFF marked as a retouch mask, with its
+input's name and frame names, which the plugin's reader opens again as a
+Labels layer over that input's result.
 """
 from __future__ import annotations
 
@@ -35,10 +40,11 @@ import numpy as np
 
 from ..errors import OutputError
 from ..io import Calibration, is_ome_name, write_atomic, write_calibrated_tiff, write_image
+from ..io.mask import write_retouch_mask
 from . import layer_metadata as md
 from .layers import unit_symbol
 
-__all__ = ["JPEG_QUALITY", "write_image_layer"]
+__all__ = ["JPEG_QUALITY", "write_image_layer", "write_labels_layer"]
 
 JPEG_QUALITY = 95
 _TIFF = (".tif", ".tiff")
@@ -99,6 +105,23 @@ def write_image_layer(path: str, data: Any, meta: dict) -> list[str]:
     write_image(target, a, quality=JPEG_QUALITY, exif=metadata.get(md.EXIF), icc=metadata.get(md.ICC),
                 protect=protect)
     return [str(target)]
+
+
+def write_labels_layer(path: str, data: Any, meta: dict) -> list[str]:
+    """Write a Labels layer (a retouch mask) as a marked TIFF (npe2 single-layer writer).
+
+    Raises
+    ------
+    OutputError
+        Not a ``.tif`` name, not a 2-D layer, or the file could not be written.
+    """
+    metadata = meta.get("metadata") or {}
+    a = np.asarray(data)
+    written = write_retouch_mask(
+        path, a, input_name=metadata.get(md.INPUT), frames=list(metadata.get(md.NAMES) or []),
+        protect=[p for p in metadata.get(md.PATHS) or [] if p],
+    )
+    return [str(written)]
 
 
 def _write_tiff_stack(target: Path, stack: np.ndarray, rgb: bool, icc: bytes | None, protect: list) -> None:

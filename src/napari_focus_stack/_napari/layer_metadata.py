@@ -35,7 +35,7 @@ CHANNEL_GROUP = "channel_group"
 # ---- result layers (Focus stack widget)
 #: What a result layer holds: one of :data:`ROLES` (or :data:`TRUE_DEPTH` for the sample's truth).
 ROLE = "focus_stack_role"
-ROLES = ("fused", "depth", "confidence", "aligned", "surface")
+ROLES = ("fused", "depth", "confidence", "aligned", "surface", "retouch")
 TRUE_DEPTH = "true depth"
 #: The input a result belongs to (the input layer's name): a rerun replaces that input's results.
 INPUT = "focus_stack_input"

@@ -40,6 +40,11 @@ Running again on the same input replaces these layers. The alignment report
 (per-frame quality, scale, rotation, shift, excluded frames) is shown in the
 table and kept in ``layer.metadata["focus_stack_report"]``.
 
+After a run on one stack of photos, the **Retouch** panel
+(:mod:`.retouch_panel`) paints which frame the fused image shows where the
+automatic choice went wrong: a Labels layer ``<input> retouch`` over it,
+label k taking frame k (from 1), updated live.
+
 "Show height in 3D" adds the height map as a Surface layer, ``<input>
 height 3D``: vertices in physical units, coloured by the fused image, one
 mesh per time point that follows the time slider, each decimated to at most
@@ -87,6 +92,7 @@ from .layers import (
     stack_source,
 )
 from .report_table import AlignmentTable
+from .retouch_panel import RetouchPanel
 from .surface import height_surface_series, relief_scale
 
 if TYPE_CHECKING:
@@ -219,6 +225,7 @@ class FocusStackWidget(BackgroundRun, QWidget):
         self.excluded_label.setWordWrap(True)
         self.excluded_label.setStyleSheet("color: #e8a33d;")
         self.table = AlignmentTable()
+        self.retouch = RetouchPanel(self.viewer)
 
         self.setMinimumWidth(440)  # room for the alignment table without scrolling
         layout = QVBoxLayout(self)
@@ -232,6 +239,7 @@ class FocusStackWidget(BackgroundRun, QWidget):
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.status_label)
         layout.addWidget(self.excluded_label)
+        layout.addWidget(self.retouch)
         layout.addWidget(self.table, 1)
 
     def _on_input_changed(self, *_: Any) -> None:
@@ -485,6 +493,10 @@ class FocusStackWidget(BackgroundRun, QWidget):
                     layer.mouse_drag_callbacks.append(self._on_click)
             self.viewer.layers.selection.active = fused[-1]
             self._show_report(job, result, report, [layer.name for layer in fused])
+            if job.hyper is None:
+                self.retouch.attach(job.key, result, job.source, dict(shown))
+            else:
+                self.retouch.detach()
 
         last = steps.pop()
         steps.append(lambda: (last(), finish()))

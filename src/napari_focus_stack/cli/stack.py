@@ -46,6 +46,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--confidence-map", metavar="PATH", help="also write the confidence map (float32 .tif)")
     p.add_argument("--quality", type=int, default=95, help="JPEG quality, 1-100 (default: 95)")
     p.add_argument(
+        "--retouch", metavar="MASK",
+        help="retouch mask: a 2-D integer TIFF or PNG the size of the output; where it is k > 0 the output "
+        "takes frame k (counted from 1, in input order), blended in at the mask's edges; 0 keeps the automatic result",
+    )
+    p.add_argument(
         "--z-step", type=float, metavar="UM",
         help="distance between z planes (in the file's unit, else micrometres): sets or overrides the file's; "
         "the depth map is then a height map z0 + index * step",
@@ -89,6 +94,9 @@ def _summary(done: JobResult) -> str:
     note = f"; {len(excluded)} excluded" if excluded else ""
     if report.reference_changed:
         note = f"; reference changed to {report.reference_name}" + note
+    retouched = [f for f in report.frames if f.retouched_pixels]
+    if retouched:
+        note += "; retouched from frame " + ", ".join(f"{f.index + 1} ({f.retouched_pixels} px)" for f in retouched)
     lines = [f"wrote {written} ({len(report.frames)} frames, {done.seconds:.1f} s, {report.backend}{note})"]
     lines += [f"  excluded {f.name}: {f.reason or 'no reason given'}" for f in excluded]
     return "\n".join(lines)
@@ -108,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
     job = Job(
         args.inputs, engine_options(args), outputs=_outputs(args), quality=args.quality, z_step=args.z_step,
         scheduler=args.scheduler, max_memory=args.max_memory,
+        retouch=Path(args.retouch).expanduser() if args.retouch else None,
     )
     with reading_inputs(args.max_pixels):
         check_input_paths(args.inputs)

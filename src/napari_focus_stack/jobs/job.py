@@ -13,7 +13,9 @@ stack of a batch and the napari widgets:
 - the outputs: all checked up front (folder, extension, not an input, not
   another output; calibrated TIFFs for microscope data);
 - memory: the tile size that fits the job in its share of the free memory
-  and within ``max_memory`` (:func:`.memory.fit_memory`), for both kinds.
+  and within ``max_memory`` (:func:`.memory.fit_memory`), for both kinds;
+- a retouch mask (photos): its size and labels against the stack
+  (:func:`napari_focus_stack.retouch.check_mask`).
 
 :func:`run_job` runs the plan and writes the outputs all or none (staged
 beside their targets, renamed together), or returns the results in memory
@@ -33,10 +35,12 @@ from ..executors import DaskExecutor, check_scheduler_address
 from ..height import to_height
 from ..io import FrameSource, Hyperstack, expand_inputs, is_hyperstack_file, plane_count, read_hyperstack
 from ..io.calibrated import CalibratedTiffWriter
+from ..io.mask import read_retouch_mask
 from ..io.outputs import Output, check_outputs, staged_outputs, write_outputs
 from ..nd import NDResult, iter_stacks, stack_nd, to_layout
 from ..options import EngineOptions
 from ..result import StackReport, StackResult
+from ..retouch import check_mask
 from ..stacker import FocusStacker, open_executor
 from .memory import fit_memory
 
@@ -85,6 +89,10 @@ class Job:
         How messages name the job (default: the first output's or input's name).
     protect : sequence of path-like
         More files never to overwrite (inputs are always protected).
+    retouch : path-like or array, optional
+        Photos: a retouch mask the size of the fused image (a 2-D integer
+        TIFF or PNG, or an array): 0 automatic, k frame k from 1 (see
+        :mod:`napari_focus_stack.retouch`); checked by the plan.
     """
 
     inputs: Any
@@ -104,6 +112,7 @@ class Job:
     create_folders: bool = False
     name: str = ""
     protect: Sequence = ()
+    retouch: Any = None
 
 
 @dataclass
@@ -128,6 +137,8 @@ class JobPlan:
         Z-stacks (time points, positions); 1 for photos.
     notes : list of str
         What the plan changed that the user should know ("memory is short: ...").
+    retouch : ndarray, optional
+        The retouch mask, read and checked.
     """
 
     job: Job
@@ -140,6 +151,7 @@ class JobPlan:
     stacks: int = 1
     notes: list[str] = field(default_factory=list)
     opened: bool = False  # the hyperstack was opened by the plan
+    retouch: Any = None
 
     @property
     def wants_depth(self) -> bool:
@@ -277,9 +289,15 @@ def plan_job(job: Job) -> JobPlan:
                     f"cannot write {out.named}: calibrated microscope results are TIFFs (ImageJ, or OME-TIFF "
                     "for .ome.tif); give a .tif name"
                 )
+    if job.retouch is not None and kind != "photos":
+        raise ParameterError(
+            "--retouch takes regions from the frames of one stack of photos; microscope data (every time point "
+            "fused along Z) cannot be retouched"
+        )
+    mask_file = [Path(job.retouch).expanduser()] if isinstance(job.retouch, (str, Path)) else []
     if job.create_folders:
         _create_folders(outputs)
-    check_outputs(outputs, inputs=files)
+    check_outputs(outputs, inputs=files + mask_file)
     if kind == "hyperstack":
         if hyper is None:
             hyper, opened = read_hyperstack(files[0]), True
@@ -297,11 +315,24 @@ def plan_job(job: Job) -> JobPlan:
         if opened:
             hyper.close()
         raise
-    plan = JobPlan(job, kind, stacker, files, source, hyper, frames, stacks, opened=opened)
+    plan = JobPlan(job, kind, stacker, files + mask_file, source, hyper, frames, stacks, opened=opened)
+    if job.retouch is not None:
+        plan.retouch = _retouch_mask(job.retouch, shape, frames, stacker.options)
     if note:
         plan.stacker = stacker.with_options(tile_size=options.tile_size)
         plan.notes.append(note)
     return plan
+
+
+def _retouch_mask(mask: Any, shape: Sequence[int], frames: int, options: EngineOptions) -> Any:
+    """The retouch mask, read when it is a file, checked against the fused image's size and the frames."""
+    name = "the retouch mask"
+    if isinstance(mask, (str, Path)):
+        path = Path(mask).expanduser()
+        name = f"--retouch {path}"
+        mask = read_retouch_mask(path)
+    s = options.scale_factor if options.upscale_output else 1
+    return check_mask(mask, (int(shape[0]) * s, int(shape[1]) * s), frames, name=name)
 
 
 def _is_array_input(inputs: Any) -> bool:
@@ -350,7 +381,8 @@ def run_job(
 def _run_photos(plan: JobPlan, progress, cancel) -> JobResult:
     job = plan.job
     result = plan.stacker.stack(
-        plan.source, progress=progress, cancel=cancel, transforms=job.transforms, depth=plan.wants_depth
+        plan.source, progress=progress, cancel=cancel, transforms=job.transforms, depth=plan.wants_depth,
+        retouch=plan.retouch,
     )
     report = result.report
     if sum(m is not None for m in result.transforms) < 2:
