@@ -68,6 +68,7 @@ from ..jobs import Job, plan_job, run_job
 from ..options import EngineOptions
 from ..result import StackReport, StackResult
 from ..stacker import FocusStacker
+from ..surface import height_surface_series, relief_scale
 from . import layer_metadata as md
 from ._notify import defuse_notification_timers, notify
 from .background import BackgroundRun
@@ -87,7 +88,6 @@ from .layers import (
     stack_source,
 )
 from .report_table import AlignmentTable
-from .surface import height_surface_series, relief_scale
 
 if TYPE_CHECKING:
     import napari

@@ -35,7 +35,7 @@ from .atomic import write_atomic
 from .hyperstack import Calibration
 from .paths import PathLike
 
-__all__ = ["CalibratedTiffWriter", "is_ome_name", "write_calibrated_tiff"]
+__all__ = ["CalibratedTiffWriter", "convert_length", "is_ome_name", "write_calibrated_tiff"]
 
 _MICROMETRES = {"µm": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6, "pm": 1e-6, "Å": 1e-4, "in": 25400.0}
 _IMAGEJ_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
@@ -70,8 +70,12 @@ def _imagej_unit(unit: str) -> str:
     return "micron" if unit == "µm" else unit
 
 
-def _convert(value: float, unit: str, to: str | None) -> float:
-    """``value`` in ``unit`` expressed in ``to`` (unchanged when either is not a known length unit)."""
+def convert_length(value: float, unit: str | None, to: str | None) -> float:
+    """``value`` in ``unit`` expressed in ``to`` (unchanged when either is not a known length unit).
+
+    >>> convert_length(250.0, "nm", "µm"), convert_length(3.0, "frame", "µm")
+    (0.25, 3.0)
+    """
     if to is None or unit == to or unit not in _MICROMETRES or to not in _MICROMETRES:
         return value
     return value * _MICROMETRES[unit] / _MICROMETRES[to]
@@ -143,7 +147,7 @@ def _tiff_kwargs(
         kw["resolution"] = (1.0 / size[1], 1.0 / size[0])
     if z_step is not None and z_unit:
         # ImageJ has one length unit: the z step is given in the pixel size's
-        spacing = _convert(z_step, z_unit, cal.unit) if size is not None else z_step
+        spacing = convert_length(z_step, z_unit, cal.unit) if size is not None else z_step
         meta.setdefault("unit", _imagej_unit(z_unit))
         meta["spacing"] = spacing
         if cal.z0:

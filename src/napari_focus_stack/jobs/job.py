@@ -11,7 +11,8 @@ stack of a batch and the napari widgets:
   :class:`~napari_focus_stack.io.Hyperstack`: every z-stack fused along Z
   with its calibration);
 - the outputs: all checked up front (folder, extension, not an input, not
-  another output; calibrated TIFFs for microscope data);
+  another output; calibrated TIFFs for microscope data; a ``"mesh"`` output,
+  the height map as a PLY, STL or OBJ surface, one file per time point);
 - memory: the tile size that fits the job in its share of the free memory
   and within ``max_memory`` (:func:`.memory.fit_memory`), for both kinds.
 
@@ -31,13 +32,15 @@ from typing import Any
 from ..errors import AlignmentError, OutputError, ParameterError, StackError
 from ..executors import DaskExecutor
 from ..height import to_height
-from ..io import FrameSource, Hyperstack, expand_inputs, is_hyperstack_file, plane_count, read_hyperstack
+from ..io import Calibration, FrameSource, Hyperstack, expand_inputs, is_hyperstack_file, plane_count, read_hyperstack
 from ..io.calibrated import CalibratedTiffWriter
+from ..io.mesh import series_paths, write_mesh
 from ..io.outputs import Output, check_outputs, staged_outputs, write_outputs
 from ..nd import NDResult, iter_stacks, stack_nd, to_layout
 from ..options import EngineOptions
 from ..result import StackReport, StackResult
 from ..stacker import FocusStacker, open_executor
+from ..surface import MESH_MAX_VERTICES, calibrated_mesh
 from .memory import fit_memory
 
 __all__ = ["Job", "JobPlan", "JobResult", "classify_inputs", "fit_tiles", "plan_job", "run_job"]
@@ -85,6 +88,10 @@ class Job:
         How messages name the job (default: the first output's or input's name).
     protect : sequence of path-like
         More files never to overwrite (inputs are always protected).
+    mesh_z_scale : float
+        A ``"mesh"`` output: vertical exaggeration (1: true scale).
+    mesh_max_vertices : int
+        A ``"mesh"`` output: vertices per mesh at most (block means beyond).
     """
 
     inputs: Any
@@ -104,6 +111,8 @@ class Job:
     create_folders: bool = False
     name: str = ""
     protect: Sequence = ()
+    mesh_z_scale: float = 1.0
+    mesh_max_vertices: int = MESH_MAX_VERTICES
 
 
 @dataclass
@@ -128,6 +137,9 @@ class JobPlan:
         Z-stacks (time points, positions); 1 for photos.
     notes : list of str
         What the plan changed that the user should know ("memory is short: ...").
+    outputs : list of Output
+        What the run writes: the job's outputs, a mesh of a time series as
+        one file per z-stack (``out_t0.ply``...).
     """
 
     job: Job
@@ -140,11 +152,12 @@ class JobPlan:
     stacks: int = 1
     notes: list[str] = field(default_factory=list)
     opened: bool = False  # the hyperstack was opened by the plan
+    outputs: list[Output] = field(default_factory=list)
 
     @property
     def wants_depth(self) -> bool:
         job = self.job
-        return job.depth if job.depth is not None else any(o.kind == "depth" for o in job.outputs)
+        return job.depth if job.depth is not None else any(o.kind in ("depth", "mesh") for o in job.outputs)
 
 
 @dataclass
@@ -252,6 +265,11 @@ def plan_job(job: Job) -> JobPlan:
         raise ParameterError(f"--max-memory must be a number of GiB above 0, got {job.max_memory}")
     if not 1 <= job.quality <= 100:
         raise ParameterError(f"--quality must be between 1 and 100, got {job.quality}")
+    if not (job.mesh_z_scale > 0 and job.mesh_max_vertices >= 4):
+        raise ParameterError(
+            f"a mesh needs a vertical exaggeration above 0 and at least 4 vertices, got {job.mesh_z_scale} "
+            f"and {job.mesh_max_vertices}"
+        )
     stacker = FocusStacker(**job.options.kwargs(), workers=job.workers)
     inputs = job.inputs
     hyper, source, files = None, None, []
@@ -270,7 +288,7 @@ def plan_job(job: Job) -> JobPlan:
     outputs = list(job.outputs)
     if kind == "hyperstack":
         for out in outputs:
-            if out.path.suffix.lower() not in (".tif", ".tiff"):
+            if out.kind != "mesh" and out.path.suffix.lower() not in (".tif", ".tiff"):
                 raise OutputError(
                     f"cannot write {out.named}: calibrated microscope results are TIFFs (ImageJ, or OME-TIFF "
                     "for .ome.tif); give a .tif name"
@@ -295,11 +313,25 @@ def plan_job(job: Job) -> JobPlan:
         if opened:
             hyper.close()
         raise
-    plan = JobPlan(job, kind, stacker, files, source, hyper, frames, stacks, opened=opened)
+    plan = JobPlan(job, kind, stacker, files, source, hyper, frames, stacks, opened=opened,
+                   outputs=_mesh_series(outputs, stacks))
+    if len(plan.outputs) > len(outputs):
+        check_outputs(plan.outputs, inputs=files)  # the numbered mesh files too
     if note:
         plan.stacker = stacker.with_options(tile_size=options.tile_size)
         plan.notes.append(note)
     return plan
+
+
+def _mesh_series(outputs: list[Output], stacks: int) -> list[Output]:
+    """The outputs with a mesh of several z-stacks (time points) as one numbered file each."""
+    out: list[Output] = []
+    for o in outputs:
+        if o.kind == "mesh" and stacks > 1:
+            out += [Output("mesh", p, o.label, index=k) for k, p in enumerate(series_paths(o.path, stacks))]
+        else:
+            out.append(o)
+    return out
 
 
 def _is_array_input(inputs: Any) -> bool:
@@ -362,8 +394,12 @@ def _run_photos(plan: JobPlan, progress, cancel) -> JobResult:
     if job.outputs:
         meta = result.meta
         t0 = time.perf_counter()
+        data = result.arrays(o.kind for o in job.outputs if o.kind != "mesh")
+        if any(o.kind == "mesh" for o in job.outputs):
+            data["mesh"] = calibrated_mesh(result.depth, result.image, Calibration(), rgb=result.image.ndim == 3,
+                                           z_scale=job.mesh_z_scale, max_vertices=job.mesh_max_vertices)
         out.sizes = write_outputs(
-            job.outputs, result.arrays(o.kind for o in job.outputs), quality=job.quality,
+            job.outputs, data, quality=job.quality,
             exif=getattr(meta, "exif", None), icc=getattr(meta, "icc", None), bit_depth=job.bit_depth,
             protect=[*plan.files, *job.protect],
         )
@@ -394,7 +430,8 @@ def _write_hyperstack(plan: JobPlan, executor: DaskExecutor | None, progress, ca
     The fused image goes to the ``image`` output (axes (T, C, Y, X), absent
     ones dropped), the regularised heights to ``depth`` and the confidence
     to ``confidence``: calibrated TIFFs (ImageJ, or OME-TIFF for
-    ``*.ome.tif``), staged and renamed together when all are complete.
+    ``*.ome.tif``); the height map of each z-stack to its ``mesh`` file;
+    staged and renamed together when all are complete.
     """
     job, hs = plan.job, plan.hyperstack
     cal = hs.calibration.with_z_step(job.z_step)
@@ -403,8 +440,10 @@ def _write_hyperstack(plan: JobPlan, executor: DaskExecutor | None, progress, ca
     named = {"depth": ("height", cal.height_unit), "confidence": ("confidence", None)}
     writers: dict = {}
     reports: list = []
+    tiffs = [out for out in plan.outputs if out.kind != "mesh"]
+    meshes = [out for out in plan.outputs if out.kind == "mesh"]
     try:
-        with staged_outputs(job.outputs) as stages:
+        with staged_outputs(plan.outputs) as stages:
             for _index, res in iter_stacks(
                 plan.stacker.settings, hs, backend=plan.stacker.backend, channel=job.channel,
                 reuse_alignment=job.reuse_alignment, progress=progress, cancel=cancel, executor=executor,
@@ -414,8 +453,14 @@ def _write_hyperstack(plan: JobPlan, executor: DaskExecutor | None, progress, ca
                 blocks = {"image": to_layout(hs, res.image), "confidence": res.confidence}
                 if plan.wants_depth:
                     blocks["depth"] = to_height(res.depth, cal.z_step, cal.z0)
+                if meshes:
+                    mesh = meshes[len(reports)]
+                    write_mesh(stages[mesh.key], calibrated_mesh(
+                        blocks["depth"], res.image, cal, rgb="S" in hs.axes, z_scale=job.mesh_z_scale,
+                        max_vertices=job.mesh_max_vertices,
+                    ), protect=plan.files)
                 if not writers:
-                    for out in job.outputs:
+                    for out in tiffs:
                         name, unit = named.get(out.kind, (None, None))
                         writers[out.kind] = CalibratedTiffWriter(
                             stages[out.kind], loop_shape + blocks[out.kind].shape, blocks[out.kind].dtype,
@@ -426,7 +471,7 @@ def _write_hyperstack(plan: JobPlan, executor: DaskExecutor | None, progress, ca
                     writer.write(blocks[kind])
                 reports.append(res.report)
                 del res, blocks
-            if not writers:
+            if not reports:
                 raise StackError(f"{hs.name} has an empty axis: nothing to fuse")
             for writer in writers.values():
                 writer.close()
@@ -434,7 +479,7 @@ def _write_hyperstack(plan: JobPlan, executor: DaskExecutor | None, progress, ca
         for writer in writers.values():
             writer.abort()
         raise
-    outputs = {out.kind: out.path for out in job.outputs}
+    outputs = {out.key: out.path for out in plan.outputs}
     sizes = {kind: path.stat().st_size for kind, path in outputs.items()}
     return JobResult(plan, None, reports, outputs, sizes, hs.out_axes, cal.height_unit, write_s=None)
 
