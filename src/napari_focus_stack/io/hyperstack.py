@@ -454,7 +454,9 @@ def _imagej_calibration(ij: dict, page: Any) -> Calibration:
     z0 = -float(ij.get("zorigin", 0) or 0) * (z_step or 0)
     colors = None
     luts = ij.get("LUTs")
-    if luts:
+    if luts is not None and np.ndim(luts) == 2:  # tifffile gives a single channel's LUT unlisted
+        luts = [luts]
+    if luts is not None and len(luts):
         colors = tuple(tuple(float(v) / 255 for v in np.asarray(lut)[:, -1]) for lut in luts)
     return Calibration(pixel_size, unit, z_step, unit if z_step else None, z0 + 0.0, None, colors)
 

@@ -33,7 +33,7 @@ from ..errors import AlignmentError, OutputError, ParameterError, StackError
 from ..executors import DaskExecutor
 from ..height import to_height
 from ..io import Calibration, FrameSource, Hyperstack, expand_inputs, is_hyperstack_file, plane_count, read_hyperstack
-from ..io.calibrated import CalibratedTiffWriter
+from ..io.calibrated import CalibratedTiffWriter, collapsed_z
 from ..io.mesh import series_paths, write_mesh
 from ..io.outputs import Output, check_outputs, staged_outputs, write_outputs
 from ..nd import NDResult, iter_stacks, stack_nd, to_layout
@@ -435,9 +435,14 @@ def _write_hyperstack(plan: JobPlan, executor: DaskExecutor | None, progress, ca
     """
     job, hs = plan.job, plan.hyperstack
     cal = hs.calibration.with_z_step(job.z_step)
-    loop_shape = tuple(hs.size(a) for a in hs.loop_axes)
-    map_axes = hs.out_axes.replace("C", "").replace("S", "")
-    named = {"depth": ("height", cal.height_unit), "confidence": ("confidence", None)}
+    lead, z, file_cal = tuple(hs.size(a) for a in hs.loop_axes), "", cal
+    if hs.loop_axes and cal.z_step is not None:  # z kept as one plane spanning its range: reopens over the input
+        lead, z, file_cal = lead + (1,), "Z", collapsed_z(cal, hs.size("Z"))
+    n, nz = len(hs.loop_axes), hs.size("Z")
+    image_axes = hs.out_axes[:n] + z + hs.out_axes[n:]
+    map_axes = image_axes.replace("C", "").replace("S", "")
+    heights = sorted((cal.z0, cal.z0 + (nz - 1) * cal.z_step)) if cal.z_step else (0.0, nz - 1.0)
+    named = {"depth": ("height", cal.height_unit, heights), "confidence": ("confidence", None, (0.0, 1.0))}
     writers: dict = {}
     reports: list = []
     tiffs = [out for out in plan.outputs if out.kind != "mesh"]
@@ -461,10 +466,11 @@ def _write_hyperstack(plan: JobPlan, executor: DaskExecutor | None, progress, ca
                     ), protect=plan.files)
                 if not writers:
                     for out in tiffs:
-                        name, unit = named.get(out.kind, (None, None))
+                        name, unit, shown = named.get(out.kind, (None, None, None))
                         writers[out.kind] = CalibratedTiffWriter(
-                            stages[out.kind], loop_shape + blocks[out.kind].shape, blocks[out.kind].dtype,
-                            hs.out_axes if out.kind == "image" else map_axes, cal, value_unit=unit, value_name=name,
+                            stages[out.kind], lead + blocks[out.kind].shape, blocks[out.kind].dtype,
+                            image_axes if out.kind == "image" else map_axes, file_cal, value_unit=unit,
+                            value_name=name, display_range=shown,
                             protect=plan.files,
                         )
                 for kind, writer in writers.items():
