@@ -126,8 +126,11 @@ def test_unlabelled_layer_takes_the_z_axis_the_user_picks(viewer, widget, hyper)
     viewer.add_image(zt, name="zt")
     widget.set_input("zt")
     assert widget.z_combo.count() == 2 and widget.z_combo.isEnabled()
-    assert widget.z_combo.axis() == 1  # by default the slider next to y
+    assert widget.z_combo.axis() == 0  # by default the longest slider (6 planes, not 2)
+    widget.set_input("zt", z_axis=1)
+    assert not widget.z_warning.isHidden()  # 2 planes beside 6: suspect
     widget.set_input("zt", z_axis=0)
+    assert widget.z_warning.isHidden()
     assert widget.engine.reference.max == N_Z - 1
     assert run_and_wait(widget._qtbot, widget, timeout=120000) == "done"
     res = _results(viewer, "zt")

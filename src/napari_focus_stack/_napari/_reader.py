@@ -376,7 +376,8 @@ def _calibrated_layers(path: Path, array: Any, axes: str, cal: Any, info: ImageI
             "metadata": {md.SOURCE: str(path)},
         }
         if role is not None:  # a map this plugin wrote: shown, and saved again, as what it is
-            kwargs["metadata"].update({md.ROLE: role, md.HEIGHT_UNIT: info.value_unit or "frame"})
+            unit = info.value_unit or ("pixel" if info.value_name == "height" else "frame")
+            kwargs["metadata"].update({md.ROLE: role, md.HEIGHT_UNIT: unit})
         if not rgb:
             values = plane if "C" not in plane_axes else np.take(plane, c, axis=plane_axes.index("C"))
             kwargs["contrast_limits"] = _contrast_limits(values[None], values.dtype)

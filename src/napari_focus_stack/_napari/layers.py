@@ -111,9 +111,19 @@ class InputAxes:
         return None if self.units is None else unit_symbol(self.units[self.z])
 
     @property
+    def z_calibrated(self) -> bool:
+        """Whether the z axis places its planes: a length unit, or a scale or translate of its own.
+
+        A layer given ``scale=(0.5, 0.1, 0.1)`` and no units still spaces
+        its planes 0.5 apart in the viewer: heights then come out in that
+        scale (the world z), not in frame indices.
+        """
+        return self.z_unit is not None or self.scale[self.z] != 1.0 or self.translate[self.z] != 0.0
+
+    @property
     def is_plain_stack(self) -> bool:
         """A single uncalibrated z-stack ``(Z, Y, X[, RGB])``: the photo path (EXIF, exposure matching)."""
-        return self.letters.rstrip("S") == "ZYX" and self.z_unit is None
+        return self.letters.rstrip("S") == "ZYX" and not self.z_calibrated
 
     def place(self, lacks: Sequence[int]) -> Placement:
         """Where a result lacking the axes `lacks` goes (:func:`.geometry.placement`)."""
@@ -123,16 +133,18 @@ class InputAxes:
         """The engine's :class:`~napari_focus_stack.io.Calibration` from the layer's scale, translate and units.
 
         Heights then come out as world z coordinates (``translate + index *
-        scale`` along z) when z has a length unit, else as frame indices.
+        scale`` along z) when z is calibrated (:attr:`z_calibrated`: in its
+        length unit, else in "pixel", the viewer's unit), else as frame
+        indices.
         """
         yx_unit = None if self.units is None else unit_symbol(self.units[-1])
-        z_unit = self.z_unit
+        z_unit, z = self.z_unit, self.z_calibrated
         return Calibration(
             pixel_size=(self.scale[-2], self.scale[-1]) if yx_unit else None,
             unit=yx_unit,
-            z_step=self.scale[self.z] if z_unit else None,
-            z_unit=z_unit,
-            z0=self.translate[self.z] if z_unit else 0.0,
+            z_step=self.scale[self.z] if z else None,
+            z_unit=z_unit if z_unit else "pixel" if z else None,
+            z0=self.translate[self.z] if z else 0.0,
             channel_names=None if channel_names is None else tuple(channel_names),
         )
 

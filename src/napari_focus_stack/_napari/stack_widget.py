@@ -74,6 +74,7 @@ from ._notify import defuse_notification_timers, notify
 from .background import BackgroundRun
 from .channel_picker import ChannelPicker
 from .engine_form import EngineForm
+from .geometry import suspect_z_axis
 from .input_picker import SELECTED, InputPicker, ZAxisPicker
 from .layers import (
     ChannelStack,
@@ -185,6 +186,10 @@ class FocusStackWidget(BackgroundRun, QWidget):
     def _build(self) -> None:
         self.input_combo = InputPicker(self.viewer)
         self.z_combo = ZAxisPicker()
+        self.z_warning = QLabel()  # a z axis of 2-4 planes beside a longer slider: probably channels
+        self.z_warning.setWordWrap(True)
+        self.z_warning.setStyleSheet("color: #e8a33d;")
+        self.z_warning.setVisible(False)
         self.channel_picker = ChannelPicker(self.viewer)
         self.engine = EngineForm()
         self.engine.margins = (0, 0, 0, 0)
@@ -224,6 +229,7 @@ class FocusStackWidget(BackgroundRun, QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(_row("Input", self.input_combo))
         layout.addWidget(_row("Z axis", self.z_combo))
+        layout.addWidget(self.z_warning)
         layout.addWidget(self.channel_picker)
         layout.addWidget(self.engine.native)
         layout.addWidget(self.aligned_check)
@@ -254,6 +260,9 @@ class FocusStackWidget(BackgroundRun, QWidget):
             axes = InputAxes.of(layer, z)
             frames = axes.frames
             plain = axes.is_plain_stack and len(self.channel_picker.channel_layers()) <= 1
+        suspect = None if layer is None or z is None else suspect_z_axis(axes.shape, z, axes.axis_labels)
+        self.z_warning.setText(suspect or "")
+        self.z_warning.setVisible(suspect is not None)
         self.engine.set_frame_count(frames)
         # the aligned stack is one z-stack's: not offered for time series and channel sets
         self.aligned_check.setEnabled(plain)
@@ -504,7 +513,8 @@ class FocusStackWidget(BackgroundRun, QWidget):
             what = f"{n - len(excluded)} of {n} frames fused into {into}"
         unit = getattr(result, "unit", "frame")
         height = f" Heights in {unit}." if unit != "frame" else ""
-        notes = "".join(f" {note[:1].upper()}{note[1:]}." for note in self._notes)
+        flat = _flat_depth(job, result)
+        notes = "".join(f" {note[:1].upper()}{note[1:]}." for note in [*self._notes, *([flat] if flat else [])])
         self.status_label.setText(
             f"Done in {t:.2f} s on {device}: {what}.{height}{notes} "
             "Click the fused image or the depth map to jump to the sharpest frame."
@@ -515,6 +525,8 @@ class FocusStackWidget(BackgroundRun, QWidget):
             )
             self.excluded_label.setText(text)
             notify(f"{job.key}: {text}.", "warning")
+        if flat:
+            notify(f"{job.key}: {flat}.", "warning")
 
     # --------------------------------------------------- depth-map clicks
     def _on_click(self, layer: Image, event: Any):
@@ -755,6 +767,23 @@ def _surface_colours(fused: list, world_point) -> np.ndarray | None:
         norm = np.clip((plane.astype(np.float32) - lo) / (hi - lo if hi > lo else 1.0), 0.0, 1.0) ** layer.gamma
         rgb += layer.colormap.map(norm.ravel())[:, :3].reshape(rgb.shape)
     return np.clip(rgb, 0.0, 1.0)
+
+
+def _flat_depth(job: _Job, result: Any) -> str | None:
+    """Why a depth map that is the same everywhere is suspect (the wrong z axis), or None when it varies."""
+    heights = np.asarray(getattr(result, "height", None) if job.hyper is not None else result.depth)
+    unit = getattr(result, "unit", "frame")
+    step = getattr(getattr(result, "calibration", None), "z_step", None) if unit != "frame" else None
+    span = abs(step or 1.0) * max(job.frames - 1, 1)
+    maps = heights.reshape(-1, *heights.shape[-2:])
+    flat = [k for k, m in enumerate(maps) if not np.isfinite(m).any() or np.nanmax(m) - np.nanmin(m) <= 1e-3 * span]
+    if not flat:
+        return None
+    value = float(np.nanmean(maps[flat[0]])) if np.isfinite(maps[flat[0]]).any() else float("nan")
+    where = "" if len(maps) == 1 else f" in {len(flat)} of {len(maps)} z-stacks"
+    z = job.axes.axis_labels[job.axes.z] if job.axes is not None and job.axes.axis_labels else "z"
+    return (f"the depth map is flat ({value:.4g} {unit} everywhere{where}): no plane was sharper than another. "
+            f"Is '{z}' the focus axis? Choose it under 'Z axis'")
 
 
 def _stack_job(job: _Job, options: EngineOptions, cancel: threading.Event, progress) -> _Outcome:
