@@ -71,6 +71,8 @@ def test_commands_name_the_plugin_modules(manifest):
         "batch_widget": "napari_focus_stack._napari.batch_widget:BatchWidget",
         "get_reader": "napari_focus_stack._napari._reader:get_reader",
         "write_image_layer": "napari_focus_stack._napari._writer:write_image_layer",
+        "write_surface_layer": "napari_focus_stack._napari._mesh_writer:write_surface_layer",
+        "write_layers": "napari_focus_stack._napari._writer:write_layers",
         "make_sample_data": "napari_focus_stack._napari._sample_data:make_sample_data",
     }
 

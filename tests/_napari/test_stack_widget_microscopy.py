@@ -224,7 +224,8 @@ def test_show_height_in_3d(viewer, widget, hyper):
     assert widget.surface_button.isEnabled()
     viewer.dims.set_point(0, 1)  # the second time point
     with _UnitWarnings() as unit_warnings:
-        widget.surface_button.click()
+        with widget._qtbot.waitSignal(widget.height_view.shown, timeout=30000):
+            widget.surface_button.click()
         widget._qtbot.wait(100)
     assert not unit_warnings.messages
     surface = viewer.layers["cells height 3D"]
@@ -255,19 +256,25 @@ def test_show_height_in_3d(viewer, widget, hyper):
     assert not cells.visible and not fused.visible and not depth.visible
     # again: replaced, not added
     n = len(viewer.layers)
-    widget.show_height_3d("cells")
+    with widget._qtbot.waitSignal(widget.height_view.shown, timeout=30000):
+        widget.show_height_3d("cells")
     assert len(viewer.layers) == n
 
 
 def test_height_3d_of_a_photo_stack_is_in_colour_and_stretched(viewer, widget, stack_layer):
     widget.set_input("stack")
     assert run_and_wait(widget._qtbot, widget) == "done"
-    surface = widget.show_height_3d()
+    with widget._qtbot.waitSignal(widget.height_view.shown, timeout=30000) as blocker:
+        widget.show_height_3d()
+    surface = blocker.args[0]
     assert surface.name == "stack height 3D"
     vertices = surface.data[0]
-    assert surface.metadata["relief_stretch"] > 1  # frame indices, stretched to be seen
-    relief = np.ptp(vertices[:, 0])
-    assert relief == pytest.approx(0.25 * max(np.ptp(vertices[:, 1]), np.ptp(vertices[:, 2])), rel=0.05)
+    depth = _results(viewer, "stack")["depth"][0]
+    np.testing.assert_allclose(np.sort(vertices[:, 0]), np.sort(depth.data.ravel()), rtol=1e-6)  # frame indices
+    stretch = surface.metadata["vertical_exaggeration"]
+    assert stretch > 1 and surface.scale[0] == pytest.approx(stretch)  # stretched to be seen, by the layer's scale
+    relief = stretch * np.ptp(vertices[:, 0])
+    assert relief == pytest.approx(0.2 * max(np.ptp(vertices[:, 1]) + 1, np.ptp(vertices[:, 2]) + 1), rel=0.05)
     assert surface.vertex_colors is not None and surface.vertex_colors.shape == (len(vertices), 4)
 
 

@@ -229,3 +229,57 @@ def _seconds(step: float, unit: Any) -> float | None:
     except Exception:  # noqa: BLE001 - pint missing or a unit it does not know: no time step
         return None
     return None
+
+
+def write_layers(path: str, layer_data: list) -> list[str]:
+    """Write several layers, one file each (npe2 multi-layer writer): images and surfaces.
+
+    Each layer goes through :func:`write_image_layer` (images) or
+    :func:`._mesh_writer.write_surface_layer` (surfaces) to
+    ``<stem>_<layer name><suffix>`` beside `path`: `path`'s suffix for
+    the layers it suits, else ``.tif`` for images and ``.ply`` for
+    surfaces. One layer is written to `path` itself. When a layer fails,
+    the files this call created are removed and the error is raised (napari
+    shows it): never a silent nothing.
+
+    Returns
+    -------
+    list of str
+        Every file written.
+    """
+    from ..io.mesh import MESH_EXTENSIONS
+    from ._mesh_writer import write_surface_layer
+
+    target = Path(path)
+    suffix = "".join(target.suffixes[-2:]) if target.name.lower().endswith(".ome.tif") else target.suffix
+    stem = target.name[: len(target.name) - len(suffix)] if suffix else target.name
+    if not layer_data:
+        raise OutputError(f"cannot write {target}: no layer was selected.")
+    jobs = []
+    for data, meta, kind in layer_data:
+        if kind not in ("image", "surface"):
+            raise OutputError(f"cannot write {meta.get('name', 'a layer')!r}: this plugin writes image and surface "
+                              f"layers, not {kind} layers.")
+        mesh = suffix.lower() in MESH_EXTENSIONS
+        ext = suffix if (kind == "surface") == mesh and suffix else (".ply" if kind == "surface" else ".tif")
+        name = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(meta.get("name", "layer"))).strip("_")
+        out = target if len(layer_data) == 1 and ext == suffix else target.with_name(f"{stem}_{name}{ext}")
+        jobs.append((out, data, meta, kind))
+    names = [str(out).lower() for out, *_ in jobs]
+    clash = next((n for n in names if names.count(n) > 1), None)
+    if clash is not None:
+        raise OutputError(f"two of the selected layers would be written to {clash}; give them different names.")
+    written: list[str] = []
+    created: list[Path] = []
+    try:
+        for out, data, meta, kind in jobs:
+            new = not out.exists()
+            files = write_surface_layer(str(out), data, meta) if kind == "surface" else write_image_layer(
+                str(out), data, meta)
+            written += files
+            created += [Path(f) for f in files] if new else []
+    except BaseException:
+        for f in created:
+            f.unlink(missing_ok=True)
+        raise
+    return written

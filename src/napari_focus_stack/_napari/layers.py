@@ -41,8 +41,8 @@ if TYPE_CHECKING:
     from ..result import StackResult
 
 __all__ = [
-    "ChannelStack", "InputAxes", "find_result", "find_results", "layer_shape", "layers_source", "nd_result_layers",
-    "put_result", "result_layers", "reusable", "stack_source", "unit_symbol",
+    "ChannelStack", "InputAxes", "data_index", "find_result", "find_results", "layer_shape", "layers_source",
+    "nd_result_layers", "put_result", "result_layers", "reusable", "stack_source", "unit_symbol",
 ]
 
 #: ``(role, data, kwargs)``: one result layer to show; kwargs are ``napari.layers.Image``'s.
@@ -52,6 +52,19 @@ ResultLayer = tuple[str, np.ndarray, dict]
 def layer_shape(layer: Image) -> tuple[int, ...]:
     """The layer's shape along its ``ndim`` axes (an RGB layer's colour samples left out)."""
     return tuple(int(n) for n in layer.data.shape[: layer.ndim])
+
+
+def data_index(layer: Any, world_position: Sequence[float], clip: bool = False) -> tuple[int, ...] | None:
+    """The pixel of `layer` under `world_position`; None outside its y/x range (sliders clipped with `clip`)."""
+    point = layer.world_to_data(tuple(world_position)[-layer.ndim:])
+    shape = layer.data.shape[: layer.ndim]
+    index = [int(np.floor(v + 0.5)) for v in point]
+    for k, n in enumerate(shape):
+        if clip or k < layer.ndim - 2:
+            index[k] = min(max(index[k], 0), n - 1)  # a slider beyond a result's planes: its nearest
+        elif not 0 <= index[k] < n:
+            return None
+    return tuple(index)
 
 
 def unit_symbol(unit: Any) -> str | None:
