@@ -177,11 +177,11 @@ def test_channel_layers_of_one_file_are_ticked_and_all_channels_decide(viewer, w
     group = {md.CHANNEL_GROUP: "cells.tif"}
     for c, name in enumerate(["a", "b"]):
         viewer.add_image(hyper.data[0, c], name=name, metadata=dict(group), blending="additive")
-    viewer.add_image(hyper.data[0, 0], name="other")  # same shape, another file: offered, not ticked
+    viewer.add_image(hyper.data[0, 0], name="other")  # same shape, from no file: not one of its channels
     viewer.add_image(hyper.data[0, 0, :, :32], name="small")  # another shape: not offered
     widget.set_input("a")
     picker = widget.channel_picker
-    assert [picker.list.item(k).text() for k in range(picker.list.count())] == ["b", "other"]
+    assert [picker.list.item(k).text() for k in range(picker.list.count())] == ["b"]
     assert [layer.name for layer in picker.channel_layers()] == ["a", "b"]
     assert picker.deciding_combo.currentText() == ALL_CHANNELS and picker.deciding() is None
     with pytest.raises(ValueError, match="small"):

@@ -473,13 +473,18 @@ def put_result(layers: LayerList, spec: ResultLayer) -> Image:
     """Show one result layer: refill the earlier run's layer, else add one.
 
     Refilling is cheap (no new vispy visual); a layer of another kind (the
-    input turned from RGB to gray, say) is replaced at the same position.
+    input turned from RGB to gray, say) is replaced at the same position. A
+    result layer of this plugin with the same name is taken for the earlier
+    run's (napari would otherwise add ``"<name> [1]"``).
     """
     from napari.layers import Image
 
     role, data, kwargs = spec
     meta = kwargs["metadata"]
     old = find_result(layers, meta[md.INPUT], role, meta.get(md.CHANNEL))
+    if old is None:  # a result of this plugin with the name (another input's, or its channels' run): replaced
+        old = next((layer for layer in layers if layer.name == kwargs.get("name") and md.ROLE in layer.metadata),
+                   None)
     if _refillable(old, data, kwargs):
         old.data = data
         old.metadata = meta

@@ -315,6 +315,8 @@ class FocusStackWidget(BackgroundRun, QWidget):
             )
         channels = self.channel_picker.channel_layers() or [layer]
         looks = [_look(c, f"{c.name} fused" if len(channels) > 1 else f"{entry} fused") for c in channels]
+        if len(channels) > 1:  # one set of results per set of channels, whichever of them is the input
+            entry = channels[0].name
         if len(channels) == 1 and axes.is_plain_stack:
             return _Job(entry, layer, axes.frames, source=stack_source(layer), axes=axes, looks=looks,
                         aligned=aligned)
@@ -341,6 +343,7 @@ class FocusStackWidget(BackgroundRun, QWidget):
             options = self._make_options()
         except FocusStackError as exc:
             self._show_error(exc)
+            self.run_finished.emit("error")  # a run that never started ended too
             return
         self._job = job
         defuse_notification_timers()
