@@ -258,7 +258,10 @@ def test_the_table_and_device_note_fit_a_normal_dock(viewer, qtbot, positions):
     table = widget.table
     rows = table.viewport().height() / table.rowHeight(0)
     assert rows >= 5, f"only {rows:.1f} rows of the table are visible"
-    widget.engine_toggle.click()  # the engine options unfolded: the device note is not clipped
+    height = viewer.window._qt_window.height()
+    widget.engine_toggle.click()  # the engine options unfolded: they scroll, the table keeps its rows
     qtbot.wait(200)
-    note = widget.engine.device_status.native
+    assert table.viewport().height() / table.rowHeight(0) >= 5
+    assert viewer.window._qt_window.height() == height  # the window did not grow to fit them
+    note = widget.engine.device_status.native  # and the device note is not clipped
     assert note.isVisible() and note.height() >= note.heightForWidth(note.width())

@@ -57,23 +57,33 @@ def test_the_relief_is_exaggerated_to_a_fifth_of_the_field_and_seen_at_a_slant(v
     assert "exaggerated" in widget.status_label.text()
     # a tilted camera, not one looking straight down the z axis
     camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
-    view = np.asarray(camera.view_direction, dtype=float)
-    assert viewer.dims.ndisplay == 3 and 0.3 < abs(view[0]) < 0.9
+    view, up = (np.asarray(v, dtype=float) for v in (camera.view_direction, camera.up_direction))
+    # looking down from above (z up) at a slant: 20-70 degrees below the horizon, z up on the screen
+    assert viewer.dims.ndisplay == 3 and -0.94 < view[0] < -0.34 and up[0] > 0.3
     # the control changes the layer's z scale and what it records, not the vertices
     widget.height_view.set_exaggeration(2.0)
     assert surface.scale[z_dim] == pytest.approx(2.0) and surface.metadata[md.EXAGGERATION] == 2.0
     np.testing.assert_array_equal(surface.data[0], vertices)
 
 
-def test_the_surface_can_be_coloured_by_height(viewer, widget, surface):
-    values = np.array(surface.vertex_values)
+def test_the_surface_can_be_coloured_by_height(viewer, widget, hyper):
+    for name, colour in (("DAPI", "magenta"), ("GFP", "green")):  # two channels: a composite of colours
+        viewer.add_image(hyper.data[0, 0], name=name, colormap=colour, blending="additive",
+                         scale=(DZ, DXY, DXY), units=("µm",) * 3)
+    widget.set_input("DAPI", channels=["GFP"])
+    assert run_and_wait(widget._qtbot, widget) == "done"
+    with widget._qtbot.waitSignal(widget.height_view.shown, timeout=30000) as blocker:
+        widget.show_height_3d()
+    surface = blocker.args[0]
+    colours, values = np.array(surface.vertex_colors), np.array(surface.vertex_values)
+    assert colours.shape == (len(values), 4) and np.ptp(colours[:, 1]) > 0.2  # green where GFP is bright
     widget.height_view.colour_by.setCurrentText("height")
     z = surface.data[0][:, list(surface.axis_labels).index("z")]
     assert surface.colormap.name == "turbo" and surface.vertex_colors is None
     np.testing.assert_allclose(surface.vertex_values, z)
     assert tuple(surface.contrast_limits) == pytest.approx((z.min(), z.max()))
     widget.height_view.colour_by.setCurrentText("fused image")
-    assert surface.colormap.name == "gray"
+    np.testing.assert_array_equal(surface.vertex_colors, colours)
     np.testing.assert_array_equal(surface.vertex_values, values)
 
 

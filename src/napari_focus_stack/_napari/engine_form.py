@@ -24,7 +24,6 @@ from __future__ import annotations
 from typing import Any
 
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, LineEdit, SpinBox
-from qtpy.QtCore import QEvent, QObject
 
 from .._backend import gpu_status
 from ..options import OPTIONS, Option, format_number
@@ -90,17 +89,6 @@ def control_for(opt: Option) -> Any:
 
 
 
-class _FitHeight(QObject):
-    """Keeps a word-wrapped label at least as tall as its text needs at its width."""
-
-    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt's name
-        if event.type() in (QEvent.Type.Resize, QEvent.Type.Show):
-            needed = obj.heightForWidth(obj.width())
-            if needed > 0 and obj.minimumHeight() != needed:
-                obj.setMinimumHeight(needed)
-        return False
-
-
 class EngineForm(Container):
     """The engine options as a magicgui form.
 
@@ -132,9 +120,6 @@ class EngineForm(Container):
         if "device" in self._options:
             self.device_status = Label(name="device_status", label=" ", value="")  # " ": no label shown
             self.device_status.native.setWordWrap(True)
-            # a squeezed dock must not clip the reason the GPU is not used: as tall as its lines need
-            self._fit = _FitHeight(self.device_status.native)
-            self.device_status.native.installEventFilter(self._fit)
             widgets.insert(self.option_names.index("device") + 1, self.device_status)
         super().__init__(labels=True)
         self.extend(widgets)  # added after construction, so magicgui gives the labels one width
