@@ -110,7 +110,7 @@ def test_a_channel_result_keeps_its_colour_and_the_time_unit(viewer, widget, hyp
     for suffix in (".tif", ".ome.tif"):
         (path,) = gfp.save(str(tmp_path / f"gfp{suffix}"), plugin=PLUGIN)
         (layer,) = viewer.open(path, plugin=PLUGIN)
-        assert layer.colormap.name == "green"
+        assert layer.colormap.name == "green" and layer.blending == "additive"  # composes with the other channel
         assert _units(layer)[0] == "second" and layer.scale[0] == pytest.approx(30.0)
         _same_place(layer, gfp)
 

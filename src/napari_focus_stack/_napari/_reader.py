@@ -390,6 +390,8 @@ def _calibrated_layers(path: Path, array: Any, axes: str, cal: Any, info: ImageI
         if n > 1:
             kwargs["blending"] = "translucent_no_depth" if c == 0 else "additive"
             kwargs["metadata"][md.CHANNEL_GROUP] = str(path)
+        elif role is None and not rgb and cal.channel_colors and colormaps[0] != "gray":
+            kwargs["blending"] = "additive"  # one coloured channel (a fused channel layer): it composes with others
         layers.append((channel, kwargs, "image"))
     return layers
 
