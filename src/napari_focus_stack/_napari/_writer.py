@@ -27,6 +27,10 @@
   ``vunit``, ``min`` and ``max``; OME channel name), and a time axis in
   seconds (or minutes...) its interval.
 
+Several selected layers (:func:`write_layers`) are written one file each,
+``<name>_<layer><ext>``: images as above, Surface layers as meshes
+(:mod:`._mesh_writer`).
+
 Every file goes through :func:`napari_focus_stack.io.write_atomic` (a hidden
 temporary file beside the target, renamed over it when complete, errors
 mapped to :class:`~napari_focus_stack.errors.OutputError`, the process umask
@@ -42,10 +46,12 @@ import numpy as np
 
 from ..errors import OutputError
 from ..io import Calibration, is_ome_name, write_atomic, write_calibrated_tiff, write_image
+from ..io.mesh import MESH_EXTENSIONS
 from . import layer_metadata as md
+from ._mesh_writer import write_surface_layer
 from .layers import unit_symbol
 
-__all__ = ["JPEG_QUALITY", "write_image_layer"]
+__all__ = ["JPEG_QUALITY", "write_image_layer", "write_layers"]
 
 JPEG_QUALITY = 95
 _TIFF = (".tif", ".tiff")
@@ -247,9 +253,6 @@ def write_layers(path: str, layer_data: list) -> list[str]:
     list of str
         Every file written.
     """
-    from ..io.mesh import MESH_EXTENSIONS
-    from ._mesh_writer import write_surface_layer
-
     target = Path(path)
     suffix = "".join(target.suffixes[-2:]) if target.name.lower().endswith(".ome.tif") else target.suffix
     stem = target.name[: len(target.name) - len(suffix)] if suffix else target.name
