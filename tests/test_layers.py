@@ -18,7 +18,7 @@ NAME = PACKAGE.name
 LAYERS = (
     ("foundation", ("_version", "errors", "options", "_runtime", "_backend", "pixels", "io", "grouping", "synthetic")),
     ("engine", ("pyramid", "focus", "align", "channels", "fusion_decision", "fusion", "height", "exposure", "result",
-                "streaming", "intensity", "align_stack", "fuse_stack", "pipeline", "retouch")),
+                "streaming", "intensity", "align_stack", "fuse_stack", "pipeline", "retouch", "surface")),
     ("N-D", ("nd",)),
     ("executors", ("executors",)),
     ("facade", ("stacker", "")),  # "": the package itself (its __init__ exports the facade)

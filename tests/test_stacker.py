@@ -559,3 +559,25 @@ def test_only_small_frames_are_prepared_ahead():
     small, big = FocusStacker(workers=2), FocusStacker(workers=1)
     assert small.estimate_memory((1536, 2048, 3)) > big.estimate_memory((1536, 2048, 3))
     assert small.estimate_memory((3000, 4000, 3)) == big.estimate_memory((3000, 4000, 3))
+
+
+def test_save_mesh_writes_the_height_map_as_a_surface(small_stack, tmp_path):
+    from meshes import read_mesh
+    from napari_focus_stack.synthetic import make_hyperstack
+
+    stacker = _fast()
+    res = stacker.stack(small_stack.frames)
+    (path,) = stacker.save_mesh(res, tmp_path / "relief.obj")
+    mesh = read_mesh(path)
+    h, w = small_stack.truth.shape[:2]
+    assert len(mesh["vertices"]) == h * w and mesh["colors"] is not None  # RGB photos: coloured
+    np.testing.assert_allclose(np.sort(mesh["vertices"][:, 2]), np.sort(res.depth.ravel()), atol=1e-4)
+    with pytest.raises(StackError, match="depth=True"):
+        stacker.save_mesh(stacker.stack(small_stack.frames, depth=False), tmp_path / "none.ply")
+    hyper = make_hyperstack("patches", shape=(32, 40), n_z=4, n_t=2, n_c=1, seed=1)
+    nd_res = stacker.stack_nd(hyper.data[:, 0], "TZYX", z_step=0.5)
+    paths = stacker.save_mesh(nd_res, tmp_path / "series.ply", z_scale=2.0)
+    assert [p.name for p in paths] == ["series_t0.ply", "series_t1.ply"]
+    for t, p in enumerate(paths):
+        z = read_mesh(p)["vertices"][:, 2]
+        np.testing.assert_allclose(np.sort(z), np.sort(2.0 * nd_res.height[t].ravel()), rtol=1e-5)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,11 +22,14 @@ from ._backend import Backend, get_backend
 from ._runtime import cancel_check, default_threads
 from .errors import Cancelled, InputError, StackError
 from .executors import DaskExecutor
-from .io import write_image
+from .io import Calibration, write_image
+from .io.mesh import series_paths, write_mesh
+from .io.outputs import Output, check_outputs, staged_outputs
 from .options import EngineOptions
 from .pipeline import StackSettings
 from .result import StackReport, StackResult
 from .retouch import apply_retouch, check_mask
+from .surface import MESH_MAX_VERTICES, calibrated_mesh
 
 __all__ = ["Cancelled", "FocusStacker", "StackReport", "StackResult"]
 
@@ -419,6 +423,68 @@ class FocusStacker:
             protect = list(protect) + list(image.report.inputs)
             image = image.image
         return write_image(path, image, quality=quality, exif=exif, icc=icc, protect=protect)
+
+    @staticmethod
+    def save_mesh(
+        result: StackResult | nd.NDResult,
+        path,
+        *,
+        z_scale: float = 1.0,
+        max_vertices: int = MESH_MAX_VERTICES,
+        protect: Sequence = (),
+    ) -> list:
+        """Write a result's height map as a 3D surface: PLY (with colours), STL or OBJ, by extension.
+
+        The mesh is in the data's units: x to the right, y up the image, z
+        the height (frame indices and pixels for photos), coloured by the
+        fused image (channels in their colours); see
+        :func:`napari_focus_stack.surface.height_mesh`. An N-D result gives
+        one file per z-stack (``out_t0.ply``, ``out_t1.ply``...). The files
+        are written all or none, atomically.
+
+        Parameters
+        ----------
+        result : StackResult or NDResult
+            From :meth:`stack` (with its depth map) or :meth:`stack_nd`.
+        path : str or path-like
+            ``*.ply``, ``*.stl`` or ``*.obj``.
+        z_scale : float
+            Vertical exaggeration (default 1: true scale).
+        max_vertices : int
+            Vertices per mesh at most (block means beyond).
+        protect : sequence of path-like
+            Files never to overwrite (a StackResult's inputs are protected anyway).
+
+        Returns
+        -------
+        list of Path
+            The files written.
+        """
+        if isinstance(result, StackResult):
+            if result.depth is None:
+                raise StackError("this result has no depth map: stack with depth=True to save its mesh")
+            meshes = [lambda: calibrated_mesh(result.depth, result.image, Calibration(),
+                                              rgb=result.image.ndim == 3, z_scale=z_scale, max_vertices=max_vertices)]
+            protect = [*protect, *result.report.inputs]
+        else:
+            loop = result.height.shape[:-2]
+            c_axis = result.axes.index("C") if "C" in result.axes else None
+
+            def one(index: tuple[int, ...]):
+                image = np.asarray(result.image[index])
+                if c_axis is not None:
+                    image = np.moveaxis(image, 0, -1)  # (C, Y, X) -> (Y, X, C)
+                return calibrated_mesh(result.height[index], image, result.calibration, rgb="S" in result.axes,
+                                       z_scale=z_scale, max_vertices=max_vertices)
+
+            meshes = [lambda i=i: one(i) for i in (np.ndindex(*loop) if loop else [()])]
+        paths = series_paths(Path(path), len(meshes))
+        outputs = [Output("mesh", p, index=k if len(paths) > 1 else None) for k, p in enumerate(paths)]
+        check_outputs(outputs, inputs=protect)
+        with staged_outputs(outputs) as stages:
+            for out, make in zip(outputs, meshes, strict=True):
+                write_mesh(stages[out.key], make(), protect=protect)
+        return paths
 
     @staticmethod
     def split_into_stacks(paths: Sequence, stack_size: int | None = None) -> list[list]:

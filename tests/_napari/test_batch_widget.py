@@ -49,7 +49,7 @@ def test_detect_lists_stacks_and_problems(tmp_path, batch_widget):
     (scan / "notes.txt").write_text("x")
     (scan / "Ella_0_1-4.jpg").unlink()
     batch_widget.set_folders(scan)
-    assert batch_widget.output_folder() == str(scan / "stacked")
+    assert batch_widget.output_folder() == str(scan.with_name("scan-stacked"))  # next to the scan
     table = batch_widget.table
     assert table.rowCount() == 3
     assert [table.item(r, 0).text() for r in range(3)] == ["Ella_0_0", "Ella_0_1", "Ella_0_2"]
@@ -190,3 +190,78 @@ def test_manifest_registers_the_widget():
     manifest = Path(__file__).resolve().parents[2] / "napari.yaml"
     names = [c["python_name"] for c in yaml.safe_load(manifest.read_text())["contributions"]["commands"]]
     assert "napari_focus_stack._napari.batch_widget:BatchWidget" in names
+
+
+# ------------------------------------------------------------- microscope files
+
+
+@pytest.fixture
+def positions(tmp_path):
+    """A folder of three calibrated microscope files (T 3, C 2, Z 9), as a microscope writes them."""
+    from hyperstacks import write_imagej
+    from napari_focus_stack.synthetic import make_hyperstack
+
+    folder = tmp_path / "positions"
+    folder.mkdir()
+    for k in range(3):
+        hyper = make_hyperstack("patches", shape=(40, 48), n_z=9, n_t=3, n_c=2, seed=k)
+        write_imagej(folder / f"pos{k}.tif", hyper.data, "TCZYX")
+    return folder
+
+
+def test_the_widget_is_one_batch_for_photos_and_microscope_files(viewer):
+    import yaml
+
+    manifest = yaml.safe_load((Path(__file__).resolve().parents[2] / "napari.yaml").read_text())
+    (entry,) = [w for w in manifest["contributions"]["widgets"] if w["command"].endswith("batch_widget")]
+    assert entry["display_name"] == "Batch"
+    _, widget = viewer.window.add_plugin_dock_widget("napari-focus-stack", "Batch")
+    assert isinstance(widget, BatchWidget)
+
+
+def test_microscope_files_are_counted_honestly_and_written_next_to_the_data(viewer, qtbot, batch_widget, positions):
+    before = sorted(p.name for p in positions.iterdir())
+    batch_widget.set_folders(positions)
+    out = positions.parent / "positions-stacked"
+    assert batch_widget.output_folder() == str(out)  # next to the data, not inside it
+    table = batch_widget.table
+    assert table.rowCount() == 3
+    assert table.item(0, 1).text() == "9 × 3"  # 9 z planes, 3 time points: not "1" file
+    assert table.item(0, 1).toolTip() == "pos0.tif: 9 z planes, 3 time points, 2 channels"
+    assert batch_widget.depth_check.isChecked()  # microscope data: the height map is wanted
+    assert run_and_wait(qtbot, batch_widget, timeout=180000) == "done"
+    assert sorted(p.name for p in positions.iterdir()) == before
+    assert (out / "pos1.tif").is_file() and (out / "pos1_depth.tif").is_file()
+    layers = batch_widget.open_result("pos1")  # calibrated, through the plugin's reader
+    assert [layer.name for layer in layers] == ["pos1 channel 0", "pos1 channel 1", "pos1 depth"]
+    for layer in layers:
+        assert layer.data.shape == (3, 1, 40, 48)
+        assert tuple(layer.scale) == pytest.approx((1.0, 4.5, 0.1, 0.1))  # 9 planes of 0.5 µm in one
+        assert str(layer.units[-1]) == "micrometer"
+    assert [layer.colormap.name for layer in layers] == ["red", "green", "turbo"]
+    assert not layers[2].visible
+
+
+def test_a_user_choice_of_depth_maps_is_kept(batch_widget, positions):
+    batch_widget.depth_check.click()
+    batch_widget.depth_check.click()  # ticked and unticked by the user...
+    batch_widget.set_folders(positions)
+    assert not batch_widget.depth_check.isChecked()  # ... stays unticked for microscope data
+
+
+def test_the_table_and_device_note_fit_a_normal_dock(viewer, qtbot, positions):
+    viewer.window._qt_window.resize(1280, 800)
+    viewer.window._qt_window.show()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-focus-stack", "Batch")
+    widget.set_folders(positions)
+    qtbot.wait(200)
+    table = widget.table
+    rows = table.viewport().height() / table.rowHeight(0)
+    assert rows >= 5, f"only {rows:.1f} rows of the table are visible"
+    height = viewer.window._qt_window.height()
+    widget.engine_toggle.click()  # the engine options unfolded: they scroll, the table keeps its rows
+    qtbot.wait(200)
+    assert table.viewport().height() / table.rowHeight(0) >= 5
+    assert viewer.window._qt_window.height() == height  # the window did not grow to fit them
+    note = widget.engine.device_status.native  # and the device note is not clipped
+    assert note.isVisible() and note.height() >= note.heightForWidth(note.width())

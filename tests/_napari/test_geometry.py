@@ -20,7 +20,8 @@ from napari_focus_stack._napari.geometry import (
         ((30, 64, 64), None, 0),
         ((5, 30, 64, 64), ("t", "z", "y", "x"), 1),
         ((30, 5, 64, 64), ("z", "t", "y", "x"), 0),  # the label wins over the position
-        ((5, 30, 64, 64), ("axis -4", "axis -3", "axis -2", "axis -1"), 1),  # unlabelled: next to y
+        ((5, 30, 64, 64), ("axis -4", "axis -3", "axis -2", "axis -1"), 1),  # unlabelled: the longest
+        ((9, 2, 64, 64), ("-4", "-3", "-2", "-1"), 0),  # napari's reader on a ZCYX file: not the 2 channels
         ((5, 30, 1, 64, 64), None, 1),  # a slider of one plane is no z axis
         ((30, 5, 64, 64), ("a", "t", "y", "x"), 0),  # a slider labelled t is time
         ((64, 64), None, None),
@@ -28,6 +29,14 @@ from napari_focus_stack._napari.geometry import (
 )
 def test_default_z_axis(shape, labels, z):
     assert default_z_axis(shape, labels) == z
+
+
+def test_a_z_like_slider_wins_over_a_longer_one():
+    shape = (20, 6, 64, 64)  # 20 time points, 6 planes, no labels
+    assert default_z_axis(shape) == 0
+    assert default_z_axis(shape, scale=(1.0, 0.5, 0.1, 0.1)) == 1  # a scale of its own
+    assert default_z_axis(shape, units=("second", "µm", "µm", "µm")) == 1  # a length unit
+    assert default_z_axis(shape, scale=(2.0, 0.5, 0.1, 0.1), units=("pixel", "µm", "µm", "µm")) == 1
 
 
 def test_candidates_are_the_sliders():

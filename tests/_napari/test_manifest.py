@@ -72,6 +72,8 @@ def test_commands_name_the_plugin_modules(manifest):
         "get_reader": "napari_focus_stack._napari._reader:get_reader",
         "write_image_layer": "napari_focus_stack._napari._writer:write_image_layer",
         "write_labels_layer": "napari_focus_stack._napari._writer:write_labels_layer",
+        "write_surface_layer": "napari_focus_stack._napari._mesh_writer:write_surface_layer",
+        "write_layers": "napari_focus_stack._napari._writer:write_layers",
         "make_sample_data": "napari_focus_stack._napari._sample_data:make_sample_data",
     }
 

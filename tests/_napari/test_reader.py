@@ -268,12 +268,12 @@ def test_imagej_hyperstack_opens_calibrated_and_split_into_channels(viewer, tmp_
         assert layer.data.shape == (2, 5, 48, 64) and layer.data.chunksize[:2] == (1, 1)
         np.testing.assert_array_equal(np.asarray(layer.data[1, 3]), tczyx[1, c, 3])
         assert tuple(layer.scale) == pytest.approx((1.0, Z_STEP, PIXEL, PIXEL))
-        assert [str(u) for u in layer.units] == ["pixel", "micrometer", "micrometer", "micrometer"]
+        assert [str(u) for u in layer.units] == ["dimensionless", "micrometer", "micrometer", "micrometer"]
         assert tuple(layer.axis_labels) == ("t", "z", "y", "x")
         assert layer.metadata[md.CHANNEL_GROUP] == str(path)
     assert [layer.colormap.name for layer in layers] == ["green", "magenta"]
     assert [layer.blending for layer in layers] == ["translucent_no_depth", "additive"]  # napari's channel_axis
-    assert [str(u) for u in viewer.layers.units] == ["pixel", "micrometer", "micrometer", "micrometer"]
+    assert [str(u) for u in viewer.layers.units] == ["dimensionless", "micrometer", "micrometer", "micrometer"]
 
 
 def test_ome_zarr_opens_with_names_colours_and_z_origin(viewer, tmp_path, tczyx):
@@ -297,15 +297,10 @@ def test_ome_tiff_with_one_channel_is_one_layer(viewer, tmp_path, tczyx):
     assert md.CHANNEL_GROUP not in layer.metadata and layer.colormap.name == "gray"
 
 
-@pytest.mark.parametrize("case", ["no-z", "one-plane"])
-def test_microscope_data_that_cannot_be_stacked_is_refused_with_the_reason(viewer, tmp_path, tczyx, case):
+def test_microscope_data_that_cannot_be_stacked_is_refused_with_the_reason(viewer, tmp_path, tczyx):
     from napari.utils.notifications import notification_manager
 
-    if case == "no-z":
-        path, why = tmp_path / "series.tif", "no Z axis"
-        tifffile.imwrite(path, np.zeros((3, 48, 64), np.uint16), imagej=True, metadata={"axes": "TYX"})
-    else:
-        path, why = _ome_zarr(tmp_path / "series.zarr", tczyx[:, :, :1]), "single z plane"
+    path, why = _ome_zarr(tmp_path / "series.zarr", tczyx[:, :, :1]), "single z plane"
     assert get_reader(str(path)) is read_stacks
     before = len(notification_manager.records)
     assert viewer.open(str(path), plugin=PLUGIN) == []  # no layer, and no "refused the file" error
@@ -317,3 +312,24 @@ def test_single_plane_imagej_image_is_left_to_other_readers(tmp_path):
     path = tmp_path / "one.tif"
     tifffile.imwrite(path, np.zeros((8, 8), np.uint16), imagej=True)
     assert get_reader(str(path)) is None
+
+
+def test_an_image_without_z_opens_with_its_calibration_and_time_step(viewer, tmp_path):
+    series = tmp_path / "series.tif"  # a time series, no z: opened as it is, not refused
+    tifffile.imwrite(series, np.arange(3 * 48 * 64, dtype=np.uint16).reshape(3, 48, 64), imagej=True,
+                     resolution=(1 / PIXEL, 1 / PIXEL), metadata={"axes": "TYX", "unit": "micron", "finterval": 2.5})
+    assert get_reader(str(series)) is read_stacks
+    (layer,) = viewer.open(str(series), plugin=PLUGIN)
+    assert layer.data.shape == (3, 48, 64) and tuple(layer.axis_labels) == ("t", "y", "x")
+    assert tuple(layer.scale) == pytest.approx((2.5, PIXEL, PIXEL))
+    assert [str(u) for u in layer.units] == ["second", "micrometer", "micrometer"]
+    plain = tmp_path / "plain.tif"  # no interval: the time points are counted, not pixels
+    tifffile.imwrite(plain, np.zeros((3, 48, 64), np.uint16), imagej=True, metadata={"axes": "TYX"})
+    (layer,) = viewer.open(str(plain), plugin=PLUGIN)
+    assert [str(u) for u in layer.units] == ["dimensionless", "pixel", "pixel"]
+    one = tmp_path / "one.tif"  # a single calibrated plane (Fiji's, or a fused image): opened at its pixel size
+    tifffile.imwrite(one, np.zeros((48, 64), np.uint16), imagej=True, resolution=(1 / PIXEL, 1 / PIXEL),
+                     metadata={"unit": "micron"})
+    assert get_reader(str(one)) is read_stacks
+    (layer,) = viewer.open(str(one), plugin=PLUGIN)
+    assert tuple(layer.scale) == pytest.approx((PIXEL, PIXEL)) and str(layer.units[0]) == "micrometer"

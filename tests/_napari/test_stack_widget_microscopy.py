@@ -126,8 +126,11 @@ def test_unlabelled_layer_takes_the_z_axis_the_user_picks(viewer, widget, hyper)
     viewer.add_image(zt, name="zt")
     widget.set_input("zt")
     assert widget.z_combo.count() == 2 and widget.z_combo.isEnabled()
-    assert widget.z_combo.axis() == 1  # by default the slider next to y
+    assert widget.z_combo.axis() == 0  # by default the longest slider (6 planes, not 2)
+    widget.set_input("zt", z_axis=1)
+    assert not widget.z_warning.isHidden()  # 2 planes beside 6: suspect
     widget.set_input("zt", z_axis=0)
+    assert widget.z_warning.isHidden()
     assert widget.engine.reference.max == N_Z - 1
     assert run_and_wait(widget._qtbot, widget, timeout=120000) == "done"
     res = _results(viewer, "zt")
@@ -174,11 +177,11 @@ def test_channel_layers_of_one_file_are_ticked_and_all_channels_decide(viewer, w
     group = {md.CHANNEL_GROUP: "cells.tif"}
     for c, name in enumerate(["a", "b"]):
         viewer.add_image(hyper.data[0, c], name=name, metadata=dict(group), blending="additive")
-    viewer.add_image(hyper.data[0, 0], name="other")  # same shape, another file: offered, not ticked
+    viewer.add_image(hyper.data[0, 0], name="other")  # same shape, from no file: not one of its channels
     viewer.add_image(hyper.data[0, 0, :, :32], name="small")  # another shape: not offered
     widget.set_input("a")
     picker = widget.channel_picker
-    assert [picker.list.item(k).text() for k in range(picker.list.count())] == ["b", "other"]
+    assert [picker.list.item(k).text() for k in range(picker.list.count())] == ["b"]
     assert [layer.name for layer in picker.channel_layers()] == ["a", "b"]
     assert picker.deciding_combo.currentText() == ALL_CHANNELS and picker.deciding() is None
     with pytest.raises(ValueError, match="small"):
@@ -221,7 +224,8 @@ def test_show_height_in_3d(viewer, widget, hyper):
     assert widget.surface_button.isEnabled()
     viewer.dims.set_point(0, 1)  # the second time point
     with _UnitWarnings() as unit_warnings:
-        widget.surface_button.click()
+        with widget._qtbot.waitSignal(widget.height_view.shown, timeout=30000):
+            widget.surface_button.click()
         widget._qtbot.wait(100)
     assert not unit_warnings.messages
     surface = viewer.layers["cells height 3D"]
@@ -252,19 +256,25 @@ def test_show_height_in_3d(viewer, widget, hyper):
     assert not cells.visible and not fused.visible and not depth.visible
     # again: replaced, not added
     n = len(viewer.layers)
-    widget.show_height_3d("cells")
+    with widget._qtbot.waitSignal(widget.height_view.shown, timeout=30000):
+        widget.show_height_3d("cells")
     assert len(viewer.layers) == n
 
 
 def test_height_3d_of_a_photo_stack_is_in_colour_and_stretched(viewer, widget, stack_layer):
     widget.set_input("stack")
     assert run_and_wait(widget._qtbot, widget) == "done"
-    surface = widget.show_height_3d()
+    with widget._qtbot.waitSignal(widget.height_view.shown, timeout=30000) as blocker:
+        widget.show_height_3d()
+    surface = blocker.args[0]
     assert surface.name == "stack height 3D"
     vertices = surface.data[0]
-    assert surface.metadata["relief_stretch"] > 1  # frame indices, stretched to be seen
-    relief = np.ptp(vertices[:, 0])
-    assert relief == pytest.approx(0.25 * max(np.ptp(vertices[:, 1]), np.ptp(vertices[:, 2])), rel=0.05)
+    depth = _results(viewer, "stack")["depth"][0]
+    np.testing.assert_allclose(np.sort(vertices[:, 0]), np.sort(depth.data.ravel()), rtol=1e-6)  # frame indices
+    stretch = surface.metadata["vertical_exaggeration"]
+    assert stretch > 1 and surface.scale[0] == pytest.approx(stretch)  # stretched to be seen, by the layer's scale
+    relief = stretch * np.ptp(vertices[:, 0])
+    assert relief == pytest.approx(0.2 * max(np.ptp(vertices[:, 1]) + 1, np.ptp(vertices[:, 2]) + 1), rel=0.05)
     assert surface.vertex_colors is not None and surface.vertex_colors.shape == (len(vertices), 4)
 
 
@@ -319,14 +329,26 @@ def test_calibration_round_trips_through_reader_widget_and_writer(viewer, widget
         np.testing.assert_array_equal(tif.asarray(), depth.data[:, 0])
 
 
-def test_progress_names_the_time_point_and_cancel_stops(viewer, widget, hyper):
+def test_progress_names_the_time_point_and_cancel_stops(viewer, widget, hyper, monkeypatch):
+    from napari_focus_stack._napari import stack_widget
+
     _tzyx_layer(viewer, hyper)
     widget.set_input("cells")
     stages = []
     # every progress report reaches the GUI thread (the bar itself shows the latest at most every 200 ms)
     widget._bridge.progress.connect(lambda done, total, stage: stages.append(stage))
-    # cancel once the second time point is being fused
-    widget._bridge.progress.connect(lambda done, total, stage: done > 2 * N_Z + N_Z and widget.cancel_button.click())
+    real_job = stack_widget._stack_job
+
+    def job_cancelled_in_t2(job, options, cancel, progress):
+        # cancel (what the Cancel button sets) once the second time point is being fused, from the
+        # worker itself: a loaded machine may deliver the GUI's click after the third has begun
+        def tick(done, total, stage):
+            progress(done, total, stage)
+            if done > 2 * N_Z + N_Z:
+                widget._cancel.set()
+        return real_job(job, options, cancel, tick)
+
+    monkeypatch.setattr(stack_widget, "_stack_job", job_cancelled_in_t2)
     assert run_and_wait(widget._qtbot, widget, timeout=120000) == "cancelled"
     assert any(s.startswith("T 1/3: ") for s in stages) and any(s.startswith("T 2/3: ") for s in stages), stages
     assert not any(s.startswith("T 3/3: ") for s in stages), "the run went on after the cancel"

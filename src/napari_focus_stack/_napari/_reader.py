@@ -31,9 +31,17 @@ napari-ome-zarr do): named ``<file> <channel name>``, coloured with the
 file's channel colours (else magenta and green, or cyan, magenta, yellow,
 red, green, blue), the first channel ``translucent_no_depth`` and the others
 ``additive``, and ``metadata["channel_group"]`` naming the file, so that the
-Focus stack widget fuses them together. A file that is microscope data but
-cannot be focus-stacked (no z axis, a single z plane...) is refused with
-the reason in a notification, and no layer.
+Focus stack widget fuses them together. A time axis is in seconds where the
+file gives the interval, else without a unit (not "pixel").
+
+Calibrated images that are not z-stacks (no z axis: the fused images,
+height and confidence maps this plugin writes, 2-D, C, T or TC; any ImageJ
+or OME-TIFF with a pixel size) open the same way, as what they are: the
+pixel size, the units, a result's single z plane where it lay (so a
+``(T, 1, Y, X)`` result reopens over its input), the channel colours; a
+height map in turbo with its contrast, in its unit
+(``metadata["focus_stack_height_unit"]``), a confidence map in gray over
+0..1 (see :func:`napari_focus_stack.io.read_calibrated_image`).
 
 A retouch mask the plugin saved (a TIFF marked by
 :data:`napari_focus_stack.io.mask.RETOUCH_KEY`) opens as a Labels layer,
@@ -56,7 +64,7 @@ from typing import Any
 import numpy as np
 
 from .._runtime import default_threads
-from ..errors import FocusStackError, InputError
+from ..errors import FocusStackError, InputError, StackError
 from ..grouping import detect_stacks
 from ..io import (
     FrameSource,
@@ -70,6 +78,7 @@ from ..io import (
     read_image,
     read_meta,
 )
+from ..io.calibrated_image import ImageInfo, image_info, is_calibrated_image, read_calibrated_image
 from ..io.mask import mask_info, read_retouch_mask
 from . import layer_metadata as md
 from ._notify import notify
@@ -124,8 +133,10 @@ def get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[LayerData]] | 
     callable or None
         :func:`read_stacks` for a folder with image files, two or more image
         files, a multi-page TIFF or microscope data (an ImageJ or OME-TIFF
-        with several planes, an OME-Zarr folder); None otherwise (a single
-        2-D image, a missing or unreadable path), so that other readers can try.
+        with several planes, an OME-Zarr folder), a calibrated image (an
+        ImageJ or OME-TIFF with a pixel size, a map this plugin wrote); None
+        otherwise (a single uncalibrated 2-D image, a missing or unreadable
+        path), so that other readers can try.
     """
     paths = _as_list(path)
     if not paths:
@@ -136,7 +147,7 @@ def get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[LayerData]] | 
             return read_retouch_layers
         if p.is_dir():
             return read_stacks if _is_microscope_data(p) or _folder_images(p) else None
-        if p.is_file() and is_image_name(p) and (_is_microscope_data(p) or _is_multipage(p)):
+        if p.is_file() and is_image_name(p) and (_is_microscope_data(p) or _is_multipage(p) or is_calibrated_image(p)):
             return read_stacks
         return None
     if all(p.is_file() and is_image_name(p) for p in paths):
@@ -179,7 +190,7 @@ def read_stacks(path: PathOrPaths) -> list[LayerData]:
         be focus-stacked: the notification says why.
     """
     paths = _as_list(path)
-    if len(paths) == 1 and _is_microscope_data(paths[0]):
+    if len(paths) == 1 and (_is_microscope_data(paths[0]) or is_calibrated_image(paths[0])):
         try:
             return _microscope_layers(paths[0])
         except FocusStackError as exc:
@@ -321,13 +332,29 @@ def _stem(path: Path) -> str:
 
 
 def _microscope_layers(path: Path) -> list[LayerData]:
-    """One lazy, calibrated layer per channel of an ImageJ/OME-TIFF or OME-Zarr."""
+    """One lazy, calibrated layer per channel of an ImageJ/OME-TIFF or OME-Zarr, z-stack or not."""
+    try:
+        hs = read_hyperstack(path)
+    except StackError:  # no z axis (or one plane): a calibrated image, e.g. a result this plugin wrote
+        if path.is_dir():
+            raise
+        image = read_calibrated_image(path)
+        return _calibrated_layers(path, image.data, image.axes, image.calibration, image.info)
+    info = image_info(path) if path.is_file() else ImageInfo()
+    return _calibrated_layers(path, hs.data, hs.axes, hs.calibration, info)
+
+
+def _calibrated_layers(path: Path, array: Any, axes: str, cal: Any, info: ImageInfo) -> list[LayerData]:
+    """The layers of calibrated data (a z-stack or an image): one per channel, lazy, in physical units."""
     import dask.array as da
 
-    hs = read_hyperstack(path)  # refuses data without a z axis of 2 or more planes, saying so
-    cal = hs.calibration
-    data = da.from_zarr(hs.data) if type(hs.data).__module__.startswith("zarr") else da.asarray(hs.data)
-    layer_axes = [a for a in hs.axes if a not in "CS"]
+    data = da.from_zarr(array) if type(array).__module__.startswith("zarr") else da.asarray(array)
+    loop = [k for k, a in enumerate(axes) if a not in "CZYXS"]
+    if "Z" not in axes and cal.z_step is not None and loop:
+        # a result's single z plane (io.calibrated.collapsed_z): back after the loop axes, where it lay
+        k = loop[-1] + 1
+        data, axes = data[(slice(None),) * k + (None,)], axes[:k] + "Z" + axes[k:]
+    layer_axes = [a for a in axes if a not in "CS"]
     scale, translate, units = [], [], []
     for a in layer_axes:
         if a == "Z" and cal.z_step is not None:
@@ -338,20 +365,29 @@ def _microscope_layers(path: Path) -> list[LayerData]:
             scale.append(float(cal.pixel_size[0 if a == "Y" else 1]))
             translate.append(0.0)
             units.append(cal.unit or "pixel")
+        elif a == "T" and info.time_step is not None:
+            scale.append(float(info.time_step))
+            translate.append(0.0)
+            units.append("second")
         else:
             scale.append(1.0)
             translate.append(0.0)
-            units.append("pixel")
-    n = hs.n_channels if "C" in hs.axes else 1
-    names = list(cal.channel_names) if cal.channel_names else [f"channel {c}" for c in range(n)]
+            units.append("pixel" if a in "ZYX" else "")  # time points, positions: counts, not pixels
+    n = data.shape[axes.index("C")] if "C" in axes else 1
+    names = list(cal.channel_names) if cal.channel_names and len(cal.channel_names) == n else [
+        f"channel {c}" for c in range(n)]
     colormaps = _channel_colormaps(cal.channel_colors, n)
     # one plane (the middle z of the first z-stack) sets the contrast of each channel
-    plane = hs.read_frame(hs.loop_indices()[0], hs.size("Z") // 2)
-    rgb = "S" in hs.axes
+    first = tuple(0 if a not in "CZYXS" else data.shape[k] // 2 if a == "Z" else slice(None)
+                  for k, a in enumerate(axes))
+    plane = np.asarray(data[first])
+    plane_axes = [a for a in axes if a in "CYXS"]
+    rgb = "S" in axes
     stem = _stem(path)
+    role = {"height": "depth", "depth (frame index)": "depth", "confidence": "confidence"}.get(info.value_name)
     layers = []
     for c in range(n):
-        channel = data if "C" not in hs.axes else data[(slice(None),) * hs.axes.index("C") + (c,)]
+        channel = data if "C" not in axes else data[(slice(None),) * axes.index("C") + (c,)]
         kwargs: dict[str, Any] = {
             "name": stem if n == 1 else f"{stem} {names[c]}",
             "rgb": rgb,
@@ -362,13 +398,23 @@ def _microscope_layers(path: Path) -> list[LayerData]:
             "multiscale": False,
             "metadata": {md.SOURCE: str(path)},
         }
+        if role is not None:  # a map this plugin wrote: shown, and saved again, as what it is
+            unit = info.value_unit or ("pixel" if info.value_name == "height" else "frame")
+            kwargs["metadata"].update({md.ROLE: role, md.HEIGHT_UNIT: unit})
         if not rgb:
-            values = plane if plane.ndim == 2 else plane[..., c]
+            values = plane if "C" not in plane_axes else np.take(plane, c, axis=plane_axes.index("C"))
             kwargs["contrast_limits"] = _contrast_limits(values[None], values.dtype)
             kwargs["colormap"] = colormaps[c]
+            if role == "depth":
+                kwargs["colormap"] = "turbo"
+                kwargs["contrast_limits"] = list(info.display_range or kwargs["contrast_limits"])
+            elif role == "confidence":
+                kwargs["colormap"], kwargs["contrast_limits"] = "gray", [0.0, 1.0]
         if n > 1:
             kwargs["blending"] = "translucent_no_depth" if c == 0 else "additive"
             kwargs["metadata"][md.CHANNEL_GROUP] = str(path)
+        elif role is None and not rgb and cal.channel_colors and colormaps[0] != "gray":
+            kwargs["blending"] = "additive"  # one coloured channel (a fused channel layer): it composes with others
         layers.append((channel, kwargs, "image"))
     return layers
 

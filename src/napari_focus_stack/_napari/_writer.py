@@ -16,9 +16,20 @@
   z step and first plane's position of a z axis; a height map's value
   unit, shown by Fiji next to each value), or an OME-TIFF for ``.ome.tif``
   (``PhysicalSizeZ`` and unit, the planes' ``PositionZ``): the plugin
-  reader gives the same scale, translate and units back. The single planes that keep a result on its input's sliders
-  (:mod:`.geometry`) are left out: a ``(T, 1, Y, X)`` fused layer is written
-  as a ``TYX`` time series.
+  reader gives the same scale, translate, units, axis labels, colormap and
+  (maps) contrast back. A result's single z plane (:mod:`.geometry`) is
+  written as a z axis of one plane with its thickness and position, so a
+  ``(T, 1, Y, X)`` fused layer is a ``TYX`` time series to Fiji and
+  reopens as ``(T, 1, Y, X)`` over its input. Every result layer of this
+  plugin (``metadata["focus_stack_role"]``) goes this way except a plain
+  2-D fused photo, which keeps its EXIF and ICC profile; depth and
+  confidence maps record what they are and their contrast (ImageJ ``Info``,
+  ``vunit``, ``min`` and ``max``; OME channel name), and a time axis in
+  seconds (or minutes...) its interval.
+
+Several selected layers (:func:`write_layers`) are written one file each,
+``<name>_<layer><ext>``: images as above, Surface layers as meshes
+(:mod:`._mesh_writer`).
 
 Every file goes through :func:`napari_focus_stack.io.write_atomic` (a hidden
 temporary file beside the target, renamed over it when complete, errors
@@ -41,10 +52,12 @@ import numpy as np
 from ..errors import OutputError
 from ..io import Calibration, is_ome_name, write_atomic, write_calibrated_tiff, write_image
 from ..io.mask import write_retouch_mask
+from ..io.mesh import MESH_EXTENSIONS
 from . import layer_metadata as md
+from ._mesh_writer import write_surface_layer
 from .layers import unit_symbol
 
-__all__ = ["JPEG_QUALITY", "write_image_layer", "write_labels_layer"]
+__all__ = ["JPEG_QUALITY", "write_image_layer", "write_labels_layer", "write_layers"]
 
 JPEG_QUALITY = 95
 _TIFF = (".tif", ".tiff")
@@ -154,14 +167,17 @@ def _calibrated_layout(target: Path, a: np.ndarray, meta: dict) -> tuple[str, tu
     """``(axes, order)`` to write the layer as a calibrated TIFF, or None when it has nothing to keep.
 
     A layer has a calibration to keep when its y/x or z unit is a length,
-    its values are heights in a length unit, or the name asks for OME-TIFF.
-    Planes of length one (a result's collapsed z) are dropped; the axes are
-    put in ImageJ's order (loop axes as T, then Z, C, Y, X).
+    its values are heights in a length unit, the name asks for OME-TIFF, or
+    it is a map of this plugin or a result with sliders. Planes of length
+    one are dropped, but for a z with a length unit (a result's single
+    plane, kept with its position); the axes are put in ImageJ's order
+    (loop axes as T, then Z, C, Y, X).
     """
     rgb = bool(meta.get("rgb", False))
     ndim = a.ndim - (1 if rgb else 0)
     units = list(meta.get("units") or [])
     height_unit = (meta.get("metadata") or {}).get(md.HEIGHT_UNIT)
+    role = (meta.get("metadata") or {}).get(md.ROLE)
     if ndim < 2:
         return None
     letters = _letters([str(v) for v in meta.get("axis_labels") or []], ndim)
@@ -171,10 +187,12 @@ def _calibrated_layout(target: Path, a: np.ndarray, meta: dict) -> tuple[str, tu
         or z_unit
         or height_unit not in (None, "frame")
         or is_ome_name(target)
+        or role in ("depth", "confidence")
+        or (role is not None and ndim > 2)
     )
     if not calibrated:
         return None
-    keep = [k for k in range(ndim) if letters[k] in "YX" or a.shape[k] > 1]
+    keep = [k for k in range(ndim) if letters[k] in "YX" or a.shape[k] > 1 or (letters[k] == "Z" and z_unit)]
     loop = [k for k in keep if letters[k] not in "ZCYX"]
     order = tuple(loop + [k for k in keep if letters[k] == "Z"] + [k for k in keep if letters[k] == "C"]
                   + [ndim - 2, ndim - 1])
@@ -221,4 +239,73 @@ def _write_calibrated(target: Path, a: np.ndarray, meta: dict, layout: tuple, pr
     value_name = {"depth": "height" if height_unit not in (None, "frame") else "depth (frame index)",
                   "confidence": "confidence"}.get(role)
     value_unit = height_unit if role == "depth" and height_unit not in (None, "frame") else None
-    write_calibrated_tiff(target, data, axes, cal, value_unit=value_unit, value_name=value_name, protect=protect)
+    limits = meta.get("contrast_limits")
+    shown = tuple(float(v) for v in limits) if value_name and limits is not None else None
+    t_at = next((order[k] for k, letter in enumerate(axes) if letter == "T"), None)
+    time_step = _seconds(scale[t_at], units[t_at]) if t_at is not None and t_at < len(units) else None
+    write_calibrated_tiff(target, data, axes, cal, value_unit=value_unit, value_name=value_name, display_range=shown,
+                          time_step=time_step, protect=protect)
+
+
+def _seconds(step: float, unit: Any) -> float | None:
+    """A time axis's step in seconds (None when its unit is not a time)."""
+    try:
+        import pint
+
+        quantity = pint.get_application_registry().Quantity(float(step), str(unit))
+        if quantity.dimensionality == {"[time]": 1}:
+            return float(quantity.to("second").magnitude)
+    except Exception:  # noqa: BLE001 - pint missing or a unit it does not know: no time step
+        return None
+    return None
+
+
+def write_layers(path: str, layer_data: list) -> list[str]:
+    """Write several layers, one file each (npe2 multi-layer writer): images and surfaces.
+
+    Each layer goes through :func:`write_image_layer` (images) or
+    :func:`._mesh_writer.write_surface_layer` (surfaces) to
+    ``<stem>_<layer name><suffix>`` beside `path`: `path`'s suffix for
+    the layers it suits, else ``.tif`` for images and ``.ply`` for
+    surfaces. One layer is written to `path` itself. When a layer fails,
+    the files this call created are removed and the error is raised (napari
+    shows it): never a silent nothing.
+
+    Returns
+    -------
+    list of str
+        Every file written.
+    """
+    target = Path(path)
+    suffix = "".join(target.suffixes[-2:]) if target.name.lower().endswith(".ome.tif") else target.suffix
+    stem = target.name[: len(target.name) - len(suffix)] if suffix else target.name
+    if not layer_data:
+        raise OutputError(f"cannot write {target}: no layer was selected.")
+    jobs = []
+    for data, meta, kind in layer_data:
+        if kind not in ("image", "surface"):
+            raise OutputError(f"cannot write {meta.get('name', 'a layer')!r}: this plugin writes image and surface "
+                              f"layers, not {kind} layers.")
+        mesh = suffix.lower() in MESH_EXTENSIONS
+        ext = suffix if (kind == "surface") == mesh and suffix else (".ply" if kind == "surface" else ".tif")
+        name = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(meta.get("name", "layer"))).strip("_")
+        out = target if len(layer_data) == 1 and ext == suffix else target.with_name(f"{stem}_{name}{ext}")
+        jobs.append((out, data, meta, kind))
+    names = [str(out).lower() for out, *_ in jobs]
+    clash = next((n for n in names if names.count(n) > 1), None)
+    if clash is not None:
+        raise OutputError(f"two of the selected layers would be written to {clash}; give them different names.")
+    written: list[str] = []
+    created: list[Path] = []
+    try:
+        for out, data, meta, kind in jobs:
+            new = not out.exists()
+            files = write_surface_layer(str(out), data, meta) if kind == "surface" else write_image_layer(
+                str(out), data, meta)
+            written += files
+            created += [Path(f) for f in files] if new else []
+    except BaseException:
+        for f in created:
+            f.unlink(missing_ok=True)
+        raise
+    return written

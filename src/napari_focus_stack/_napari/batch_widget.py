@@ -1,14 +1,23 @@
-"""The "Batch" dock widget: a whole scan, one sharp image per stack.
+"""The "Batch" dock widget: a folder of stacks, one sharp image per stack.
 
-Choose the scan folder and an output folder; the stacks found there
-(OpenScan names, numbered files, subfolders or a pattern) are listed in a
-table with what will happen to each (run, already complete, cannot run).
-Run stacks them all in a worker thread, in this process or on a local Dask
-cluster, with overall and per-stack progress and Cancel; double-click a row
-(or use Open result) to open its image as a layer. Everything else (resume,
+One widget for both kinds of input: photos (an OpenScan scan, numbered
+files, subfolders or a pattern) and microscope files (one ImageJ or
+OME-TIFF z-stack or hyperstack per file). Choose the input folder and an
+output folder (by default a folder next to the input, ``<input>-stacked``;
+an OpenScan3 project or scan folder keeps the firmware's layout,
+``scanNN/stacked/``); the stacks found there are listed in a table with
+their frames (a microscope file's z planes and time points) and what will
+happen to each (run, already complete, cannot run). Microscope data writes
+its height maps by default. Run stacks them all in a worker thread, in this
+process or on a local Dask cluster, with overall and per-stack progress and
+Cancel; double-click a row (or use Open result) to open its result as
+layers, calibrated results through the plugin's reader (pixel size, z,
+units, channel colours, the height map in turbo). Everything else (resume,
 EXIF, reports, no data lost) is :func:`napari_focus_stack.batch.run_batch`.
 
-The engine options are the shared magicgui form (:mod:`.engine_form`). A
+The engine options are the shared magicgui form (:mod:`.engine_form`),
+folded away by default so that the table keeps its rows at a normal dock
+size. A
 :class:`~napari_focus_stack.errors.FocusStackError` is shown in the widget
 and as a notification; any other exception is a bug and is raised with its
 traceback.
@@ -16,6 +25,7 @@ traceback.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +35,7 @@ from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
@@ -32,9 +43,11 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -42,9 +55,11 @@ from qtpy.QtWidgets import (
 from ..batch import BatchOptions, plan_batch, run_batch
 from ..errors import FocusStackError
 from ..grouping import MODES, Plan
-from ..io import read_image
+from ..io import is_hyperstack_file, plane_count, read_hyperstack, read_image
+from ..io.calibrated_image import is_calibrated_image
 from . import layer_metadata as md
 from ._notify import defuse_notification_timers, notify
+from ._reader import read_stacks
 from .background import BackgroundRun
 from .engine_form import EngineForm
 
@@ -58,7 +73,10 @@ __all__ = ["BatchWidget"]
 _COLUMNS = ("stack", "frames", "status", "progress", "output")
 _STATE_TEXT = {"run": "to do", "skip": "complete", "fail": "cannot run"}
 _PROGRESS_STEPS = 1000
-DEFAULT_OUTPUT = "stacked"
+#: The default output folder: ``<input><DEFAULT_SUFFIX>`` next to the input folder, never inside it.
+DEFAULT_SUFFIX = "-stacked"
+#: Table rows the widget keeps room for.
+TABLE_ROWS = 6
 
 
 class _Bridge(QObject):
@@ -109,11 +127,11 @@ class BatchWidget(BackgroundRun, QWidget):
     def _build(self) -> None:
         folders = QFormLayout()
         self.input_edit = QLineEdit()
-        self.input_edit.setPlaceholderText("scan folder, e.g. the OpenScan download")
+        self.input_edit.setPlaceholderText("a folder of stacks: photos (OpenScan...) or microscope files")
         self.input_edit.editingFinished.connect(self._input_changed)
         folders.addRow("Input folder", _with_button(self.input_edit, "Browse...", self._browse_input))
         self.output_edit = QLineEdit()
-        self.output_edit.setPlaceholderText(f"default: <input>/{DEFAULT_OUTPUT}")
+        self.output_edit.setPlaceholderText(f"default: <input>{DEFAULT_SUFFIX} beside it")
         self.output_edit.editingFinished.connect(self.detect)
         folders.addRow("Output folder", _with_button(self.output_edit, "Browse...", self._browse_output))
 
@@ -125,8 +143,9 @@ class BatchWidget(BackgroundRun, QWidget):
         )
         self.stack_size_spin = QSpinBox()
         self.stack_size_spin.setRange(0, 999)
-        self.stack_size_spin.setSpecialValueText("from names")
-        self.stack_size_spin.setToolTip("Frames per stack: needed for numbered files, checked otherwise")
+        self.stack_size_spin.setSpecialValueText("auto")
+        self.stack_size_spin.setToolTip(
+            "Frames per stack: needed for numbered files, checked otherwise (auto: from the names)")
         self.pattern_edit = QLineEdit()
         self.pattern_edit.setPlaceholderText(r"regex, e.g. (?P<stack>.+)_z(?P<frame>\d+)")
         grouping = QHBoxLayout()
@@ -158,12 +177,22 @@ class BatchWidget(BackgroundRun, QWidget):
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.cellDoubleClicked.connect(lambda row, _col: self._open_row(row))
         self.table.setToolTip("Double-click a finished stack to open its result as a layer")
+        rows = self.table.verticalHeader().defaultSectionSize()
+        self.table.setMinimumHeight(self.table.horizontalHeader().sizeHint().height() + TABLE_ROWS * rows + 4)
 
         options = QGroupBox("Options")
         box = QVBoxLayout(options)
         self.engine = EngineForm()
         self.engine.margins = (0, 0, 0, 0)
+        self.engine_toggle = QToolButton()
+        self.engine_toggle.setText("Engine options (method, radius, device...)")
+        self.engine_toggle.setCheckable(True)
+        self.engine_toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.engine_toggle.setStyleSheet("QToolButton { border: none; }")
+        self.engine_toggle.toggled.connect(self._show_engine)
+        box.addWidget(self.engine_toggle)
         box.addWidget(self.engine.native)
+        self._show_engine(False)  # folded: the defaults suit most scans, and the table keeps its rows
         form = QFormLayout()
         box.addLayout(form)
         self.format_combo = QComboBox()
@@ -179,10 +208,15 @@ class BatchWidget(BackgroundRun, QWidget):
         self.workers_spin.setValue(1)
         self.workers_spin.setToolTip("1: stacks run in napari's process; more: a local Dask cluster of processes")
         form.addRow("Workers", self.workers_spin)
-        self.reuse_check = QCheckBox("Reuse the first stack's alignment (turntable scans)")
+        self.reuse_check = QCheckBox("Reuse the alignment")
+        self.reuse_check.setToolTip("Estimate the alignment on a few stacks and reuse it (turntable scans)")
         self.depth_check = QCheckBox("Write depth maps")
+        self.depth_check.setToolTip("<stack>_depth.tif: heights in the z unit for microscope data (on by default)")
+        self._depth_chosen = False  # the user ticked or unticked it: no default any more
+        self.depth_check.clicked.connect(lambda *_: setattr(self, "_depth_chosen", True))
         self.confidence_check = QCheckBox("Write confidence maps")
-        self.overwrite_check = QCheckBox("Recompute complete stacks and replace existing files")
+        self.overwrite_check = QCheckBox("Overwrite")
+        self.overwrite_check.setToolTip("Recompute complete stacks and replace existing files")
         for box in (self.reuse_check, self.depth_check, self.confidence_check, self.overwrite_check):
             form.addRow("", box)
             box.toggled.connect(self.detect)
@@ -211,10 +245,34 @@ class BatchWidget(BackgroundRun, QWidget):
         layout.addWidget(self.plan_label)
         layout.addWidget(self.problems_label)
         layout.addWidget(self.table, 1)
-        layout.addWidget(options)
+        scroll = QScrollArea()  # a short dock scrolls the options instead of squeezing the table
+        scroll.setWidget(options)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.options_area = scroll
+        layout.addWidget(scroll)
         layout.addLayout(buttons)
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.status_label)
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        self._fit_options()
+
+    def _fit_options(self) -> None:
+        """Room for the options as they are folded (styled by now): unfolded, they scroll."""
+        if not self.engine_toggle.isChecked():
+            self.options_area.setMinimumHeight(self.options_area.widget().sizeHint().height())
+        # unfolded, the engine form must fit beside the scroll bar
+        wide = max(self.options_area.widget().minimumSizeHint().width(), self.engine.native.sizeHint().width() + 24)
+        self.options_area.setMinimumWidth(wide + self.options_area.verticalScrollBar().sizeHint().width())
+
+    def _show_engine(self, shown: bool) -> None:
+        self.engine.native.setVisible(shown)
+        self.engine_toggle.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
+        if self.engine_toggle.isChecked() != shown:
+            self.engine_toggle.setChecked(shown)
 
     def _browse_input(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Scan folder", self.input_edit.text())
@@ -239,12 +297,24 @@ class BatchWidget(BackgroundRun, QWidget):
         self.detect()
 
     def output_folder(self) -> str | None:
-        """The output folder (default: ``<input>/stacked``), or None without an input."""
+        """The output folder, or None without an input.
+
+        By default a folder next to the input, ``<input>-stacked``: results
+        never land among the data. An OpenScan3 project or scan folder (a
+        ``scanNN`` folder, or one holding them or ``openscan_project.json``)
+        is its own default: the firmware's layout puts results in
+        ``scanNN/stacked/``.
+        """
         text = self.output_edit.text().strip()
         if text:
             return text
         inp = self.input_edit.text().strip()
-        return str(Path(inp) / DEFAULT_OUTPUT) if inp else None
+        if not inp:
+            return None
+        folder = Path(inp).expanduser()
+        if _is_openscan3(folder):
+            return str(folder)
+        return str(folder.with_name(folder.name + DEFAULT_SUFFIX)) if folder.name else str(folder / "stacked")
 
     def options(self) -> BatchOptions:
         """The :class:`BatchOptions` the widget is set to."""
@@ -286,6 +356,12 @@ class BatchWidget(BackgroundRun, QWidget):
             self.plan_label.setText(f"Error: {exc}")
             return None
         plan = self.plan
+        if _microscope_files(self.jobs) and not self._depth_chosen and not self.depth_check.isChecked():
+            # microscope data: the height map is half the result; ticked by default (the plan follows)
+            self.depth_check.blockSignals(True)
+            self.depth_check.setChecked(True)
+            self.depth_check.blockSignals(False)
+            return self.detect()
         todo = sum(j.state == "run" for j in self.jobs)
         self.plan_label.setText(
             f"{len(plan.stacks)} stack(s), {todo} to do; mode {plan.mode}: {plan.reason}"
@@ -303,9 +379,10 @@ class BatchWidget(BackgroundRun, QWidget):
         for row, job in enumerate(self.jobs):
             self._rows[job.task.name] = row
             self.table.setItem(row, 0, QTableWidgetItem(job.task.name))
-            frames = QTableWidgetItem(str(len(job.task.frames)))
+            text, tip = _frame_count(job.task.frames)
+            frames = QTableWidgetItem(text)
             frames.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-            frames.setToolTip("\n".join(Path(f).name for f in job.task.frames))
+            frames.setToolTip(tip)
             self.table.setItem(row, 1, frames)
             self._set_status(row, _STATE_TEXT[job.state], job.error or "\n".join(job.task.warnings))
             bar = QProgressBar()
@@ -436,6 +513,10 @@ class BatchWidget(BackgroundRun, QWidget):
     def open_result(self, stack: str) -> list:
         """Open the result of `stack` (and its depth/confidence maps, hidden) as layers.
 
+        Calibrated results (microscope data) open through the plugin's
+        reader: pixel size, the single z plane, units, one layer per
+        channel in its colour, the height map in turbo in its unit.
+
         Returns
         -------
         list of napari layers
@@ -456,6 +537,14 @@ class BatchWidget(BackgroundRun, QWidget):
                         f"{stack} has no result yet ({Path(path).name} does not exist); run the batch"
                     )
                 continue
+            if is_calibrated_image(path):
+                for data, kwargs, _ in read_stacks(str(path)):
+                    channel = kwargs["name"][len(Path(path).stem):].strip() if kind == "image" else ""
+                    kwargs["name"] = " ".join(filter(None, (stack, channel if kind == "image" else kind)))
+                    kwargs["metadata"] = {**kwargs["metadata"], md.PATH: str(path), md.BATCH: stack}
+                    layer = self.viewer.add_image(data, visible=kind == "image", **kwargs)
+                    layers.append(layer)
+                continue
             data, meta = read_image(path)
             metadata = {md.PATH: str(path), md.EXIF: meta.exif, md.ICC: meta.icc, md.BATCH: stack}
             if kind == "image":
@@ -469,6 +558,40 @@ class BatchWidget(BackgroundRun, QWidget):
         if layers:
             self.viewer.layers.selection.active = layers[0]
         return layers
+
+
+def _is_openscan3(folder: Path) -> bool:
+    """An OpenScan3 scan folder (``scanNN``) or project (``scanNN`` subfolders, ``openscan_project.json``)."""
+    if re.fullmatch(r"scan\d+", folder.name, re.IGNORECASE):
+        return True
+    try:
+        return (folder / "openscan_project.json").is_file() or any(
+            p.is_dir() and re.fullmatch(r"scan\d+", p.name, re.IGNORECASE) for p in folder.iterdir())
+    except OSError:
+        return False
+
+
+def _microscope_files(jobs: list) -> bool:
+    """Whether the stacks are microscope files (one ImageJ/OME-TIFF or OME-Zarr per stack)."""
+    tasks = [j.task for j in jobs]
+    return bool(tasks) and all(len(t.frames) == 1 and is_hyperstack_file(t.frames[0]) for t in tasks)
+
+
+def _frame_count(frames: list[str]) -> tuple[str, str]:
+    """The table's frame count of a stack and its tooltip: files, or a microscope file's z planes and time points."""
+    if len(frames) != 1:
+        return str(len(frames)), "\n".join(Path(f).name for f in frames)
+    path = frames[0]
+    name = Path(path).name
+    try:
+        with read_hyperstack(path) as hs:
+            nz, stacks, channels = hs.size("Z"), len(hs.loop_indices()), hs.n_channels
+    except FocusStackError:
+        n = plane_count(path)
+        return str(n or 1), f"{name}: {n} planes" if n > 1 else name
+    parts = [f"{nz} z planes"] + ([f"{stacks} time points"] if stacks > 1 else []) + (
+        [f"{channels} channels"] if channels > 1 else [])
+    return (f"{nz} × {stacks}" if stacks > 1 else str(nz)), f"{name}: " + ", ".join(parts)
 
 
 def _with_button(edit: QLineEdit, text: str, slot) -> QWidget:

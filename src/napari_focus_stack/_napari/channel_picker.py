@@ -5,9 +5,12 @@ reader's and napari's ``channel_axis`` convention), each with its colormap
 and blending. Fusing them one by one would give each channel its own
 focus decision and alignment; fused together, all channels come from the
 same frame at every pixel. This part of the Focus stack widget lists the
-image layers that can be fused with the input (same shape and dtype), ticks
-those read from the same file as it, and offers the deciding channel: one
-of them, or all of them, each normalised by its intensity spread.
+image layers that are channels of the same data as the input: read from the
+same file (the reader's channel group; ticked), or, for layers that come
+from no file (arrays, ``channel_axis``), of the same shape, dtype, scale,
+translate and units; another file's layers of the same size are not
+offered. It offers the deciding channel: one of them, or all of them, each
+normalised by its intensity spread.
 
 It stays hidden while no other layer fits.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import QComboBox, QFormLayout, QListWidget, QListWidgetItem, QWidget
 
@@ -69,12 +73,23 @@ class ChannelPicker(QWidget):
         self.setVisible(False)
 
     def candidates(self, layer: Image | None) -> list[Image]:
-        """Other image layers that can be fused with `layer`: same shape and dtype, not RGB, not results."""
+        """Other channels of `layer`'s data: its file's (channel group), else same-shaped, same-placed arrays.
+
+        Never RGB layers, pyramids or results; always the same shape and dtype.
+        """
         from napari.layers import Image
 
         if layer is None or layer.rgb:
             return []
         shape = layer_shape(layer)
+        group = layer.metadata.get(md.CHANNEL_GROUP)
+
+        def sibling(other: Image) -> bool:
+            if group is not None or other.metadata.get(md.CHANNEL_GROUP) is not None:
+                return other.metadata.get(md.CHANNEL_GROUP) == group
+            return (np.allclose(other.scale, layer.scale) and np.allclose(other.translate, layer.translate)
+                    and [str(u) for u in other.units] == [str(u) for u in layer.units])
+
         return [
             other
             for other in self.viewer.layers
@@ -85,6 +100,7 @@ class ChannelPicker(QWidget):
             and other.metadata.get(md.ROLE) is None
             and layer_shape(other) == shape
             and other.dtype == layer.dtype
+            and sibling(other)
         ]
 
     def set_input(self, layer: Image | None) -> None:

@@ -3,10 +3,12 @@
 A napari image layer has ``ndim`` axes (an RGB layer's colour samples are
 not one of them): the last two are y and x, the others are sliders. One of
 the sliders is the focus axis (z): the one labelled ``"z"``, else the one
-the user picks (by default the slider next to y, as in TZYX, CZYX and
-TZCYX once the channels are layers of their own). The other sliders are
-looped over: the engine fuses one z-stack per position of them, and a
-slider labelled ``"c"`` holds channels fused with one decision.
+the user picks (by default the one with a length unit or a scale of its
+own, else the longest: napari's own reader names a ZCYX file's axes -4..-1,
+and its 2 channels are no z axis next to 9 planes). A z of 2-4 planes
+beside a longer slider is suspect (:func:`suspect_z_axis`). The other
+sliders are looped over: the engine fuses one z-stack per position of
+them, and a slider labelled ``"c"`` holds channels fused with one decision.
 
 napari aligns the axes of layers of different dimensionality from the
 right (x with x, y with y, then whatever comes before). A result lacks the
@@ -27,11 +29,14 @@ from typing import Any
 
 import numpy as np
 
+from ..io.hyperstack import normalise_unit
+
 __all__ = [
     "Placement",
     "default_z_axis",
     "hyperstack_letters",
     "placement",
+    "suspect_z_axis",
     "to_layer_layout",
     "unstackable_reason",
     "z_axis_candidates",
@@ -50,14 +55,29 @@ def z_axis_candidates(ndim: int) -> list[int]:
     return list(range(max(ndim - 2, 0)))
 
 
-def default_z_axis(shape: Sequence[int], axis_labels: Sequence[str] | None = None) -> int | None:
-    """The layer's z axis: the one labelled ``"z"``, else the slider next to y with 2 or more planes.
+def _is_length(unit: Any) -> bool:
+    return unit is not None and normalise_unit(str(unit)) in ("µm", "nm", "mm", "cm", "m", "pm", "Å", "in")
+
+
+def default_z_axis(
+    shape: Sequence[int],
+    axis_labels: Sequence[str] | None = None,
+    scale: Sequence[float] | None = None,
+    units: Sequence[Any] | None = None,
+) -> int | None:
+    """The layer's z axis: labelled ``"z"``, else z-like (a length unit, a scale), else the longest slider.
+
+    Sliders labelled ``t`` or ``c`` are z only when nothing else has 2 or
+    more planes; among equals the one nearest y wins.
 
     Parameters
     ----------
     shape : sequence of int
         The layer's data shape without RGB samples (``ndim`` entries).
     axis_labels : sequence of str, optional
+    scale, units : sequence, optional
+        The layer's: a slider with a length unit (µm...), else one with a
+        scale other than 1, is taken for z before a longer one.
 
     Returns
     -------
@@ -68,8 +88,10 @@ def default_z_axis(shape: Sequence[int], axis_labels: Sequence[str] | None = Non
     --------
     >>> default_z_axis((5, 30, 64, 64), ("t", "z", "y", "x")), default_z_axis((5, 30, 64, 64))
     (1, 1)
-    >>> default_z_axis((30, 1, 64, 64)), default_z_axis((64, 64))
-    (0, None)
+    >>> default_z_axis((9, 2, 64, 64)), default_z_axis((30, 1, 64, 64)), default_z_axis((64, 64))
+    (0, 0, None)
+    >>> default_z_axis((20, 6, 64, 64), scale=(1, 0.5, 0.1, 0.1))
+    1
     """
     candidates = z_axis_candidates(len(shape))
     if not candidates:
@@ -79,7 +101,38 @@ def default_z_axis(shape: Sequence[int], axis_labels: Sequence[str] | None = Non
         return labelled[0]
     deep = [k for k in candidates if shape[k] >= 2 and _label(axis_labels, k) not in ("t", "c")]
     deep = deep or [k for k in candidates if shape[k] >= 2]
-    return deep[-1] if deep else candidates[-1]
+    if not deep:
+        return candidates[-1]
+    for z_like in (
+        [k for k in deep if units is not None and k < len(units) and _is_length(units[k])],
+        [k for k in deep if scale is not None and k < len(scale) and float(scale[k]) != 1.0],
+        deep,
+    ):
+        if z_like:
+            return max(z_like, key=lambda k: (shape[k], k))
+    return None  # not reached
+
+
+def suspect_z_axis(shape: Sequence[int], z: int, axis_labels: Sequence[str] | None = None) -> str | None:
+    """Why `z` may not be the focus axis: 2 to 4 planes while another slider has more; else None.
+
+    A z-stack of 2-4 planes exists, but a channel (or time) axis taken for
+    z is the usual cause: fused "stacks" of channels give a flat depth map.
+
+    >>> suspect_z_axis((9, 2, 64, 64), 1)
+    "z has 2 planes but axis '-4' has 9: is that the focus axis?"
+    >>> suspect_z_axis((9, 2, 64, 64), 0) is None, suspect_z_axis((3, 64, 64), 0) is None
+    (True, True)
+    """
+    sliders = z_axis_candidates(len(shape))
+    if z not in sliders or not 2 <= shape[z] <= 4:
+        return None
+    longer = [k for k in sliders if k != z and shape[k] > shape[z]]
+    if not longer:
+        return None
+    k = max(longer, key=lambda a: (shape[a], a))
+    name = _label(axis_labels, k) or str(k - len(shape))
+    return f"z has {shape[z]} planes but axis '{name}' has {shape[k]}: is that the focus axis?"
 
 
 def unstackable_reason(shape: Sequence[int], axis_labels: Sequence[str] | None = None) -> str | None:

@@ -129,8 +129,9 @@ class ZAxisPicker(QComboBox):
     """Which slider of the input layer is its z (focus) axis.
 
     Lists the layer's sliders with their labels and lengths; starts at the
-    one labelled ``"z"``, else at the slider next to y. Disabled when there
-    is nothing to choose (a ``(Z, Y, X)`` layer).
+    one labelled ``"z"``, else at one with a length unit or a scale, else at
+    the longest (:func:`.geometry.default_z_axis`). Disabled when there is
+    nothing to choose (a ``(Z, Y, X)`` layer).
     """
 
     def __init__(self, parent=None):
@@ -150,7 +151,7 @@ class ZAxisPicker(QComboBox):
             labels = tuple(layer.axis_labels)
             for k in z_axis_candidates(len(shape)):
                 self.addItem(f"{labels[k]} ({shape[k]} planes)", k)
-            default = default_z_axis(shape, labels)
+            default = default_z_axis(shape, labels, tuple(layer.scale), tuple(layer.units))
             index = self.findData(keep if keep is not None else default)
             self.setCurrentIndex(max(index, 0))
         self.setEnabled(self.count() > 1)

@@ -8,9 +8,9 @@ and the input paths (never to be overwritten) from any layer.
 from __future__ import annotations
 
 __all__ = [
-    "BATCH", "CHANNEL", "CHANNEL_GROUP", "CHANNEL_LAYERS", "EXIF", "FRAME_EXIF", "HEIGHT_UNIT", "ICC", "INPUT",
-    "NAMES", "PATH", "PATHS", "REPORT", "REPORTS", "ROLE", "ROLES", "SOURCE", "TRUE_DEPTH", "TRUE_TRANSFORMS",
-    "Z0", "Z_AXIS", "Z_STEP",
+    "BATCH", "CHANNEL", "CHANNEL_GROUP", "CHANNEL_LAYERS", "EXAGGERATION", "EXIF", "FRAME_EXIF", "HEIGHT_UNIT",
+    "ICC", "INPUT", "NAMES", "PATH", "PATHS", "REPORT", "REPORTS", "ROLE", "ROLES", "SOURCE", "TRUE_DEPTH",
+    "TRUE_TRANSFORMS", "Z0", "Z_AXIS", "Z_STEP",
 ]
 
 # ---- stack layers (reader, sample data) and results that keep them
@@ -54,6 +54,8 @@ HEIGHT_UNIT = "focus_stack_height_unit"
 #: Depth layers in a length unit: height of the first plane and z step (height = Z0 + index * Z_STEP).
 Z0 = "focus_stack_z0"
 Z_STEP = "focus_stack_z_step"
+#: Surface layers: the 3D view's vertical exaggeration (the layer's z scale; the vertices keep true heights).
+EXAGGERATION = "vertical_exaggeration"
 
 # ---- layers opened by the Batch widget
 #: The stack a batch result belongs to.

@@ -41,8 +41,8 @@ if TYPE_CHECKING:
     from ..result import StackResult
 
 __all__ = [
-    "ChannelStack", "InputAxes", "find_result", "find_results", "layer_shape", "layers_source", "nd_result_layers",
-    "put_result", "result_layers", "reusable", "stack_source", "unit_symbol",
+    "ChannelStack", "InputAxes", "data_index", "find_result", "find_results", "layer_shape", "layers_source",
+    "nd_result_layers", "put_result", "result_layers", "reusable", "stack_source", "unit_symbol",
 ]
 
 #: ``(role, data, kwargs)``: one result layer to show; kwargs are ``napari.layers.Image``'s.
@@ -52,6 +52,19 @@ ResultLayer = tuple[str, np.ndarray, dict]
 def layer_shape(layer: Image) -> tuple[int, ...]:
     """The layer's shape along its ``ndim`` axes (an RGB layer's colour samples left out)."""
     return tuple(int(n) for n in layer.data.shape[: layer.ndim])
+
+
+def data_index(layer: Any, world_position: Sequence[float], clip: bool = False) -> tuple[int, ...] | None:
+    """The pixel of `layer` under `world_position`; None outside its y/x range (sliders clipped with `clip`)."""
+    point = layer.world_to_data(tuple(world_position)[-layer.ndim:])
+    shape = layer.data.shape[: layer.ndim]
+    index = [int(np.floor(v + 0.5)) for v in point]
+    for k, n in enumerate(shape):
+        if clip or k < layer.ndim - 2:
+            index[k] = min(max(index[k], 0), n - 1)  # a slider beyond a result's planes: its nearest
+        elif not 0 <= index[k] < n:
+            return None
+    return tuple(index)
 
 
 def unit_symbol(unit: Any) -> str | None:
@@ -111,9 +124,19 @@ class InputAxes:
         return None if self.units is None else unit_symbol(self.units[self.z])
 
     @property
+    def z_calibrated(self) -> bool:
+        """Whether the z axis places its planes: a length unit, or a scale or translate of its own.
+
+        A layer given ``scale=(0.5, 0.1, 0.1)`` and no units still spaces
+        its planes 0.5 apart in the viewer: heights then come out in that
+        scale (the world z), not in frame indices.
+        """
+        return self.z_unit is not None or self.scale[self.z] != 1.0 or self.translate[self.z] != 0.0
+
+    @property
     def is_plain_stack(self) -> bool:
         """A single uncalibrated z-stack ``(Z, Y, X[, RGB])``: the photo path (EXIF, exposure matching)."""
-        return self.letters.rstrip("S") == "ZYX" and self.z_unit is None
+        return self.letters.rstrip("S") == "ZYX" and not self.z_calibrated
 
     def place(self, lacks: Sequence[int]) -> Placement:
         """Where a result lacking the axes `lacks` goes (:func:`.geometry.placement`)."""
@@ -123,16 +146,18 @@ class InputAxes:
         """The engine's :class:`~napari_focus_stack.io.Calibration` from the layer's scale, translate and units.
 
         Heights then come out as world z coordinates (``translate + index *
-        scale`` along z) when z has a length unit, else as frame indices.
+        scale`` along z) when z is calibrated (:attr:`z_calibrated`: in its
+        length unit, else in "pixel", the viewer's unit), else as frame
+        indices.
         """
         yx_unit = None if self.units is None else unit_symbol(self.units[-1])
-        z_unit = self.z_unit
+        z_unit, z = self.z_unit, self.z_calibrated
         return Calibration(
             pixel_size=(self.scale[-2], self.scale[-1]) if yx_unit else None,
             unit=yx_unit,
-            z_step=self.scale[self.z] if z_unit else None,
-            z_unit=z_unit,
-            z0=self.translate[self.z] if z_unit else 0.0,
+            z_step=self.scale[self.z] if z else None,
+            z_unit=z_unit if z_unit else "pixel" if z else None,
+            z0=self.translate[self.z] if z else 0.0,
             channel_names=None if channel_names is None else tuple(channel_names),
         )
 
@@ -448,13 +473,18 @@ def put_result(layers: LayerList, spec: ResultLayer) -> Image:
     """Show one result layer: refill the earlier run's layer, else add one.
 
     Refilling is cheap (no new vispy visual); a layer of another kind (the
-    input turned from RGB to gray, say) is replaced at the same position.
+    input turned from RGB to gray, say) is replaced at the same position. A
+    result layer of this plugin with the same name is taken for the earlier
+    run's (napari would otherwise add ``"<name> [1]"``).
     """
     from napari.layers import Image
 
     role, data, kwargs = spec
     meta = kwargs["metadata"]
     old = find_result(layers, meta[md.INPUT], role, meta.get(md.CHANNEL))
+    if old is None:  # a result of this plugin with the name (another input's, or its channels' run): replaced
+        old = next((layer for layer in layers if layer.name == kwargs.get("name") and md.ROLE in layer.metadata),
+                   None)
     if _refillable(old, data, kwargs):
         old.data = data
         old.metadata = meta

@@ -4,7 +4,7 @@ Built from one-file parts: the input and z-axis choosers
 (:mod:`.input_picker`), the channel layers fused together
 (:mod:`.channel_picker`), the engine form (:mod:`.engine_form`), the
 alignment table (:mod:`.report_table`), the results-to-layers conversion
-(:mod:`.layers`) and the height map's mesh (:mod:`.surface`). This module
+(:mod:`.layers`) and the 3D height view (:mod:`.height_view`). This module
 runs the engine in a napari worker thread, shows progress, and puts the
 result layers in the viewer.
 
@@ -46,11 +46,9 @@ automatic choice went wrong: a Labels layer ``<input> retouch`` over it,
 label k taking frame k (from 1), updated live.
 
 "Show height in 3D" adds the height map as a Surface layer, ``<input>
-height 3D``: vertices in physical units, coloured by the fused image, one
-mesh per time point that follows the time slider, each decimated to at most
-:data:`~napari_focus_stack._napari.surface.MAX_VERTICES` vertices (and all
-together to :data:`~napari_focus_stack._napari.surface.MAX_TOTAL_VERTICES`),
-and switches the viewer to 3D.
+height 3D`` (:mod:`.height_view`: built on a worker thread, vertically
+exaggerated so that the relief shows, tilted, coloured by the fused image or
+by height).
 
 Errors: a :class:`~napari_focus_stack.errors.FocusStackError` (bad input,
 failed alignment...) is shown as a notification; anything else is a bug and
@@ -78,12 +76,14 @@ from ._notify import defuse_notification_timers, notify
 from .background import BackgroundRun
 from .channel_picker import ChannelPicker
 from .engine_form import EngineForm
+from .geometry import suspect_z_axis
+from .height_view import HeightView
 from .input_picker import SELECTED, InputPicker, ZAxisPicker
 from .layers import (
     ChannelStack,
     InputAxes,
+    data_index,
     find_result,
-    find_results,
     layers_source,
     nd_result_layers,
     put_result,
@@ -93,7 +93,6 @@ from .layers import (
 )
 from .report_table import AlignmentTable
 from .retouch_panel import RetouchPanel
-from .surface import height_surface_series, relief_scale
 
 if TYPE_CHECKING:
     import napari
@@ -105,8 +104,6 @@ __all__ = ["SELECTED", "FocusStackWidget"]
 _PROGRESS_MS = 200
 # Pause between the GUI steps that add result layers, so that paints and timers run in between.
 _STEP_PAUSE_MS = 10
-#: Camera angles of the 3D height view: looking down on the relief at a slant.
-SURFACE_VIEW = (-55.0, 35.0, 165.0)
 
 
 @dataclass
@@ -191,6 +188,10 @@ class FocusStackWidget(BackgroundRun, QWidget):
     def _build(self) -> None:
         self.input_combo = InputPicker(self.viewer)
         self.z_combo = ZAxisPicker()
+        self.z_warning = QLabel()  # a z axis of 2-4 planes beside a longer slider: probably channels
+        self.z_warning.setWordWrap(True)
+        self.z_warning.setStyleSheet("color: #e8a33d;")
+        self.z_warning.setVisible(False)
         self.channel_picker = ChannelPicker(self.viewer)
         self.engine = EngineForm()
         self.engine.margins = (0, 0, 0, 0)
@@ -204,18 +205,14 @@ class FocusStackWidget(BackgroundRun, QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
-        self.surface_button = QPushButton("Show height in 3D")
-        self.surface_button.setToolTip(
-            "Add the height map of the current time point as a 3D surface, coloured by the fused image, "
-            "and turn the viewer to 3D"
-        )
-        self.surface_button.setEnabled(False)
-        self.surface_button.clicked.connect(lambda: self.show_height_3d())
 
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(0)
         self.status_label = QLabel("Ready.")
+        self.height_view = HeightView(self.viewer, self._surface_key)
+        self.height_view.status.connect(self.status_label.setText)
+        self.surface_button = self.height_view.show_button
         self.status_label.setWordWrap(True)
         # A steady height: a label that grows or shrinks relays out the window and
         # makes napari redraw its canvas, which costs the engine CPU time.
@@ -231,11 +228,12 @@ class FocusStackWidget(BackgroundRun, QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(_row("Input", self.input_combo))
         layout.addWidget(_row("Z axis", self.z_combo))
+        layout.addWidget(self.z_warning)
         layout.addWidget(self.channel_picker)
         layout.addWidget(self.engine.native)
         layout.addWidget(self.aligned_check)
         layout.addLayout(buttons)
-        layout.addWidget(self.surface_button)
+        layout.addWidget(self.height_view)
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.status_label)
         layout.addWidget(self.excluded_label)
@@ -262,10 +260,13 @@ class FocusStackWidget(BackgroundRun, QWidget):
             axes = InputAxes.of(layer, z)
             frames = axes.frames
             plain = axes.is_plain_stack and len(self.channel_picker.channel_layers()) <= 1
+        suspect = None if layer is None or z is None else suspect_z_axis(axes.shape, z, axes.axis_labels)
+        self.z_warning.setText(suspect or "")
+        self.z_warning.setVisible(suspect is not None)
         self.engine.set_frame_count(frames)
         # the aligned stack is one z-stack's: not offered for time series and channel sets
         self.aligned_check.setEnabled(plain)
-        self.surface_button.setEnabled(not self.busy and self._surface_key() is not None)
+        self.surface_button.setEnabled(not self.busy and not self.height_view.busy and self._surface_key() is not None)
 
     def set_input(self, name: str, z_axis: int | None = None, channels: list[str] | None = None,
                   deciding: str | None = None) -> None:
@@ -322,6 +323,8 @@ class FocusStackWidget(BackgroundRun, QWidget):
             )
         channels = self.channel_picker.channel_layers() or [layer]
         looks = [_look(c, f"{c.name} fused" if len(channels) > 1 else f"{entry} fused") for c in channels]
+        if len(channels) > 1:  # one set of results per set of channels, whichever of them is the input
+            entry = channels[0].name
         if len(channels) == 1 and axes.is_plain_stack:
             return _Job(entry, layer, axes.frames, source=stack_source(layer), axes=axes, looks=looks,
                         aligned=aligned)
@@ -348,6 +351,7 @@ class FocusStackWidget(BackgroundRun, QWidget):
             options = self._make_options()
         except FocusStackError as exc:
             self._show_error(exc)
+            self.run_finished.emit("error")  # a run that never started ended too
             return
         self._job = job
         defuse_notification_timers()
@@ -516,7 +520,8 @@ class FocusStackWidget(BackgroundRun, QWidget):
             what = f"{n - len(excluded)} of {n} frames fused into {into}"
         unit = getattr(result, "unit", "frame")
         height = f" Heights in {unit}." if unit != "frame" else ""
-        notes = "".join(f" {note[:1].upper()}{note[1:]}." for note in self._notes)
+        flat = _flat_depth(job, result)
+        notes = "".join(f" {note[:1].upper()}{note[1:]}." for note in [*self._notes, *([flat] if flat else [])])
         self.status_label.setText(
             f"Done in {t:.2f} s on {device}: {what}.{height}{notes} "
             "Click the fused image or the depth map to jump to the sharpest frame."
@@ -527,6 +532,8 @@ class FocusStackWidget(BackgroundRun, QWidget):
             )
             self.excluded_label.setText(text)
             notify(f"{job.key}: {text}.", "warning")
+        if flat:
+            notify(f"{job.key}: {flat}.", "warning")
 
     # --------------------------------------------------- depth-map clicks
     def _on_click(self, layer: Image, event: Any):
@@ -561,7 +568,7 @@ class FocusStackWidget(BackgroundRun, QWidget):
         depth_layer = find_result(self.viewer.layers, key, "depth")
         if depth_layer is None:
             return None
-        index = _data_index(depth_layer, world_position)
+        index = data_index(depth_layer, world_position)
         if index is None:
             return None
         r, c = index[-2:]
@@ -589,23 +596,15 @@ class FocusStackWidget(BackgroundRun, QWidget):
         key = "focus stack" if entry == SELECTED else entry
         if key is not None and find_result(self.viewer.layers, key, "depth") is not None:
             return key
-        depths = [layer for layer in self.viewer.layers if layer.metadata.get(md.ROLE) == "depth"]
+        depths = [layer for layer in self.viewer.layers
+                  if layer.metadata.get(md.ROLE) == "depth" and layer.metadata.get(md.INPUT) is not None]
         return depths[-1].metadata.get(md.INPUT) if depths else None
 
     def show_height_3d(self, key: str | None = None) -> Any:
-        """Show the height map of input `key` as a 3D surface and turn the viewer to 3D.
+        """Show the height map of input `key` as a 3D surface (see :meth:`.height_view.HeightView.show`).
 
-        The surface holds the height map of every time point (every
-        position of the sliders other than z): one mesh each, at its slider
-        position, so that it follows the time slider. Each is coloured by
-        the fused image (the channels' composite for channel layers) and
-        decimated to at most :data:`.surface.MAX_VERTICES` vertices, all
-        together to :data:`.surface.MAX_TOTAL_VERTICES` (see
-        :func:`.surface.height_surface_series`). Heights in a length unit
-        are shown at their true scale, frame indices stretched so that the
-        relief spans a quarter of the image. The input and its image results
-        are hidden (they would cover the surface in 3D); a second call
-        replaces the surface.
+        The mesh is built on a worker thread; ``height_view.shown`` is
+        emitted with the Surface layer when it is in the viewer.
 
         Parameters
         ----------
@@ -614,85 +613,10 @@ class FocusStackWidget(BackgroundRun, QWidget):
 
         Returns
         -------
-        napari.layers.Surface or None
+        worker or None
             None when there is no height map to show (the status says so).
         """
-        from napari.layers import Surface
-
-        key = key or self._surface_key()
-        depth = None if key is None else find_result(self.viewer.layers, key, "depth")
-        if depth is None:
-            self.status_label.setText("No height map yet: run the focus stack first.")
-            return None
-        z_axis = depth.metadata.get(md.Z_AXIS, 0)
-        dims = _surface_dims(depth.data.shape[: depth.ndim], z_axis)
-        loop = [k for k in dims if k is not None]
-        # the height maps without their single z plane: (*loop, H, W), a view
-        heights = depth.data[tuple(0 if k not in loop else slice(None) for k in range(depth.ndim - 2))]
-        fused = find_results(self.viewer.layers, key, "fused")
-
-        def image(index: tuple[int, ...]) -> np.ndarray | None:
-            at = dict(zip(loop, index, strict=True))
-            point = [at.get(k, 0) for k in range(depth.ndim - 2)] + [0, 0]
-            return _surface_colours(fused, depth.data_to_world(point))
-
-        calibrated = depth.metadata.get(md.HEIGHT_UNIT, "frame") != "frame"
-        sy, sx = (float(v) for v in depth.scale[-2:])
-        stretch = 1.0
-        if not calibrated:
-            span = float(np.nanmax(heights) - np.nanmin(heights)) if heights.size else 0.0
-            stretch = relief_scale(span, (heights.shape[-2] * abs(sy), heights.shape[-1] * abs(sx)))
-        mesh = height_surface_series(
-            heights, image, scale=(sy, sx), translate=tuple(depth.translate[-2:]), z_scale=stretch
-        )
-        # vertex columns in the layer's axis order: the loop indices where their sliders are, the height at z
-        n = len(loop)
-        columns = [n if k is None else loop.index(k) for k in dims] + [n + 1, n + 2]
-        vertices = np.ascontiguousarray(mesh.vertices[:, columns])
-        stack = self.viewer.layers[key] if key in self.viewer.layers else None
-        z_unit = stack.units[z_axis] if calibrated and stack is not None else "pixel"
-        values = mesh.values
-        lo, hi = (float(v) for v in np.percentile(values, [0.5, 99.5])) if values.size else (0.0, 1.0)
-        metadata = {md.INPUT: key, md.ROLE: "surface", md.HEIGHT_UNIT: depth.metadata.get(md.HEIGHT_UNIT),
-                    "relief_stretch": stretch, "block_step": mesh.step}
-        labels = [str(v) for v in depth.axis_labels]
-
-        kwargs = {
-            "name": f"{key} height 3D", "colormap": "gray", "contrast_limits": [lo, hi if hi > lo else lo + 1],
-            "shading": "smooth",
-            "scale": tuple(1.0 if k is None else float(depth.scale[k]) for k in dims) + (1.0, 1.0),
-            "translate": tuple(0.0 if k is None else float(depth.translate[k]) for k in dims) + (0.0, 0.0),
-            "units": tuple(z_unit if k is None else depth.units[k] for k in dims) + tuple(depth.units[-2:]),
-            "axis_labels": tuple("z" if k is None else labels[k] for k in dims) + ("y", "x"),
-            "metadata": metadata,
-        }
-        if mesh.colors is not None:
-            kwargs["vertex_colors"] = mesh.colors
-        old = find_result(self.viewer.layers, key, "surface")
-        surface = Surface((vertices, mesh.faces, values), **kwargs)
-        if old is not None:
-            position = self.viewer.layers.index(old)
-            self.viewer.layers.remove(old)
-            self.viewer.layers.insert(position, surface)
-        else:
-            self.viewer.layers.append(surface)
-        inputs = {key, *depth.metadata.get(md.CHANNEL_LAYERS, [])}
-        for layer in self.viewer.layers:
-            is_result = layer.metadata.get(md.INPUT) == key and layer.metadata.get(md.ROLE) != "surface"
-            if layer.name in inputs or is_result:
-                layer.visible = False  # in 3D they would hide the surface
-        self.viewer.dims.ndisplay = 3
-        self.viewer.reset_view()
-        camera = self.viewer.scene.camera if hasattr(self.viewer, "scene") else self.viewer.camera  # napari < 0.9
-        camera.angles = SURFACE_VIEW
-        unit = depth.metadata.get(md.HEIGHT_UNIT)
-        self.status_label.setText(
-            f"'{surface.name}': {len(vertices):,} vertices"
-            + (f" (blocks of {mesh.step} x {mesh.step} pixels)" if mesh.step > 1 else "")
-            + (f", heights in {unit}." if calibrated else f", frame indices stretched x{stretch:.3g}.")
-            + " Drag to turn it; the 2D/3D button switches back."
-        )
-        return surface
+        return self.height_view.show(key)
 
 
 # --------------------------------------------------------------------- helpers
@@ -721,52 +645,21 @@ def _look(layer: Image, name: str) -> dict:
             "contrast_limits": list(layer.contrast_limits), "gamma": layer.gamma}
 
 
-def _data_index(layer: Any, world_position, clip: bool = False) -> tuple[int, ...] | None:
-    """The pixel of `layer` under `world_position`; None outside its y/x range (sliders clipped with `clip`)."""
-    point = layer.world_to_data(tuple(world_position)[-layer.ndim:])
-    shape = layer.data.shape[: layer.ndim]
-    index = [int(np.floor(v + 0.5)) for v in point]
-    for k, n in enumerate(shape):
-        if clip or k < layer.ndim - 2:
-            index[k] = min(max(index[k], 0), n - 1)  # a slider beyond a result's planes: its nearest
-        elif not 0 <= index[k] < n:
-            return None
-    return tuple(index)
-
-
-def _surface_dims(shape: tuple[int, ...], z_axis: int) -> list[int | None]:
-    """For each slider of a height map's surface: the height map's axis it follows, None for z (the height).
-
-    A result keeps its input's z axis as a single plane (``(T, 1, Y, X)``
-    for a ``(T, Z, Y, X)`` input), or drops it when nothing precedes it;
-    either way the surface has a z axis there.
-    """
-    lead = len(shape) - 2
-    if z_axis < lead and shape[z_axis] == 1:
-        return [None if k == z_axis else k for k in range(lead)]
-    dims: list[int | None] = list(range(lead))
-    dims.insert(min(z_axis, lead), None)
-    return dims
-
-
-def _surface_colours(fused: list, world_point) -> np.ndarray | None:
-    """The fused image(s) at the sliders' position, as the surface's colours.
-
-    One layer: its pixels (RGB stays RGB). Channel layers: their composite
-    as shown (each through its contrast limits, gamma and colormap, added).
-    """
-    fused = [layer for layer in fused if layer is not None]
-    if not fused:
+def _flat_depth(job: _Job, result: Any) -> str | None:
+    """Why a depth map that is the same everywhere is suspect (the wrong z axis), or None when it varies."""
+    heights = np.asarray(getattr(result, "height", None) if job.hyper is not None else result.depth)
+    unit = getattr(result, "unit", "frame")
+    step = getattr(getattr(result, "calibration", None), "z_step", None) if unit != "frame" else None
+    span = abs(step or 1.0) * max(job.frames - 1, 1)
+    maps = heights.reshape(-1, *heights.shape[-2:])
+    flat = [k for k, m in enumerate(maps) if not np.isfinite(m).any() or np.nanmax(m) - np.nanmin(m) <= 1e-3 * span]
+    if not flat:
         return None
-    planes = [np.asarray(layer.data[_data_index(layer, world_point, clip=True)[:-2]]) for layer in fused]
-    if len(fused) == 1:
-        return planes[0]
-    rgb = np.zeros((*planes[0].shape[:2], 3), np.float32)
-    for layer, plane in zip(fused, planes, strict=True):
-        lo, hi = (float(v) for v in layer.contrast_limits)
-        norm = np.clip((plane.astype(np.float32) - lo) / (hi - lo if hi > lo else 1.0), 0.0, 1.0) ** layer.gamma
-        rgb += layer.colormap.map(norm.ravel())[:, :3].reshape(rgb.shape)
-    return np.clip(rgb, 0.0, 1.0)
+    value = float(np.nanmean(maps[flat[0]])) if np.isfinite(maps[flat[0]]).any() else float("nan")
+    where = "" if len(maps) == 1 else f" in {len(flat)} of {len(maps)} z-stacks"
+    z = job.axes.axis_labels[job.axes.z] if job.axes is not None and job.axes.axis_labels else "z"
+    return (f"the depth map is flat ({value:.4g} {unit} everywhere{where}): no plane was sharper than another. "
+            f"Is '{z}' the focus axis? Choose it under 'Z axis'")
 
 
 def _stack_job(job: _Job, options: EngineOptions, cancel: threading.Event, progress) -> _Outcome:

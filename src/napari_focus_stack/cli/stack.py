@@ -44,6 +44,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output image (.jpg, .png, .tif)")
     p.add_argument("--depth-map", metavar="PATH", help="also write the depth map (float32 .tif)")
     p.add_argument("--confidence-map", metavar="PATH", help="also write the confidence map (float32 .tif)")
+    p.add_argument(
+        "--mesh", metavar="PATH",
+        help="also write the height map as a 3D surface: .ply (with colours), .stl or .obj, in the data's units "
+        "(x right, y up the image, z the height; one file per time point: PATH_t0.ply ...)",
+    )
+    p.add_argument(
+        "--mesh-z-scale", type=float, default=1.0, metavar="F",
+        help="vertical exaggeration of the --mesh (default: 1, true scale)",
+    )
     p.add_argument("--quality", type=int, default=95, help="JPEG quality, 1-100 (default: 95)")
     p.add_argument(
         "--retouch", metavar="MASK",
@@ -70,6 +79,8 @@ def _outputs(args: argparse.Namespace) -> list[Output]:
         outputs.append(Output("depth", Path(args.depth_map).expanduser(), "--depth-map"))
     if args.confidence_map:
         outputs.append(Output("confidence", Path(args.confidence_map).expanduser(), "--confidence-map"))
+    if args.mesh:
+        outputs.append(Output("mesh", Path(args.mesh).expanduser(), "--mesh"))
     return outputs
 
 
@@ -115,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     check_max_pixels(args.max_pixels)
     job = Job(
         args.inputs, engine_options(args), outputs=_outputs(args), quality=args.quality, z_step=args.z_step,
-        scheduler=args.scheduler, max_memory=args.max_memory,
+        scheduler=args.scheduler, max_memory=args.max_memory, mesh_z_scale=args.mesh_z_scale,
         retouch=Path(args.retouch).expanduser() if args.retouch else None,
     )
     with reading_inputs(args.max_pixels):

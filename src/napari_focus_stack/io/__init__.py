@@ -43,6 +43,11 @@ The modules, one job each:
 ``calibrated``
     calibrated TIFF output (ImageJ or OME-TIFF), plane by plane:
     :class:`CalibratedTiffWriter`, :func:`write_calibrated_tiff`
+``calibrated_image``
+    calibrated images without a z axis (the results written above), read
+    back: :func:`read_calibrated_image`
+``mesh``
+    triangle meshes (a height map's surface) to PLY, STL and OBJ: :func:`write_mesh`
 """
 from __future__ import annotations
 

@@ -8,11 +8,17 @@ OME readers need to measure them:
   ``unit`` in the description, the z step (``spacing``, in that unit) and
   the first plane's position (``zorigin``), channel colours as LUTs of a
   composite image, and for a height map its value unit (``vunit``, shown by
-  Fiji next to pixel values);
+  Fiji next to pixel values) and display range (``min``, ``max``); the time
+  between frames (``finterval``, seconds);
 - OME-TIFF: ``PhysicalSizeX/Y/Z`` and units, the planes' ``PositionZ``,
   channel names and colours (a height map's channel is called e.g.
-  ``"height (µm)"``), and the resolution tags in centimetres for other TIFF
-  readers.
+  ``"height (µm)"``), ``TimeIncrement``, and the resolution tags in
+  centimetres for other TIFF readers.
+
+A result fused along z keeps one plane that spans the input's z range
+(:func:`collapsed_z`): written as a z axis of one plane with that plane's
+thickness and position, it reopens where the result was
+(:func:`~.calibrated_image.read_calibrated_image`).
 
 :class:`CalibratedTiffWriter` takes the planes one at a time (a time series
 of results is written while it is computed, without holding it) and, like
@@ -25,6 +31,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +42,7 @@ from .atomic import write_atomic
 from .hyperstack import Calibration
 from .paths import PathLike
 
-__all__ = ["CalibratedTiffWriter", "is_ome_name", "write_calibrated_tiff"]
+__all__ = ["CalibratedTiffWriter", "collapsed_z", "convert_length", "is_ome_name", "write_calibrated_tiff"]
 
 _MICROMETRES = {"µm": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6, "pm": 1e-6, "Å": 1e-4, "in": 25400.0}
 _IMAGEJ_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
@@ -66,12 +73,33 @@ def _fold_axes(shape: tuple[int, ...], axes: str) -> tuple[tuple[int, ...], str]
     return (t,) + shape[len(loop) :], "T" + axes[len(loop) :]
 
 
+def collapsed_z(calibration: Calibration, planes: int) -> Calibration:
+    """The calibration of one plane that spans `planes` z planes: a result fused along z.
+
+    Its thickness is the whole range and its position the range's middle
+    (where napari shows a result layer's single z plane), so that the
+    result reopens over its input. Without a z step, unchanged.
+
+    >>> c = collapsed_z(Calibration((0.1, 0.1), "µm", 0.5, "µm", 2.0), 6)
+    >>> c.z_step, c.z0
+    (3.0, 3.25)
+    """
+    if calibration.z_step is None:
+        return calibration
+    step = calibration.z_step
+    return replace(calibration, z_step=step * planes, z0=calibration.z0 + step * (planes - 1) / 2)
+
+
 def _imagej_unit(unit: str) -> str:
     return "micron" if unit == "µm" else unit
 
 
-def _convert(value: float, unit: str, to: str | None) -> float:
-    """``value`` in ``unit`` expressed in ``to`` (unchanged when either is not a known length unit)."""
+def convert_length(value: float, unit: str | None, to: str | None) -> float:
+    """``value`` in ``unit`` expressed in ``to`` (unchanged when either is not a known length unit).
+
+    >>> convert_length(250.0, "nm", "µm"), convert_length(3.0, "frame", "µm")
+    (0.25, 3.0)
+    """
     if to is None or unit == to or unit not in _MICROMETRES or to not in _MICROMETRES:
         return value
     return value * _MICROMETRES[unit] / _MICROMETRES[to]
@@ -96,6 +124,8 @@ def _tiff_kwargs(
     cal: Calibration,
     value_unit: str | None,
     value_name: str | None,
+    display_range: tuple[float, float] | None = None,
+    time_step: float | None = None,
 ) -> dict:
     """tifffile.imwrite keywords for a calibrated TIFF of ``shape`` and ``axes``."""
     rgb = axes.endswith("S")
@@ -131,6 +161,8 @@ def _tiff_kwargs(
             channel["Color"] = [_ome_color(c) for c in colors]
         if channel:
             meta["Channel"] = channel
+        if time_step and "T" in axes:
+            meta.update(TimeIncrement=float(time_step), TimeIncrementUnit="s")
         kw.update(ome=True, metadata=meta)
         if size is not None and cal.unit in _MICROMETRES:
             um = _MICROMETRES[cal.unit]
@@ -144,17 +176,21 @@ def _tiff_kwargs(
         kw["resolution"] = (1.0 / size[1], 1.0 / size[0])
     if z_step is not None and z_unit:
         # ImageJ has one length unit: the z step is given in the pixel size's
-        spacing = abs(_convert(z_step, z_unit, cal.unit) if size is not None else z_step)
+        spacing = abs(convert_length(z_step, z_unit, cal.unit) if size is not None else z_step)
         meta.setdefault("unit", _imagej_unit(z_unit))
         meta["spacing"] = spacing
         if cal.z0:
             meta["zorigin"] = -cal.z0 / z_step  # in planes, as ImageJ's Calibration.zOrigin
     if n_channels > 1:
         meta["mode"] = "composite"
-        if colors:
-            meta["LUTs"] = [_lut(c) for c in colors]
+    if colors:  # a single channel's colour too (a fused channel layer)
+        meta["LUTs"] = [_lut(c) for c in colors]
     if value_unit:
         meta["vunit"] = _imagej_unit(value_unit)
+    if display_range is not None:
+        meta["min"], meta["max"] = (float(v) for v in display_range)
+    if time_step and "T" in axes:
+        meta["finterval"] = float(time_step)
     if value_name:
         meta["Info"] = f"{value_name}" + (f" in {value_unit}" if value_unit else "")
     kw.update(imagej=True, metadata=meta)
@@ -180,6 +216,10 @@ class CalibratedTiffWriter:
         (written when ``axes`` has a Z), channel names and colours.
     value_unit, value_name : str, optional
         What the pixel values are (a height map: ``"height"`` in ``"µm"``).
+    display_range : (float, float), optional
+        The contrast to show (ImageJ's ``min`` and ``max``; OME has no place for it).
+    time_step : float, optional
+        Seconds between time points.
     protect : iterable of path-like
         Inputs that must not be overwritten.
 
@@ -207,6 +247,8 @@ class CalibratedTiffWriter:
         *,
         value_unit: str | None = None,
         value_name: str | None = None,
+        display_range: tuple[float, float] | None = None,
+        time_step: float | None = None,
         protect: Iterable[PathLike | None] = (),
     ) -> None:
         self.path = Path(path)
@@ -216,7 +258,8 @@ class CalibratedTiffWriter:
         self.plane_shape = shape[-plane_dims:]
         self.n_planes = int(np.prod(shape[:-plane_dims]))
         self.written = 0
-        kwargs = _tiff_kwargs(self.path, shape, self.dtype, axes, calibration or Calibration(), value_unit, value_name)
+        kwargs = _tiff_kwargs(self.path, shape, self.dtype, axes, calibration or Calibration(), value_unit, value_name,
+                              display_range, time_step)
         self._queue: queue.Queue = queue.Queue(maxsize=4)
         self._error: BaseException | None = None
         protect = list(protect)
@@ -307,13 +350,15 @@ def write_calibrated_tiff(
     *,
     value_unit: str | None = None,
     value_name: str | None = None,
+    display_range: tuple[float, float] | None = None,
+    time_step: float | None = None,
     protect: Iterable[PathLike | None] = (),
 ) -> Path:
     """Write a whole array as a calibrated TIFF (see :class:`CalibratedTiffWriter`)."""
     data = np.asarray(data)
     with CalibratedTiffWriter(
         path, data.shape, data.dtype, axes, calibration, value_unit=value_unit, value_name=value_name,
-        protect=protect,
+        display_range=display_range, time_step=time_step, protect=protect,
     ) as out:
         out.write(data)
     return Path(path)

@@ -171,7 +171,7 @@ def read_hyperstack(path: PathLike, series: int = 0) -> Hyperstack:
     return hs
 
 
-def _axes_from_tifffile(axes: str) -> str:
+def axes_from_tifffile(axes: str) -> str:
     """tifffile's axes letters to ours: one generic sequence axis (I, Q) is the z axis."""
     axes = axes.upper()
     if "Z" not in axes:
@@ -181,7 +181,7 @@ def _axes_from_tifffile(axes: str) -> str:
     return axes
 
 
-def _zarr() -> Any:
+def import_zarr() -> Any:
     try:
         import zarr
     except ImportError:
@@ -195,7 +195,7 @@ def _zarr() -> Any:
 def _read_tiff(path: Path, series: int) -> Hyperstack:
     import tifffile
 
-    zarr = _zarr()
+    zarr = import_zarr()
 
     with tifffile.TiffFile(path) as tif:
         if not tif.series:
@@ -204,14 +204,14 @@ def _read_tiff(path: Path, series: int) -> Hyperstack:
             raise InputError(f"{path} has {len(tif.series)} series; series {series} does not exist")
         s = tif.series[series]
         check_planes_present(s, path)
-        axes = _axes_from_tifffile(s.axes)
+        axes = axes_from_tifffile(s.axes)
         page = s.keyframe
         if tif.is_ome:
-            cal = _ome_tiff_calibration(tif.ome_metadata, series, path.name)
+            cal = ome_tiff_calibration(tif.ome_metadata, series, path.name)
         elif tif.is_imagej:
-            cal = _imagej_calibration(tif.imagej_metadata or {}, page, path.name)
+            cal = imagej_calibration(tif.imagej_metadata or {}, page, path.name)
         else:
-            cal = Calibration(*_tiff_pixel_size(page, path.name))
+            cal = Calibration(*tiff_pixel_size(page, path.name))
     store = tifffile.imread(path, aszarr=True, series=series, level=0)
     try:
         data = zarr.open(store, mode="r")
@@ -221,7 +221,7 @@ def _read_tiff(path: Path, series: int) -> Hyperstack:
     return Hyperstack(data, axes, cal, name=path.name, closer=store.close)
 
 
-def _tiff_pixel_size(
+def tiff_pixel_size(
     page: Any, name: str, unit: str | None = None
 ) -> tuple[tuple[float, float] | None, str | None]:
     """Pixel size (y, x) from the resolution tags, in ``unit`` (ImageJ) or µm (inch/cm units)."""
@@ -249,14 +249,16 @@ def _tiff_pixel_size(
     return (None, unit) if None in sizes else (tuple(sizes), unit)
 
 
-def _imagej_calibration(ij: dict, page: Any, name: str) -> Calibration:
+def imagej_calibration(ij: dict, page: Any, name: str) -> Calibration:
     unit = normalise_unit(ij.get("unit"))
-    pixel_size, unit = _tiff_pixel_size(page, name, unit) if unit else (None, None)
+    pixel_size, unit = tiff_pixel_size(page, name, unit) if unit else (None, None)
     z_step = _size_or_none(ij.get("spacing"), "the z step (ImageJ spacing)", name, _NO_Z)
     z0 = -_position_or_zero(ij.get("zorigin", 0), "the z origin (ImageJ zorigin)", name) * (z_step or 0)
     colors = None
     luts = ij.get("LUTs")
-    if luts:
+    if luts is not None and np.ndim(luts) == 2:  # tifffile gives a single channel's LUT unlisted
+        luts = [luts]
+    if luts is not None and len(luts):
         colors = tuple(tuple(float(v) / 255 for v in np.asarray(lut)[:, -1]) for lut in luts)
     return Calibration(pixel_size, unit, z_step, unit if z_step else None, z0 + 0.0, None, colors)
 
@@ -265,7 +267,7 @@ def _as_list(x: Any) -> list:
     return x if isinstance(x, list) else [] if x is None else [x]
 
 
-def _ome_tiff_calibration(xml: str, series: int, name: str) -> Calibration:
+def ome_tiff_calibration(xml: str, series: int, name: str) -> Calibration:
     import tifffile
 
     images = _as_list(tifffile.xml2dict(xml).get("OME", {}).get("Image"))
@@ -325,7 +327,7 @@ def _is_ome_zarr(folder: Path) -> bool:
 
 
 def _read_ome_zarr(folder: Path) -> Hyperstack:
-    zarr = _zarr()
+    zarr = import_zarr()
 
     attrs = _zarr_attrs(folder)
     ms = attrs["multiscales"][0]

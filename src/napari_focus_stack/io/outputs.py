@@ -24,6 +24,7 @@ from typing import Any
 from ..errors import OutputError
 from .atomic import output_error, refuse_write_protected, remove_stale_temps, temp_name
 from .encoders import write_image
+from .mesh import MESH_EXTENSIONS, write_mesh
 from .paths import IMAGE_EXTENSIONS
 
 __all__ = ["MAP_KINDS", "Output", "check_outputs", "same_file", "staged_outputs", "write_outputs"]
@@ -39,20 +40,29 @@ class Output:
 
     Attributes
     ----------
-    kind : {"image", "depth", "confidence"}
-        What goes into it.
+    kind : {"image", "depth", "confidence", "mesh"}
+        What goes into it (``"mesh"``: the height map as a PLY, STL or OBJ
+        mesh, see :mod:`.mesh`).
     path : Path
     label : str
         How the user named it, for messages (``"-o"``, ``"--depth-map"``).
+    index : int, optional
+        Of a series of outputs of one kind (a mesh per time point): which one.
     """
 
     kind: str
     path: Path
     label: str = ""
+    index: int | None = None
 
     @property
     def named(self) -> str:
         return f"{self.label} {self.path}" if self.label else str(self.path)
+
+    @property
+    def key(self) -> str:
+        """The output's key among a run's outputs: its kind, and its index in a series (``"mesh 2"``)."""
+        return self.kind if self.index is None else f"{self.kind} {self.index}"
 
 
 def _real(path: str | os.PathLike) -> str:
@@ -123,6 +133,12 @@ def check_outputs(outputs: Sequence[Output], inputs: Iterable[str | os.PathLike]
                 raise OutputError(
                     f"cannot write {out.named}: depth and confidence maps are float32 and need a .tif/.tiff name."
                 )
+        elif out.kind == "mesh":
+            if suffix not in MESH_EXTENSIONS:
+                raise OutputError(
+                    f"cannot write {out.named}: unknown mesh type {out.path.suffix!r}. "
+                    "Use .ply (with colours), .stl or .obj."
+                )
         elif suffix not in IMAGE_EXTENSIONS:
             raise OutputError(
                 f"cannot write {out.named}: unknown image type {out.path.suffix!r}. "
@@ -149,7 +165,7 @@ def check_outputs(outputs: Sequence[Output], inputs: Iterable[str | os.PathLike]
 
 @contextlib.contextmanager
 def staged_outputs(outputs: Sequence[Output]) -> Iterator[dict[str, Path]]:
-    """Write outputs all or none: yields a staging path per output kind, renamed into place together.
+    """Write outputs all or none: yields a staging path per output (by :attr:`Output.key`), renamed together.
 
     Whatever the block writes to the staging paths (each a hidden name
     beside its target) is renamed onto the targets when the block completes,
@@ -165,18 +181,18 @@ def staged_outputs(outputs: Sequence[Output]) -> Iterator[dict[str, Path]]:
     for out in outputs:
         remove_stale_temps(out.path)  # what a killed run left (staging files among them)
         # a name of this run's own: two runs writing one output never take each other's staged file
-        stages[out.kind] = temp_name(out.path)
+        stages[out.key] = temp_name(out.path)
     try:
         try:
             yield stages
         except OutputError as exc:  # name the output, not its hidden staging file
             text = str(exc)
             for out in outputs:
-                text = text.replace(str(stages[out.kind]), str(out.path))
+                text = text.replace(str(stages[out.key]), str(out.path))
             if text == str(exc):
                 raise
             raise OutputError(text) from exc
-        pending = [(stages[out.kind], out.path) for out in outputs]
+        pending = [(stages[out.key], out.path) for out in outputs]
         for _, final in pending:  # made read-only while the work ran: none is replaced
             refuse_write_protected(final)
         for stage, final in pending:
@@ -215,7 +231,8 @@ def write_outputs(
     ----------
     outputs : sequence of Output
     data : mapping
-        The array for each output kind (``{"image": ..., "depth": ...}``).
+        The array for each output kind (``{"image": ..., "depth": ...}``);
+        for ``"mesh"``, a :class:`~napari_focus_stack.io.mesh.Mesh`.
     quality, exif, icc, bit_depth
         For the ``"image"`` output, as in :func:`~napari_focus_stack.io.write_image`
         (`bit_depth` is ignored for JPEG).
@@ -241,6 +258,8 @@ def write_outputs(
                     stages[out.kind], data[out.kind], quality=quality, exif=exif, icc=icc, protect=protect,
                     bit_depth=None if jpeg else bit_depth,
                 )
+            elif out.kind == "mesh":
+                write_mesh(stages[out.kind], data[out.kind], protect=protect)
             else:
                 write_image(stages[out.kind], data[out.kind], protect=protect)
     return {out.kind: out.path.stat().st_size for out in outputs}

@@ -11,7 +11,8 @@ stack of a batch and the napari widgets:
   :class:`~napari_focus_stack.io.Hyperstack`: every z-stack fused along Z
   with its calibration);
 - the outputs: all checked up front (folder, extension, not an input, not
-  another output; calibrated TIFFs for microscope data);
+  another output; calibrated TIFFs for microscope data; a ``"mesh"`` output,
+  the height map as a PLY, STL or OBJ surface, one file per time point);
 - memory: the tile size that fits the job in its share of the free memory
   and within ``max_memory`` (:func:`.memory.fit_memory`), for both kinds;
 - a retouch mask (photos): its size and labels against the stack
@@ -33,15 +34,17 @@ from typing import Any
 from ..errors import AlignmentError, OutputError, ParameterError, StackError
 from ..executors import DaskExecutor, check_scheduler_address
 from ..height import to_height
-from ..io import FrameSource, Hyperstack, expand_inputs, is_hyperstack_file, plane_count, read_hyperstack
-from ..io.calibrated import CalibratedTiffWriter
+from ..io import Calibration, FrameSource, Hyperstack, expand_inputs, is_hyperstack_file, plane_count, read_hyperstack
+from ..io.calibrated import CalibratedTiffWriter, collapsed_z
 from ..io.mask import read_retouch_mask
+from ..io.mesh import series_paths, write_mesh
 from ..io.outputs import Output, check_outputs, staged_outputs, write_outputs
 from ..nd import NDResult, iter_stacks, stack_nd, to_layout
 from ..options import EngineOptions
 from ..result import StackReport, StackResult
 from ..retouch import check_mask
 from ..stacker import FocusStacker, open_executor
+from ..surface import MESH_MAX_VERTICES, calibrated_mesh
 from .memory import fit_memory
 
 __all__ = ["Job", "JobPlan", "JobResult", "classify_inputs", "fit_tiles", "plan_job", "run_job"]
@@ -93,6 +96,10 @@ class Job:
         Photos: a retouch mask the size of the fused image (a 2-D integer
         TIFF or PNG, or an array): 0 automatic, k frame k from 1 (see
         :mod:`napari_focus_stack.retouch`); checked by the plan.
+    mesh_z_scale : float
+        A ``"mesh"`` output: vertical exaggeration (1: true scale).
+    mesh_max_vertices : int
+        A ``"mesh"`` output: vertices per mesh at most (block means beyond).
     """
 
     inputs: Any
@@ -113,6 +120,8 @@ class Job:
     name: str = ""
     protect: Sequence = ()
     retouch: Any = None
+    mesh_z_scale: float = 1.0
+    mesh_max_vertices: int = MESH_MAX_VERTICES
 
 
 @dataclass
@@ -139,6 +148,9 @@ class JobPlan:
         What the plan changed that the user should know ("memory is short: ...").
     retouch : ndarray, optional
         The retouch mask, read and checked.
+    outputs : list of Output
+        What the run writes: the job's outputs, a mesh of a time series as
+        one file per z-stack (``out_t0.ply``...).
     """
 
     job: Job
@@ -152,11 +164,12 @@ class JobPlan:
     notes: list[str] = field(default_factory=list)
     opened: bool = False  # the hyperstack was opened by the plan
     retouch: Any = None
+    outputs: list[Output] = field(default_factory=list)
 
     @property
     def wants_depth(self) -> bool:
         job = self.job
-        return job.depth if job.depth is not None else any(o.kind == "depth" for o in job.outputs)
+        return job.depth if job.depth is not None else any(o.kind in ("depth", "mesh") for o in job.outputs)
 
 
 @dataclass
@@ -264,6 +277,11 @@ def plan_job(job: Job) -> JobPlan:
         raise ParameterError(f"--max-memory must be a number of GiB above 0, got {job.max_memory}")
     if not 1 <= job.quality <= 100:
         raise ParameterError(f"--quality must be between 1 and 100, got {job.quality}")
+    if not (job.mesh_z_scale > 0 and job.mesh_max_vertices >= 4):
+        raise ParameterError(
+            f"a mesh needs a vertical exaggeration above 0 and at least 4 vertices, got {job.mesh_z_scale} "
+            f"and {job.mesh_max_vertices}"
+        )
     stacker = FocusStacker(**job.options.kwargs(), workers=job.workers)
     inputs = job.inputs
     hyper, source, files = None, None, []
@@ -284,7 +302,7 @@ def plan_job(job: Job) -> JobPlan:
     outputs = list(job.outputs)
     if kind == "hyperstack":
         for out in outputs:
-            if out.path.suffix.lower() not in (".tif", ".tiff"):
+            if out.kind != "mesh" and out.path.suffix.lower() not in (".tif", ".tiff"):
                 raise OutputError(
                     f"cannot write {out.named}: calibrated microscope results are TIFFs (ImageJ, or OME-TIFF "
                     "for .ome.tif); give a .tif name"
@@ -315,7 +333,10 @@ def plan_job(job: Job) -> JobPlan:
         if opened:
             hyper.close()
         raise
-    plan = JobPlan(job, kind, stacker, files + mask_file, source, hyper, frames, stacks, opened=opened)
+    plan = JobPlan(job, kind, stacker, files + mask_file, source, hyper, frames, stacks, opened=opened,
+                   outputs=_mesh_series(outputs, stacks))
+    if len(plan.outputs) > len(outputs):
+        check_outputs(plan.outputs, inputs=files)  # the numbered mesh files too
     if job.retouch is not None:
         plan.retouch = _retouch_mask(job.retouch, shape, frames, stacker.options)
     if note:
@@ -333,6 +354,15 @@ def _retouch_mask(mask: Any, shape: Sequence[int], frames: int, options: EngineO
         mask = read_retouch_mask(path)
     s = options.scale_factor if options.upscale_output else 1
     return check_mask(mask, (int(shape[0]) * s, int(shape[1]) * s), frames, name=name)
+def _mesh_series(outputs: list[Output], stacks: int) -> list[Output]:
+    """The outputs with a mesh of several z-stacks (time points) as one numbered file each."""
+    out: list[Output] = []
+    for o in outputs:
+        if o.kind == "mesh" and stacks > 1:
+            out += [Output("mesh", p, o.label, index=k) for k, p in enumerate(series_paths(o.path, stacks))]
+        else:
+            out.append(o)
+    return out
 
 
 def _is_array_input(inputs: Any) -> bool:
@@ -396,8 +426,12 @@ def _run_photos(plan: JobPlan, progress, cancel) -> JobResult:
     if job.outputs:
         meta = result.meta
         t0 = time.perf_counter()
+        data = result.arrays(o.kind for o in job.outputs if o.kind != "mesh")
+        if any(o.kind == "mesh" for o in job.outputs):
+            data["mesh"] = calibrated_mesh(result.depth, result.image, Calibration(), rgb=result.image.ndim == 3,
+                                           z_scale=job.mesh_z_scale, max_vertices=job.mesh_max_vertices)
         out.sizes = write_outputs(
-            job.outputs, result.arrays(o.kind for o in job.outputs), quality=job.quality,
+            job.outputs, data, quality=job.quality,
             exif=getattr(meta, "exif", None), icc=getattr(meta, "icc", None), bit_depth=job.bit_depth,
             protect=[*plan.files, *job.protect],
         )
@@ -428,17 +462,25 @@ def _write_hyperstack(plan: JobPlan, executor: DaskExecutor | None, progress, ca
     The fused image goes to the ``image`` output (axes (T, C, Y, X), absent
     ones dropped), the regularised heights to ``depth`` and the confidence
     to ``confidence``: calibrated TIFFs (ImageJ, or OME-TIFF for
-    ``*.ome.tif``), staged and renamed together when all are complete.
+    ``*.ome.tif``); the height map of each z-stack to its ``mesh`` file;
+    staged and renamed together when all are complete.
     """
     job, hs = plan.job, plan.hyperstack
     cal = hs.calibration.with_z_step(job.z_step)
-    loop_shape = tuple(hs.size(a) for a in hs.loop_axes)
-    map_axes = hs.out_axes.replace("C", "").replace("S", "")
-    named = {"depth": ("height", cal.height_unit), "confidence": ("confidence", None)}
+    lead, z, file_cal = tuple(hs.size(a) for a in hs.loop_axes), "", cal
+    if hs.loop_axes and cal.z_step is not None:  # z kept as one plane spanning its range: reopens over the input
+        lead, z, file_cal = lead + (1,), "Z", collapsed_z(cal, hs.size("Z"))
+    n, nz = len(hs.loop_axes), hs.size("Z")
+    image_axes = hs.out_axes[:n] + z + hs.out_axes[n:]
+    map_axes = image_axes.replace("C", "").replace("S", "")
+    heights = sorted((cal.z0, cal.z0 + (nz - 1) * cal.z_step)) if cal.z_step else (0.0, nz - 1.0)
+    named = {"depth": ("height", cal.height_unit, heights), "confidence": ("confidence", None, (0.0, 1.0))}
     writers: dict = {}
     reports: list = []
+    tiffs = [out for out in plan.outputs if out.kind != "mesh"]
+    meshes = [out for out in plan.outputs if out.kind == "mesh"]
     try:
-        with staged_outputs(job.outputs) as stages:
+        with staged_outputs(plan.outputs) as stages:
             for _index, res in iter_stacks(
                 plan.stacker.settings, hs, backend=plan.stacker.backend, channel=job.channel,
                 reuse_alignment=job.reuse_alignment, progress=progress, cancel=cancel, executor=executor,
@@ -448,19 +490,26 @@ def _write_hyperstack(plan: JobPlan, executor: DaskExecutor | None, progress, ca
                 blocks = {"image": to_layout(hs, res.image), "confidence": res.confidence}
                 if plan.wants_depth:
                     blocks["depth"] = to_height(res.depth, cal.z_step, cal.z0)
+                if meshes:
+                    mesh = meshes[len(reports)]
+                    write_mesh(stages[mesh.key], calibrated_mesh(
+                        blocks["depth"], res.image, cal, rgb="S" in hs.axes, z_scale=job.mesh_z_scale,
+                        max_vertices=job.mesh_max_vertices,
+                    ), protect=plan.files)
                 if not writers:
-                    for out in job.outputs:
-                        name, unit = named.get(out.kind, (None, None))
+                    for out in tiffs:
+                        name, unit, shown = named.get(out.kind, (None, None, None))
                         writers[out.kind] = CalibratedTiffWriter(
-                            stages[out.kind], loop_shape + blocks[out.kind].shape, blocks[out.kind].dtype,
-                            hs.out_axes if out.kind == "image" else map_axes, cal, value_unit=unit, value_name=name,
+                            stages[out.kind], lead + blocks[out.kind].shape, blocks[out.kind].dtype,
+                            image_axes if out.kind == "image" else map_axes, file_cal, value_unit=unit,
+                            value_name=name, display_range=shown,
                             protect=plan.files,
                         )
                 for kind, writer in writers.items():
                     writer.write(blocks[kind])
                 reports.append(res.report)
                 del res, blocks
-            if not writers:
+            if not reports:
                 raise StackError(f"{hs.name} has an empty axis: nothing to fuse")
             for writer in writers.values():
                 writer.close()
@@ -468,7 +517,7 @@ def _write_hyperstack(plan: JobPlan, executor: DaskExecutor | None, progress, ca
         for writer in writers.values():
             writer.abort()
         raise
-    outputs = {out.kind: out.path for out in job.outputs}
+    outputs = {out.key: out.path for out in plan.outputs}
     sizes = {kind: path.stat().st_size for kind, path in outputs.items()}
     return JobResult(plan, None, reports, outputs, sizes, hs.out_axes, cal.height_unit, write_s=None)
 

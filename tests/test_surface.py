@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_focus_stack._napari.surface import (
+from napari_focus_stack.surface import (
     MAX_VERTICES,
     block_step,
     grid_faces,
@@ -113,7 +113,7 @@ def test_relief_scale_spans_a_share_of_the_image():
 
 
 def test_a_series_is_one_mesh_per_time_point_at_its_index():
-    from napari_focus_stack._napari.surface import height_surface_series
+    from napari_focus_stack.surface import height_surface_series
 
     heights = np.stack([_plane((20, 30), c=float(t)) for t in range(3)])
     images = heights * 10
@@ -134,7 +134,7 @@ def test_a_series_is_one_mesh_per_time_point_at_its_index():
 
 
 def test_a_series_keeps_both_vertex_caps():
-    from napari_focus_stack._napari.surface import MAX_TOTAL_VERTICES, height_surface_series
+    from napari_focus_stack.surface import MAX_TOTAL_VERTICES, height_surface_series
 
     few = height_surface_series(np.zeros((2, 1000, 1000), np.float32))  # the per-map cap decides
     assert few.step == block_step((1000, 1000), MAX_VERTICES) and len(few.vertices) == 2 * MAX_VERTICES

@@ -1,6 +1,6 @@
-"""A height map as a triangle mesh, for napari's Surface layer (no Qt, no napari).
+"""A height map as a triangle mesh: napari's Surface layer and mesh files (no Qt, no napari).
 
-The 3D height view shows the topography a focus stack measured, as Fiji's
+The 3D height view (and a mesh file, :func:`height_mesh`) shows the topography a focus stack measured, as Fiji's
 EDF SurfaceMap3D does: one vertex per (block of) pixels at its height,
 two triangles per grid cell, coloured by the fused image. A 12 MP map would
 give 24 M triangles, too many to turn around smoothly, so the map is first
@@ -16,6 +16,10 @@ each with its time index as a leading vertex coordinate: napari's Surface
 layer takes vertices with more than three coordinates and draws, at each
 slider position, the triangles whose vertices lie there, so the surface
 follows the time slider.
+
+:func:`height_mesh` makes the mesh a file holds (:mod:`.io.mesh`): ``x, y,
+z`` with z up, coloured by the fused image (channels composed with their
+colours), at most :data:`MESH_MAX_VERTICES` vertices.
 """
 from __future__ import annotations
 
@@ -25,11 +29,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..pixels import full_scale
+from .io.calibrated import convert_length
+from .io.hyperstack import Calibration
+from .io.mesh import Mesh
+from .pixels import full_scale
 
 __all__ = [
-    "MAX_TOTAL_VERTICES", "MAX_VERTICES", "HeightSurface", "block_step", "grid_faces", "height_surface",
-    "height_surface_series", "relief_scale",
+    "MAX_TOTAL_VERTICES", "MAX_VERTICES", "MESH_MAX_VERTICES", "HeightSurface", "block_step", "calibrated_mesh",
+    "composite_colors", "grid_faces", "height_mesh", "height_surface", "height_surface_series", "mesh_unit",
+    "relief_scale",
 ]
 
 #: Vertices of a surface that stays interactive on an ordinary laptop GPU (one time point: what is drawn).
@@ -38,6 +46,14 @@ MAX_VERTICES = 250_000
 #: Vertices of all the time points of a series together: memory, about 45 bytes a vertex
 #: (4 coordinates, a value, two faces), so 45 MB whatever the number of time points.
 MAX_TOTAL_VERTICES = 1_000_000
+
+#: Vertices of a mesh file at most: a 1000 x 1000 grid, finer than a 3D print or a photogrammetry model needs
+#: (about 40 MB as PLY).
+MESH_MAX_VERTICES = 1_000_000
+
+#: Channel colours when none are known (napari's ``channel_axis`` defaults).
+_TWO_CHANNELS = ((1.0, 0.0, 1.0), (0.0, 1.0, 0.0))
+_MORE_CHANNELS = ((0.0, 1.0, 1.0), (1.0, 0.0, 1.0), (1.0, 1.0, 0.0), (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
 
 
 @dataclass
@@ -298,3 +314,168 @@ def relief_scale(height_range: float, extent: Sequence[float], share: float = 0.
     if not (height_range > 0 and math.isfinite(height_range)) or side <= 0:
         return 1.0
     return share * side / float(height_range)
+
+
+def _stretch(plane: np.ndarray) -> np.ndarray:
+    """A channel scaled to 0..1 between its 0.5th and 99.5th percentiles (as a display's auto-contrast)."""
+    plane = np.asarray(plane, dtype=np.float32)
+    finite = plane[np.isfinite(plane)]
+    if not finite.size:
+        return np.zeros(plane.shape, np.float32)
+    lo, hi = (float(v) for v in np.percentile(finite, [0.5, 99.5]))
+    return np.clip((np.nan_to_num(plane, nan=lo) - lo) / (hi - lo if hi > lo else 1.0), 0.0, 1.0)
+
+
+def composite_colors(image: np.ndarray, channel_colors: Sequence | None = None, rgb: bool | None = None) -> np.ndarray:
+    """The fused image as ``(H, W, 3)`` colours in 0..1, for a mesh.
+
+    Parameters
+    ----------
+    image : ndarray
+        ``(H, W)`` gray, ``(H, W, 3)`` RGB, or ``(H, W, C)`` channels.
+    channel_colors : sequence of (r, g, b), optional
+        One colour per channel (0..1): the channels, each stretched between
+        its 0.5th and 99.5th percentiles, are added in their colours (a
+        composite, as napari and Fiji show them). Default: magenta and
+        green for two channels, cyan, magenta, yellow... for more.
+    rgb : bool, optional
+        Whether three channels are RGB (default: when no colours are given).
+        RGB keeps its colours, scaled by its dtype's range.
+
+    Returns
+    -------
+    ndarray
+        float32 ``(H, W, 3)``.
+
+    Examples
+    --------
+    >>> composite_colors(np.array([[0, 10], [20, 30]], np.uint16))[..., 0].astype(float).round(2).tolist()
+    [[0.0, 0.33], [0.67, 1.0]]
+    """
+    image = np.asarray(image)
+    if image.ndim == 2:
+        return np.repeat(_stretch(image)[..., None], 3, axis=2)
+    if image.ndim != 3:
+        raise ValueError(f"an image must be (H, W) or (H, W, C), got {image.shape}")
+    n = image.shape[2]
+    if (rgb if rgb is not None else channel_colors is None) and n in (3, 4):
+        scale = 1.0 / full_scale(image.dtype) if np.issubdtype(image.dtype, np.integer) else 1.0
+        return np.clip(image[..., :3].astype(np.float32) * np.float32(scale), 0.0, 1.0)
+    if channel_colors is None or len(channel_colors) != n:
+        cycle = _TWO_CHANNELS if n == 2 else _MORE_CHANNELS
+        channel_colors = [cycle[k % len(cycle)] for k in range(n)] if n > 1 else [(1.0, 1.0, 1.0)]
+    out = np.zeros((*image.shape[:2], 3), np.float32)
+    for c in range(n):
+        out += _stretch(image[..., c])[..., None] * np.asarray(channel_colors[c], np.float32)[:3]
+    return np.clip(out, 0.0, 1.0)
+
+
+def height_mesh(
+    height: np.ndarray,
+    image: np.ndarray | None = None,
+    *,
+    pixel_size: Sequence[float] = (1.0, 1.0),
+    origin: Sequence[float] = (0.0, 0.0),
+    unit: str | None = None,
+    z_scale: float = 1.0,
+    channel_colors: Sequence | None = None,
+    rgb: bool | None = None,
+    max_vertices: int = MESH_MAX_VERTICES,
+) -> Mesh:
+    """The mesh of a height map for a file: ``x, y, z`` in physical units, z up, coloured by the image.
+
+    Parameters
+    ----------
+    height : ndarray
+        ``(H, W)`` heights, in `unit` (or frame indices).
+    image : ndarray, optional
+        The fused image (see :func:`composite_colors`): the vertex colours.
+    pixel_size, origin : (float, float)
+        Pixel size and position of pixel (0, 0) along y and x, in `unit`.
+    unit : str, optional
+        The unit of x, y and z, written in the file.
+    z_scale : float
+        Vertical exaggeration (1: true scale; files are written at true
+        scale unless asked).
+    channel_colors, rgb
+        As for :func:`composite_colors`.
+    max_vertices : int
+        Block means decimate the grid to at most this many vertices.
+
+    Returns
+    -------
+    Mesh
+        x to the right, y up the image (row 0 at the top has the largest
+        y: ``y = -(origin + row * size)``), z the height; triangles
+        counter-clockwise seen from above.
+
+    Examples
+    --------
+    >>> m = height_mesh(np.full((4, 5), 2.0, np.float32), pixel_size=(0.5, 0.5), unit="µm")
+    >>> len(m.vertices), len(m.faces), [b.tolist() for b in m.bounds]
+    (20, 24, [[0.0, -1.5, 2.0], [2.0, 0.0, 2.0]])
+    """
+    colours = None if image is None else composite_colors(image, channel_colors, rgb)
+    surface = height_surface(height, colours, scale=pixel_size, translate=origin, z_scale=z_scale,
+                             max_vertices=max_vertices)
+    return Mesh.from_zyx(surface.vertices, surface.faces, None if surface.colors is None else surface.colors[:, :3],
+                         unit)
+
+
+def mesh_unit(calibration: Calibration) -> tuple[str, float]:
+    """The unit a mesh file of these heights is in, and the factor that brings heights into it.
+
+    x and y are in the pixel size's unit (pixels without one), z in the
+    heights' (:attr:`Calibration.height_unit`); a z in another length unit
+    is converted to the pixel size's. Mixed units are named axis by axis.
+
+    >>> mesh_unit(Calibration((0.1, 0.1), "µm", 250.0, "nm"))
+    ('µm', 0.001)
+    >>> mesh_unit(Calibration())
+    ('pixel (x, y), frame (z)', 1.0)
+    """
+    xy = calibration.unit if calibration.pixel_size is not None and calibration.unit else "pixel"
+    z = calibration.height_unit
+    factor = convert_length(1.0, z, xy) if xy != "pixel" else 1.0
+    if factor != 1.0 or z == xy:
+        return xy, factor
+    return f"{xy} (x, y), {z} (z)", 1.0
+
+
+def calibrated_mesh(
+    height: np.ndarray,
+    image: np.ndarray | None,
+    calibration: Calibration,
+    *,
+    rgb: bool | None = None,
+    z_scale: float = 1.0,
+    max_vertices: int = MESH_MAX_VERTICES,
+) -> Mesh:
+    """:func:`height_mesh` with the pixel size, units and channel colours of `calibration`.
+
+    Parameters
+    ----------
+    height : ndarray
+        ``(H, W)`` heights in ``calibration.height_unit`` (frame indices without a z step).
+    image : ndarray, optional
+        The fused ``(H, W[, C])`` image: the colours.
+    calibration : Calibration
+    rgb : bool, optional
+        Whether the image's three channels are RGB samples.
+    z_scale : float
+        Vertical exaggeration (1: true scale).
+    max_vertices : int
+
+    Examples
+    --------
+    >>> cal = Calibration((0.1, 0.1), "µm", 0.5, "µm")
+    >>> m = calibrated_mesh(np.full((3, 4), 2.5, np.float32), None, cal)
+    >>> m.unit, [b.astype(float).round(6).tolist() for b in m.bounds]
+    ('µm', [[0.0, -0.2, 2.5], [0.3, 0.0, 2.5]])
+    """
+    unit, factor = mesh_unit(calibration)
+    size = calibration.pixel_size if calibration.pixel_size is not None and calibration.unit else (1.0, 1.0)
+    return height_mesh(
+        height, image, pixel_size=size, unit=unit, z_scale=z_scale * factor,
+        channel_colors=calibration.channel_colors, rgb=rgb, max_vertices=max_vertices,
+    )
