@@ -545,7 +545,7 @@ class FocusStacker:
         h, w = source.shape[:2]
         shape = (h * s, w * s)
         up = _output_to_reference(s)
-        order = 1 if s == 1 else 3  # as the fusion resamples
+        order = 2 if s == 1 else 3  # as the fusion resamples
         dtype = np.dtype(source.dtype)
         for i, m in enumerate(transforms):
             if m is None:
@@ -857,7 +857,8 @@ class FocusStacker:
             self.method, bk, shape, self.radius * s, self.smoothing * s, weights, prefer=self.prefer, parallel=parallel
         )
         frames = [i for i, m in enumerate(mats) if m is not None]
-        order = 1 if s == 1 else 3  # upsampling wants bicubic; at 1x bilinear is as good and faster
+        # bicubic: bilinear loses much of the detail below 6 px periods (docs/benchmarks.md, quality)
+        order = 2 if s == 1 else 3
 
         def prepare(i: int, frame: Any) -> dict:
             m = mats[i] @ up
