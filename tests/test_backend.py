@@ -113,6 +113,8 @@ def test_opencv_kernels_match_the_reference(kernels, shape):
         "pyr_up_add": lambda bk: bk.pyr_up_add(a.copy(), small, -1.0),
         "gaussian_filter": lambda bk: bk.gaussian_filter(a, 1.7),
         "box_filter": lambda bk: bk.box_filter(a, 5),
+        "max_filter": lambda bk: bk.max_filter(fine, 5),
+        "max_filter, wide": lambda bk: bk.max_filter(fine, 41),
         "resize": lambda bk: bk.resize(a, (2 * shape[0] + 1, 2 * shape[1])),
         "warp_affine": lambda bk: bk.warp_affine(a, m, (shape[0] + 3, shape[1]), 1),
         "warp_frame": lambda bk: bk.warp_frame((a * 255).astype(np.uint8), m, shape[:2], 1, 1 / 255),

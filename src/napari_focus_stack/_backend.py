@@ -10,6 +10,7 @@ array arithmetic, plus a small set of image kernels for the heavy work:
 ``pyr_up_add``            ``a += scale * pyr_up(small)`` in place (Laplacian bands)
 ``gaussian_filter``       Gaussian blur, edges replicated
 ``box_filter``            mean over a square window, edges replicated
+``max_filter``            maximum over a square window (2D), edges replicated
 ``resize``                bilinear resize on pixel areas, edges replicated
 ``to_gray``               weighted sum of the colour channels
 ``block_energy``          squares summed over channels, averaged over f x f blocks
@@ -186,6 +187,10 @@ class Backend:
 
     def box_filter(self, a: Any, size: int) -> Any:
         """Mean over a ``size x size`` window (odd ``size``) of each channel, edges replicated."""
+        raise NotImplementedError
+
+    def max_filter(self, a: Any, size: int) -> Any:
+        """Maximum over a ``size x size`` window (odd ``size``) of a 2D float32 or float64 array, edges replicated."""
         raise NotImplementedError
 
     def resize(self, a: Any, shape: tuple[int, int]) -> Any:
@@ -523,6 +528,10 @@ class OpenCVBackend(Backend):
         out = self.cv2.blur(a, (int(size), int(size)), borderType=self.cv2.BORDER_REPLICATE)
         return _with_channels(out, a)
 
+    def max_filter(self, a, size):
+        # a rectangle is dilated row and column apart; outside the image counts for nothing
+        return self.cv2.dilate(a, self.cv2.getStructuringElement(self.cv2.MORPH_RECT, (int(size), int(size))))
+
     def resize(self, a, shape):
         out = self.cv2.resize(a, (int(shape[1]), int(shape[0])), interpolation=self.cv2.INTER_LINEAR)
         return _with_channels(out, a)
@@ -674,6 +683,9 @@ class NdimageBackend(Backend):
 
     def box_filter(self, a, size):
         return self.ndi_module.uniform_filter(a, size=(size, size) + (1,) * (a.ndim - 2), mode="nearest")
+
+    def max_filter(self, a, size):
+        return self.ndi_module.maximum_filter(a, size=int(size), mode="nearest")
 
     def resize(self, a, shape):
         zoom = (shape[0] / a.shape[0], shape[1] / a.shape[1]) + (1,) * (a.ndim - 2)
