@@ -408,9 +408,11 @@ def check_targets(rows: list[dict]) -> list[str]:
             need(r["pre_flat"] >= r["frame_flat"] + 3.0,
                  f"fusion flat {r['pre_flat']:.2f} < best frame {r['frame_flat']:.2f} + 3")
         for band, key in (("3.3-6", "dt_wide"), ("2-3.3", "dt_fine")):  # issue 20: as much detail as focusweave
-            need(r[key] >= r[f"fw_{key}"], f"detail {band} px {r[key]:.3f} < focusweave {r[f'fw_{key}']:.3f}")
-            need(r[f"pre_{key}"] >= r[f"fwpre_{key}"],
-                 f"fusion detail {band} px {r[f'pre_{key}']:.3f} < focusweave's {r[f'fwpre_{key}']:.3f}")
+            nan = float("nan")
+            ours, theirs = r.get(key, nan), r.get(f"fw_{key}", nan)
+            need(ours >= theirs, f"detail {band} px {ours:.3f} < focusweave {theirs:.3f}")
+            ours, theirs = r.get(f"pre_{key}", nan), r.get(f"fwpre_{key}", nan)
+            need(ours >= theirs, f"fusion detail {band} px {ours:.3f} < focusweave's {theirs:.3f}")
     return [m for m in missed if "nan" not in m]
 
 

@@ -41,7 +41,7 @@ from .align import (
 )
 from .channels import alignment_weights, channel_weights
 from .errors import FocusStackError, FocusStackWarning, InputError, ParameterError, StackError
-from .focus import block_mean
+from .focus import block_mean, measure_reach
 from .fusion import MAX_LEVELS, make_fusion
 from .height import regularise_depth
 from .io import FrameSource, ImageMeta, write_image
@@ -1150,10 +1150,11 @@ def _regularised_depth(result: StackResult) -> np.ndarray:
         bk = get_backend(report.get("backend", "cpu"))
     except FocusStackError:  # the result travelled to a machine without that device
         bk = get_backend("cpu")
-    image = bk.asarray(result.image).astype(bk.xp.float32)
-    guide = bk.to_gray(image, report.get("alignment_weights"))
-    radius = 2 * int(report.get("parameters", {}).get("radius", 8))
-    depth = regularise_depth(bk, bk.asarray(result.depth_raw), bk.asarray(result.confidence), guide, radius)
+    guide = bk.asarray(result.image).astype(bk.xp.float32)  # colour: an edge may be of hue only
+    params = report.get("parameters", {})
+    radius, smoothing = int(params.get("radius", 8)), float(params.get("smoothing", 4))
+    depth = regularise_depth(bk, bk.asarray(result.depth_raw), bk.asarray(result.confidence), guide, 2 * radius,
+                             edge_reach=measure_reach(radius, smoothing))
     return bk.to_numpy(depth).astype(np.float32, copy=False)
 
 
