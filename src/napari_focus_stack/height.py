@@ -159,8 +159,10 @@ def fill_depth(bk: Backend, depth: Any, weights: Any, guide: Any | None = None, 
         near = sums.copy()
         _domain_transform(xp, near, steps, reach * side)
         value = near[..., 1] / xp.maximum(near[..., 0], 1e-300)
-        share = near[..., 0] / _FILL_SUPPORT if reach < _FILL_REACHES[-1] else near[..., 0] > _FILL_TINY * total
-        share = xp.clip(share, 0.0, 1.0)
+        if reach < _FILL_REACHES[-1]:
+            share = xp.clip(near[..., 0] / _FILL_SUPPORT, 0.0, 1.0)
+        else:  # the longest reaches as far as the region does
+            share = (near[..., 0] > _FILL_TINY * total).astype(xp.float64)
         filled = share * value + (1 - share) * filled
     return filled.astype(xp.float32)
 
@@ -317,11 +319,12 @@ def regularise_depth(
     if guide is None:
         smooth = _expand(xp, fill_depth(bk, d_small, w_small), shapes)
     else:
-        g = _spread_one(xp, xp.asarray(guide, dtype=xp.float32))
+        guide = xp.asarray(guide, dtype=xp.float32)
+        # the fill's edges from every channel, on the grid; the guided filter's from one image, at full size too
+        colour = _spread_one(xp, _reduce(bk, guide, times))
+        filled = fill_depth(bk, d_small, w_small, colour, edge_reach=max(1, math.ceil(edge_reach / 2**times)))
+        g = _spread_one(xp, bk.to_gray(guide))
         g_small = _reduce(bk, g, times)
-        filled = fill_depth(bk, d_small, w_small, g_small, edge_reach=max(1, math.ceil(edge_reach / 2**times)))
-        if g.ndim == 3:  # the guided filter's guide is one image
-            g, g_small = g.mean(axis=2), g_small.mean(axis=2)
         radius = max(1, round(radius / 2**times))
         # the fill is complete: every pixel counts alike in the models that bring it to full resolution
         a, b = guided_coefficients(bk, g_small, filled, radius, _GUIDE_EPS)
