@@ -25,3 +25,16 @@ def stack_to_files(inputs, image, depth=None, confidence=None, progress=None, **
     outputs = [Output(kind, Path(p)) for kind, p in (("image", image), ("depth", depth), ("confidence", confidence))
                if p is not None]
     return run_job(plan_job(Job(inputs, EngineOptions(**engine), outputs=outputs, **job)), progress=progress)
+
+
+def detail_transfer(image: np.ndarray, truth: np.ndarray) -> dict:
+    """The quality benchmark's detail transfer (benchmarks/quality.py): truth's structure kept per period band."""
+    import sys
+    from pathlib import Path
+
+    bench = str(Path(__file__).resolve().parents[1] / "benchmarks")
+    if bench not in sys.path:
+        sys.path.insert(0, bench)
+    from quality import detail_transfer as measure
+
+    return measure(image, truth)

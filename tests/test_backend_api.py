@@ -30,6 +30,7 @@ except Exception as exc:  # noqa: BLE001  (not installed, or a CUDA install that
 
 from napari_focus_stack import FocusStacker
 from napari_focus_stack._backend import NdimageBackend
+from napari_focus_stack.height import regularise_depth
 from napari_focus_stack.synthetic import make_stack
 
 UFUNC_KEYWORDS = {"out", "dtype", "casting"}  # what cupy.ufunc.__call__ accepts
@@ -121,10 +122,13 @@ def test_engine_on_gpu_kernels_uses_only_cupy_api(checked, method):
     stack = make_stack("coins", shape=(96, 128), n_frames=4, seed=5)
     result = FocusStacker(device=device, method=method).stack(stack.frames)
     assert result.image.shape == stack.truth.shape
+    depth = regularise_depth(device, result.depth_raw, result.confidence, result.image.astype(np.float32))
+    assert depth.shape == stack.truth.shape[:2]  # the regularised depth map (edge-aware fill) too
     assert not log.problems, "\n".join(log.problems)
     # the kernels really went through the checked modules
-    assert {"ndi.affine_transform", "ndi.map_coordinates", "ndi.gaussian_filter", "ndi.zoom"} <= log.seen
-    assert "xp.where" in log.seen
+    assert {"ndi.affine_transform", "ndi.map_coordinates", "ndi.gaussian_filter", "ndi.zoom",
+            "ndi.maximum_filter"} <= log.seen
+    assert {"xp.where", "xp.moveaxis", "xp.percentile"} <= log.seen
 
 
 def test_tiles_and_every_align_model_use_only_cupy_api(checked):

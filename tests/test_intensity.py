@@ -42,7 +42,8 @@ def test_photos_fuse_alike_at_any_scale(unit_frames, name):
     assert res.image.dtype == np.float32
     np.testing.assert_allclose(back(res.image.astype(np.float64)), expected.image, atol=1e-4)
     np.testing.assert_allclose(res.depth_raw, expected.depth_raw, atol=1e-3)
-    np.testing.assert_allclose(res.depth, expected.depth, atol=1e-3)
+    # the regularised map is guided by the fused image as restored: float32 around -200 keeps 1e-5 of it
+    np.testing.assert_allclose(res.depth, expected.depth, atol=5e-3)
 
 
 @pytest.mark.parametrize("name", MAPS)

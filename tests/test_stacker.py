@@ -3,7 +3,7 @@ import re
 import numpy as np
 import pytest
 
-from helpers import psnr
+from helpers import detail_transfer, psnr
 from napari_focus_stack import FocusStacker, StackError
 from napari_focus_stack.align import corner_error
 from napari_focus_stack.errors import InputError, ParameterError
@@ -41,6 +41,16 @@ def test_stack_quality_on_synthetic(small_stack):
     assert ok[small_stack.texture_mask].mean() > 0.8
     assert res.depth.shape == res.confidence.shape == mid.shape[:2]
     assert res.report.excluded == [] and len(res.report.frames) == len(small_stack.frames)
+
+
+def test_fused_image_keeps_fine_detail():
+    # frames that move are resampled bicubically: bilinear kept 0.89 and 0.81
+    # of the truth's structure at 3.3-6 and 2-3.3 px periods on this stack
+    from napari_focus_stack.synthetic import make_stack
+
+    stack = make_stack("fine", shape=(192, 256), n_frames=6, seed=2)
+    kept = detail_transfer(_fast().stack(stack.frames).image, stack.truth)
+    assert kept["3.3-6 px"] > 0.93 and kept["2-3.3 px"] > 0.84
 
 
 def test_process_stack_returns_image(small_stack):

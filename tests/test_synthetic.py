@@ -121,6 +121,35 @@ def test_every_scene_renders(scene):
         assert 0 < frame.mean() < 255
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_board_has_featureless_raised_chips_and_a_featureless_far_backdrop(seed):
+    n = 6
+    stack = make_stack("board", shape=(192, 256), n_frames=n, seed=seed)
+    di, textured = stack.depth_index, stack.texture_mask
+    chips = di < 0.5  # the nearest points
+    backdrop = di > n - 1.5
+    board = ~chips & ~backdrop
+    assert chips.mean() > 0.02 and backdrop.mean() > 0.05 and board.mean() > 0.4
+    assert np.median(di[board]) > 1.5 and np.median(di[board]) < n - 2.5  # the board lies in between
+    import scipy.ndimage as ndi
+
+    inside = ndi.binary_erosion(chips, iterations=6)  # away from the chips' outlines
+    assert inside.any() and textured[inside].mean() < 0.1
+    assert textured[ndi.binary_erosion(backdrop, iterations=6)].mean() < 0.1  # a few specks of dust
+    assert textured[board].mean() > 0.3
+    other = make_stack("board", shape=(192, 256), n_frames=n, seed=seed + 2)
+    assert not np.array_equal(stack.depth_index, other.depth_index)
+
+
+def test_fine_scene_has_detail_at_2_to_6_px_periods():
+    stack = make_stack("fine", shape=(128, 160), n_frames=4, seed=3)
+    gray = stack.truth.astype(np.float64).mean(axis=2)
+    spectrum = np.abs(np.fft.rfft2(gray - gray.mean())) ** 2
+    period = 1 / np.maximum(np.hypot(np.fft.fftfreq(128)[:, None], np.fft.rfftfreq(160)[None]), 1e-9)
+    fine = spectrum[(period >= 2) & (period < 6)].sum() / spectrum.sum()
+    assert fine > 0.3  # astronaut and rocks hold 3-5 % of their variance there, pcb 22 %
+
+
 def test_invalid_arguments():
     with pytest.raises(ValueError, match="scene"):
         make_stack("moon-landing")

@@ -4,12 +4,13 @@ A :class:`Backend` is an array module ``bk.xp`` (NumPy or CuPy) for plain
 array arithmetic, plus a small set of image kernels for the heavy work:
 
 ========================  ====================================================
-``warp_affine``           affine resampling, bilinear or bicubic, edges replicated
+``warp_affine``           affine resampling (bilinear, bicubic or sharper), edges replicated
 ``warp_frame``            the same from a frame as stored (any dtype), exposure applied
 ``pyr_down``, ``pyr_up``  binomial (1 4 6 4 1)/16 pyramid steps, symmetric borders
 ``pyr_up_add``            ``a += scale * pyr_up(small)`` in place (Laplacian bands)
 ``gaussian_filter``       Gaussian blur, edges replicated
 ``box_filter``            mean over a square window, edges replicated
+``max_filter``            maximum over a square window (2D), edges replicated
 ``resize``                bilinear resize on pixel areas, edges replicated
 ``to_gray``               weighted sum of the colour channels
 ``block_energy``          squares summed over channels, averaged over f x f blocks
@@ -115,9 +116,13 @@ class Backend:
         m : 3x3 array
             Output pixel coordinates (x = column, y = row) to input ones.
         out_shape : (rows, cols)
-        order : {0, 1, 3}
-            Nearest, bilinear or bicubic. Positions outside the image take the
-            nearest edge value.
+        order : {0, 1, 2, 3}
+            0 nearest, 1 bilinear, 2 cubic convolution (Keys' bicubic: as
+            fast as bilinear on the CPU, and keeps most of the detail that
+            bilinear loses below 6 px periods), 3 the most accurate the
+            backend has (Lanczos-4 on the CPU, a cubic spline with ndimage).
+            With ndimage, 2 is the cubic spline too. Positions outside the
+            image take the nearest edge value.
         """
         raise NotImplementedError
 
@@ -182,6 +187,10 @@ class Backend:
 
     def box_filter(self, a: Any, size: int) -> Any:
         """Mean over a ``size x size`` window (odd ``size``) of each channel, edges replicated."""
+        raise NotImplementedError
+
+    def max_filter(self, a: Any, size: int) -> Any:
+        """Maximum over a ``size x size`` window (odd ``size``) of a 2D float32 or float64 array, edges replicated."""
         raise NotImplementedError
 
     def resize(self, a: Any, shape: tuple[int, int]) -> Any:
@@ -289,8 +298,8 @@ _STRIP_ROWS = 64
 
 
 def _check_order(order: int) -> None:
-    if order not in (0, 1, 3):
-        raise ValueError(f"interpolation order must be 0, 1 or 3, got {order!r}")
+    if order not in (0, 1, 2, 3):
+        raise ValueError(f"interpolation order must be 0, 1, 2 or 3, got {order!r}")
 
 
 def block_mean(xp, a: Any, f: int) -> Any:
@@ -404,7 +413,8 @@ class OpenCVBackend(Backend):
         """:meth:`warp_affine`, written into ``out`` when given."""
         cv2 = self.cv2
         _check_order(order)
-        flags = {0: cv2.INTER_NEAREST, 1: cv2.INTER_LINEAR, 3: cv2.INTER_LANCZOS4}[order] | cv2.WARP_INVERSE_MAP
+        flags = {0: cv2.INTER_NEAREST, 1: cv2.INTER_LINEAR, 2: cv2.INTER_CUBIC, 3: cv2.INTER_LANCZOS4}[order]
+        flags |= cv2.WARP_INVERSE_MAP
         m2 = np.asarray(m, dtype=np.float64)[:2]
         size = (int(out_shape[1]), int(out_shape[0]))
         if image.ndim == 3 and image.shape[2] not in (1, 3, 4):
@@ -517,6 +527,10 @@ class OpenCVBackend(Backend):
     def box_filter(self, a, size):
         out = self.cv2.blur(a, (int(size), int(size)), borderType=self.cv2.BORDER_REPLICATE)
         return _with_channels(out, a)
+
+    def max_filter(self, a, size):
+        # a rectangle is dilated row and column apart; outside the image counts for nothing
+        return self.cv2.dilate(a, self.cv2.getStructuringElement(self.cv2.MORPH_RECT, (int(size), int(size))))
 
     def resize(self, a, shape):
         out = self.cv2.resize(a, (int(shape[1]), int(shape[0])), interpolation=self.cv2.INTER_LINEAR)
@@ -644,6 +658,7 @@ class NdimageBackend(Backend):
 
     def warp_affine(self, image, m, out_shape, order=1):
         _check_order(order)
+        order = 3 if order == 2 else order  # no cubic convolution here: the (sharper) cubic spline
         # ndimage works in (row, col) order: swap x and y
         rc = self.xp.asarray(np.array([[m[1, 1], m[1, 0], m[1, 2]], [m[0, 1], m[0, 0], m[0, 2]], [0, 0, 1.0]]))
         shape = (int(out_shape[0]), int(out_shape[1]))
@@ -668,6 +683,9 @@ class NdimageBackend(Backend):
 
     def box_filter(self, a, size):
         return self.ndi_module.uniform_filter(a, size=(size, size) + (1,) * (a.ndim - 2), mode="nearest")
+
+    def max_filter(self, a, size):
+        return self.ndi_module.maximum_filter(a, size=int(size), mode="nearest")
 
     def resize(self, a, shape):
         zoom = (shape[0] / a.shape[0], shape[1] / a.shape[1]) + (1,) * (a.ndim - 2)

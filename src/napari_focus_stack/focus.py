@@ -14,7 +14,33 @@ import numpy as np
 
 from ._backend import Backend, block_all, block_mean, upsample_blocks
 
-__all__ = ["focus_measure", "quantile", "smooth_measure", "block_mean", "upsample_blocks", "DepthTracker"]
+__all__ = [
+    "focus_measure", "local_energy", "measure_reach", "quantile", "smooth_measure", "block_mean", "upsample_blocks",
+    "DepthTracker",
+]
+
+# The depth's confidence (DepthTracker.result) is the clarity of its focus peak
+# times checks that the peak is real and this pixel's own:
+# - signal: the peak over the pixel's noise floor (the smallest measure of any
+#   frame). Noise alone makes peaks of up to about twice the floor (frames
+#   resampled by the alignment are less noisy than the reference); from
+#   SIGNAL[0] times the floor a peak starts to count, from SIGNAL[1] fully.
+SIGNAL = (2.5, 4.0)
+# - evidence: the best frame's energy in a small window (Gaussian of
+#   LOCAL_SIGMA px of the half-resolution grid) against the largest such
+#   energy within the measure's window. The wide window's choice is that of
+#   its strongest detail: a plain pixel beside an edge, or one with weak
+#   detail, takes the edge's depth (and a sharp edge's JPEG ringing is
+#   strongest in the frame where the edge is sharp). From EVIDENCE of the
+#   strongest, a pixel's own detail counts fully.
+LOCAL_SIGMA = 0.5
+EVIDENCE = 0.03
+# - agreement: in its own small window the pixel is sharpest in the frame its
+#   wide window chose, or nearly: the chosen frame's small-window energy over
+#   the largest of any frame counts for nothing up to AGREE[0] and fully from
+#   AGREE[1]. Beside an edge between two depths the wide window sees both
+#   sides' frames, the small one its own side's.
+AGREE = (0.5, 0.9)
 
 
 def quantile(xp, v: Any, q: float) -> float:
@@ -95,17 +121,42 @@ def focus_measure(
     return measure, ok
 
 
+def measure_reach(radius: float, smoothing: float) -> float:
+    """How far (px) the focus measure's window (a box of ``radius``, then a Gaussian of ``smoothing``) reaches."""
+    return float(radius) + 3.0 * float(smoothing)
+
+
+def local_energy(bk: Backend, energy: Any) -> Any:
+    """The energy in a small window (see :data:`LOCAL_SIGMA`), from the same block energies as the measure."""
+    return smooth_measure(bk, energy, 0, LOCAL_SIGMA)
+
+
 class DepthTracker:
     """Streaming per-pixel argmax of a focus measure over frames.
 
     Frames must be given in increasing index order (gaps allowed, for
     excluded frames). Keeps the best value, its frame, and the values of the
-    frames just before and after it, for a sub-frame (log-parabolic) peak.
+    frames just before and after it, for a sub-frame (log-parabolic) peak;
+    for the confidence, the best frame's :func:`local_energy`, the largest
+    local energy and the smallest measure of any frame.
+
+    Parameters
+    ----------
+    bk : Backend
+    shape : (int, int)
+        The measure's grid.
+    window : float
+        How far (px of that grid) the measure's window reaches (see
+        :func:`measure_reach` and :data:`EVIDENCE`).
     """
 
-    def __init__(self, bk: Backend, shape: tuple[int, int]):
+    def __init__(self, bk: Backend, shape: tuple[int, int], window: float = 4.0):
         xp = bk.xp
         self.bk = bk
+        self.window = float(window)
+        self.local = xp.zeros(shape, dtype=xp.float32)  # the best frame's local energy
+        self.local_peak = xp.zeros(shape, dtype=xp.float32)  # the largest local energy of any frame
+        self.low = xp.full(shape, xp.inf, dtype=xp.float32)  # the smallest measure of any frame
         self.best = xp.full(shape, -xp.inf, dtype=xp.float32)
         self.index = xp.full(shape, -1, dtype=xp.int32)
         self.before = xp.full(shape, xp.nan, dtype=xp.float32)
@@ -115,12 +166,16 @@ class DepthTracker:
         self.total = xp.zeros(shape, dtype=xp.float32)
         self.count = xp.zeros(shape, dtype=xp.int32)
 
-    def update(self, i: int, measure: Any, valid: Any | None = None) -> Any:
-        """Add frame ``i``; returns the mask of pixels where it is the new best."""
+    def update(self, i: int, measure: Any, valid: Any | None = None, local: Any | None = None) -> Any:
+        """Add frame ``i`` (and its :func:`local_energy`); returns the mask of pixels where it is the new best."""
         xp = self.bk.xp
         # in place: the state is several maps, and a new copy of each per frame is memory and time
         m = measure if valid is None else xp.where(valid, measure, -xp.inf)
         better = m > self.best
+        local = measure if local is None else local
+        xp.copyto(self.local, local, where=better)
+        xp.maximum(self.local_peak, local if valid is None else xp.where(valid, local, 0), out=self.local_peak)
+        xp.minimum(self.low, measure if valid is None else xp.where(valid, measure, xp.inf), out=self.low)
         follows = self.last is not None and self.last_index == i - 1
         if follows:
             xp.copyto(self.before, self.last, where=better)
@@ -145,9 +200,13 @@ class DepthTracker:
     def result(self) -> tuple[Any, Any]:
         """Fractional frame index of the peak and a 0..1 confidence.
 
-        Confidence is ``(best - mean) / (best + typical)``: high where one
-        frame is clearly sharper than the others and the region has more
-        focus energy than the median pixel's average (``typical``).
+        Confidence is the clarity of the peak, ``(best - mean) / (best +
+        typical)`` (high where one frame is clearly sharper than the others
+        and the region has more focus energy than the median pixel's average,
+        ``typical``), lowered where it does not stand out of noise
+        (:data:`SIGNAL`) and where the peak is not the pixel's own: where its small window
+        holds little next to the strongest detail within the measure's window
+        (:data:`EVIDENCE`) or is sharpest in another frame (:data:`AGREE`).
         """
         xp = self.bk.xp
         eps = 1e-12
@@ -164,5 +223,12 @@ class DepthTracker:
             # typical pixel: flat or featureless areas get low confidence
             floor = quantile(xp, mean[self.count > 0], 50.0) if bool((self.count > 0).any()) else 0.0
             confidence = xp.clip(xp.nan_to_num((self.best - mean) / (self.best + floor + eps)), 0.0, 1.0)
+            best = xp.where(self.count > 0, self.best, 0.0).astype(xp.float32)
+            signal = best / (xp.where(self.count > 0, self.low, 1.0) + eps)
+            confidence *= xp.clip((signal - SIGNAL[0]) / (SIGNAL[1] - SIGNAL[0]), 0.0, 1.0)
+            strongest = self.bk.max_filter(self.local, 2 * max(1, int(round(self.window))) + 1)
+            confidence *= xp.clip(self.local / (EVIDENCE * strongest + eps), 0.0, 1.0)
+            agree = self.local / (self.local_peak + eps)
+            confidence *= xp.clip((agree - AGREE[0]) / (AGREE[1] - AGREE[0]), 0.0, 1.0)
         confidence = xp.where(self.count > 1, confidence, 0.0).astype(xp.float32)
         return depth, confidence

@@ -129,7 +129,9 @@ def crop_footprint(frame: Any, m: np.ndarray, out_shape: tuple[int, int], margin
 
 def warp_order(scale_factor: int) -> int:
     """The interpolation the fusion warps frames with at ``scale_factor`` (see :meth:`Backend.warp_affine`)."""
-    return 1 if scale_factor == 1 else 3  # upsampling wants bicubic; at 1x bilinear is as good and faster
+    # bicubic at 1x too: bilinear loses much of the detail below 6 px periods (docs/benchmarks.md, quality);
+    # order 2 is OpenCV's bicubic (as fast as bilinear), order 3 the sharper Lanczos-4 for upsampling
+    return 2 if scale_factor == 1 else 3
 
 
 def warp_into_window(

@@ -37,7 +37,7 @@ from typing import Any
 
 from . import pyramid
 from ._backend import Backend, BufferPool, block_all
-from .focus import DepthTracker, focus_measure
+from .focus import DepthTracker, focus_measure, local_energy, measure_reach
 from .fusion_decision import (
     NoiseAverage,
     OcclusionOrder,
@@ -78,7 +78,8 @@ class _Fusion:
         self.radius = float(radius)
         self.smoothing = float(smoothing)
         self.half_shape = ((shape[0] + 1) // 2, (shape[1] + 1) // 2)
-        self.tracker = DepthTracker(bk, self.half_shape)
+        # the measure's reach, on its half-resolution grid
+        self.tracker = DepthTracker(bk, self.half_shape, window=measure_reach(self.radius, self.smoothing) / 2)
         # frame-sized buffers of merged frames, for the next frames' warps and pyramids
         self.buffers = BufferPool(bk.xp)
 
@@ -153,6 +154,7 @@ class PyramidFusion(_Fusion):
                 bk, lap[0], self.radius / 2, self.smoothing / 2, downsample=1, energy=energy_half,
                 valid=None if valid is None else block_all(xp, valid, 2),
             )
+            prep["local"] = local_energy(bk, energy_half)
             if self.noise is not None:
                 prep["noise"] = NoiseAverage.frame_statistics(bk, energy_half, masks[0])
 
@@ -176,7 +178,7 @@ class PyramidFusion(_Fusion):
         first = self.weighted.acc is None
 
         def depth_and_noise() -> None:
-            self.tracker.update(index, prep["measure"], prep["half_valid"])
+            self.tracker.update(index, prep["measure"], prep["half_valid"], prep["local"])
             if self.noise is not None:
                 self.noise.add(lap[0], prep["noise"], prep["mask0"])
 
@@ -238,8 +240,12 @@ class DepthMapFusion(_Fusion):
         # weighted channels are measured one by one: their weighted mean could cancel
         gray = bk.to_gray(frame) if self.weights is None else frame
         band = gray - pyramid.expand(bk, pyramid.reduce(bk, gray), gray.shape)
-        measure, half_valid = focus_measure(bk, band, self.radius, self.smoothing, valid=valid, weights=self.weights)
-        prep = {"frame": frame, "measure": measure, "half_valid": half_valid}
+        energy = bk.block_energy(band, 2, self.weights)
+        measure, half_valid = focus_measure(
+            bk, band, self.radius / 2, self.smoothing / 2, downsample=1, energy=energy,
+            valid=None if valid is None else block_all(bk.xp, valid, 2),
+        )
+        prep = {"frame": frame, "measure": measure, "half_valid": half_valid, "local": local_energy(bk, energy)}
         if self.order.active:
             prep["order"] = OcclusionOrder.frame_part([measure], [half_valid])
         return prep
@@ -247,7 +253,7 @@ class DepthMapFusion(_Fusion):
     def merge(self, index: int, prep: dict) -> None:
         xp = self.bk.xp
         measure, valid = prep["measure"], prep["half_valid"]
-        self.tracker.update(index, measure, valid)
+        self.tracker.update(index, measure, valid, prep["local"])
         logw = SOFTNESS * xp.log(measure + 1e-12)
         if self.order.active:
             # logw adjusted in place; the measure is on the grid of pyramid level 1

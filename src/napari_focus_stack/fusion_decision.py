@@ -432,8 +432,8 @@ class OcclusionOrder:
             size = 2 * max(1, round(self.radius / 2 ** grid_levels[k])) + 1
             if self.prefer == "near":
                 lost = xp.where(mine > 0, xp.maximum(-gain, 0.0), 0.0)  # not where this frame is uncovered
-                log_weights[k] -= self.sharpness * self.bk.ndi.maximum_filter(lost, size=size, mode="nearest")
+                log_weights[k] -= self.sharpness * self.bk.max_filter(lost, size)
             else:
-                won = self.bk.ndi.maximum_filter(xp.maximum(gain, 0.0), size=size, mode="nearest")
+                won = self.bk.max_filter(xp.maximum(gain, 0.0), size)
                 shift(k, -self.sharpness * won)
             xp.maximum(before, mine, out=before)

@@ -6,26 +6,33 @@ gives every frame the same (tiny) focus energy, so its "sharpest" frame is
 chance. The fusion's confidence tells the two apart. The regularised map
 
 1. keeps the depth of confident pixels;
-2. fills the others from confident pixels at any distance, by normalised
-   convolution on a Gaussian pyramid ("push-pull": a confidence-weighted
-   mean at the finest scale that has enough confident support);
-3. makes the fill follow the image's edges with a confidence-weighted
-   guided filter whose guide is the fused image, so a plain object is
-   filled with its own outline's depth and not with its background's.
+2. fills the others from the confident pixels they are connected to
+   without crossing an edge of the fused image: a confidence-weighted
+   normalised convolution whose distances are those of the domain
+   transform (an edge is as far as most of the image). Confident depths
+   beside a strong edge count little, for they are the depth of whichever
+   side is in front: a plain object in front takes its outline's depth (it
+   has nothing else), a plain background behind it its own specks' (its
+   outline is the object's);
+3. is computed on a grid of at most 256 pixels a side and brought back to
+   full resolution with a guided filter whose guide is the fused image, so
+   that edges fall where the image has them.
 
 Heights in physical units are ``z0 + index * z_step`` (:func:`to_height`).
 
 References
 ----------
-.. [1] S. J. Gortler, R. Grzeszczuk, R. Szeliski, M. F. Cohen, "The
-   Lumigraph", SIGGRAPH 1996 (pull-push interpolation of scattered data).
-.. [2] H. Knutsson, C.-F. Westin, "Normalized and differential convolution",
+.. [1] H. Knutsson, C.-F. Westin, "Normalized and differential convolution",
    CVPR 1993.
+.. [2] E. S. L. Gastal, M. M. Oliveira, "Domain transform for edge-aware
+   image and video processing", ACM Trans. Graph. 30(4), 2011 (the
+   recursive filter of section 4.2).
 .. [3] K. He, J. Sun, X. Tang, "Guided image filtering", IEEE TPAMI 35(6),
-   2013 (the weighted form follows its Section 3 with per-pixel weights).
+   2013.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -36,10 +43,12 @@ from ._backend import Backend
 __all__ = ["CONFIDENT", "confidence_weights", "regularise_depth", "fill_depth", "guided_coefficients", "to_height"]
 
 # Confidence from which a depth is trusted as measured. The fusion's
-# confidence is (best - mean) / (best + typical) of the focus energy over the
-# frames: 0.1 means the sharpest frame stands 10 % clear of the average,
-# which noise on a plain surface does not reach.
-CONFIDENT = 0.1
+# confidence (focus.DepthTracker.result) is the clarity of the focus peak,
+# (best - mean) / (best + typical) of the focus energy over the frames, times
+# checks that it stands out of noise and is the pixel's own: 0.05 is a peak
+# 5 % clear of the average that passes them, which noise on a plain surface
+# does not reach.
+CONFIDENT = 0.05
 
 # Regularisation of the guided filter, relative to the guide's squared
 # spread: intensity steps weaker than ~3 % of the image's range are not edges.
@@ -56,75 +65,25 @@ def confidence_weights(xp, confidence: Any) -> Any:
 # many pixels a side: they carry only what confident pixels do not, which
 # varies slowly.
 _GRID_SIDE = 256
-# Ridge on the slopes of the local planes (in squared pixels of each level,
-# times the support): a slope that few pixels (or pixels along a line)
-# determine shrinks towards flat.
-_SLOPE_RIDGE = 0.01
-_TAPS = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
-_OFFSETS = np.arange(-2.0, 3.0)
-
-
-class _Moments:
-    """Weighted moments of the confident depths around each pixel of one pyramid level.
-
-    ``m0, mx, my, mxx, mxy, myy`` are moments of the weights and ``n0, nx,
-    ny`` of weights times depths, with positions relative to the pixel's
-    centre in pixels of its level. Reducing them (:meth:`reduce`) aggregates
-    the exact moments over a twice larger footprint, so that each level
-    fits planes to where its confident pixels really are.
-    """
-
-    NAMES = ("m0", "mx", "my", "mxx", "mxy", "myy", "n0", "nx", "ny")
-
-    def __init__(self, **arrays: Any):
-        for name in self.NAMES:
-            setattr(self, name, arrays[name])
-
-    @classmethod
-    def of(cls, xp, depth: Any, weights: Any) -> _Moments:
-        zero = xp.zeros_like(weights)
-        return cls(m0=weights, mx=zero, my=zero, mxx=zero, mxy=zero, myy=zero, n0=weights * depth, nx=zero, ny=zero)
-
-    def reduce(self, bk: Backend) -> _Moments:
-        return self._reduce_axis(bk, 1)._reduce_axis(bk, 0)
-
-    def _reduce_axis(self, bk: Backend, axis: int) -> _Moments:
-        xp = bk.xp
-
-        def r(a: Any, power: int) -> Any:
-            # binomial taps times offset**power, zero outside the image, every second sample
-            out = bk.ndi.correlate1d(a, xp.asarray(_OFFSETS**power * _TAPS), axis=axis, mode="constant")
-            return out[::2] if axis == 0 else out[:, ::2]
-
-        # "u" is the axis being reduced, "v" the other one; offsets halve in parent pixels
-        if axis == 1:
-            mu, mv, muu, mvv, nu, nv = self.mx, self.my, self.mxx, self.myy, self.nx, self.ny
-        else:
-            mu, mv, muu, mvv, nu, nv = self.my, self.mx, self.myy, self.mxx, self.ny, self.nx
-        m0 = r(self.m0, 0)
-        mu_ = 0.5 * (r(mu, 0) + r(self.m0, 1))
-        muu_ = 0.25 * r(muu, 0) + 0.5 * r(mu, 1) + 0.25 * r(self.m0, 2)
-        muv_ = 0.5 * (r(self.mxy, 0) + r(mv, 1))
-        mv_, mvv_ = r(mv, 0), r(mvv, 0)
-        n0 = r(self.n0, 0)
-        nu_ = 0.5 * (r(nu, 0) + r(self.n0, 1))
-        nv_ = r(nv, 0)
-        if axis == 1:
-            return _Moments(m0=m0, mx=mu_, my=mv_, mxx=muu_, mxy=muv_, myy=mvv_, n0=n0, nx=nu_, ny=nv_)
-        return _Moments(m0=m0, mx=mv_, my=mu_, mxx=mvv_, mxy=muv_, myy=muu_, n0=n0, nx=nv_, ny=nu_)
-
-    def plane_value(self, xp) -> Any:
-        """Value at the pixel centre of the weighted least-squares plane (ridge on the slopes)."""
-        m0, mx, my, mxy, n0, nx, ny = self.m0, self.mx, self.my, self.mxy, self.n0, self.nx, self.ny
-        ridge = _SLOPE_RIDGE * m0
-        mxx = self.mxx + ridge
-        myy = self.myy + ridge
-        # the 3 x 3 normal equations, solved for the plane's value (Cramer's rule)
-        det = m0 * (mxx * myy - mxy * mxy) - mx * (mx * myy - mxy * my) + my * (mx * mxy - mxx * my)
-        det_a = n0 * (mxx * myy - mxy * mxy) - mx * (nx * myy - mxy * ny) + my * (nx * mxy - mxx * ny)
-        tiny = xp.maximum(m0, 1e-30)
-        ok = det > 1e-9 * tiny**3
-        return xp.where(ok, det_a / xp.where(ok, det, 1.0), n0 / tiny)
+# The fill's reaches (fractions of the grid's long side), finest first, and
+# the guide step that counts as much as the longest: the guide is scaled to a
+# spread of 1, so a step of 2 % of it is as far as the whole grid. Each reach
+# is used as far as the confident weight it gathers is _FILL_SUPPORT of that
+# of a fully confident neighbourhood, the next longer one elsewhere.
+_FILL_REACHES = (1 / 16, 1 / 4, 1.0)
+_FILL_SIGMA_R = 0.02
+_FILL_SUPPORT = 0.5
+# Edges of the guide: a step of _EDGE_STEP or more across _EDGE_SPAN grid
+# pixels of the guide smoothed by as many (a speck of dust is no edge). The
+# confident depths within the focus measure's reach of an edge (regularise_depth's
+# ``edge_reach``) are the nearer side's: the measure sees the edge from both
+# sides, and an occluding edge belongs to the object in front. They count
+# _EDGE_WEIGHT in the fill.
+_EDGE_STEP = 0.15
+_EDGE_SPAN = 2
+_EDGE_WEIGHT = 1e-3
+# Where less than this share of all the weight reaches a pixel, it takes the mean depth.
+_FILL_TINY = 1e-12
 
 
 def _upsample_axis(xp, a: Any, size: int, axis: int) -> Any:
@@ -150,57 +109,107 @@ def upsample_linear(xp, a: Any, shape: tuple[int, int]) -> Any:
     return _upsample_axis(xp, _upsample_axis(xp, a, shape[0], 0), shape[1], 1)
 
 
-def fill_depth(bk: Backend, depth: Any, weights: Any) -> Any:
-    """Confidence-weighted multi-scale interpolation of a depth map.
+def fill_depth(bk: Backend, depth: Any, weights: Any, guide: Any | None = None, edge_reach: int = 1) -> Any:
+    """Confidence-weighted, edge-aware interpolation of a depth map.
 
-    Level by level of a pyramid of weighted moments, the confident depths
-    around each pixel are fitted with a plane (first-order normalised
-    convolution over a footprint that doubles with every level: it
-    extrapolates slopes into large gaps and corners). From the coarsest
-    level down, each level keeps its own fit as far as its footprint is
-    confident and takes the coarser level's elsewhere ("pull-push"), so
-    pixels of weight 1 keep their depth.
+    Every pixel takes the weighted mean of the confident depths, each
+    weighted by its confidence times an affinity that falls with the
+    distance to it along the image: the domain transform's recursive filter,
+    in which a step of the guide counts as the grid's side per
+    ``_FILL_SIGMA_R``. So a plain region takes the depth of the confident
+    pixels it is connected to without crossing an edge of the guide, at any
+    distance; where confident pixels are near, of the nearest ones (the
+    shortest of :data:`_FILL_REACHES` that gathers enough of them).
 
     Parameters
     ----------
     bk : Backend
     depth, weights : arrays (H, W)
         Depth values and their weights in 0..1.
+    guide : array (H, W[, C]), optional
+        The image whose edges the fill follows, each channel scaled to a
+        spread of about 1; without it distances are plain distances.
+    edge_reach : int
+        Confident depths this close (px) to a strong edge of the guide
+        belong to whichever side is in front, and count little (see
+        :data:`_EDGE_WEIGHT`).
 
     Returns
     -------
-    array (H, W) float32, clipped to the range of ``depth``
+    array (H, W) float32
     """
     xp = bk.xp
-    weights = weights.astype(xp.float32)
-    if float(weights.sum()) <= 0:  # nothing is confident: a flat map at the mean depth
+    weights = weights.astype(xp.float64)
+    total = float(weights.sum())
+    if total <= 0:  # nothing is confident: a flat map at the mean depth
         return xp.full(depth.shape, float(depth.mean()), dtype=xp.float32)
-    levels = [_Moments.of(xp, depth.astype(xp.float32), weights)]
-    while max(levels[-1].m0.shape) > 2:
-        levels.append(levels[-1].reduce(bk))
-    estimate = None
-    for mom in reversed(levels):
-        value = mom.plane_value(xp)
-        if estimate is None:
-            total = float(mom.m0.sum())
-            estimate = xp.where(mom.m0 > 0, value, float(mom.n0.sum()) / total if total > 0 else 0.0)
-            continue
-        coarse = upsample_linear(xp, estimate, mom.m0.shape)
-        # the mean weight over the footprint: 1 means "fully confident around here"
-        s = xp.clip(mom.m0, 0.0, 1.0)
-        estimate = s * value + (1 - s) * coarse
-    # slopes extrapolate, but never beyond the stack's first and last frames
-    return xp.clip(estimate, float(depth.min()), float(depth.max())).astype(xp.float32)
+    h, w = depth.shape
+    side = max(h, w)
+    sums = xp.stack([weights, weights * depth.astype(xp.float64)], axis=-1)
+    steps = [xp.ones((h, w - 1)), xp.ones((h - 1, w))]
+    if guide is not None:
+        g = guide[..., None] if guide.ndim == 2 else guide
+        channels = range(g.shape[2])
+        # an edge in any channel is an edge; smoothed first, so that noise does not cut the fill short
+        smooth = xp.stack([bk.gaussian_filter(g[..., c], 1.0) for c in channels], axis=-1).astype(xp.float64)
+        steps = [1 + (side / _FILL_SIGMA_R) * xp.abs(xp.diff(smooth, axis=axis)).max(axis=2) for axis in (1, 0)]
+        sums *= xp.where(_near_edges(bk, g, edge_reach), _EDGE_WEIGHT, 1.0)[..., None]
+    filled = xp.full(depth.shape, float((weights * depth).sum()) / total)
+    for reach in reversed(_FILL_REACHES):  # longest first; each shorter one where it gathers enough
+        near = sums.copy()
+        _domain_transform(xp, near, steps, reach * side)
+        value = near[..., 1] / xp.maximum(near[..., 0], 1e-300)
+        if reach < _FILL_REACHES[-1]:
+            share = xp.clip(near[..., 0] / _FILL_SUPPORT, 0.0, 1.0)
+        else:  # the longest reaches as far as the region does
+            share = (near[..., 0] > _FILL_TINY * total).astype(xp.float64)
+        filled = share * value + (1 - share) * filled
+    return filled.astype(xp.float32)
 
 
-def guided_coefficients(bk: Backend, guide: Any, src: Any, weights: Any, radius: int, eps: float) -> tuple[Any, Any]:
-    """Confidence-weighted guided filter: the local linear models ``src ~ a * guide + b``.
+def _near_edges(bk: Backend, g: Any, reach: int) -> Any:
+    """Pixels within ``reach`` of a strong edge of ``g`` (H, W, C): see :data:`_EDGE_STEP`."""
+    xp = bk.xp
+    k = _EDGE_SPAN
+    h, w = g.shape[:2]
+    coarse = xp.stack([bk.gaussian_filter(g[..., c], k) for c in range(g.shape[2])], axis=-1)
+    edge = xp.zeros((h, w), bool)
+    if w > 2 * k:
+        edge[:, k:-k] = xp.abs(coarse[:, 2 * k:] - coarse[:, :-2 * k]).max(axis=2) > _EDGE_STEP
+    if h > 2 * k:
+        edge[k:-k] |= xp.abs(coarse[2 * k:] - coarse[:-2 * k]).max(axis=2) > _EDGE_STEP
+    return bk.max_filter(edge.astype(xp.float32), 2 * int(reach) + 1) > 0
+
+
+def _domain_transform(xp, a: Any, steps: list, sigma_s: float, iterations: int = 3) -> None:
+    """The domain transform's recursive filter of ``a`` (H, W, K), in place.
+
+    ``steps`` are the transformed distances between horizontal neighbours
+    (H, W - 1) and vertical ones (H - 1, W). Each iteration filters the rows
+    then the columns, left to right and back, with a kernel that narrows
+    from one iteration to the next so that the result approximates a
+    filter of ``sigma_s`` (Gastal and Oliveira 2011, section 4.2).
+    """
+    for i in range(iterations):
+        sigma = sigma_s * np.sqrt(3.0) * 2.0 ** (iterations - 1 - i) / np.sqrt(4.0**iterations - 1)
+        feedback = np.exp(-np.sqrt(2.0) / sigma)
+        for axis, step in ((1, steps[0]), (0, steps[1])):
+            v = xp.moveaxis(a, axis, 0)  # a view: the loop runs along the first axis
+            f = xp.moveaxis(feedback**step, axis, 0)[..., None]
+            for j in range(1, v.shape[0]):
+                v[j] += f[j - 1] * (v[j - 1] - v[j])
+            for j in range(v.shape[0] - 2, -1, -1):
+                v[j] += f[j] * (v[j + 1] - v[j])
+
+
+def guided_coefficients(bk: Backend, guide: Any, src: Any, radius: int, eps: float) -> tuple[Any, Any]:
+    """Guided filter: the local linear models ``src ~ a * guide + b``.
 
     In every window of side ``2 * radius + 1`` the source is fitted as a
-    linear function of the guide, each pixel counting with its weight. The
-    filtered map is ``a * guide + b``, where ``a`` and ``b`` (returned)
-    average the fits covering a pixel; they vary slowly, so they can be
-    computed on a coarse grid and upsampled ("fast guided filter").
+    linear function of the guide. The filtered map is ``a * guide + b``,
+    where ``a`` and ``b`` (returned) average the fits covering a pixel; they
+    vary slowly, so they can be computed on a coarse grid and upsampled
+    ("fast guided filter").
 
     Parameters
     ----------
@@ -208,8 +217,6 @@ def guided_coefficients(bk: Backend, guide: Any, src: Any, weights: Any, radius:
         Gray fused image, scaled to a spread of about 1.
     src : array (H, W)
         The map to filter.
-    weights : array (H, W)
-        Per-pixel weights (> 0 everywhere).
     radius : int
         Window radius in pixels.
     eps : float
@@ -222,12 +229,10 @@ def guided_coefficients(bk: Backend, guide: Any, src: Any, weights: Any, radius:
     def box(a: Any) -> Any:
         return bk.box_filter(a, size)
 
-    norm = xp.maximum(box(weights), 1e-30)
-    wi = weights * guide
-    mean_i = box(wi) / norm
-    mean_p = box(weights * src) / norm
-    cov = box(wi * src) / norm - mean_i * mean_p
-    var = box(wi * guide) / norm - mean_i * mean_i
+    mean_i = box(guide)
+    mean_p = box(src)
+    cov = box(guide * src) - mean_i * mean_p
+    var = box(guide * guide) - mean_i * mean_i
     a = cov / (xp.maximum(var, 0) + eps)
     b = mean_p - a * mean_i
     return box(a), box(b)
@@ -254,14 +259,16 @@ def regularise_depth(
     confidence: Any,
     guide: Any | None = None,
     radius: int = 16,
+    edge_reach: float = 20.0,
 ) -> Any:
     """A continuous depth map: confident depths kept, the rest filled edge-aware.
 
-    The fill (:func:`fill_depth`) and the edge-aware step
+    The fill (:func:`fill_depth`) and the guided filter's models
     (:func:`guided_coefficients`) run on the first Gaussian pyramid level at
     most ``_GRID_SIDE`` pixels a side: the filled part varies slowly, and the
-    guided filter's linear models are evaluated against the full-resolution
-    guide, which puts edges back where the image has them.
+    models are evaluated against the full-resolution guide, which puts edges
+    back where the image has them. The fused image is the guide only: it is
+    not changed.
 
     Parameters
     ----------
@@ -270,16 +277,22 @@ def regularise_depth(
         Raw depth (fractional frame index).
     confidence : array (H, W) float32
         The fusion's 0..1 confidence.
-    guide : array (H, W), optional
-        Gray fused image; without it the fill is not edge-aware.
+    guide : array (H, W[, C]), optional
+        The fused image (colour or gray: an edge of hue is an edge); without
+        it the fill is not edge-aware.
     radius : int
         Window radius (px of ``depth``) of the edge-aware step.
+    edge_reach : float
+        How far (px of ``depth``) the focus measure's window reaches: a
+        confident depth this close to a strong edge of the guide may be the
+        edge's, and counts little in the fill.
 
     Returns
     -------
     array (H, W) float32
         Confident pixels (confidence >= :data:`CONFIDENT`) keep their depth;
-        the others blend towards the fill as their confidence falls.
+        the others blend towards the fill as their confidence falls. Every
+        value lies within the range of the measured depths.
 
     Examples
     --------
@@ -304,19 +317,33 @@ def regularise_depth(
     times = len(shapes) - 1
     w_small = _reduce(bk, weights, times)
     d_small = _reduce(bk, depth * weights, times) / xp.maximum(w_small, 1e-30)
-    filled = fill_depth(bk, d_small, w_small)
     if guide is None:
-        smooth = _expand(xp, filled, shapes)
+        smooth = _expand(xp, fill_depth(bk, d_small, w_small), shapes)
     else:
-        g = xp.asarray(guide, dtype=xp.float32)
-        lo, hi = (float(v) for v in xp.percentile(g[::4, ::4], xp.asarray([0.5, 99.5])))
-        g = (g - xp.float32(lo)) * xp.float32(1.0 / max(hi - lo, 1e-12))
+        guide = xp.asarray(guide, dtype=xp.float32)
+        # the fill's edges from every channel, on the grid; the guided filter's from one image, at full size too
+        colour = _spread_one(xp, _reduce(bk, guide, times))
+        filled = fill_depth(bk, d_small, w_small, colour, edge_reach=max(1, math.ceil(edge_reach / 2**times)))
+        g = _spread_one(xp, bk.to_gray(guide))
         g_small = _reduce(bk, g, times)
         radius = max(1, round(radius / 2**times))
-        a, b = guided_coefficients(bk, g_small, filled, w_small + xp.float32(1e-3), radius, _GUIDE_EPS)
+        # the fill is complete: every pixel counts alike in the models that bring it to full resolution
+        a, b = guided_coefficients(bk, g_small, filled, radius, _GUIDE_EPS)
         smooth = _expand(xp, a, shapes) * g
         smooth += _expand(xp, b, shapes)
+        # the guided filter's linear models overshoot at strong edges; a fill never leaves the measured range
+        finite = xp.isfinite(depth)
+        if bool(finite.any()):
+            smooth = xp.clip(smooth, xp.min(depth[finite]), xp.max(depth[finite]))
     return (weights * depth + (1 - weights) * smooth).astype(xp.float32, copy=False)
+
+
+def _spread_one(xp, g: Any) -> Any:
+    """Each channel of ``g`` scaled to a spread of 1 between its 0.5th and 99.5th percentiles."""
+    flat = g[::4, ::4].reshape(-1, 1 if g.ndim == 2 else g.shape[2])
+    lo, hi = xp.percentile(flat, xp.asarray([0.5, 99.5]), axis=0).astype(xp.float32)
+    scale = xp.float32(1.0) / xp.maximum(hi - lo, xp.float32(1e-12))
+    return ((g - lo.reshape(-1)) * scale.reshape(-1) if g.ndim == 3 else (g - lo[0]) * scale[0]).astype(xp.float32)
 
 
 def to_height(depth: np.ndarray, z_step: float | None, z0: float = 0.0) -> np.ndarray:

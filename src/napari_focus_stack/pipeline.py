@@ -35,6 +35,7 @@ from .align_stack import Alignment, align_stack, reuse_alignment
 from .channels import alignment_weights, channel_weights
 from .errors import FocusStackWarning, InputError, ParameterError, StackError
 from .exposure import exposure_gains
+from .focus import measure_reach
 from .fuse_stack import fuse_stack, output_to_reference, prefetch_fusion, unwarped, warp_order
 from .height import regularise_depth
 from .intensity import normalised_source
@@ -235,12 +236,12 @@ def estimate_memory(shape: Sequence[int], settings: StackSettings) -> int:
 
 def regularised_depth(result: StackResult, backend: Backend) -> np.ndarray:
     """The regularised depth map of a result, guided by its fused image (see :mod:`.height`)."""
-    report = result.report
-    image = backend.asarray(result.image).astype(backend.xp.float32)
-    guide = backend.to_gray(image, report.alignment_weights)
-    radius = 2 * int(report.parameters["radius"])
+    params = result.report.parameters
+    guide = backend.asarray(result.image).astype(backend.xp.float32)  # colour: an edge may be of hue only
+    radius, smoothing = int(params["radius"]), float(params["smoothing"])
     depth = regularise_depth(
-        backend, backend.asarray(result.depth_raw), backend.asarray(result.confidence), guide, radius
+        backend, backend.asarray(result.depth_raw), backend.asarray(result.confidence), guide, 2 * radius,
+        edge_reach=measure_reach(radius, smoothing),
     )
     return backend.to_numpy(depth).astype(np.float32, copy=False)
 

@@ -60,7 +60,13 @@ __all__ = [
 #: Names accepted by :func:`make_stack`. The first five are photographs that
 #: ship inside scikit-image (no download); the others are procedural and
 #: have detail at every scale, whatever the output size ("patches" also has
-#: large untextured patches, where focus cannot be observed).
+#: large untextured patches, where focus cannot be observed). "board" brings
+#: its own relief: a circuit board seen at its edge, with bright pads and
+#: white print on a weakly textured board, featureless raised chips and a
+#: featureless far background (where depth cannot be observed, and the
+#: defocused spill of bright edges imitates focus). "fine" is dense detail
+#: at 2-6 px periods (facets like an insect's eye, fine grain) on a rough
+#: relief, where softness shows.
 SCENES: tuple[str, ...] = (
     "astronaut",
     "coffee",
@@ -71,6 +77,8 @@ SCENES: tuple[str, ...] = (
     "pcb",
     "checker",
     "patches",
+    "board",
+    "fine",
 )
 
 _PHOTOS = {"astronaut", "coffee", "chelsea", "coins", "camera"}
@@ -212,7 +220,8 @@ def make_stack(
         this quality (uint8 only).
     objects : bool, optional
         Raise one or two objects with sharp outlines over the background;
-        False leaves a smooth surface (a sloped, bumpy relief).
+        False leaves a smooth surface (a sloped, bumpy relief). In the
+        "board" scene the chips are raised or, with False, flat on the board.
     photons : float or None, optional
         Shot noise: when given, a pixel of intensity ``v`` (0..1) counts
         ``Poisson(v * photons) / photons``, i.e. ``photons`` is the expected
@@ -275,13 +284,17 @@ def make_stack(
     off = margin + pad  # canvas index of reference pixel (0, 0)
     canvas_shape = (height + 2 * off, width + 2 * off)
 
-    texture = _scene_texture(scene, canvas_shape, rng)
-    depth = _depth_map(canvas_shape, (off, off, height, width), rng, objects)
-    # Objects are painted a little differently from what lies behind them,
-    # as a raised part usually is; it makes their outline visible.
-    objects = depth < 0.0
-    texture = _tint_objects(texture, objects, rng)
-    del objects
+    if scene in _RELIEF_SCENES:  # texture and relief drawn together
+        texture, depth = _RELIEF_SCENES[scene](canvas_shape, (off, off, height, width), rng, objects)
+        _lens_blur(texture)
+    else:
+        texture = _scene_texture(scene, canvas_shape, rng)
+        depth = _depth_map(canvas_shape, (off, off, height, width), rng, objects)
+        # Objects are painted a little differently from what lies behind them,
+        # as a raised part usually is; it makes their outline visible.
+        objects = depth < 0.0
+        texture = _tint_objects(texture, objects, rng)
+        del objects
     if occluders is not None:
         _add_occluders(occluders, texture, depth, (off, off, height, width), rng)
     if gray:
@@ -1188,13 +1201,19 @@ def _add_occluders(kind, texture, depth, view, rng) -> None:
 
 def _scene_texture(scene: str, shape, rng) -> np.ndarray:
     """(H, W, 3) float32 texture in [0, 1] of the canvas size."""
-    import scipy.ndimage as ndi
     if scene in _PHOTOS:
         return _photo(scene, shape, rng)
-    texture = {"rocks": _rocks, "pcb": _pcb, "checker": _checker, "patches": _patches}[scene](shape, rng)
-    # Procedural edges are drawn pixel-sharp; a real lens at best focus and
-    # the sensor's pixels band-limit them a little. Without this, resampling
-    # a frame (as any aligner must) loses more than it would on a photograph.
+    scenes = {"rocks": _rocks, "pcb": _pcb, "checker": _checker, "patches": _patches}
+    return _lens_blur(scenes[scene](shape, rng))
+
+
+def _lens_blur(texture: np.ndarray) -> np.ndarray:
+    """Band-limit a procedural texture in place, as a lens at best focus and the pixels do.
+
+    Procedural edges are drawn pixel-sharp; without this, resampling a frame
+    (as any aligner must) loses more than it would on a photograph.
+    """
+    import scipy.ndimage as ndi
     for c in range(texture.shape[2]):
         ndi.gaussian_filter(texture[..., c], _LENS_SIGMA, output=texture[..., c], mode="reflect")
     return texture
@@ -1483,3 +1502,199 @@ def _pcb(shape, rng):
               int(rng.integers(2, 6)), white, rng)
     np.clip(texture, 0.0, 1.0, out=texture)
     return texture
+
+
+def _fine(shape, rng):
+    """Dense detail at 2-6 px periods: hexagonal facets (an insect's eye) beside fine grain.
+
+    The two materials share the canvas in large patches; the facets' period
+    (3.3-5 px), orientation and contrast, and the colours are drawn anew per
+    seed. Whatever the output size, the detail stays at these periods.
+    """
+    import scipy.ndimage as ndi
+    hc, wc = shape
+    short = min(hc, wc)
+    period = rng.uniform(3.3, 5.0)
+    theta = rng.uniform(0, np.pi / 3)
+    yy = np.arange(hc, dtype=np.float32)[:, None]
+    xx = np.arange(wc, dtype=np.float32)[None, :]
+    k = np.float32(2 * np.pi / (period * math.sqrt(3) / 2))  # rows of a hexagonal lattice of this spacing
+    facets = np.zeros((hc, wc), np.float32)
+    for a in (theta, theta + np.pi / 3, theta + 2 * np.pi / 3):
+        facets += np.cos(k * (np.float32(math.cos(a)) * xx + np.float32(math.sin(a)) * yy))
+    facets = (facets + 1.5) / 4.5  # 0..1, bright at the facets' centres
+    contrast = 0.5 + 0.15 * _smooth_noise(shape, rng, cell=short / 8)
+    facets = 1.0 + np.clip(contrast, 0.2, 0.8) * (facets - 0.5) * 2.0
+    # grain: fine fractal noise and a speckle of pores 2-3 px across
+    speckle = ndi.gaussian_filter(rng.standard_normal(shape, dtype=np.float32), 0.8)
+    speckle = (speckle > np.quantile(speckle[::3, ::3], 0.7)).astype(np.float32) - np.float32(0.3)
+    grain = _fractal_noise(shape, rng, coarsest=16.0, persistence=0.95, finest_sigma=0.0)
+    grain = 1.0 + np.float32(0.12) * grain - np.float32(rng.uniform(0.5, 0.8)) * speckle
+    del speckle
+    blobs = _smooth_noise(shape, rng, cell=short / 4)
+    patches = blobs > np.quantile(blobs[::4, ::4], rng.uniform(0.3, 0.7))  # both materials, whatever the size
+    del blobs
+    detail = np.where(patches, facets, grain).astype(np.float32)
+    del facets, grain, contrast, yy, xx
+    colours = rng.uniform(0.25, 0.85, size=(2, 3)).astype(np.float32)
+    mix = np.clip(0.5 + 0.5 * _smooth_noise(shape, rng, cell=short / 6), 0.0, 1.0)[..., None]
+    texture = (colours[0] * (1.0 - mix) + colours[1] * mix) * detail[..., None]
+    np.clip(texture, 0.0, 1.0, out=texture)
+    return texture.astype(np.float32, copy=False)
+
+
+def _board(canvas_shape, view, rng, objects: bool = True):
+    """A circuit board at its edge: (texture, depth) on the canvas, depth larger farther.
+
+    The board (a weakly textured substrate with faint traces, bright pads in
+    rows and white print) lies on a tilted plane in the middle of the depth
+    range; one or two chips with featureless tops stand on it, nearest of
+    all (flat on the board without ``objects``), their bright pins on the
+    board beside them; past the board's edges (one or two of them cross the
+    view) a featureless backdrop, farthest, with a few specks of dust.
+    """
+    hc, wc = canvas_shape
+    oy, ox, height, width = view
+    short = min(height, width)
+    yy = (np.arange(hc, dtype=np.float32) - np.float32(oy + height / 2))[:, None]
+    xx = (np.arange(wc, dtype=np.float32) - np.float32(ox + width / 2))[None, :]
+    phi = rng.uniform(0, 2 * np.pi)  # the board's axes, about the view's centre
+    cu, su = np.float32(math.cos(phi)), np.float32(math.sin(phi))
+    u = xx * cu + yy * su
+    v = yy * cu - xx * su
+    # two edges of the board: one crosses the view near its middle, the other may lie beyond it
+    extent_u = 0.5 * (abs(width * cu) + abs(height * su))
+    extent_v = 0.5 * (abs(width * su) + abs(height * cu))
+    edge_u = np.float32(rng.uniform(0.05, 0.45) * extent_u)
+    edge_v = np.float32(rng.uniform(0.5, 1.3) * extent_v)
+    board = (u < edge_u) & (v < edge_v)
+
+    def ramp():  # 0..1 across the view, along a random direction
+        a = rng.uniform(0, 2 * np.pi)
+        c, s = math.cos(a), math.sin(a)
+        ext = 0.5 * (abs(width * c) + abs(height * s))
+        return np.float32(0.5) + (xx * np.float32(c) + yy * np.float32(s)) / np.float32(2 * ext)
+
+    depth = np.where(board, np.float32(0.45) + np.float32(rng.uniform(0.1, 0.2)) * ramp(),
+                     np.float32(0.95) + np.float32(0.05) * ramp()).astype(np.float32)
+
+    # the backdrop: one colour, a gentle shading, and sparse dust
+    backdrop = rng.uniform(0.25, 0.8) * rng.uniform(0.8, 1.2, size=3)
+    texture = np.empty((hc, wc, 3), np.float32)
+    texture[:] = np.clip(backdrop, 0.0, 1.0).astype(np.float32)
+    texture *= (0.94 + 0.12 * ramp())[..., None]
+    for _ in range(int(rng.poisson(height * width / 3000.0))):
+        y, x = rng.uniform(0, hc), rng.uniform(0, wc)
+        _disk_paint(texture, y, x, rng.uniform(0.7, 1.6), texture[int(y), int(x)] * rng.uniform(0.55, 0.8))
+
+    # the substrate: weak grain and weave, faint traces
+    base = np.array([(0.10, 0.42, 0.20), (0.12, 0.22, 0.50), (0.52, 0.38, 0.20)][int(rng.integers(3))],
+                    np.float32) * np.float32(rng.uniform(0.9, 1.2))
+    period = rng.uniform(5.0, 9.0)
+    weave = np.sin(u * np.float32(2 * np.pi / period)) * np.sin(v * np.float32(2 * np.pi / period))
+    grain = _fractal_noise((hc, wc), rng, coarsest=8.0, persistence=0.8)
+    substrate = base * (1.0 + 0.12 * weave + 0.2 * grain)[..., None]
+    del weave, grain
+
+    def rect(u0, v0, du, dv, colour):
+        substrate[(u >= u0) & (u < u0 + du) & (v >= v0) & (v < v0 + dv)] = colour
+
+    # faint traces (a shade lighter than the board)
+    for _ in range(int(rng.integers(15, 30))):
+        w = max(1.5, short * rng.uniform(0.004, 0.01))
+        u0, v0 = rng.uniform(-0.7, 0.7, size=2) * (extent_u, extent_v)
+        length = short * rng.uniform(0.1, 0.5)
+        if rng.integers(2):
+            rect(u0, v0, length, w, base * 1.25)
+        else:
+            rect(u0, v0, w, length, base * 1.25)
+    # bright pads in rows (tin or gold), round pads
+    metals = [np.array((0.93, 0.93, 0.90), np.float32), np.array((0.95, 0.80, 0.45), np.float32)]
+    for _ in range(int(rng.integers(12, 24))):
+        metal = metals[int(rng.integers(2))]
+        pu, pv = max(2.0, short * rng.uniform(0.008, 0.025)), max(2.0, short * rng.uniform(0.008, 0.025))
+        count = int(rng.integers(1, 7))
+        pitch = pu * rng.uniform(1.6, 2.4)
+        u0, v0 = rng.uniform(-0.8, 0.8, size=2) * (extent_u, extent_v)
+        for i in range(count):
+            rect(u0 + i * pitch, v0, pu, pv, metal)
+    for _ in range(int(rng.integers(10, 25))):
+        r = max(1.5, short * rng.uniform(0.005, 0.015))
+        cu0, cv0 = rng.uniform(-0.8, 0.8, size=2) * (extent_u, extent_v)
+        ring = (u - np.float32(cu0)) ** 2 + (v - np.float32(cv0)) ** 2
+        substrate[ring <= r * r] = metals[int(rng.integers(2))]
+        substrate[ring <= (0.4 * r) ** 2] = base * 0.3
+    # white print: text in board coordinates, drawn on an axis-aligned patch and mapped
+    ui = np.floor(u - u.min()).astype(np.int32)
+    vi = np.floor(v - v.min()).astype(np.int32)
+    sheet = np.zeros((int(vi.max()) + 1, int(ui.max()) + 1), bool)
+    for _ in range(int(rng.integers(6, 14))):
+        glyph = max(3.0, short * rng.uniform(0.02, 0.035))
+        _text(sheet, int(rng.uniform(0, sheet.shape[0])), int(rng.uniform(0, sheet.shape[1])), glyph,
+              int(rng.integers(2, 6)), True, rng)
+    substrate[sheet[vi, ui]] = np.float32(rng.uniform(0.88, 0.95))
+    del sheet, ui, vi
+
+    # chips: featureless tops, pins on the board along two sides
+    placed = []
+    for _ in range(int(rng.integers(1, 3))):
+        du = short * rng.uniform(0.14, 0.24)
+        dv = short * rng.uniform(0.14, 0.3)
+        pin = max(1.5, short * 0.012)
+        for _try in range(50):  # on the board, in the view, clear of the other chips and their pins
+            u0 = rng.uniform(-0.7 * extent_u, edge_u - du - 0.05 * short)
+            v0 = rng.uniform(-0.7 * extent_v, min(edge_v, 0.7 * extent_v) - dv - 0.05 * short)
+            if all(u0 > a + da + 3 * pin or a > u0 + du + 3 * pin or v0 > b + db + 3 * pin
+                   or b > v0 + dv + 3 * pin for a, b, da, db in placed):
+                break
+        else:
+            continue
+        placed.append((u0, v0, du, dv))
+        pitch = pin * rng.uniform(2.0, 2.6)
+        for i in range(max(2, int(du / pitch) - 1)):
+            for side in (v0 - 2.2 * pin, v0 + dv):
+                rect(u0 + pitch * (i + 0.6), side, pin, 2.2 * pin, metals[0])
+        top = (u >= u0) & (u < u0 + du) & (v >= v0) & (v < v0 + dv)
+        if rng.integers(2):
+            colour = rng.uniform(0.06, 0.14) * np.array((1.0, 1.0, 1.08))  # black epoxy
+        else:
+            colour = rng.uniform(0.7, 0.85) * np.array((1.0, 0.94, 0.82))  # ceramic
+        substrate[top] = colour.astype(np.float32)
+        if objects:
+            tilt = ((u - np.float32(u0)) / np.float32(du)) * np.float32(rng.uniform(-0.03, 0.03))
+            np.copyto(depth, np.float32(rng.uniform(0.0, 0.06)) + tilt, where=top)
+    texture[board] = substrate[board]
+    np.clip(texture, 0.0, 1.0, out=texture)
+    return texture, depth
+
+
+def _disk_paint(image, y, x, r, colour):
+    """Paint a disk of radius ``r`` (px) centred at (y, x) into ``image`` (in place)."""
+    hc, wc = image.shape[:2]
+    y0, y1 = int(max(0, y - r - 1)), int(min(hc, y + r + 2))
+    x0, x1 = int(max(0, x - r - 1)), int(min(wc, x + r + 2))
+    if y1 <= y0 or x1 <= x0:
+        return
+    dy = np.arange(y0, y1)[:, None] - y
+    dx = np.arange(x0, x1)[None, :] - x
+    image[y0:y1, x0:x1][dy * dy + dx * dx <= r * r] = colour
+
+
+def _fine_scene(canvas_shape, view, rng, objects: bool = True):
+    """:func:`_fine` on a rough relief: (texture, depth) on the canvas.
+
+    The usual relief (:func:`_depth_map`) gets a random roughness of about
+    a frame (at 8 frames) that varies over tens of pixels, so that frames in
+    focus at neighbouring pixels differ: a fusion that averages frames whose
+    focus is alike, but not equal, blurs there.
+    """
+    short = min(view[2], view[3])
+    texture = _fine(canvas_shape, rng)
+    depth = _depth_map(canvas_shape, view, rng, objects)
+    texture = _tint_objects(texture, depth < 0.0, rng)
+    depth += np.float32(0.12) * _smooth_noise(canvas_shape, rng, cell=short / 12)
+    return texture, depth
+
+
+#: scenes that draw their own relief: name -> fn(canvas_shape, view, rng, objects) -> (texture, depth)
+_RELIEF_SCENES = {"board": _board, "fine": _fine_scene}

@@ -21,6 +21,12 @@ PLUGIN = "napari-focus-stack"
 REGION = (20, 76, 30, 100)  # y0, y1, x0, x1
 
 
+
+def _same_to_rounding(a, b) -> bool:
+    """Equal but for a level in a few pixels: a window's bicubic warp and a whole frame's differ by float rounding."""
+    d = np.abs(np.asarray(a).astype(np.int64) - np.asarray(b).astype(np.int64))
+    return int(d.max()) <= 1 and float((d > 0).mean()) < 1e-3
+
 def _results(viewer, key="stack"):
     return {layer.metadata["focus_stack_role"]: layer for layer in viewer.layers
             if layer.metadata.get("focus_stack_input") == key}
@@ -66,7 +72,7 @@ def test_painting_a_frame_shows_it_in_the_fused_image(viewer, widget, synthetic,
     assert redrawn  # the fused layer was refreshed, not only its array changed
     mask = np.asarray(layer.data)
     want = apply_retouch(automatic, synthetic.frames, mask)
-    assert fused.data is shown and np.array_equal(fused.data, want.image)
+    assert fused.data is shown and _same_to_rounding(fused.data, want.image)
     assert np.array_equal(depth.data, want.depth) and np.array_equal(conf.data, want.confidence)
     painted = mask == 2
     assert np.all(depth.data[painted] == 1) and np.all(conf.data[painted] == 1.0)
@@ -79,7 +85,7 @@ def test_painting_a_frame_shows_it_in_the_fused_image(viewer, widget, synthetic,
         layer.brush_size = 9
         layer.paint((85, 110), 4)
         panel.wait_until_idle(qtbot)
-        assert np.array_equal(fused.data, apply_retouch(automatic, synthetic.frames, layer.data).image)
+        assert _same_to_rounding(fused.data, apply_retouch(automatic, synthetic.frames, layer.data).image)
         assert depth.data[85, 110] == 3
     panel.wait_until_idle(qtbot)
 
@@ -87,13 +93,13 @@ def test_painting_a_frame_shows_it_in_the_fused_image(viewer, widget, synthetic,
     layer.data_setitem(_rectangle((y0, y1, x0, x0 + 35)), 0)
     layer.paint((85, 110), 0)
     panel.wait_until_idle(qtbot)
-    assert np.array_equal(fused.data, apply_retouch(automatic, synthetic.frames, layer.data).image)
+    assert _same_to_rounding(fused.data, apply_retouch(automatic, synthetic.frames, layer.data).image)
     panel.erase_all()
     panel.wait_until_idle(qtbot)
     assert np.array_equal(fused.data, automatic.image) and np.array_equal(depth.data, automatic.depth)
     layer.undo()
     panel.wait_until_idle(qtbot)
-    assert np.array_equal(fused.data, apply_retouch(automatic, synthetic.frames, layer.data).image)
+    assert _same_to_rounding(fused.data, apply_retouch(automatic, synthetic.frames, layer.data).image)
     assert layer.data[y0, x1 - 1] == 2 and layer.data[y0, x0] == 0
 
     # a label that is no frame is refused in the panel, and the image left as it was
@@ -134,7 +140,7 @@ def test_the_sharpest_frame_brush_and_the_cursor(viewer, widget, synthetic, reto
     brushed = (slice(45, 52), slice(50, 71))
     assert np.array_equal(layer.data[brushed], sharpest[brushed])
     panel.wait_until_idle(qtbot)
-    assert np.array_equal(fused.data, apply_retouch(automatic, synthetic.frames, layer.data).image)
+    assert _same_to_rounding(fused.data, apply_retouch(automatic, synthetic.frames, layer.data).image)
     # choosing another tool ends the sharpest-frame brush
     layer.mode = "paint"
     assert not panel.sharpest_check.isChecked() and panel._sharpest_drag not in layer.mouse_drag_callbacks

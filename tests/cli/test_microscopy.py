@@ -56,7 +56,8 @@ def test_black_planes_are_excluded_by_name_not_fused(tmp_path, hyper, capsys):
     assert "; 11 planes excluded;" in err
     assert "  excluded in.ome.tif (z=19): blank (every pixel is 0)" in err
     fused, h = tifffile.imread(out), tifffile.imread(height)
-    assert fused.min() > 0 and fused.max() > good.max() // 2
+    # no black plane fused in: no black areas (a pixel may clip to 0 where the pyramid overshoots a dark edge)
+    assert (fused == 0).mean() < 1e-3 and np.median(fused) > np.median(good) / 2 and fused.max() > good.max() // 2
     assert 0 <= h.min() and h.max() <= 8 * Z_STEP and np.ptp(h) > 2 * Z_STEP
 
 
