@@ -35,6 +35,7 @@ __all__ = [
     "BatchResult",
     "Recorder",
     "calibration_transforms",
+    "capped_workers",
     "check_output_dir",
     "fatal_line",
     "make_executor",
@@ -243,7 +244,7 @@ def _run_jobs(plan, jobs, out, options, progress, on_stack, cancel, runner, t0, 
 
     first_ids = {id(j) for j in first_wave}
     todo = [j for j in jobs if j.state == "run" and id(j) not in first_ids]
-    options = _capped_workers(options, len(todo) + len(first_wave))
+    options = capped_workers(options, len(todo) + len(first_wave))
     executor = None
     interrupted = False
     calibration: list[dict] = []
@@ -273,7 +274,7 @@ def _run_jobs(plan, jobs, out, options, progress, on_stack, cancel, runner, t0, 
     return result
 
 
-def _capped_workers(options: BatchOptions, stacks: int | None) -> BatchOptions:
+def capped_workers(options: BatchOptions, stacks: int | None) -> BatchOptions:
     """`options` with no more local workers than stacks to run and cores, saying so when it lowers them.
 
     A worker is a process that stacks one stack at a time on its own core:
