@@ -251,14 +251,15 @@ def test_a_microscope_file_is_stacked_once_it_no_longer_grows(tmp_path):
         return run_stack(task)
 
     def microscope():
-        for plane in planes:  # each plane a page more, as an acquisition writes them
+        for plane in planes:  # each plane a page more, as an acquisition writes them, with pauses
             tifffile.imwrite(folder / "pos01.tif", plane, append=True, metadata=None)
-            time.sleep(0.4)
+            time.sleep(1.2)
 
     scope = Background(microscope)
     scope.start()
-    result = run_watch(folder, out, BatchOptions(format="tif", **FAST), mode="file", settle=3, idle_exit=1,
-                       runner=runner)
+    # a TIFF of 2 of its 5 planes is a valid TIFF: its size holding for `stable` does not make it complete
+    result = run_watch(folder, out, BatchOptions(format="tif", **FAST), mode="file", stable=0.3, settle=5,
+                       idle_exit=4, runner=runner)  # idle: longer than the pauses (a lone page is no stack)
     scope.finish()
     assert statuses(result) == {"pos01": "done"} and ran == [5]
     whole = tmp_path / "whole"
