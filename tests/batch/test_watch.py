@@ -416,3 +416,28 @@ def test_parameters_are_checked_before_watching(tmp_path):
     with pytest.raises(InputError, match="not found"):
         watch_batch(tmp_path / "nothing", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_stacks_run_on_a_local_dask_cluster_while_watching(tmp_path):
+    pytest.importorskip("distributed")
+    source, scan, out = tmp_path / "camera", tmp_path / "scan01", tmp_path / "out"
+    for position in range(3):
+        openscan3_position(source, position)
+    scan.mkdir()
+
+    def scanner():
+        for position in range(3):
+            for frame in sorted(source.glob(f"scan01_{position:03d}_*")):
+                shutil.copy(frame, scan / frame.name)
+            if position == 1:  # the cluster took the first while the second waits for the third
+                wait_for(stacked(out, 0).exists, what="the first position's output")
+
+    copier = Background(scanner)
+    copier.start()
+    result = run_watch(scan, out, BatchOptions(workers=2, **FAST), settle=2, idle_exit=1)
+    copier.finish()
+    assert statuses(result) == {f"scan01_{p:03d}": "done" for p in range(3)}
+    assert all(e["worker"].startswith("tcp://") for e in result.stacks)
+    reference = tmp_path / "reference"
+    run_batch(scan, reference, BatchOptions(**FAST))
+    assert all(stacked(out, p).read_bytes() == stacked(reference, p).read_bytes() for p in range(3))
