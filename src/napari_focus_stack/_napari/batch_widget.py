@@ -56,6 +56,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..batch import BatchOptions, plan_batch, run_batch, watch_batch
+from ..batch.watch import SETTLE_S
 from ..errors import FocusStackError
 from ..grouping import MODES, Plan
 from ..io import is_hyperstack_file, plane_count, read_hyperstack, read_image
@@ -223,7 +224,8 @@ class BatchWidget(BackgroundRun, QWidget):
         self.watch_check = QCheckBox("Watch the folder")
         self.watch_check.setToolTip(
             "Run keeps watching until Cancel and stacks each stack as soon as it is complete (a scan being shot): "
-            "when a later stack's frame arrives, or after 10 s without a new frame; its row appears when it is stacked"
+            f"when a later stack's frame arrives, or after {SETTLE_S:g} s without a new frame; its row appears "
+            "when it is stacked"
         )
         for box in (self.reuse_check, self.depth_check, self.confidence_check, self.overwrite_check):
             form.addRow("", box)
