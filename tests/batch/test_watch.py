@@ -103,7 +103,8 @@ def test_positions_copied_in_over_time_are_stacked_as_they_complete(tmp_path, po
     copier = Background(scanner)
     entries, news = [], []
     copier.start()
-    result = run_watch(scan, out, settle=3, idle_exit=2, poll=poll, on_stack=entries.append, notify=news.append)
+    # idle: longer than the scanner's pauses, so that it cannot end the watch between positions on a busy machine
+    result = run_watch(scan, out, settle=3, idle_exit=4, poll=poll, on_stack=entries.append, notify=news.append)
     copier.finish()
     assert seen == {"first before third": True}
     assert [(e["stack"], e["status"]) for e in entries] == [
@@ -434,7 +435,7 @@ def test_stacks_run_on_a_local_dask_cluster_while_watching(tmp_path):
 
     copier = Background(scanner)
     copier.start()
-    result = run_watch(scan, out, BatchOptions(workers=2, **FAST), settle=2, idle_exit=1)
+    result = run_watch(scan, out, BatchOptions(workers=2, **FAST), settle=2, idle_exit=4)
     copier.finish()
     assert statuses(result) == {f"scan01_{p:03d}": "done" for p in range(3)}
     assert all(e["worker"].startswith("tcp://") for e in result.stacks)
