@@ -83,3 +83,24 @@ def truncate(path: Path) -> None:
     """Cut a file in half, as an interrupted copy does."""
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
+
+
+def openscan3_position(folder: Path, position: int, scan: int = 1, seed: int | None = None) -> list[Path]:
+    """The frames of one OpenScan3 position, ``scanNN_PPP_fsKK.jpg``, in `folder`.
+
+    Synthetic; each seed (default: the position, modulo 3) has its own scene and frame-to-frame motion.
+    """
+    return [
+        save_frame(folder / f"scan{scan:02d}_{position:03d}_fs{k:02d}.jpg", frame)
+        for k, frame in enumerate(frames_for(position % 3 if seed is None else seed))
+    ]
+
+
+def stacked(out: Path, position: int, scan: int = 1, ext: str = "jpg") -> Path:
+    """Where a batch with OpenScan naming writes an OpenScan3 position, `out` being the project folder."""
+    return out / f"scan{scan:02d}" / "stacked" / f"stacked_scan{scan:02d}_{position:03d}.{ext}"
+
+
+def hidden_files(folder: Path) -> list[str]:
+    """Temporary (hidden) files anywhere below `folder`, the state folder included (its own files are not hidden)."""
+    return [str(p.relative_to(folder)) for p in folder.rglob(".*") if p.is_file()]

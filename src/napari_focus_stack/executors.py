@@ -4,7 +4,10 @@ A task is plain data (so that it travels to Dask workers) with a ``name``
 and a ``make_entry(status, **extra)`` method that makes its result entry (a
 dict); a runner turns a task into its entry. Both executors take a list of
 tasks, a runner and a ``record`` callback that receives each entry as soon
-as it is known (:meth:`run`: a batch's stacks, in any order);
+as it is known (:meth:`run`: a batch's stacks, in any order); the same in
+steps, for work that arrives while earlier work runs (``batch --watch``):
+:meth:`submit` tasks, then :meth:`collect` what finished (in-process: run
+the next task), with :attr:`pending` tasks not collected yet;
 :meth:`DaskExecutor.iter_ordered` hands the entries over in task order with
 a bounded number in flight (the time points of one hyperstack, see
 :func:`napari_focus_stack.nd.iter_stacks`).
@@ -70,30 +73,57 @@ class InProcess:
     def __init__(self, retries: int = 2, is_cancelled: Callable[[], bool] = lambda: False):
         self.is_cancelled = is_cancelled
         self.retries = int(retries)
+        self._queue: deque = deque()
+
+    @property
+    def pending(self) -> int:
+        """Tasks submitted and not yet run."""
+        return len(self._queue)
+
+    def submit(self, tasks: Iterable, runner: Callable[[Any], dict]) -> None:
+        """Queue tasks; :meth:`collect` runs them, one per call."""
+        self._queue.extend((task, runner) for task in tasks)
+
+    def collect(self, record: Callable[[dict], None], timeout: float | None = None) -> list[dict]:
+        """Run the next queued task (``timeout`` is not used: a task runs to its end or its cancel check).
+
+        Its entry goes to ``record`` and is returned in a list (empty when
+        nothing was queued or the run is cancelled, which drops the queue).
+        """
+        if not self._queue:
+            return []
+        if self.is_cancelled():
+            self._queue.clear()
+            return []
+        task, runner = self._queue.popleft()
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                entry = runner(task)
+                break
+            except Exception as exc:  # noqa: BLE001 - not a user error (run_stack returns those): retry, then record
+                if attempts <= self.retries and not self.is_cancelled():
+                    continue
+                entry = unexpected_entry(task, exc, attempts)
+                break
+        record(entry)
+        return [entry]
+
+    def cancel_pending(self) -> None:
+        """Drop the tasks not yet run."""
+        self._queue.clear()
 
     def run(self, tasks: list, runner: Callable[[Any], dict], record: Callable[[dict], None]) -> list[dict]:
         """Run every task (until cancelled); each entry goes to ``record`` and is returned."""
-        results = []
-        for task in tasks:
-            if self.is_cancelled():
-                break
-            attempts = 0
-            while True:
-                attempts += 1
-                try:
-                    entry = runner(task)
-                    break
-                except Exception as exc:  # noqa: BLE001 - not a user error (run_stack returns those): retry, then record
-                    if attempts <= self.retries and not self.is_cancelled():
-                        continue
-                    entry = unexpected_entry(task, exc, attempts)
-                    break
-            record(entry)
-            results.append(entry)
+        self.submit(tasks, runner)
+        results: list[dict] = []
+        while self.pending:
+            results += self.collect(record)
         return results
 
     def close(self) -> None:
-        pass
+        self._queue.clear()
 
 
 def _quietly(runner: Callable, task: Any) -> Any:
@@ -167,6 +197,7 @@ class DaskExecutor:
         self.progress, self.is_cancelled = progress, is_cancelled
         self.retries = int(retries)
         self.cluster = None
+        self._pending: dict = {}  # future -> task, submitted and not yet collected
         self.owns_client = client is None
         self.topic = f"{_PROGRESS_TOPIC}-{uuid.uuid4().hex[:8]}"
         if client is not None:
@@ -228,26 +259,49 @@ class DaskExecutor:
         key = f"focus-stack-{_safe_key(task.name)}-{uuid.uuid4().hex[:8]}"
         return self.client.submit(_quietly, runner, task, key=key, pure=False, retries=self.retries)
 
-    def run(self, tasks: list, runner: Callable[[Any], dict], record: Callable[[dict], None]) -> list[dict]:
-        """Run every task on the cluster; each entry goes to ``record`` as it finishes, and is returned."""
+    @property
+    def pending(self) -> int:
+        """Tasks submitted and not yet collected."""
+        return len(self._pending)
+
+    def submit(self, tasks: Iterable, runner: Callable[[Any], dict]) -> None:
+        """Send tasks to the cluster; :meth:`collect` gathers their entries as they finish."""
+        hosts = self._threads_on_host()
+        for task in tasks:
+            self._pending[self._submit(task, runner, hosts)] = task
+
+    def collect(self, record: Callable[[dict], None], timeout: float | None = 0.25) -> list[dict]:
+        """Wait up to ``timeout`` seconds for submitted tasks to finish; record and return their entries."""
         from distributed import wait
 
-        hosts = self._threads_on_host()
-        futures = {self._submit(task, runner, hosts): task for task in tasks}
-        pending = set(futures)
+        if not self._pending:
+            return []
+        try:
+            done, _ = wait(list(self._pending), timeout=timeout, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            return []
         results = []
-        while pending:
+        for fut in done:
+            entry = self._entry_of(fut, self._pending.pop(fut))
+            record(entry)
+            results.append(entry)
+        return results
+
+    def cancel_pending(self) -> None:
+        """Cancel the tasks not yet collected; they record nothing."""
+        if self._pending:
+            self.client.cancel(list(self._pending), force=True)
+            self._pending.clear()
+
+    def run(self, tasks: list, runner: Callable[[Any], dict], record: Callable[[dict], None]) -> list[dict]:
+        """Run every task on the cluster; each entry goes to ``record`` as it finishes, and is returned."""
+        self.submit(tasks, runner)
+        results: list[dict] = []
+        while self._pending:
             if self.is_cancelled():
-                self.client.cancel(list(pending), force=True)
+                self.cancel_pending()
                 break
-            try:
-                done, pending = wait(pending, timeout=0.25, return_when="FIRST_COMPLETED")
-            except TimeoutError:
-                continue
-            for fut in done:
-                entry = self._entry_of(fut, futures[fut])
-                record(entry)
-                results.append(entry)
+            results += self.collect(record, timeout=0.25)
         return results
 
     def iter_ordered(

@@ -181,3 +181,29 @@ def test_warnings_on_a_worker_go_to_the_report_not_the_console(capsys):
     ]
     assert capsys.readouterr().err == ""
     assert _quietly(lambda task: task * 2, 21) == 42  # other results pass through
+
+
+def test_in_process_runs_submitted_tasks_one_per_collect():
+    """The steps --watch takes: submit as stacks complete, collect (run) one at a time, a cancel drops the rest."""
+    from napari_focus_stack.executors import InProcess
+
+    class Task:
+        def __init__(self, name):
+            self.name = name
+
+        def make_entry(self, status, **extra):
+            return {"stack": self.name, "status": status, **extra}
+
+    cancelled, recorded = [], []
+    executor = InProcess(retries=0, is_cancelled=lambda: bool(cancelled))
+    executor.submit([Task("a"), Task("b")], lambda t: t.make_entry("done"))
+    assert executor.pending == 2
+    assert executor.collect(recorded.append) == [{"stack": "a", "status": "done"}]
+    executor.submit([Task("c")], lambda t: 1 / 0)  # a bug: recorded as failed, with its traceback
+    assert executor.pending == 2 and executor.collect(recorded.append)[0]["stack"] == "b"
+    assert "ZeroDivisionError" in executor.collect(recorded.append)[0]["error"]
+    assert executor.pending == 0 and executor.collect(recorded.append) == []
+    executor.submit([Task("d"), Task("e")], lambda t: t.make_entry("done"))
+    cancelled.append(True)
+    assert executor.collect(recorded.append) == [] and executor.pending == 0
+    assert [e["stack"] for e in recorded] == ["a", "b", "c"]

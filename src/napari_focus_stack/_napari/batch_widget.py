@@ -14,6 +14,9 @@ Cancel; double-click a row (or use Open result) to open its result as
 layers, calibrated results through the plugin's reader (pixel size, z,
 units, channel colours, the height map in turbo). Everything else (resume,
 EXIF, reports, no data lost) is :func:`napari_focus_stack.batch.run_batch`.
+With Watch, Run keeps watching the folder until Cancel and stacks each stack
+as soon as it is complete (:func:`napari_focus_stack.batch.watch_batch`),
+the table growing as stacks arrive.
 
 The engine options are the shared magicgui form (:mod:`.engine_form`),
 folded away by default so that the table keeps its rows at a normal dock
@@ -52,7 +55,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..batch import BatchOptions, plan_batch, run_batch
+from ..batch import BatchOptions, plan_batch, run_batch, watch_batch
+from ..batch.watch import SETTLE_S
 from ..errors import FocusStackError
 from ..grouping import MODES, Plan
 from ..io import is_hyperstack_file, plane_count, read_hyperstack, read_image
@@ -217,9 +221,17 @@ class BatchWidget(BackgroundRun, QWidget):
         self.confidence_check = QCheckBox("Write confidence maps")
         self.overwrite_check = QCheckBox("Overwrite")
         self.overwrite_check.setToolTip("Recompute complete stacks and replace existing files")
+        self.watch_check = QCheckBox("Watch the folder")
+        self.watch_check.setToolTip(
+            "Run keeps watching until Cancel and stacks each stack as soon as it is complete (a scan being shot): "
+            f"when a later stack's frame arrives, or after {SETTLE_S:g} s without a new frame; its row appears "
+            "when it is stacked"
+        )
         for box in (self.reuse_check, self.depth_check, self.confidence_check, self.overwrite_check):
             form.addRow("", box)
             box.toggled.connect(self.detect)
+        form.addRow("", self.watch_check)
+        self.watch_check.toggled.connect(self.detect)
         for combo in (self.format_combo, self.bit_depth_combo):
             combo.currentIndexChanged.connect(self.detect)
 
@@ -370,7 +382,8 @@ class BatchWidget(BackgroundRun, QWidget):
         )
         self.problems_label.setText("\n".join(f"{p.kind}: {p.message}" for p in plan.problems))
         self._fill_table()
-        self.run_button.setEnabled(todo > 0 and not plan.fatal)  # a fatal plan never runs
+        # a fatal plan never runs; a watch waits for stacks to come
+        self.run_button.setEnabled((todo > 0 or self.watch_check.isChecked()) and not plan.fatal)
         return plan
 
     def _fill_table(self) -> None:
@@ -413,7 +426,8 @@ class BatchWidget(BackgroundRun, QWidget):
         if self.worker is not None:
             return
         plan = self.detect()
-        if plan is None or not plan.stacks:
+        watching = self.watch_check.isChecked()
+        if plan is None or not (plan.stacks or watching) or (watching and plan.fatal):
             self.status_label.setText(self.plan_label.text())
             self.run_finished.emit("error")
             return
@@ -421,10 +435,26 @@ class BatchWidget(BackgroundRun, QWidget):
         self.result = None
         defuse_notification_timers()  # a napari 0.9 toast bug would slow the engine
         self.progress_bar.setValue(0)
-        self.status_label.setText(f"Stacking {len(plan.stacks)} stacks...")
         self.run_button.setEnabled(False)
         self.detect_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
+        if watching:
+            self.status_label.setText("Watching the folder: each stack is stacked when complete. Cancel to stop.")
+            self._start(
+                _run_batch,
+                self.input_edit.text().strip(),
+                self.output_folder(),
+                self.options(),
+                mode=self.mode_combo.currentText(),
+                stack_size=self.stack_size_spin.value() or None,
+                pattern=self.pattern_edit.text().strip() or None,
+                progress=self._bridge.progress.emit,
+                on_stack=self._bridge.stack.emit,
+                cancel=self._cancel,
+                watch=True,
+            )
+            return
+        self.status_label.setText(f"Stacking {len(plan.stacks)} stacks...")
         # an exception other than FocusStackError is a bug: the widget says so and napari re-raises it
         self._start(
             _run_batch,
@@ -455,8 +485,8 @@ class BatchWidget(BackgroundRun, QWidget):
         name = entry["stack"]
         self.entries[name] = entry
         row = self._rows.get(name)
-        if row is None:
-            return
+        if row is None:  # a stack that arrived while watching
+            row = self._append_row(entry)
         status = entry["status"]
         tip = entry.get("error") or "\n".join(entry.get("warnings") or [])
         text = status if not entry.get("excluded") else f"{status} ({len(entry['excluded'])} excluded)"
@@ -464,6 +494,26 @@ class BatchWidget(BackgroundRun, QWidget):
         self.table.cellWidget(row, 3).setValue(_PROGRESS_STEPS if status in ("done", "skipped") else 0)
         self._partial[name] = 1.0
         self._update_overall()
+
+    def _append_row(self, entry: dict) -> int:
+        """A row for a stack that was not there when the run started (a watch)."""
+        row = self.table.rowCount()
+        self.table.insertRow(row)
+        self._rows[entry["stack"]] = row
+        self.table.setItem(row, 0, QTableWidgetItem(entry["stack"]))
+        names = entry.get("frames") or []
+        path = Path(self.input_edit.text().strip(), names[0]) if len(names) == 1 else None
+        text, tip = _frame_count([str(path)] if path is not None and path.is_file() else names)
+        frames = QTableWidgetItem(text)
+        frames.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        frames.setToolTip(tip)
+        self.table.setItem(row, 1, frames)
+        bar = QProgressBar()
+        bar.setRange(0, _PROGRESS_STEPS)
+        bar.setTextVisible(False)
+        self.table.setCellWidget(row, 3, bar)
+        self.table.setItem(row, 4, QTableWidgetItem(Path((entry.get("outputs") or {}).get("image", "")).name))
+        return row
 
     def _update_overall(self) -> None:
         n = max(1, len(self._rows))
@@ -504,9 +554,10 @@ class BatchWidget(BackgroundRun, QWidget):
 
     # ------------------------------------------------------------- results
     def _open_row(self, row: int) -> None:
-        if 0 <= row < len(self.jobs):
+        item = self.table.item(row, 0) if row >= 0 else None
+        if item is not None:
             try:
-                self.open_result(self.jobs[row].task.name)
+                self.open_result(item.text())
             except FocusStackError as exc:
                 notify(str(exc), "warning")
 
@@ -527,10 +578,11 @@ class BatchWidget(BackgroundRun, QWidget):
             The stack has no result on disk yet.
         """
         job = next((j for j in self.jobs if j.task.name == stack), None)
-        if job is None:
+        outputs = job.task.outputs if job is not None else (self.entries.get(stack) or {}).get("outputs")
+        if not outputs:
             raise FocusStackError(f"{stack} is not a stack of this batch")
         layers = []
-        for kind, path in job.task.outputs.items():
+        for kind, path in outputs.items():
             if not Path(path).is_file():
                 if kind == "image":
                     raise FocusStackError(
@@ -605,13 +657,14 @@ def _with_button(edit: QLineEdit, text: str, slot) -> QWidget:
     return box
 
 
-def _run_batch(*args: Any, **kwargs: Any) -> tuple[BatchResult | None, FocusStackError | None]:
-    """Worker-thread body: :func:`run_batch` -> ``(result, None)``, or ``(None, error)`` for a user error.
+def _run_batch(*args: Any, watch: bool = False, **kwargs: Any) -> tuple[BatchResult | None, FocusStackError | None]:
+    """Worker-thread body: :func:`run_batch` (or :func:`watch_batch`) -> ``(result, None)``, or ``(None, error)``
+    for a user error.
 
     Any other exception propagates: it is a bug. (The error is not returned
     bare: superqt's worker raises a returned exception.)
     """
     try:
-        return run_batch(*args, **kwargs), None
+        return (watch_batch if watch else run_batch)(*args, **kwargs), None
     except FocusStackError as exc:
         return None, exc

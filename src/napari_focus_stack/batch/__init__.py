@@ -24,9 +24,11 @@ The package is split by job: :mod:`.options` (BatchOptions), :mod:`.plan`
 (which stacks run, are complete or cannot run), :mod:`.task` (one stack, a
 :class:`~napari_focus_stack.jobs.Job` of the job layer), :mod:`.markers`
 (resume state), :mod:`.calibration` (reused alignment), :mod:`.report`
-(the result, JSON and CSV) and :mod:`.run` (:func:`run_batch`, which ties
-them together on an executor of :mod:`napari_focus_stack.executors`). The
-command line ``napari-focus-stack batch`` lives in :mod:`napari_focus_stack.cli`.
+(the result, JSON and CSV), :mod:`.run` (:func:`run_batch`, which ties
+them together on an executor of :mod:`napari_focus_stack.executors`) and
+:mod:`.watch` (:func:`watch_batch`: the same while the frames arrive,
+each stack as soon as it is complete). The command line
+``napari-focus-stack batch`` (``--watch``) lives in :mod:`napari_focus_stack.cli`.
 
 Examples
 --------
@@ -43,6 +45,7 @@ from .plan import StackJob, plan_batch
 from .report import REPORT_NAME, BatchResult
 from .run import run_batch
 from .task import StackTask, run_stack
+from .watch import watch_batch
 
 __all__ = [
     "BatchOptions",
@@ -55,4 +58,5 @@ __all__ = [
     "plan_batch",
     "run_batch",
     "run_stack",
+    "watch_batch",
 ]

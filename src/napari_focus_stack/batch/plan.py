@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +24,17 @@ from .options import FORMATS, BatchOptions
 from .report import REPORT_NAME
 from .task import StackTask
 
-__all__ = ["StackJob", "known_outputs", "output_stem", "plan_batch"]
+__all__ = [
+    "SourcePicker",
+    "StackJob",
+    "evenly_spaced_sources",
+    "known_outputs",
+    "output_stem",
+    "plan_batch",
+    "reuse_hash",
+    "stack_names",
+    "stack_outputs",
+]
 
 _FORMAT_OF_EXT = {".jpg": "jpg", ".jpeg": "jpg", ".png": "png", ".tif": "tif", ".tiff": "tif"}
 
@@ -75,9 +85,34 @@ def known_outputs(output_dir: Path) -> list[Path]:
             data = read_marker(marker)
             if not data or not isinstance(data.get("stack"), str):
                 continue  # another kind of state file (calibration.json)
-            found += [output_dir / rel for rel in data.get("outputs", {}).values()]
-            found += [output_dir / f"{data['stack']}{suffix}" for suffix in OUTPUT_SUFFIXES]
+            found += stack_outputs(output_dir, data["stack"], data.get("outputs", {}).values())
     return found
+
+
+def stack_outputs(output_dir: Path, name: str, outputs: Collection[str | os.PathLike]) -> list[Path]:
+    """A stack's recorded `outputs` (relative to `output_dir` or absolute) and every name its outputs can have."""
+    return [output_dir / rel for rel in outputs] + [output_dir / f"{name}{suffix}" for suffix in OUTPUT_SUFFIXES]
+
+
+def stack_names(plan: Plan) -> list[str]:
+    """The name of each stack of `plan` in its outputs and reports: two stacks of one name get ``~2``, ``~3``...
+
+    Examples
+    --------
+    >>> plan = Plan([Stack("a", (Path("a/1.jpg"),)), Stack("a", (Path("b/1.jpg"),))], "folder", "")
+    >>> stack_names(plan)
+    ['a', 'a~2']
+    """
+    taken: set[str] = set()
+    names = []
+    for stack in plan.stacks:
+        name, k = stack.name, 1
+        while name in taken:  # two stacks with one name (e.g. folders a/b and a_b)
+            k += 1
+            name = f"{stack.name}~{k}"
+        taken.add(name)
+        names.append(name)
+    return names
 
 
 def output_stem(stack: Stack, name: str, out: Path, naming: str) -> Path:
@@ -132,6 +167,12 @@ def _params_payload(options: BatchOptions, fmt: str) -> dict:
     }
 
 
+#: Picks the stacks a reused alignment is estimated on, among the jobs of a
+#: plan (``job.alignment_source = True``), and gives every stack that reuses
+#: it a hash that depends on them (:func:`reuse_hash`).
+SourcePicker = Callable[[list[StackJob], BatchOptions], None]
+
+
 def plan_batch(
     inputs: str | os.PathLike | Sequence | Plan,
     output_dir: str | os.PathLike,
@@ -141,6 +182,8 @@ def plan_batch(
     stack_size: int | None = None,
     pattern: str | None = None,
     share: int | None = None,
+    select: Collection[Stack] | None = None,
+    pick_sources: SourcePicker | None = None,
 ) -> tuple[Plan, list[StackJob]]:
     """Group the files and decide, per stack, whether it runs, is skipped or cannot run.
 
@@ -157,11 +200,18 @@ def plan_batch(
     share : int, optional
         Stacks that will run at once on this machine (for the memory check);
         default: ``options.workers`` (at most the CPU count) without a scheduler, else 1.
+    select : collection of Stack, optional
+        Plan only these stacks of the plan (``batch --watch``: those complete
+        so far); names, and outputs that clash with inputs or with each
+        other, are still decided over the whole plan. Default: every stack.
+    pick_sources : callable(jobs, options), optional
+        With a reused alignment, picks the stacks it is estimated on
+        (default: :func:`evenly_spaced_sources`).
 
     Returns
     -------
     (Plan, list of StackJob)
-        One job per stack, in plan order.
+        One job per stack (per selected stack), in plan order.
     """
     options = options or BatchOptions()
     out = Path(output_dir).expanduser().absolute()
@@ -176,13 +226,8 @@ def plan_batch(
     claimed: dict[str, str] = {}  # output -> the stack that writes it
     engine = options.engine_kwargs()
     jobs: list[StackJob] = []
-    taken: set[str] = set()
-    for stack in plan.stacks:
-        name, k = stack.name, 1
-        while name in taken:  # two stacks with one name (e.g. folders a/b and a_b)
-            k += 1
-            name = f"{stack.name}~{k}"
-        taken.add(name)
+    chosen: list[StackJob] = []
+    for stack, name in zip(plan.stacks, stack_names(plan), strict=True):
         fmt = _output_format(options, stack)
         stem = output_stem(stack, name, out, options.naming)
         outputs = {"image": str(stem.with_name(f"{stem.name}.{fmt}"))}
@@ -191,7 +236,7 @@ def plan_batch(
         if options.confidence_maps:
             outputs["confidence"] = str(stem.with_name(f"{stem.name}_confidence.tif"))
         payload = _params_payload(options, fmt)
-        payload["frames"] = file_fingerprint(stack.frames)
+        payload["frames"] = file_fingerprint(stack.frames) if select is None or stack in select else None
         task = StackTask(
             name=name,
             frames=[str(f) for f in stack.frames],
@@ -206,8 +251,10 @@ def plan_batch(
             max_memory=options.max_memory,
         )
         group = "" if stack.scan is None else f"scan{stack.scan:02d}"
-        job = StackJob(task, "run", marker=read_marker(task.marker), group=group)
+        job = StackJob(task, "run", group=group)
         jobs.append(job)
+        if select is None or stack in select:
+            chosen.append(job)
         clash = [p for p in outputs.values() if _real_key(p) in input_keys]
         taken_by = next(((p, claimed[_real_key(p)]) for p in outputs.values() if _real_key(p) in claimed), None)
         if len(stack) < 2 and plan.mode != "file":  # in file mode a stack is one file of planes
@@ -226,8 +273,11 @@ def plan_batch(
             )
         if job.state != "fail":
             claimed.update({_real_key(p): name for p in outputs.values()})
+    jobs = chosen
+    for job in jobs:
+        job.marker = read_marker(job.task.marker)
     if options.reuse:
-        _reuse_hashes(jobs, options)
+        _reuse_hashes(jobs, options, pick_sources or evenly_spaced_sources)
     if share is None:  # more workers than cores never run at once (run_batch caps them)
         share = 1 if options.scheduler else min(int(options.workers), os.cpu_count() or 1)
     _finish_planning(jobs, options, share)
@@ -240,30 +290,43 @@ def calibration_key(options: BatchOptions) -> tuple[list[Path], str]:
     return files, params_hash(["calibration", file_fingerprint(files), options.engine_kwargs()])
 
 
-def _reuse_hashes(jobs: list[StackJob], options: BatchOptions) -> None:
+def _reuse_hashes(jobs: list[StackJob], options: BatchOptions, pick: SourcePicker) -> None:
     """Pick the calibration stacks; make each reusing stack's hash depend on where its alignment comes from."""
-    source_hash: dict[str, str] = {}
     if options.calibration:
         _, key = calibration_key(options)
-        source_hash = {j.group: key for j in jobs}
+        for job in jobs:
+            reuse_hash(job, key, options)
     else:
-        groups: dict[str, list[StackJob]] = {}
-        for j in jobs:
-            if j.state != "fail":
-                groups.setdefault(j.group, []).append(j)
-        for group, members in groups.items():
-            # the focus sequence is that of most stacks of the group; calibrate on those only
-            sizes = Counter(len(j.task.frames) for j in members)
-            common = max(sizes, key=lambda k: (sizes[k], k))
-            alike = [j for j in members if len(j.task.frames) == common]
-            for i in calibration_indices(len(alike), options.calibration_positions):
-                alike[i].alignment_source = True
-            source_hash[group] = params_hash([j.task.params_hash for j in alike if j.alignment_source])
+        pick(jobs, options)
+
+
+def reuse_hash(job: StackJob, source_key: str, options: BatchOptions) -> None:
+    """Make `job`'s hash depend on where its reused alignment comes from (`source_key`) and the fit check."""
+    job.task.params_hash = params_hash([job.task.params_hash, "reuse", source_key, options.reuse_tolerance])
+
+
+def evenly_spaced_sources(jobs: list[StackJob], options: BatchOptions) -> None:
+    """The batch's :data:`SourcePicker`: ``calibration_positions`` stacks evenly spaced over each group.
+
+    Among the stacks of the group's most common number of frames (its focus
+    sequence), first and last included.
+    """
+    source_hash: dict[str, str] = {}
+    groups: dict[str, list[StackJob]] = {}
+    for j in jobs:
+        if j.state != "fail":
+            groups.setdefault(j.group, []).append(j)
+    for group, members in groups.items():
+        # the focus sequence is that of most stacks of the group; calibrate on those only
+        sizes = Counter(len(j.task.frames) for j in members)
+        common = max(sizes, key=lambda k: (sizes[k], k))
+        alike = [j for j in members if len(j.task.frames) == common]
+        for i in calibration_indices(len(alike), options.calibration_positions):
+            alike[i].alignment_source = True
+        source_hash[group] = params_hash([j.task.params_hash for j in alike if j.alignment_source])
     for job in jobs:
         if not job.alignment_source and job.group in source_hash:
-            job.task.params_hash = params_hash(
-                [job.task.params_hash, "reuse", source_hash[job.group], options.reuse_tolerance]
-            )
+            reuse_hash(job, source_hash[job.group], options)
 
 
 def _finish_planning(jobs: list[StackJob], options: BatchOptions, share: int) -> None:

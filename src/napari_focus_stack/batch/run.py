@@ -30,13 +30,27 @@ from .plan import StackJob, calibration_key, plan_batch
 from .report import BatchResult, write_reports
 from .task import ProgressCallback, new_entry, run_stack
 
-__all__ = ["CANCELLED_BEFORE", "BatchResult", "fatal_line", "run_batch"]
+__all__ = [
+    "CANCELLED_BEFORE",
+    "BatchResult",
+    "Recorder",
+    "calibration_transforms",
+    "capped_workers",
+    "check_output_dir",
+    "fatal_line",
+    "make_executor",
+    "output_folder_lock",
+    "reuse_alignment",
+    "run_batch",
+    "split_sources",
+]
 
 #: The error of a stack that a cancelled or interrupted batch never started.
 CANCELLED_BEFORE = "cancelled before it ran"
 
 
-def _check_output_dir(out: Path) -> None:
+def check_output_dir(out: Path) -> None:
+    """Create the output folder and its state folder; raise :class:`OutputError` when it cannot be written."""
     if out.exists() and not out.is_dir():
         raise OutputError(f"the output path {out} exists and is not a folder; give a folder.")
     try:
@@ -114,15 +128,15 @@ def run_batch(
         raise InputError(f"nothing to stack: {why}")
     if plan.fatal:
         raise InputError(fatal_line(plan))
-    _check_output_dir(out)
-    lock = _output_folder_lock(out)
+    check_output_dir(out)
+    lock = output_folder_lock(out)
     try:
         return _run_jobs(plan, jobs, out, options, progress, on_stack, cancel, runner, t0, started)
     finally:
         lock.release()
 
 
-def _output_folder_lock(out: Path) -> FileLock:
+def output_folder_lock(out: Path) -> FileLock:
     """This batch's lock on its output folder: two batches never write into one folder at once.
 
     Each would take the other's temporary files for what a killed run left
@@ -147,11 +161,48 @@ def _output_folder_lock(out: Path) -> FileLock:
     return lock
 
 
-def _run_jobs(plan, jobs, out, options, progress, on_stack, cancel, runner, t0, started) -> BatchResult:
-    """Run the planned jobs of :func:`run_batch` (its output folder locked) and write the reports."""
-    explicit = None
-    if options.calibration:
-        explicit = (_calibration_transforms(options, out), Path(options.calibration).name)
+class Recorder:
+    """The report entries of a batch as they come, by stack, each passed on to ``on_stack``."""
+
+    def __init__(self, on_stack: Callable[[dict], None] | None = None):
+        self.entries: dict[str, dict] = {}
+        self.on_stack = on_stack
+
+    def record(self, entry: dict) -> None:
+        """Keep `entry` (without the transforms a calibration stack carries) and pass it on."""
+        entry = {k: v for k, v in entry.items() if k != "_transforms"}
+        self.entries[entry["stack"]] = entry
+        if self.on_stack is not None:
+            self.on_stack(entry)
+
+    def record_planned(self, jobs: list[StackJob]) -> None:
+        """Entries of the jobs decided at planning: complete from an earlier run, or cannot run."""
+        for job in jobs:
+            if job.state == "skip":
+                stored = dict((job.marker or {}).get("entry") or new_entry(job.task, "done"))
+                stored["status"] = "skipped"
+                stored["note"] = "complete from an earlier run (resumed)"
+                self.record(stored)
+            elif job.state == "fail":
+                self.record(new_entry(job.task, "failed", error=job.error))
+
+    def record_unfinished(self, jobs: list[StackJob]) -> None:
+        """Stopped early: for each job without an entry, what finished anyway (its marker), or that it did not run."""
+        for job in jobs:
+            if job.task.name not in self.entries:
+                marker = read_marker(job.task.marker)
+                if is_complete(job.task, marker) and marker.get("entry"):
+                    self.record(dict(marker["entry"]))
+                else:
+                    self.record(new_entry(job.task, "cancelled", error=CANCELLED_BEFORE))
+
+
+def split_sources(jobs: list[StackJob]) -> tuple[dict[str, list], list[StackJob]]:
+    """The transforms of the calibration stacks complete from an earlier run, and those to run first.
+
+    A calibration stack complete from an earlier run whose marker lacks the
+    alignment runs again (its state becomes ``"run"``).
+    """
     known: dict[str, list] = {}  # calibration stack -> its transforms
     first_wave: list[StackJob] = []  # calibration stacks to run before the others
     for job in jobs:
@@ -162,47 +213,49 @@ def _run_jobs(plan, jobs, out, options, progress, on_stack, cancel, runner, t0, 
         elif job.state in ("skip", "run"):
             job.state = "run"  # (again, when an old marker lacks the alignment)
             first_wave.append(job)
+    return known, first_wave
 
-    entries: dict[str, dict] = {}
+
+def make_executor(
+    options: BatchOptions, progress: ProgressCallback | None, is_cancelled: Callable[[], bool],
+    runner: Callable[..., dict] | None = None,
+) -> tuple[InProcess | DaskExecutor, Callable[..., dict]]:
+    """The batch's executor (in-process, or Dask with workers or a scheduler) and the runner of its stacks."""
+    if options.scheduler or options.workers > 1:
+        executor = DaskExecutor(
+            options.scheduler, options.workers, retries=options.retries, progress=progress,
+            is_cancelled=is_cancelled,
+        )
+        return executor, runner or run_stack  # progress comes back as the workers' events
+    executor = InProcess(options.retries, is_cancelled)
+    return executor, runner or functools.partial(run_stack, progress=progress, cancel=is_cancelled)
+
+
+def _run_jobs(plan, jobs, out, options, progress, on_stack, cancel, runner, t0, started) -> BatchResult:
+    """Run the planned jobs of :func:`run_batch` (its output folder locked) and write the reports."""
+    explicit = None
+    if options.calibration:
+        explicit = (calibration_transforms(options, out), Path(options.calibration).name)
+    known, first_wave = split_sources(jobs)
+    recorder = Recorder(on_stack)
+    record = recorder.record
     is_cancelled = cancel_check(cancel)
-
-    def record(entry: dict) -> None:
-        entry = {k: v for k, v in entry.items() if k != "_transforms"}
-        entries[entry["stack"]] = entry
-        if on_stack is not None:
-            on_stack(entry)
-
-    for job in jobs:
-        if job.state == "skip":
-            stored = dict((job.marker or {}).get("entry") or new_entry(job.task, "done"))
-            stored["status"] = "skipped"
-            stored["note"] = "complete from an earlier run (resumed)"
-            record(stored)
-        elif job.state == "fail":
-            record(new_entry(job.task, "failed", error=job.error))
+    recorder.record_planned(jobs)
 
     first_ids = {id(j) for j in first_wave}
     todo = [j for j in jobs if j.state == "run" and id(j) not in first_ids]
-    options = _capped_workers(options, len(todo) + len(first_wave))
+    options = capped_workers(options, len(todo) + len(first_wave))
     executor = None
     interrupted = False
     calibration: list[dict] = []
     try:
-        if options.scheduler or options.workers > 1:
-            executor = DaskExecutor(
-                options.scheduler, options.workers, retries=options.retries, progress=progress,
-                is_cancelled=is_cancelled,
-            )
-            runner = runner or run_stack  # progress comes back as the workers' events
-        else:
-            executor = InProcess(options.retries, is_cancelled)
-            runner = runner or functools.partial(run_stack, progress=progress, cancel=is_cancelled)
+        executor, runner = make_executor(options, progress, is_cancelled, runner)
         if first_wave:
             for got in executor.run([j.task for j in first_wave], runner, record):
                 if got.get("status") == "done" and got.get("_transforms") is not None:
                     known[got["stack"]] = got["_transforms"]
         if options.reuse:
-            calibration = _reuse(jobs, todo, known, explicit, options)
+            calibration = reuse_alignment(jobs, todo, known, explicit, options)
         if todo and not is_cancelled():
             executor.run([j.task for j in todo], runner, record)
     except KeyboardInterrupt:
@@ -210,15 +263,9 @@ def _run_jobs(plan, jobs, out, options, progress, on_stack, cancel, runner, t0, 
     finally:
         if executor is not None:
             executor.close()
-    for job in jobs:  # stopped early: what finished anyway, and what did not run
-        if job.task.name not in entries:
-            marker = read_marker(job.task.marker)
-            if is_complete(job.task, marker) and marker.get("entry"):
-                record(dict(marker["entry"]))
-            else:
-                record(new_entry(job.task, "cancelled", error=CANCELLED_BEFORE))
+    recorder.record_unfinished(jobs)  # stopped early: what finished anyway, and what did not run
 
-    ordered = [entries[j.task.name] for j in jobs]
+    ordered = [recorder.entries[j.task.name] for j in jobs]
     elapsed = time.perf_counter() - t0
     result = BatchResult(plan, ordered, None, None, elapsed, getattr(executor, "startup_s", 0.0), calibration)
     result.report_json, result.report_csv = write_reports(out, plan, options, result, started)
@@ -227,20 +274,21 @@ def _run_jobs(plan, jobs, out, options, progress, on_stack, cancel, runner, t0, 
     return result
 
 
-def _capped_workers(options: BatchOptions, stacks: int) -> BatchOptions:
+def capped_workers(options: BatchOptions, stacks: int | None) -> BatchOptions:
     """`options` with no more local workers than stacks to run and cores, saying so when it lowers them.
 
     A worker is a process that stacks one stack at a time on its own core:
     more workers than stacks start for nothing, more than cores only share
     the cores (and memory) and start slowly; 100000 would never start.
+    `stacks` None: not known yet (``--watch``), capped by the cores only.
     """
     cores = os.cpu_count() or 1
-    workers = max(1, min(int(options.workers), stacks, cores))
+    workers = max(1, min(int(options.workers), stacks if stacks is not None else cores, cores))
     if options.scheduler or workers == options.workers:
         return options
+    what = f"{stacks} stack(s) to run on {cores} core(s)" if stacks is not None else f"{cores} core(s)"
     warnings.warn(
-        f"{options.workers} workers asked for, {stacks} stack(s) to run on {cores} core(s): "
-        f"running {workers} worker(s)", FocusStackWarning, stacklevel=3,
+        f"{options.workers} workers asked for, {what}: running {workers} worker(s)", FocusStackWarning, stacklevel=3,
     )
     return replace(options, workers=workers)
 
@@ -256,10 +304,23 @@ def _reference_index(reference: int | None, n: int) -> int:
     return n // 2 if reference is None else int(reference) % n
 
 
-def _reuse(
+def reuse_alignment(
     jobs: list[StackJob], todo: list[StackJob], known: dict[str, list], explicit: tuple | None, options: BatchOptions
 ) -> list[dict]:
-    """Give every stack to run the alignment of its group; describe each group's calibration."""
+    """Give every stack of `todo` the alignment of its group; describe each group's calibration.
+
+    Parameters
+    ----------
+    jobs : list of StackJob
+        Among them, the calibration stacks (``alignment_source``) of the groups of `todo`.
+    todo : list of StackJob
+        The stacks that reuse an alignment.
+    known : dict
+        The transforms of the calibration stacks that were aligned, by stack name.
+    explicit : (transforms, source name) or None
+        The alignment of ``--calibration PATH``, for every group.
+    options : BatchOptions
+    """
     reports = []
     for group in dict.fromkeys(j.group for j in todo):
         members = [j for j in todo if j.group == group]
@@ -313,7 +374,7 @@ def _apply_transforms(
             task.transforms = transforms
 
 
-def _calibration_transforms(options: BatchOptions, out: Path) -> list:
+def calibration_transforms(options: BatchOptions, out: Path) -> list:
     """Transforms of the calibration stack, cached in the output folder."""
     files, key = calibration_key(options)
     cache = out / STATE_DIR / "calibration.json"

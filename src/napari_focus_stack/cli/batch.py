@@ -6,10 +6,12 @@ import os
 import sys
 from pathlib import Path
 
-from ..batch import FORMATS, BatchOptions, plan_batch, run_batch
+from ..batch import FORMATS, BatchOptions, BatchResult, plan_batch, run_batch
 from ..batch.options import NAMINGS
 from ..batch.plan import known_outputs
 from ..batch.run import CANCELLED_BEFORE, fatal_line
+from ..batch.watch import SETTLE_S, watch_batch
+from ..errors import ParameterError
 from ..grouping import MODES, detect_stacks
 from .inputs import check_input_paths, reading_inputs
 from .parser import (
@@ -55,6 +57,25 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     g.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     g.add_argument("--strict", action="store_true", help="stop before any work when the plan has problems")
     add_max_pixels(g)
+    g = p.add_argument_group("watching a scan as it is shot")
+    g.add_argument(
+        "--watch", action="store_true",
+        help="keep watching INPUT_DIR and stack each stack as soon as it is complete (a later stack's frame has "
+        "arrived, or --settle seconds passed without a new frame); Ctrl-C to stop (exit 130)",
+    )
+    g.add_argument(
+        "--settle", type=float, metavar="SECONDS",
+        help=f"with --watch: a stack is complete after this long without a new frame (default: {SETTLE_S:g})",
+    )
+    g.add_argument(
+        "--idle-exit", type=float, metavar="SECONDS",
+        help="with --watch: stop after this long without new files, once nothing is waiting (default: watch on)",
+    )
+    g.add_argument(
+        "--poll", action="store_true",
+        help="with --watch: list the folder every second instead of using file system notifications "
+        "(network shares send none)",
+    )
     g = p.add_argument_group("output")
     g.add_argument("--format", choices=FORMATS, help="output format (default: that of the frames)")
     g.add_argument("--bit-depth", type=int, choices=(8, 16), help="output bits per sample (16: png or tif)")
@@ -155,15 +176,38 @@ def run(args: argparse.Namespace) -> int:
     0: every stack done or already complete; 1: some stacks failed (see the
     report); 2: nothing could run (bad options, no stacks, a fatal plan
     problem such as repeated frame numbers, output folder not writable,
-    ``--strict`` with problems).
+    ``--strict`` with problems). With ``--watch``: the same when
+    ``--idle-exit`` ends it (no stacks is not an error then); Ctrl-C gives 130
+    once the stack in progress is abandoned and the reports are written.
     """
     check_max_pixels(args.max_pixels)
+    _check_watch_args(args)
     options = options_from_args(args)
     check_input_paths([args.input_dir])
     with reading_inputs(args.max_pixels):
         if args.dry_run:
             return _dry_run(args, options)
+        if args.watch:
+            return _watch(args, options)
         return _run(args, options)
+
+
+def _check_watch_args(args: argparse.Namespace) -> None:
+    """Raise :class:`ParameterError` for watch options without ``--watch``, or with options it cannot take."""
+    if not args.watch:
+        given = [flag for flag, value in (("--settle", args.settle), ("--idle-exit", args.idle_exit),
+                                          ("--poll", args.poll or None)) if value is not None]
+        if given:
+            raise ParameterError(f"{', '.join(given)} only work(s) with --watch")
+        return
+    for flag in ("dry_run", "strict"):
+        if getattr(args, flag):
+            raise ParameterError(
+                f"--{flag.replace('_', '-')} and --watch do not go together: the stacks are not all there yet"
+            )
+    for flag, value in (("--settle", args.settle), ("--idle-exit", args.idle_exit)):
+        if value is not None and not 0 < value < float("inf"):
+            raise ParameterError(f"{flag} must be a number of seconds above 0, got {value:g}")
 
 
 def _run(args: argparse.Namespace, options: BatchOptions) -> int:
@@ -184,19 +228,55 @@ def _run(args: argparse.Namespace, options: BatchOptions) -> int:
     if args.strict and any(p.kind != "ignored" for p in plan.problems):
         print("napari-focus-stack: --strict: the plan has problems (listed above); nothing was done", file=err)
         return 2
-    total = len(plan.stacks)
+    result = run_batch(plan, out, options, on_stack=_stack_printer(args.quiet, len(plan.stacks)))
+    return _summary(result, options)
+
+
+def _watch(args: argparse.Namespace, options: BatchOptions) -> int:
+    err = sys.stderr
+
+    def notify(line: str) -> None:
+        if not args.quiet:
+            print(line, file=err, flush=True)
+
+    result = watch_batch(
+        args.input_dir, Path(args.output), options, mode=args.mode, stack_size=args.stack_size, pattern=args.pattern,
+        settle=SETTLE_S if args.settle is None else args.settle, idle_exit=args.idle_exit, poll=args.poll,
+        on_stack=_stack_printer(args.quiet, None), notify=notify,
+    )
+    return _summary(result, options)
+
+
+def _summary(result: BatchResult, options: BatchOptions) -> int:
+    """Print the calibration lines and the summary line of a batch; return its exit code."""
+    err = sys.stderr
+    for cal in result.calibration:
+        print(_calibration_line(cal, options.reuse_tolerance), file=err)
+    c = result.counts
+    print(
+        f"{c['done']} done, {c['skipped']} skipped (complete), {c['failed']} failed, {c['cancelled']} cancelled "
+        f"in {result.elapsed_s:.1f} s ({result.stacks_per_minute:.1f} stacks/min); report: {result.report_json}",
+        file=err,
+    )
+    return 0 if result.ok else 1
+
+
+def _stack_printer(quiet: bool, total: int | None):
+    """An ``on_stack`` callback printing one line per stack (``[k/total]``, or ``[k]`` while watching)."""
+    err = sys.stderr
     count = [0]
 
     def on_stack(e: dict) -> None:
         count[0] += 1
         status = e["status"]
-        if args.quiet and status in ("done", "skipped"):
+        if quiet and status in ("done", "skipped"):
             return
         if status == "cancelled" and e.get("error") == CANCELLED_BEFORE:
             return  # interrupted: a line per stack that never ran says nothing the report does not
 
         t = (e.get("timings") or {}).get("wall_s")
-        bits = [f"[{count[0]}/{total}] {e['stack']}: {status}"]
+        where = f"{count[0]}/{total}" if total is not None else f"{count[0]}"
+        bits = [f"[{where}] {e['stack']}: {status}"]
         if status == "done":
             bits.append(f"in {t:.1f} s" if t is not None else "")
             bits.append(f"-> {Path(e['outputs'].get('image', '')).name}")
@@ -215,16 +295,7 @@ def _run(args: argparse.Namespace, options: BatchOptions) -> int:
             lines += [f"    excluded {x['name']}: {x['reason']}" for x in e.get("excluded") or []]
         print("\n".join(lines), file=err, flush=True)
 
-    result = run_batch(plan, out, options, on_stack=on_stack)
-    for cal in result.calibration:
-        print(_calibration_line(cal, options.reuse_tolerance), file=err)
-    c = result.counts
-    print(
-        f"{c['done']} done, {c['skipped']} skipped (complete), {c['failed']} failed, {c['cancelled']} cancelled "
-        f"in {result.elapsed_s:.1f} s ({result.stacks_per_minute:.1f} stacks/min); report: {result.report_json}",
-        file=err,
-    )
-    return 0 if result.ok else 1
+    return on_stack
 
 
 def _calibration_line(cal: dict, tolerance: float) -> str:

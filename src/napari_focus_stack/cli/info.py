@@ -1,4 +1,4 @@
-"""``napari-focus-stack info``: the compute backend, the GPU and its memory."""
+"""``napari-focus-stack info``: the compute backend, the GPU and its memory, how ``batch --watch`` watches."""
 from __future__ import annotations
 
 import argparse
@@ -29,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .._backend import get_backend, gpu_status
+    from ..batch.watch import watcher_kind
 
     print(f"napari-focus-stack {__version__}")
     print(f"python {sys.version.split()[0]}, numpy {np.__version__}, cpus {os.cpu_count()}")
@@ -42,4 +43,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"gpu memory: {free / 2**30:.1f} GiB free of {total / 2**30:.1f} GiB")
     bk = get_backend(args.device)
     print(f"backend for device={args.device!r}: {bk.name} ({bk.device_name}); {bk.reason}")
+    print(f"batch --watch: {watcher_kind()}")
     return 0
