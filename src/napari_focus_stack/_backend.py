@@ -791,13 +791,11 @@ def _expand_axis(xp, a, axis: int, size: int):
 
 # ------------------------------------------------------------------ creation
 def host_available_memory() -> int | None:
-    """Bytes of host memory available to new work (psutil, else /proc/meminfo), or None."""
-    try:
-        import psutil
+    """Bytes of host memory available to new work (/proc/meminfo on Linux, else psutil), or None.
 
-        return int(psutil.virtual_memory().available)
-    except Exception:  # noqa: BLE001  (not installed, or no permission: fall back to /proc)
-        pass
+    /proc first: the same figure as psutil's, without importing psutil (a
+    few hundredths of a second of every command's start-up).
+    """
     try:
         with open("/proc/meminfo", encoding="ascii") as fh:
             for line in fh:
@@ -805,7 +803,12 @@ def host_available_memory() -> int | None:
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
-    return None
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except Exception:  # noqa: BLE001  (not installed, or no permission)
+        return None
 
 
 def _cpu_backend(reason: str) -> Backend:

@@ -44,7 +44,9 @@ from .pixels import full_scale, to_unit_float
 from .result import ReferenceChange
 from .streaming import FrameCache, RunProgress, read_frame
 
-__all__ = ["ALIGN_PIXELS", "Alignment", "align_stack", "implausible", "mark_nonfinite", "reuse_alignment"]
+__all__ = [
+    "ALIGN_PIXELS", "Alignment", "align_stack", "implausible", "mark_nonfinite", "registration_plan", "reuse_alignment",
+]
 
 #: Registration refines up to the first pyramid level of at most this many pixels.
 ALIGN_PIXELS = 1_000_000
@@ -213,28 +215,20 @@ def _matcher(
 ) -> Callable[[int, int], bool]:
     """``matches(a, b)``: whether frame ``b`` registers to frame ``a`` as a neighbour must (the group search).
 
-    Frames are registered as :func:`_chain` registers them (half size for
-    big frames); the last few pyramids are kept.
+    Frames are registered as :func:`_chain` registers them (decoded at a
+    reduced size for big frames, :func:`registration_plan`); the last few
+    pyramids are kept.
     """
     peak = full_scale(source.dtype)
-    h, w = source.shape[:2]
-    halve = (h * w) > ALIGN_PIXELS
-    shape = (-(-h // 2), -(-w // 2)) if halve else (h, w)
-    levels = pyramid.n_levels(shape, min_size=24)
-    finest = 0
-    while (shape[0] * shape[1]) / 4**finest > ALIGN_PIXELS and finest < levels - 1:
-        finest += 1
+    reduction, levels, finest = registration_plan(source.shape, reduce=True)
+    shape = (-(-source.shape[0] // reduction), -(-source.shape[1] // reduction))
     pyramids: dict[int, list] = {}
 
     def pyr(i: int) -> list:
         if i not in pyramids:
             if len(pyramids) >= 4:
                 pyramids.pop(next(iter(pyramids)))
-            host = source.read_reduced(i) if halve else None
-            if host is None:
-                host = source.read(i)
-                mark_nonfinite(host)
-                host = block_mean(np, host, 2) if halve else host
+            host, _ = _reduced_frame(source, i, reduction)
             gray = backend.to_gray(to_unit_float(backend, backend.asarray(host), peak), weights)
             pyramids[i] = pyramid.gaussian_pyramid(backend, gray, levels)
         return pyramids[i]
@@ -265,10 +259,6 @@ def _chain(
     n = len(source)
     h, w = source.shape[:2]
     peak = full_scale(source.dtype)
-    levels = pyramid.n_levels((h, w), min_size=24)
-    finest = 0
-    while (h * w) / 4**finest > ALIGN_PIXELS and finest < levels - 1:
-        finest += 1
     transforms: list = [None] * n
     quality: list = [None] * n
     reasons: list = [None] * n
@@ -277,26 +267,17 @@ def _chain(
     blank: list = [False] * n
     transforms[ref] = np.eye(3)
     quality[ref] = 1.0
-
-    # Registration of big frames stops at half resolution anyway, so with no
-    # frame cache to fill, decode them at half size where that is cheap
-    # (JPEG). A half-size pixel j covers full pixels 2j and 2j + 1.
-    halve = finest >= 1 and cache.budget == 0
-    half_to_full = np.array([[2.0, 0, 0.5], [0, 2.0, 0.5], [0, 0, 1]])
-    if halve:
-        finest -= 1
-        levels -= 1
+    # Registration of big frames stops at a reduced resolution anyway, so with no
+    # frame cache to fill, decode them at that size where that is cheap (JPEG).
+    reduction, levels, finest = registration_plan((h, w), reduce=cache.budget == 0)
+    r = float(reduction)
+    to_full = np.array([[r, 0, (r - 1) / 2], [0, r, (r - 1) / 2], [0, 0, 1]])  # reduced pixel j: full r*j .. r*j+r-1
 
     def load(i: int) -> list | None:
         """Decode frame ``i``; keep its thumbnail and missing pixels; return its gray pyramid."""
-        host = source.read_reduced(i) if halve else None
-        if host is None:
-            host = source.read(i)
-            missing[i] = mark_nonfinite(host)  # counted at full size
-            if halve:
-                host = block_mean(np, host, 2)
+        host, missing[i] = _reduced_frame(source, i, reduction)
         thumb, f = thumbnail(host, peak)
-        thumbs[i] = (thumb, 2 * f) if halve else (thumb, f)
+        thumbs[i] = (thumb, reduction * f)
         value = blank_value(host)
         if value is not None:  # nothing to register or fuse
             blank[i] = True
@@ -326,8 +307,8 @@ def _chain(
                     last[0], cur[0], model, backend=backend, template_pyramid=last,
                     moving_pyramid=cur, finest_level=finest,
                 )
-                if halve:
-                    reg.matrix = half_to_full @ reg.matrix @ np.linalg.inv(half_to_full)
+                if reduction > 1:
+                    reg.matrix = to_full @ reg.matrix @ np.linalg.inv(to_full)
                 why = implausible(reg.matrix, reg.quality, min_quality, (h, w))
                 quality[i] = reg.quality
                 if why:
@@ -347,6 +328,39 @@ def _chain(
         walk(up)
         walk(down)
     return Alignment(ref, transforms, quality, reasons, thumbs, missing, blank=blank)
+
+
+def registration_plan(shape: tuple[int, ...], reduce: bool = True) -> tuple[int, int, int]:
+    """How frames of ``shape`` are registered: ``(reduction, levels, finest)``.
+
+    Registration refines up to the first pyramid level of at most
+    :data:`ALIGN_PIXELS` pixels; frames are decoded at that reduction
+    (2, 4 or 8, where the decoder scales cheaply: JPEG), ``levels`` is the
+    pyramid depth of the reduced image and ``finest`` the level of it
+    registration stops at. Without ``reduce`` (frames kept at full size for
+    the fusion pass) the reduction is 1.
+    """
+    h, w = int(shape[0]), int(shape[1])
+    levels = pyramid.n_levels((h, w), min_size=24)
+    finest = 0
+    while (h * w) / 4**finest > ALIGN_PIXELS and finest < levels - 1:
+        finest += 1
+    steps = min(finest, 3) if reduce else 0
+    return 2**steps, levels - steps, finest - steps
+
+
+def _reduced_frame(source: FrameSource, i: int, reduction: int) -> tuple[np.ndarray, int]:
+    """Frame ``i`` at ``1 / reduction`` of its size (decoded so, else block means) and its missing pixels.
+
+    Missing (non-finite) pixels are counted at full size, so only when the
+    frame had to be decoded whole (never for JPEG, which holds none).
+    """
+    host = source.read_reduced(i, reduction) if reduction > 1 else None
+    if host is not None:
+        return host, 0
+    host = source.read(i)
+    missing = mark_nonfinite(host)
+    return (block_mean(np, host, reduction) if reduction > 1 else host), missing
 
 
 def reuse_alignment(

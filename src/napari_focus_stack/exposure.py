@@ -60,6 +60,8 @@ def exposure_gains(thumbs: list, transforms: list, ref: int) -> list:
     ref_thumb, f = thumbs[ref]
     c = (f - 1) / 2.0
     to_full = np.array([[f, 0, c], [0, f, c], [0, 0, 1.0]])
+    ref_ok = _finite(ref_thumb)
+    total = np.nansum if ref_ok is not None else np.sum  # NaN * 0 is NaN: only missing data needs nansum
     gains: list = [None] * len(transforms)
     for i, (thumb, _) in enumerate(thumbs):
         if i == ref or transforms[i] is None:
@@ -67,13 +69,27 @@ def exposure_gains(thumbs: list, transforms: list, ref: int) -> list:
         m = np.linalg.inv(to_full) @ transforms[i] @ to_full
         warped = warp_image(cpu, thumb, m, ref_thumb.shape[:2])
         ok = valid_region(np, m, ref_thumb.shape[:2], thumb.shape[:2])
-        for t in (warped, ref_thumb):  # missing (NaN) pixels take no part
-            ok &= np.isfinite(t).all(axis=2) if t.ndim == 3 else np.isfinite(t)
-        channels = 1 if warped.ndim == 2 else warped.shape[2]
-        a = warped[ok].reshape(-1, channels)
-        b = ref_thumb[ok].reshape(-1, channels)
-        if a.shape[0] < 16:
+        own = _finite(warped)
+        for part in (own, ref_ok):  # missing (NaN) pixels take no part
+            if part is not None:
+                ok &= part
+        n = int(ok.sum())
+        if n < 16:
             continue
-        g = np.clip(b.mean(axis=0) / np.maximum(a.mean(axis=0), 1e-6), 0.5, 2.0)
+        weight = ok.astype(np.float32)
+        if warped.ndim == 3:
+            weight = weight[..., None]
+        # means over the pixels both show, per channel
+        add = np.nansum if own is not None else total
+        a = add(warped * weight, axis=(0, 1), dtype=np.float64) / n
+        b = add(ref_thumb * weight, axis=(0, 1), dtype=np.float64) / n
+        g = np.clip(np.atleast_1d(b) / np.maximum(np.atleast_1d(a), 1e-6), 0.5, 2.0)
         gains[i] = g.astype(np.float32)
     return gains
+
+
+def _finite(thumb: np.ndarray) -> np.ndarray | None:
+    """Pixels of a thumbnail with every channel finite; None when all are (integer frames always)."""
+    if not np.isnan(thumb).any():
+        return None
+    return np.isfinite(thumb).all(axis=2) if thumb.ndim == 3 else np.isfinite(thumb)

@@ -240,7 +240,7 @@ class FrameSource:
         metas = [meta for meta, _ in probes]
         loaders = [lambda p=p: read_image(p)[0] for p in paths]
         source = cls(loaders, metas)
-        source._reduced_loaders = [lambda p=p: read_image(p, reduce=2)[0] for p in paths]
+        source._reduced_loaders = [lambda f, p=p: read_image(p, reduce=f)[0] for p in paths]
         return source
 
     @classmethod
@@ -293,17 +293,18 @@ class FrameSource:
         """Header information of frame `i` (no decoding)."""
         return self._metas[self._index(i)]
 
-    def read_reduced(self, i: int) -> np.ndarray | None:
-        """Frame `i` at half size when the file decodes that way cheaply (JPEG), else None.
+    def read_reduced(self, i: int, factor: int = 2) -> np.ndarray | None:
+        """Frame `i` at ``1 / factor`` of its size (2, 4 or 8) when the file decodes that way cheaply (JPEG), else None.
 
-        The result covers 2 x 2 blocks of the full frame: ``ceil(H / 2) x ceil(W / 2)``.
+        The result covers ``factor x factor`` blocks of the full frame:
+        ``ceil(H / factor) x ceil(W / factor)``.
         """
         if self._reduced_loaders is None:
             return None
         k = self._index(i)
-        frame = self._reduced_loaders[k]()
+        frame = self._reduced_loaders[k](factor)
         h, w = self.shape[:2]
-        if frame.shape[:2] != (-(-h // 2), -(-w // 2)) or frame.dtype != self.dtype:
+        if frame.shape[:2] != (-(-h // factor), -(-w // factor)) or frame.dtype != self.dtype:
             return None  # not a JPEG, or the decoder did not scale
         return frame
 
