@@ -158,13 +158,13 @@ class DepthTracker:
         self.local_peak = xp.zeros(shape, dtype=xp.float32)  # the largest local energy of any frame
         self.low = xp.full(shape, xp.inf, dtype=xp.float32)  # the smallest measure of any frame
         self.best = xp.full(shape, -xp.inf, dtype=xp.float32)
-        self.index = xp.full(shape, -1, dtype=xp.int32)
+        self.index = xp.full(shape, -1, dtype=xp.int16)  # frames in a stack: far fewer than 32768
         self.before = xp.full(shape, xp.nan, dtype=xp.float32)
         self.after = xp.full(shape, xp.nan, dtype=xp.float32)
         self.last = None
         self.last_index = None
         self.total = xp.zeros(shape, dtype=xp.float32)
-        self.count = xp.zeros(shape, dtype=xp.int32)
+        self.count = xp.zeros(shape, dtype=xp.uint16)
 
     def update(self, i: int, measure: Any, valid: Any | None = None, local: Any | None = None) -> Any:
         """Add frame ``i`` (and its :func:`local_energy`); returns the mask of pixels where it is the new best."""

@@ -31,6 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from .._runtime import fit_malloc_to_frames
 from ..errors import AlignmentError, OutputError, ParameterError, StackError
 from ..executors import DaskExecutor, check_scheduler_address
 from ..height import to_height
@@ -324,6 +327,9 @@ def plan_job(job: Job) -> JobPlan:
     else:
         source = inputs if isinstance(inputs, FrameSource) else FrameSource.from_inputs(files or inputs)
         shape, frames, stacks = source.shape, len(source), 1
+    # a decoded frame and the fusion's half-resolution colour maps stay on the heap (up to 16-bit frames)
+    itemsize = min(2, np.dtype(source.dtype if source is not None else hyper.dtype).itemsize)
+    fit_malloc_to_frames(int(np.prod(shape, dtype=np.int64)) * itemsize)
     what = job.name or (outputs[0].path.name if outputs else (files[0].name if files else "this stack"))
     try:
         options, note = fit_tiles(
