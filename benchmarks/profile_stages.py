@@ -91,27 +91,35 @@ class StageClock:
         return timed
 
 
-def install(clock: StageClock) -> None:
-    """Put the clock's timers around the stage functions, wherever they were imported."""
+def install(clock: StageClock) -> list[tuple]:
+    """Put the clock's timers around the stage functions, wherever they were imported; returns what to restore."""
     import importlib
 
     mods = [m for m in list(sys.modules.values()) if getattr(m, "__name__", "").startswith("napari_focus_stack")]
+    patched = []
     for (modname, qual), stage in STAGES.items():
         mod = importlib.import_module(modname)
         if "." in qual:
             cls_name, meth = qual.split(".")
             cls = getattr(mod, cls_name)
             raw = cls.__dict__[meth]
-            if isinstance(raw, staticmethod):
-                setattr(cls, meth, staticmethod(clock.wrap(raw.__func__, stage)))
-            else:
-                setattr(cls, meth, clock.wrap(raw, stage))
+            timed = clock.wrap(raw.__func__, stage) if isinstance(raw, staticmethod) else clock.wrap(raw, stage)
+            setattr(cls, meth, staticmethod(timed) if isinstance(raw, staticmethod) else timed)
+            patched.append((cls, meth, raw))
             continue
         fn = getattr(mod, qual)
         timed = clock.wrap(fn, stage)
         for m in mods:  # every module that did "from mod import fn"
             if getattr(m, qual, None) is fn:
                 setattr(m, qual, timed)
+                patched.append((m, qual, fn))
+    return patched
+
+
+def uninstall(patched: list[tuple]) -> None:
+    """Take the timers out again."""
+    for owner, name, original in reversed(patched):
+        setattr(owner, name, original)
 
 
 def case_frames(name: str, tmp: Path) -> list[str]:
@@ -153,8 +161,11 @@ def profile(frames: list[str], tmp: Path, depth: bool) -> dict:
     threaded = min(run(None) for _ in range(2))
     floor_s = min(floor(frames, tmp / "floor.jpg") for _ in range(2))
     clock = StageClock()
-    install(clock)
-    serial = run(1)
+    patched = install(clock)
+    try:
+        serial = run(1)
+    finally:
+        uninstall(patched)
     stages = dict(clock.totals)
     stages["other"] = max(0.0, serial - sum(stages.values()))
     return {"stages": stages, "serial_s": serial, "threaded_s": threaded, "floor_s": floor_s}

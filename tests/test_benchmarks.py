@@ -76,3 +76,24 @@ def test_retouch_benchmark_runs(bench_path, tmp_path):
     row = retouch.measure(paths, strokes=2)
     assert row["shape"] == (400, 480) and row["frames"] == 3
     assert all(row[k] > 0 for k in ("new", "same", "erase", "fill", "undo"))
+
+
+def test_stage_profile_counts_each_stage_once(bench_path, tmp_path):
+    # benchmarks/profile_stages.py: the timers wrap the stage functions where they are used, and the
+    # stages' own times add up to no more than the run
+    import profile_stages
+    from napari_focus_stack.synthetic import make_stack, save_stack
+
+    frames = [str(p) for p in save_stack(make_stack("pcb", shape=(160, 200), n_frames=4, seed=1), tmp_path / "f",
+                                         fmt="jpg")]
+    work = tmp_path / "w"
+    work.mkdir()
+    res = profile_stages.profile(frames, work, depth=True)  # the timers come out again afterwards
+    stages = res["stages"]
+    for name in ("decode", "align", "warp", "pyramid", "focus", "decision", "accumulate", "depth", "encode"):
+        assert stages.get(name, 0) > 0, name
+    assert sum(stages.values()) <= res["serial_s"] * 1.01
+    assert "| floor: decode every frame once" in profile_stages.table({"x": res})
+    from napari_focus_stack import fusion, pyramid
+
+    assert not hasattr(pyramid.laplacian_pyramid, "__wrapped__") and not hasattr(fusion.focus_measure, "__wrapped__")
