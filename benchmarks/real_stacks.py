@@ -51,7 +51,7 @@ from common import PCB, ROOT, machine  # noqa: E402
 from napari_focus_stack import FocusStacker  # noqa: E402
 from napari_focus_stack._backend import get_backend  # noqa: E402
 from napari_focus_stack.align import estimate_transform  # noqa: E402
-from napari_focus_stack.height import CONFIDENT  # noqa: E402
+from napari_focus_stack.depth import CONFIDENT  # noqa: E402
 from napari_focus_stack.io import FrameSource  # noqa: E402
 from quality import DETAIL_BANDS, band_power  # noqa: E402
 

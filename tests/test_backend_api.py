@@ -30,7 +30,7 @@ except Exception as exc:  # noqa: BLE001  (not installed, or a CUDA install that
 
 from napari_focus_stack import FocusStacker
 from napari_focus_stack._backend import NdimageBackend
-from napari_focus_stack.height import regularise_depth
+from napari_focus_stack.depth import regularise_depth
 from napari_focus_stack.synthetic import make_stack
 
 UFUNC_KEYWORDS = {"out", "dtype", "casting"}  # what cupy.ufunc.__call__ accepts

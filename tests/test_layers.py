@@ -17,7 +17,7 @@ NAME = PACKAGE.name
 #: (``io`` covers ``io`` and ``io.*``); it may import its own layer and those below.
 LAYERS = (
     ("foundation", ("_version", "errors", "options", "_runtime", "_backend", "pixels", "io", "grouping", "synthetic")),
-    ("engine", ("pyramid", "focus", "align", "channels", "fusion_decision", "fusion", "height", "exposure", "result",
+    ("engine", ("pyramid", "focus", "align", "channels", "fusion_decision", "fusion", "depth", "exposure", "result",
                 "streaming", "intensity", "align_stack", "fuse_stack", "pipeline", "retouch", "surface")),
     ("N-D", ("nd",)),
     ("executors", ("executors",)),

@@ -40,8 +40,8 @@ import numpy as np
 
 from ._backend import Backend, get_backend
 from ._runtime import cancel_check, default_threads, release_free_heap, task_progress, tune_malloc, worker_context
+from .depth import to_height
 from .errors import Cancelled, FocusStackError, InputError, StackError
-from .height import to_height
 from .io import Calibration, Hyperstack, read_hyperstack
 from .pipeline import StackSettings, stack_frames
 from .result import StackResult

@@ -9,7 +9,7 @@ The stages, each in its module, with explicit inputs and outputs:
 3. fusion (:mod:`.fuse_stack`): every frame read again, warped into
    reference geometry and folded into the streaming fusion
    (:mod:`.fusion`), in tiles when the device is short of memory;
-4. depth (:mod:`.height`): on request, the regularised depth map, guided by
+4. depth (:mod:`.depth`): on request, the regularised depth map, guided by
    the fused image.
 
 Peak memory is the fusion state plus a few frames in flight, whatever the
@@ -33,11 +33,11 @@ from ._runtime import cancel_check, default_threads
 from .align import describe_transform, valid_region, warp_image
 from .align_stack import Alignment, align_stack, reuse_alignment
 from .channels import alignment_weights, channel_weights
+from .depth import regularise_depth
 from .errors import FocusStackWarning, InputError, ParameterError, StackError
 from .exposure import exposure_gains
 from .focus import measure_reach
 from .fuse_stack import fuse_stack, output_to_reference, prefetch_fusion, unwarped, warp_order
-from .height import regularise_depth
 from .intensity import normalised_source
 from .io import FrameSource
 from .options import EngineOptions
@@ -235,7 +235,7 @@ def estimate_memory(shape: Sequence[int], settings: StackSettings) -> int:
 
 
 def regularised_depth(result: StackResult, backend: Backend) -> np.ndarray:
-    """The regularised depth map of a result, guided by its fused image (see :mod:`.height`)."""
+    """The regularised depth map of a result, guided by its fused image (see :mod:`.depth`)."""
     params = result.report.parameters
     guide = backend.asarray(result.image).astype(backend.xp.float32)  # colour: an edge may be of hue only
     radius, smoothing = int(params["radius"]), float(params["smoothing"])

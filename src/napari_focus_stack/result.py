@@ -225,7 +225,7 @@ class StackResult:
     meta : ImageMeta, optional
         The reference frame's metadata (EXIF, ICC).
     depth : ndarray, optional
-        The regularised depth map (see :mod:`napari_focus_stack.height`):
+        The regularised depth map (see :mod:`napari_focus_stack.depth`):
         confident pixels as measured, the others filled edge-aware from
         them. None when the run was told not to compute it
         (``FocusStacker.stack(..., depth=False)``).

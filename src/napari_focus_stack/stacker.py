@@ -1,7 +1,7 @@
 """FocusStacker: the Python API, a thin face over the engine's stages.
 
 The work is done by :mod:`.pipeline` (one z-stack: :mod:`.align_stack` ->
-:mod:`.exposure` -> :mod:`.fuse_stack` -> :mod:`.height`), :mod:`.nd`
+:mod:`.exposure` -> :mod:`.fuse_stack` -> :mod:`.depth`), :mod:`.nd`
 (the loop over time points and channels) and :mod:`.executors` (a Dask
 cluster for the time points). A :class:`FocusStacker` holds the settings
 once (:class:`~napari_focus_stack.options.EngineOptions` and the run's

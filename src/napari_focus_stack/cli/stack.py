@@ -42,7 +42,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="image files, a folder, a multi-page TIFF, or microscope data (ImageJ/OME-TIFF, OME-Zarr folder)",
     )
     p.add_argument("-o", "--output", required=True, help="output image (.jpg, .png, .tif)")
-    p.add_argument("--depth-map", metavar="PATH", help="also write the depth map (float32 .tif)")
+    p.add_argument(
+        "--depth-map", metavar="PATH",
+        help="also write the depth map (float32 .tif): the sharpest frame's index per pixel, or for microscope data "
+        "with a known z step the height z0 + index * step in its unit",
+    )
     p.add_argument("--confidence-map", metavar="PATH", help="also write the confidence map (float32 .tif)")
     p.add_argument(
         "--mesh", metavar="PATH",

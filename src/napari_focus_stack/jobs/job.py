@@ -34,9 +34,9 @@ from typing import Any
 import numpy as np
 
 from .._runtime import fit_malloc_to_frames
+from ..depth import to_height
 from ..errors import AlignmentError, OutputError, ParameterError, StackError
 from ..executors import DaskExecutor, check_scheduler_address
-from ..height import to_height
 from ..io import Calibration, FrameSource, Hyperstack, expand_inputs, is_hyperstack_file, plane_count, read_hyperstack
 from ..io.calibrated import CalibratedTiffWriter, collapsed_z
 from ..io.mask import read_retouch_mask

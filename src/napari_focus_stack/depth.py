@@ -1,4 +1,4 @@
-"""Height maps fit to measure: confident depths kept, the rest filled edge-aware.
+"""The depth map made to measure: confident depths kept, the rest filled edge-aware; heights in units.
 
 The raw depth map (the fractional index of the sharpest frame) is crisp
 where the scene has texture and noise where it has none: a plain surface
@@ -18,7 +18,9 @@ chance. The fusion's confidence tells the two apart. The regularised map
    full resolution with a guided filter whose guide is the fused image, so
    that edges fall where the image has them.
 
-Heights in physical units are ``z0 + index * z_step`` (:func:`to_height`).
+A depth is a (fractional) frame index; a height is its place in physical units,
+``z0 + index * z_step`` (:func:`to_height`): the calibrated depth map of
+microscope data, which ``--depth-map`` writes when the z step is known.
 
 References
 ----------

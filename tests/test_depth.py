@@ -5,7 +5,7 @@ import scipy.ndimage as ndi
 
 from napari_focus_stack import FocusStacker
 from napari_focus_stack._backend import get_backend
-from napari_focus_stack.height import CONFIDENT, fill_depth, regularise_depth, to_height
+from napari_focus_stack.depth import CONFIDENT, fill_depth, regularise_depth, to_height
 from napari_focus_stack.synthetic import make_hyperstack
 
 Z_STEP = 0.5  # micrometres
