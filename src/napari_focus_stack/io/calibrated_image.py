@@ -26,7 +26,7 @@ from typing import Any
 from ..errors import InputError
 from .checks import as_path, check_file, guarded, is_tiff
 from .hyperstack import Calibration, normalise_unit
-from .microscopy import axes_from_tifffile, imagej_calibration, import_zarr, ome_tiff_calibration, tiff_pixel_size
+from .microscopy import imagej_calibration, ome_tiff_calibration, open_tiff_series
 from .paths import PathLike
 
 __all__ = ["CalibratedImage", "ImageInfo", "image_info", "is_calibrated_image", "read_calibrated_image"]
@@ -120,6 +120,15 @@ def _imagej_info(ij: dict) -> ImageInfo:
     return ImageInfo(name, unit, shown, _seconds(ij.get("finterval"), ij.get("tunit")))
 
 
+def _info(tif: Any, series: int) -> ImageInfo:
+    """What an OME-TIFF's or ImageJ file's metadata says of its values (nothing for a plain TIFF)."""
+    if tif.is_ome:
+        return _ome_info(tif.ome_metadata, series)
+    if tif.is_imagej:
+        return _imagej_info(tif.imagej_metadata or {})
+    return ImageInfo()
+
+
 def _ome_info(xml: str, series: int) -> ImageInfo:
     import tifffile
 
@@ -145,11 +154,7 @@ def image_info(path: PathLike, series: int = 0) -> ImageInfo:
 
     def read() -> ImageInfo:
         with tifffile.TiffFile(p) as tif:
-            if tif.is_ome:
-                return _ome_info(tif.ome_metadata, series)
-            if tif.is_imagej:
-                return _imagej_info(tif.imagej_metadata or {})
-            return ImageInfo()
+            return _info(tif, series)
 
     return guarded(p, "TIFF", read)
 
@@ -202,33 +207,14 @@ def read_calibrated_image(path: PathLike, series: int = 0) -> CalibratedImage:
     ...     image.close()
     ('TYX', (0.1, 0.1), 'height', 'µm')
     """
-    import tifffile
 
     p = as_path(path)
     if not is_tiff(check_file(p)):
         raise InputError(f"{p} is not a TIFF: calibrated images are ImageJ or OME-TIFF files")
 
     def read() -> CalibratedImage:
-        zarr = import_zarr()
-        with tifffile.TiffFile(p) as tif:
-            if not tif.series:
-                raise InputError(f"{p} contains no image data")
-            s = tif.series[series]
-            axes = axes_from_tifffile(s.axes)
-            if tif.is_ome:
-                cal, info = ome_tiff_calibration(tif.ome_metadata, series, p.name), _ome_info(tif.ome_metadata, series)
-            elif tif.is_imagej:
-                ij = tif.imagej_metadata or {}
-                cal, info = imagej_calibration(ij, s.keyframe, p.name), _imagej_info(ij)
-            else:
-                cal, info = Calibration(*tiff_pixel_size(s.keyframe, p.name)), ImageInfo()
-        store = tifffile.imread(p, aszarr=True, series=series, level=0)
-        try:
-            data = zarr.open(store, mode="r")
-        except Exception:
-            store.close()
-            raise
-        return CalibratedImage(data, axes, cal, info, name=p.name, closer=store.close)
+        data, axes, cal, closer, info = open_tiff_series(p, series, _info)
+        return CalibratedImage(data, axes, cal, info, name=p.name, closer=closer)
 
     return guarded(p, "TIFF", read)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -193,10 +194,29 @@ def import_zarr() -> Any:
 
 
 def _read_tiff(path: Path, series: int) -> Hyperstack:
+    data, axes, cal, closer, _ = open_tiff_series(path, series)
+    return Hyperstack(data, axes, cal, name=path.name, closer=closer)
+
+
+def open_tiff_series(
+    path: Path, series: int = 0, describe: Callable[[Any, int], Any] | None = None
+) -> tuple[Any, str, Calibration, Callable[[], None], Any]:
+    """A TIFF series opened lazily (a Zarr view of its pages) with its axes and calibration.
+
+    Returns ``(data, axes, calibration, close, described)``, where
+    ``described`` is ``describe(tiff_file, series)`` (None without it), for
+    readers that need more of the file's metadata.
+
+    Raises
+    ------
+    InputError
+        No image data, no such series, or planes the metadata names but the
+        file does not hold.
+    """
     import tifffile
 
     zarr = import_zarr()
-
+    described = None
     with tifffile.TiffFile(path) as tif:
         if not tif.series:
             raise InputError(f"{path} contains no image data")
@@ -212,13 +232,15 @@ def _read_tiff(path: Path, series: int) -> Hyperstack:
             cal = imagej_calibration(tif.imagej_metadata or {}, page, path.name)
         else:
             cal = Calibration(*tiff_pixel_size(page, path.name))
+        if describe is not None:
+            described = describe(tif, series)
     store = tifffile.imread(path, aszarr=True, series=series, level=0)
     try:
         data = zarr.open(store, mode="r")
     except Exception:
         store.close()
         raise
-    return Hyperstack(data, axes, cal, name=path.name, closer=store.close)
+    return data, axes, cal, store.close, described
 
 
 def tiff_pixel_size(

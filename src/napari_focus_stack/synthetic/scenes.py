@@ -453,15 +453,7 @@ def _pcb(shape, rng):
             texture[y0:y1, x0:x1] = colour
 
     def disk(y, x, r, colour):
-        r = max(1.0, r)
-        y0, y1 = int(max(0, y - r - 1)), int(min(hc, y + r + 2))
-        x0, x1 = int(max(0, x - r - 1)), int(min(wc, x + r + 2))
-        if y1 <= y0 or x1 <= x0:
-            return
-        dy = np.arange(y0, y1)[:, None] - y
-        dx = np.arange(x0, x1)[None, :] - x
-        inside = dy * dy + dx * dx <= r * r
-        texture[y0:y1, x0:x1][inside] = colour
+        _disk_paint(texture, y, x, max(1.0, r), colour)
 
     # Traces: Manhattan paths ending on round pads.
     for _ in range(int(rng.integers(45, 70))):
