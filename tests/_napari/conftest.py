@@ -69,3 +69,18 @@ def run_and_wait(qtbot, widget, timeout=30000) -> str:
     with qtbot.waitSignal(widget.run_finished, timeout=timeout) as blocker:
         widget.run_button.click()
     return blocker.args[0]
+
+
+def results_by_role(viewer, key: str) -> dict[str, list]:
+    """The result layers made from input `key`, by role ("fused", "depth"...): a list each (channel layers
+    give one fused layer per channel)."""
+    out: dict = {}
+    for layer in viewer.layers:
+        if layer.metadata.get("focus_stack_input") == key and "focus_stack_role" in layer.metadata:
+            out.setdefault(layer.metadata["focus_stack_role"], []).append(layer)
+    return out
+
+
+def result_by_role(viewer, key: str = "stack") -> dict:
+    """:func:`results_by_role` for a single-channel input: one layer per role."""
+    return {role: layers[-1] for role, layers in results_by_role(viewer, key).items()}

@@ -13,7 +13,7 @@ from napari_focus_stack._napari._reader import get_reader, read_retouch_layers
 from napari_focus_stack.io.mask import mask_info
 from napari_focus_stack.retouch import REACH, apply_retouch
 
-from .conftest import N_FRAMES, SHAPE, run_and_wait
+from .conftest import N_FRAMES, SHAPE, result_by_role, run_and_wait
 
 pytestmark = pytest.mark.napari
 
@@ -27,9 +27,6 @@ def _same_to_rounding(a, b) -> bool:
     d = np.abs(np.asarray(a).astype(np.int64) - np.asarray(b).astype(np.int64))
     return int(d.max()) <= 1 and float((d > 0).mean()) < 1e-3
 
-def _results(viewer, key="stack"):
-    return {layer.metadata["focus_stack_role"]: layer for layer in viewer.layers
-            if layer.metadata.get("focus_stack_input") == key}
 
 
 def _rectangle(region=REGION):
@@ -53,7 +50,7 @@ def retouching(viewer, widget, stack_layer):
 
 def test_painting_a_frame_shows_it_in_the_fused_image(viewer, widget, synthetic, retouching):
     panel, qtbot = retouching, widget._qtbot
-    res = _results(viewer)
+    res = result_by_role(viewer)
     layer, fused, depth, conf = res["retouch"], res["fused"], res["depth"], res["confidence"]
     assert layer is panel.layer and layer.name == "stack retouch" and layer.data.shape == SHAPE
     assert type(layer).__name__ == "Labels" and layer.mode == "paint"
@@ -125,7 +122,7 @@ def _drag(panel, layer, points):
 
 def test_the_sharpest_frame_brush_and_the_cursor(viewer, widget, synthetic, retouching):
     panel, qtbot = retouching, widget._qtbot
-    layer, fused = panel.layer, _results(viewer)["fused"]
+    layer, fused = panel.layer, result_by_role(viewer)["fused"]
     automatic = panel.retouch.automatic
     # a wrong frame painted, then brushed over with the sharpest frame
     layer.data_setitem(_rectangle(), 1)
@@ -159,7 +156,7 @@ def test_the_sharpest_frame_brush_and_the_cursor(viewer, widget, synthetic, reto
 
 def test_the_mask_saves_and_opens_again_over_its_result(viewer, widget, synthetic, retouching, tmp_path):
     panel, qtbot = retouching, widget._qtbot
-    layer, fused = panel.layer, _results(viewer)["fused"]
+    layer, fused = panel.layer, result_by_role(viewer)["fused"]
     automatic = panel.retouch.automatic
     layer.data_setitem(_rectangle(), 4)
     panel.wait_until_idle(qtbot)
@@ -186,7 +183,7 @@ def test_the_mask_saves_and_opens_again_over_its_result(viewer, widget, syntheti
     assert run_and_wait(qtbot, widget) == "done"
     qtbot.waitUntil(lambda: panel.layer is opened and panel.retouch is not None, timeout=10000)
     panel.wait_until_idle(qtbot)
-    fused = _results(viewer)["fused"]
+    fused = result_by_role(viewer)["fused"]
     new_automatic = panel.retouch.automatic
     assert new_automatic.report.parameters["radius"] == 3
     assert np.array_equal(fused.data, apply_retouch(new_automatic, synthetic.frames, opened.data).image)

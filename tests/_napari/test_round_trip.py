@@ -11,7 +11,7 @@ from hyperstacks import write_imagej
 from napari_focus_stack._napari import layer_metadata as md
 from napari_focus_stack.synthetic import make_hyperstack
 
-from .conftest import run_and_wait
+from .conftest import results_by_role, run_and_wait
 
 pytestmark = pytest.mark.napari
 
@@ -26,12 +26,6 @@ def hyper():
     return make_hyperstack("patches", shape=SHAPE, n_z=N_Z, n_t=N_T, n_c=2, seed=7)
 
 
-def _results(viewer, key):
-    out: dict = {}
-    for layer in viewer.layers:
-        if layer.metadata.get(md.INPUT) == key and md.ROLE in layer.metadata:
-            out.setdefault(layer.metadata[md.ROLE], []).append(layer)
-    return out
 
 
 def _units(layer):
@@ -63,7 +57,7 @@ def test_every_result_reopens_calibrated_where_it_was(viewer, widget, hyper, tmp
                      units=units)
     widget.set_input("cells")
     assert run_and_wait(widget._qtbot, widget, timeout=120000) == "done"
-    res = _results(viewer, "cells")
+    res = results_by_role(viewer, "cells")
     for role in ("fused", "depth", "confidence"):
         (result,) = res[role]
         (path,) = result.save(str(tmp_path / f"{role}{suffix}"), plugin=PLUGIN)
@@ -106,7 +100,7 @@ def test_a_channel_result_keeps_its_colour_and_the_time_unit(viewer, widget, hyp
                          scale=(30.0, DZ, DXY, DXY), units=("second", "µm", "µm", "µm"))
     widget.set_input("DAPI", channels=["GFP"])
     assert run_and_wait(widget._qtbot, widget, timeout=120000) == "done"
-    gfp = next(layer for layer in _results(viewer, "DAPI")["fused"] if layer.name == "GFP fused")
+    gfp = next(layer for layer in results_by_role(viewer, "DAPI")["fused"] if layer.name == "GFP fused")
     for suffix in (".tif", ".ome.tif"):
         (path,) = gfp.save(str(tmp_path / f"gfp{suffix}"), plugin=PLUGIN)
         (layer,) = viewer.open(path, plugin=PLUGIN)

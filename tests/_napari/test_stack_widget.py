@@ -14,17 +14,11 @@ from napari_focus_stack import FocusStacker
 from napari_focus_stack._napari.stack_widget import SELECTED, FocusStackWidget
 from napari_focus_stack.errors import AlignmentError
 
-from .conftest import N_FRAMES, PCB, PCB_SMALL, SHAPE, run_and_wait
+from .conftest import N_FRAMES, PCB, PCB_SMALL, SHAPE, result_by_role, run_and_wait
 
 pytestmark = pytest.mark.napari
 
 
-def _results(viewer, key="stack"):
-    return {
-        layer.metadata["focus_stack_role"]: layer
-        for layer in viewer.layers
-        if layer.metadata.get("focus_stack_input") == key
-    }
 
 
 def test_run_on_a_stack_layer_adds_result_layers(viewer, widget, stack_layer, synthetic):
@@ -33,7 +27,7 @@ def test_run_on_a_stack_layer_adds_result_layers(viewer, widget, stack_layer, sy
     widget.progress_bar.valueChanged.connect(values.append)
     assert run_and_wait(widget._qtbot, widget) == "done"
     assert values == sorted(values) and values[-1] == widget.progress_bar.maximum() == 2 * N_FRAMES
-    res = _results(viewer)
+    res = result_by_role(viewer)
     assert set(res) == {"fused", "depth", "confidence"}
     fused, depth, conf = res["fused"], res["depth"], res["confidence"]
     assert fused.name == "stack fused" and fused.rgb
@@ -59,12 +53,12 @@ def test_run_on_a_stack_layer_adds_result_layers(viewer, widget, stack_layer, sy
 def test_rerun_replaces_result_layers(viewer, widget, stack_layer):
     widget.set_input("stack")
     run_and_wait(widget._qtbot, widget)
-    first = _results(viewer)
+    first = result_by_role(viewer)
     n_layers = len(viewer.layers)
     widget.engine.method.value = "depthmap"
     widget.engine.radius.value = 3
     assert run_and_wait(widget._qtbot, widget) == "done"
-    second = _results(viewer)
+    second = result_by_role(viewer)
     assert len(viewer.layers) == n_layers
     assert sorted(layer.name for layer in viewer.layers) == sorted(
         ["stack", "stack fused", "stack depth", "stack confidence"]
@@ -78,7 +72,7 @@ def test_aligned_stack_option(viewer, widget, stack_layer, synthetic):
     widget.set_input("stack")
     widget.aligned_check.setChecked(True)
     assert run_and_wait(widget._qtbot, widget) == "done"
-    aligned = _results(viewer)["aligned"]
+    aligned = result_by_role(viewer)["aligned"]
     assert aligned.data.shape == np.stack(synthetic.frames).shape and aligned.data.dtype == np.uint8
     ref = synthetic.reference
     np.testing.assert_array_equal(aligned.data[ref], synthetic.frames[ref])
@@ -99,7 +93,7 @@ def test_excluded_frames_are_named(viewer, widget, synthetic):
     widget.set_input("odd")
     before = len(notification_manager.records)
     assert run_and_wait(widget._qtbot, widget) == "done"
-    report = _results(viewer, "odd")["fused"].metadata["focus_stack_report"]
+    report = result_by_role(viewer, "odd")["fused"].metadata["focus_stack_report"]
     assert report["excluded"] == [f"frame {N_FRAMES - 1}"]
     status = widget.table.item(N_FRAMES - 1, widget.table.columnCount() - 1)
     assert status.text() == "excluded" and "quality" in status.toolTip()
@@ -113,7 +107,7 @@ def test_selected_2d_layers_as_input(viewer, widget, synthetic):
     viewer.layers.selection.update(layers)
     widget.set_input(SELECTED)
     assert run_and_wait(widget._qtbot, widget) == "done"
-    res = _results(viewer, "focus stack")
+    res = result_by_role(viewer, "focus stack")
     assert res["fused"].data.shape == (*SHAPE, 3)
     frames = res["fused"].metadata["focus_stack_report"]["frames"]
     assert [f["name"] for f in frames] == [layer.name for layer in layers]
@@ -124,7 +118,7 @@ def test_gray_16_bit_stack_stays_16_bit(viewer, widget, synthetic):
     viewer.add_image(gray, name="gray16")
     widget.set_input("gray16")
     assert run_and_wait(widget._qtbot, widget) == "done"
-    fused = _results(viewer, "gray16")["fused"]
+    fused = result_by_role(viewer, "gray16")["fused"]
     assert fused.data.dtype == np.uint16 and fused.data.shape == SHAPE and not fused.rgb
 
 
@@ -156,7 +150,7 @@ def test_cancel_stops_within_one_frame(viewer, widget, qtbot, monkeypatch):
     # each thread in flight finishes the frame it is on, then stops
     assert len(after) <= max(2, threads[0]), ticks
     assert max(done for done, _ in ticks) < 2 * 8
-    assert not _results(viewer, "big")
+    assert not result_by_role(viewer, "big")
     assert widget.status_label.text() == "Cancelled."
     assert widget.run_button.isEnabled() and not widget.cancel_button.isEnabled()
 
@@ -204,7 +198,7 @@ def test_click_on_depth_map_moves_the_dims_slider(viewer, widget, stack_layer):
     stack_layer.scale = (1, 0.5, 0.5)  # microscope-like pixel size: world != data coordinates
     widget.set_input("stack")
     run_and_wait(widget._qtbot, widget)
-    depth = _results(viewer)["depth"]
+    depth = result_by_role(viewer)["depth"]
     assert tuple(depth.scale) == (0.5, 0.5)
     z_axis = 0
     for frame in (0, N_FRAMES - 1):
@@ -228,7 +222,7 @@ def test_drag_on_depth_map_does_not_jump(viewer, widget, stack_layer):
 
     widget.set_input("stack")
     run_and_wait(widget._qtbot, widget)
-    depth = _results(viewer)["depth"]
+    depth = result_by_role(viewer)["depth"]
     viewer.dims.set_current_step(0, 2)
     r, c = np.argwhere(np.rint(depth.data) == 0)[0]
 
@@ -252,14 +246,14 @@ def test_widget_fits_memory_like_the_command_line(viewer, widget, monkeypatch):
     viewer.add_image(np.stack(st.frames), name="stack", rgb=True)
     widget.set_input("stack")
     assert run_and_wait(widget._qtbot, widget) == "done"
-    whole = _results(viewer)["fused"].data.copy()
+    whole = result_by_role(viewer)["fused"].data.copy()
     monkeypatch.setattr(memory, "TILE_SIZES", (256,))
     monkeypatch.setattr(memory, "available_memory", lambda: 2**30)
     monkeypatch.setattr(
         memory, "estimate_peak_memory", lambda shape, sf=1, inf=2, tile_size=None: 2**31 if tile_size is None else 2**29
     )
     assert run_and_wait(widget._qtbot, widget) == "done"
-    res = _results(viewer)
+    res = result_by_role(viewer)
     assert res["fused"].metadata["focus_stack_report"]["tiles"] > 1
     assert "Memory is short: fused in tiles of 256 px." in widget.status_label.text()
     assert np.abs(res["fused"].data.astype(float) - whole).mean() < 0.5  # the same picture
@@ -283,7 +277,7 @@ def test_engine_error_becomes_a_notification(viewer, widget, stack_layer, monkey
     messages = [n.message for n in notification_manager.records[before:]]
     assert any("frame 3.jpg could not be registered" in m for m in messages), messages
     assert "could not be registered" in widget.status_label.text()
-    assert not _results(viewer)
+    assert not result_by_role(viewer)
     assert widget.run_button.isEnabled()
 
 
@@ -304,7 +298,7 @@ def test_a_bug_is_raised_not_shown_as_a_user_error(viewer, widget, stack_layer, 
     assert any(isinstance(exc, ValueError) and "broadcast" in str(exc) for _, exc, _ in raised), raised
     assert not any("Focus stacking failed" in n.message for n in notification_manager.records[before:])
     assert "unexpected error" in widget.status_label.text()
-    assert widget.run_button.isEnabled() and not _results(viewer)
+    assert widget.run_button.isEnabled() and not result_by_role(viewer)
 
 
 def test_input_error_becomes_a_notification(viewer, widget, synthetic):
@@ -352,7 +346,7 @@ def test_reference_frame_is_passed_to_the_engine(viewer, widget, stack_layer):
     widget.set_input("stack")
     widget.engine.reference.value = 1
     run_and_wait(widget._qtbot, widget)
-    assert _results(viewer)["fused"].metadata["focus_stack_report"]["reference"] == 1
+    assert result_by_role(viewer)["fused"].metadata["focus_stack_report"]["reference"] == 1
 
 
 def test_sample_data_then_widget(viewer, widget):
@@ -366,7 +360,7 @@ def test_sample_data_then_widget(viewer, widget):
     assert true_depth.colormap.name == "turbo" and tuple(true_depth.contrast_limits) == (0, 3)
     widget.set_input("synthetic stack")
     assert run_and_wait(widget._qtbot, widget) == "done"
-    res = _results(viewer, "synthetic stack")
+    res = result_by_role(viewer, "synthetic stack")
     # the depth map agrees with the truth where there is texture
     corr = np.corrcoef(res["depth"].data.ravel(), true_depth.data.ravel())[0, 1]
     assert corr > 0.5, corr
@@ -407,7 +401,7 @@ def test_real_pcb_stack(viewer, widget, tmp_path):
     assert layer.data.shape == (7, *shape, 3)
     widget.set_input(layer.name)
     assert run_and_wait(widget._qtbot, widget, timeout=120000) == "done"
-    res = _results(viewer, layer.name)
+    res = result_by_role(viewer, layer.name)
     fused = res["fused"]
     assert fused.data.shape == (*shape, 3) and fused.data.dtype == np.uint8
     report = fused.metadata["focus_stack_report"]

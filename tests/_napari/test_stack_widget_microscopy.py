@@ -13,7 +13,7 @@ from napari_focus_stack._napari import layer_metadata as md
 from napari_focus_stack._napari.channel_picker import ALL_CHANNELS
 from napari_focus_stack.synthetic import make_hyperstack
 
-from .conftest import run_and_wait
+from .conftest import results_by_role, run_and_wait
 
 pytestmark = pytest.mark.napari
 
@@ -27,12 +27,6 @@ def hyper():
     return make_hyperstack("patches", shape=SHAPE, n_z=N_Z, n_t=N_T, n_c=2, seed=3)
 
 
-def _results(viewer, key):
-    out: dict = {}
-    for layer in viewer.layers:
-        if layer.metadata.get(md.INPUT) == key and md.ROLE in layer.metadata:
-            out.setdefault(layer.metadata[md.ROLE], []).append(layer)
-    return out
 
 
 def _tzyx_layer(viewer, hyper, **kwargs):
@@ -78,7 +72,7 @@ def test_tzyx_layer_fuses_every_time_point_and_keeps_sliders_and_units(viewer, w
         widget._qtbot.wait(100)  # let the canvas draw the new layers
     assert not unit_warnings.messages
     assert values[-1] == widget.progress_bar.maximum() == 2 * N_Z * N_T
-    res = _results(viewer, "cells")
+    res = results_by_role(viewer, "cells")
     (fused,), (depth,), (conf,) = res["fused"], res["depth"], res["confidence"]
     assert fused.name == "cells fused" and fused.data.shape == (N_T, 1, *SHAPE) and fused.data.dtype == np.uint16
     assert depth.data.shape == conf.data.shape == (N_T, 1, *SHAPE) and depth.data.dtype == np.float32
@@ -110,7 +104,7 @@ def test_click_on_a_time_point_moves_the_z_slider(viewer, widget, hyper):
     _tzyx_layer(viewer, hyper)
     widget.set_input("cells")
     assert run_and_wait(widget._qtbot, widget, timeout=120000) == "done"
-    depth = _results(viewer, "cells")["depth"][0]
+    depth = results_by_role(viewer, "cells")["depth"][0]
     t = 2
     plane = np.rint((depth.data[t, 0] - Z0) / DZ)
     for frame in (int(plane.min()), int(plane.max())):
@@ -133,7 +127,7 @@ def test_unlabelled_layer_takes_the_z_axis_the_user_picks(viewer, widget, hyper)
     assert widget.z_warning.isHidden()
     assert widget.engine.reference.max == N_Z - 1
     assert run_and_wait(widget._qtbot, widget, timeout=120000) == "done"
-    res = _results(viewer, "zt")
+    res = results_by_role(viewer, "zt")
     fused, depth = res["fused"][0], res["depth"][0]
     assert fused.data.shape == depth.data.shape == (2, *SHAPE)  # z was the first axis: dropped
     assert depth.metadata[md.HEIGHT_UNIT] == "frame" and depth.data.max() <= N_Z - 1
@@ -155,7 +149,7 @@ def test_channel_layers_are_fused_with_one_decision(viewer, widget, hyper):
     widget.set_input("DAPI", channels=["GFP"], deciding="GFP")
     assert widget.channel_picker.deciding() == 1
     assert run_and_wait(widget._qtbot, widget, timeout=120000) == "done"
-    res = _results(viewer, "DAPI")
+    res = results_by_role(viewer, "DAPI")
     fused = {layer.name: layer for layer in res["fused"]}
     assert set(fused) == {"DAPI fused", "GFP fused"}
     assert [layer.metadata[md.CHANNEL] for layer in res["fused"]] == [0, 1]
@@ -231,8 +225,8 @@ def test_show_height_in_3d(viewer, widget, hyper):
     surface = viewer.layers["cells height 3D"]
     assert surface.metadata[md.ROLE] == "surface" and viewer.dims.ndisplay == 3
     vertices, faces, values = surface.data
-    depth = _results(viewer, "cells")["depth"][0]
-    fused = _results(viewer, "cells")["fused"][0]
+    depth = results_by_role(viewer, "cells")["depth"][0]
+    fused = results_by_role(viewer, "cells")["fused"][0]
     h, w = SHAPE
     # one mesh per time point, (t, z, y, x), each at its t: small, so not decimated
     assert surface.ndim == 4 and vertices.shape == (N_T * h * w, 4)
@@ -269,7 +263,7 @@ def test_height_3d_of_a_photo_stack_is_in_colour_and_stretched(viewer, widget, s
     surface = blocker.args[0]
     assert surface.name == "stack height 3D"
     vertices = surface.data[0]
-    depth = _results(viewer, "stack")["depth"][0]
+    depth = results_by_role(viewer, "stack")["depth"][0]
     np.testing.assert_allclose(np.sort(vertices[:, 0]), np.sort(depth.data.ravel()), rtol=1e-6)  # frame indices
     stretch = surface.metadata["vertical_exaggeration"]
     assert stretch > 1 and surface.scale[0] == pytest.approx(stretch)  # stretched to be seen, by the layer's scale
@@ -287,7 +281,7 @@ def test_photo_stack_with_units_set_by_hand_gives_results_in_those_units(viewer,
         assert run_and_wait(widget._qtbot, widget) == "done"
         widget._qtbot.wait(100)
     assert not unit_warnings.messages
-    res = _results(viewer, "stack")
+    res = results_by_role(viewer, "stack")
     for role in ("fused", "depth", "confidence"):
         (layer,) = res[role]
         assert tuple(layer.scale) == (2.5, 2.5) and [str(u) for u in layer.units] == ["millimeter"] * 2
@@ -310,7 +304,7 @@ def test_calibration_round_trips_through_reader_widget_and_writer(viewer, widget
         assert run_and_wait(widget._qtbot, widget, timeout=120000) == "done"
         widget._qtbot.wait(100)
     assert not unit_warnings.messages
-    res = _results(viewer, first.name)
+    res = results_by_role(viewer, first.name)
     fused, depth = res["fused"][1], res["depth"][0]
     assert fused.name == f"{second.name} fused" and fused.colormap.name == "magenta"
     assert fused.data.shape == depth.data.shape == (2, 1, *SHAPE)
@@ -352,7 +346,7 @@ def test_progress_names_the_time_point_and_cancel_stops(viewer, widget, hyper, m
     assert run_and_wait(widget._qtbot, widget, timeout=120000) == "cancelled"
     assert any(s.startswith("T 1/3: ") for s in stages) and any(s.startswith("T 2/3: ") for s in stages), stages
     assert not any(s.startswith("T 3/3: ") for s in stages), "the run went on after the cancel"
-    assert not _results(viewer, "cells") and widget.status_label.text() == "Cancelled."
+    assert not results_by_role(viewer, "cells") and widget.status_label.text() == "Cancelled."
 
 
 def test_a_channel_axis_in_one_layer_is_fused_with_one_decision(viewer, widget, hyper):
@@ -362,7 +356,7 @@ def test_a_channel_axis_in_one_layer_is_fused_with_one_decision(viewer, widget, 
     widget.set_input("cz")
     assert widget.z_combo.axis() == 1
     assert run_and_wait(widget._qtbot, widget, timeout=120000) == "done"
-    res = _results(viewer, "cz")
+    res = results_by_role(viewer, "cz")
     fused, depth = res["fused"][0], res["depth"][0]
     assert fused.data.shape == (2, 1, *SHAPE) and depth.data.shape == SHAPE  # the height map has no channels
     a, b = fused.data[0, 0].astype(float), fused.data[1, 0].astype(float)
