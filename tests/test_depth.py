@@ -162,3 +162,48 @@ def test_depth_regularisation_leaves_the_fused_image_alone(small_stack):
     np.testing.assert_array_equal(res.image, image)  # ... from the image, which it does not change
     again = FocusStacker(device="cpu").stack(small_stack.frames)
     np.testing.assert_array_equal(again.image, image)  # and without it the image is the same
+
+
+def test_a_peak_the_fusion_did_not_keep_is_a_guess():
+    # the tracker's confidence drops where the fused result's detail (its small-window energy) is a
+    # fraction of the chosen frame's: the fusion averaged what it took for noise
+    from napari_focus_stack.focus import KEPT, DepthTracker
+
+    bk = get_backend("cpu")
+    rng = np.random.default_rng(0)
+    shape = (32, 40)
+    tracker = DepthTracker(bk, shape)
+    measures = [rng.uniform(0.5, 1.0, shape).astype(np.float32) for _ in range(4)]
+    measures[2] *= 8  # frame 2 stands out everywhere
+    for i, m in enumerate(measures):
+        tracker.update(i, m, local=m)
+    depth, conf = tracker.result()
+    assert np.all(depth.round() == 2) and conf.min() > 0.3
+    same_depth, kept_all = tracker.result(kept=tracker.local.copy())  # the fusion kept frame 2's detail
+    np.testing.assert_array_equal(same_depth, depth)
+    np.testing.assert_allclose(kept_all, conf)
+    half = tracker.local.copy()
+    half[:, :20] *= KEPT[0] / 2  # on the left the fusion kept little of it
+    _, partly = tracker.result(kept=half)
+    assert partly[:, :20].max() == 0.0
+    np.testing.assert_allclose(partly[:, 20:], conf[:, 20:])
+
+
+def test_plain_parts_the_fusion_averaged_are_filled_from_their_surroundings(monkeypatch):
+    # the board scene's plain parts (chips, backdrop, print): the frames' incoherent detail there is averaged
+    # by the fusion, and the depth it seemed to show is taken for a guess and filled
+    import napari_focus_stack.focus as focus
+    from napari_focus_stack.synthetic import make_stack
+
+    plain_ok = {}
+    for check in ("kept", "without"):
+        if check == "without":
+            monkeypatch.setattr(focus, "KEPT", (-2.0, -1.0))  # the factor is 1 everywhere
+        rates = []
+        for seed in (0, 2):
+            st = make_stack("board", shape=(384, 512), n_frames=8, seed=seed)
+            res = FocusStacker(device="cpu").stack(st.frames)
+            ok = np.abs(res.depth - st.depth_index) <= 1
+            rates.append(ok[~st.texture_mask].mean())
+        plain_ok[check] = np.mean(rates)
+    assert plain_ok["kept"] > plain_ok["without"] + 0.01 and plain_ok["kept"] > 0.94, plain_ok

@@ -101,8 +101,8 @@ class _Fusion:
             self._side.shutdown()
             self._side = None
 
-    def _maps(self) -> tuple[Any, Any]:
-        depth, confidence = self.tracker.result()
+    def _maps(self, kept: Any | None = None) -> tuple[Any, Any]:
+        depth, confidence = self.tracker.result(kept)
         xp = self.bk.xp
         return (
             _upsample_smooth(self.bk, depth, self.shape),
@@ -208,8 +208,10 @@ class PyramidFusion(_Fusion):
         bands = self.weighted.bands()
         if self.noise is not None:
             bands[0] = self.noise.blend(bands[0])
+        # the detail the fusion kept, measured as the frames' was: where it averaged noise, no depth was seen
+        kept = local_energy(self.bk, self.bk.block_energy(bands[0], 2, self.weights))
         image = pyramid.collapse(self.bk, bands + [base], overwrite=True)  # the bands are ours
-        depth, confidence = self._maps()
+        depth, confidence = self._maps(kept)
         return FusionResult(image, depth, confidence)
 
 
