@@ -172,7 +172,7 @@ def read_hyperstack(path: PathLike, series: int = 0) -> Hyperstack:
     return hs
 
 
-def axes_from_tifffile(axes: str) -> str:
+def _axes_from_tifffile(axes: str) -> str:
     """tifffile's axes letters to ours: one generic sequence axis (I, Q) is the z axis."""
     axes = axes.upper()
     if "Z" not in axes:
@@ -182,7 +182,7 @@ def axes_from_tifffile(axes: str) -> str:
     return axes
 
 
-def import_zarr() -> Any:
+def _import_zarr() -> Any:
     try:
         import zarr
     except ImportError:
@@ -215,7 +215,7 @@ def open_tiff_series(
     """
     import tifffile
 
-    zarr = import_zarr()
+    zarr = _import_zarr()
     described = None
     with tifffile.TiffFile(path) as tif:
         if not tif.series:
@@ -224,14 +224,14 @@ def open_tiff_series(
             raise InputError(f"{path} has {len(tif.series)} series; series {series} does not exist")
         s = tif.series[series]
         check_planes_present(s, path)
-        axes = axes_from_tifffile(s.axes)
+        axes = _axes_from_tifffile(s.axes)
         page = s.keyframe
         if tif.is_ome:
             cal = ome_tiff_calibration(tif.ome_metadata, series, path.name)
         elif tif.is_imagej:
             cal = imagej_calibration(tif.imagej_metadata or {}, page, path.name)
         else:
-            cal = Calibration(*tiff_pixel_size(page, path.name))
+            cal = Calibration(*_tiff_pixel_size(page, path.name))
         if describe is not None:
             described = describe(tif, series)
     store = tifffile.imread(path, aszarr=True, series=series, level=0)
@@ -243,7 +243,7 @@ def open_tiff_series(
     return data, axes, cal, store.close, described
 
 
-def tiff_pixel_size(
+def _tiff_pixel_size(
     page: Any, name: str, unit: str | None = None
 ) -> tuple[tuple[float, float] | None, str | None]:
     """Pixel size (y, x) from the resolution tags, in ``unit`` (ImageJ) or µm (inch/cm units)."""
@@ -273,7 +273,7 @@ def tiff_pixel_size(
 
 def imagej_calibration(ij: dict, page: Any, name: str) -> Calibration:
     unit = normalise_unit(ij.get("unit"))
-    pixel_size, unit = tiff_pixel_size(page, name, unit) if unit else (None, None)
+    pixel_size, unit = _tiff_pixel_size(page, name, unit) if unit else (None, None)
     z_step = _size_or_none(ij.get("spacing"), "the z step (ImageJ spacing)", name, _NO_Z)
     z0 = -_position_or_zero(ij.get("zorigin", 0), "the z origin (ImageJ zorigin)", name) * (z_step or 0)
     colors = None
@@ -349,7 +349,7 @@ def _is_ome_zarr(folder: Path) -> bool:
 
 
 def _read_ome_zarr(folder: Path) -> Hyperstack:
-    zarr = import_zarr()
+    zarr = _import_zarr()
 
     attrs = _zarr_attrs(folder)
     ms = attrs["multiscales"][0]
