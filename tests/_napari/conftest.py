@@ -59,6 +59,21 @@ def widget(viewer, qtbot):
 
 
 @pytest.fixture
+def batch_widget(viewer, qtbot):
+    """The Batch widget, docked, on the CPU at scale factor 1."""
+    from napari_focus_stack._napari.batch_widget import BatchWidget
+
+    widget = BatchWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Batch")
+    widget.engine.scale_factor.value = 1
+    widget.engine.device.value = "cpu"
+    yield widget
+    if widget.worker is not None:  # never leave a thread running into the next test
+        widget.cancel()
+        qtbot.waitUntil(lambda: widget.worker is None, timeout=60000)
+
+
+@pytest.fixture
 def stack_layer(viewer, synthetic):
     """The synthetic stack as an RGB stack layer named 'stack'."""
     return viewer.add_image(np.stack(synthetic.frames), name="stack", rgb=True)

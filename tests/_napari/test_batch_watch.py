@@ -8,20 +8,7 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("qtpy")
 
-from napari_focus_stack._napari.batch_widget import BatchWidget  # noqa: E402
 from scans import openscan3_position, stacked  # noqa: E402
-
-
-@pytest.fixture
-def batch_widget(viewer, qtbot):
-    widget = BatchWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Batch")
-    widget.engine.scale_factor.value = 1
-    widget.engine.device.value = "cpu"
-    yield widget
-    if widget.worker is not None:  # never leave a thread running into the next test
-        widget.cancel()
-        qtbot.waitUntil(lambda: widget.worker is None, timeout=60000)
 
 
 def test_watch_stacks_arriving_positions_until_cancel(tmp_path, viewer, qtbot, batch_widget):

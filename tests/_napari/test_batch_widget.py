@@ -25,18 +25,6 @@ def make_scan(folder: Path, poses: int, shape=SHAPE, frames: int = 4) -> None:
             Image.fromarray(frame).save(folder / f"Ella_0_{pose}-{i}.jpg", quality=95)
 
 
-@pytest.fixture
-def batch_widget(viewer, qtbot):
-    widget = BatchWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Batch")
-    widget.engine.scale_factor.value = 1
-    widget.engine.device.value = "cpu"
-    yield widget
-    if widget.worker is not None:  # never leave a thread running into the next test
-        widget.cancel()
-        qtbot.waitUntil(lambda: widget.worker is None, timeout=30000)
-
-
 def run_and_wait(qtbot, widget, timeout=60000) -> str:
     with qtbot.waitSignal(widget.run_finished, timeout=timeout) as blocker:
         widget.run_button.click()

@@ -162,43 +162,14 @@ def write_slowly(path: Path, data: bytes, pieces: int, pause: float) -> None:
                 time.sleep(pause)
 
 
-def test_a_frame_written_in_pieces_is_not_read_while_it_grows(tmp_path, monkeypatch):
-    """Pauses shorter than the stable time: the growing frame is never opened, not even to check it."""
-    source, scan, out = tmp_path / "camera", tmp_path / "scan01", tmp_path / "out"
-    frames = openscan3_position(source, 0)
-    openscan3_position(scan, 1)  # a later position is there: only the slow frame holds the first back
-    for frame in frames[:-1]:
-        shutil.copy(frame, scan / frame.name)
-    slow = scan / frames[-1].name
-    checked = []
-    real_check = watch._decode_error
+def watch_a_slow_frame(tmp_path, monkeypatch, pieces: int, pause: float, stable: float):
+    """Watch the first position of a scan while its last frame is written in ``pieces`` appends.
 
-    def check(path, max_pixels):
-        checked.append((Path(path).name, Path(path).stat().st_size))
-        return real_check(path, max_pixels)
-
-    monkeypatch.setattr(watch, "_decode_error", check)
-    ran = []
-
-    def runner(task):
-        ran.append({Path(f).name: Path(f).stat().st_size for f in task.frames})
-        return run_stack(task)
-
-    data = frames[-1].read_bytes()
-    writer = Background(lambda: write_slowly(slow, data, pieces=6, pause=0.2))
-    cancel = threading.Event()
-    writer.start()
-    result = run_watch(scan, out, settle=LONG, stable=2.5, cancel=cancel, runner=runner,
-                       on_stack=lambda e: cancel.set())
-    writer.finish()
-    assert statuses(result) == {"scan01_000": "done"}
-    assert (slow.name, len(data)) in checked
-    assert all(size == len(data) for name, size in checked if name == slow.name)  # never opened while growing
-    assert ran[0][slow.name] == len(data)
-
-
-def test_a_half_written_frame_that_pauses_is_not_taken(tmp_path, monkeypatch):
-    """Pauses longer than the stable time: its size holds for a while, but a half JPEG does not decode."""
+    A later position is there from the start: only the slow frame holds the
+    first back. Returns the watch's result, the slow frame's path and bytes,
+    every decode check of a frame as (name, size, error) and the frames (name
+    -> size) of every stack run.
+    """
     source, scan, out = tmp_path / "camera", tmp_path / "scan01", tmp_path / "out"
     frames = openscan3_position(source, 0)
     openscan3_position(scan, 1)
@@ -221,12 +192,28 @@ def test_a_half_written_frame_that_pauses_is_not_taken(tmp_path, monkeypatch):
         return run_stack(task)
 
     data = frames[-1].read_bytes()
-    writer = Background(lambda: write_slowly(slow, data, pieces=3, pause=1.5))
+    writer = Background(lambda: write_slowly(slow, data, pieces=pieces, pause=pause))
     cancel = threading.Event()
     writer.start()
-    result = run_watch(scan, out, settle=LONG, stable=0.3, cancel=cancel, runner=runner,
+    result = run_watch(scan, out, settle=LONG, stable=stable, cancel=cancel, runner=runner,
                        on_stack=lambda e: cancel.set())
     writer.finish()
+    return result, slow, data, checked, ran
+
+
+def test_a_frame_written_in_pieces_is_not_read_while_it_grows(tmp_path, monkeypatch):
+    """Pauses shorter than the stable time: the growing frame is never opened, not even to check it."""
+    result, slow, data, checked, ran = watch_a_slow_frame(tmp_path, monkeypatch, pieces=6, pause=0.2, stable=2.5)
+    assert statuses(result) == {"scan01_000": "done"}
+    assert any(name == slow.name and size == len(data) for name, size, _ in checked)
+    assert all(size == len(data) for name, size, _ in checked if name == slow.name)  # never opened while growing
+    assert ran[0][slow.name] == len(data)
+
+
+def test_a_half_written_frame_that_pauses_is_not_taken(tmp_path, monkeypatch):
+    """Pauses longer than the stable time: its size holds for a while, but a half JPEG does not decode."""
+    result, slow, data, checked, ran = watch_a_slow_frame(tmp_path, monkeypatch, pieces=3, pause=1.5, stable=0.3)
+    scan, out = slow.parent, tmp_path / "out"
     early = [(size, error) for name, size, error in checked if name == slow.name and size < len(data)]
     assert early and all(error for _, error in early)  # it was looked at half-written, and refused
     assert statuses(result) == {"scan01_000": "done"}
