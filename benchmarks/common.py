@@ -36,6 +36,17 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores{mem}, Python {platform.python_version()}"
 
 
+def rerun_with_virtual_display(script: str, argv: list[str]) -> int:
+    """Run ``script`` again with ``argv`` on a virtual X display (Xvfb); its exit status."""
+    try:
+        from pyvirtualdisplay import Display
+    except ImportError:
+        sys.exit("No display: install PyVirtualDisplay (pip install '.[testing]') or run under `xvfb-run -a`.")
+    with Display(visible=False, size=(1600, 1000), color_depth=24) as display:
+        env = {**os.environ, "DISPLAY": f":{display.display}"}
+        return subprocess.run([sys.executable, script, *argv], env=env).returncode
+
+
 def run_cli(args: list[str], env: dict | None = None) -> tuple[float, float]:
     """Run ``napari-focus-stack ARGS`` as a fresh process: (wall seconds, peak MiB)."""
     cmd = [sys.executable, str(Path(__file__).with_name("_measure.py")), "stack", *args]

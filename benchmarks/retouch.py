@@ -45,7 +45,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PCB, machine, replace_section  # noqa: E402
+from common import PCB, machine, replace_section, rerun_with_virtual_display  # noqa: E402
 from napari_focus_stack import FocusStacker  # noqa: E402
 from napari_focus_stack.retouch import Retouch  # noqa: E402
 
@@ -204,18 +204,6 @@ def measure_napari(paths: list[Path], strokes: int, seed: int = 0) -> dict:
         viewer.close()
 
 
-def _rerun_with_virtual_display(argv: list[str]) -> int:
-    try:
-        from pyvirtualdisplay import Display
-    except ImportError:
-        sys.exit("No display: install PyVirtualDisplay (pip install '.[testing]') or run under `xvfb-run -a`.")
-    import subprocess
-
-    with Display(visible=False, size=(1600, 1000), color_depth=24) as display:
-        env = {**os.environ, "DISPLAY": f":{display.display}"}
-        return subprocess.run([sys.executable, __file__, *argv], env=env).returncode
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--strokes", type=int, default=15, help="strokes per kind (default 15)")
@@ -223,7 +211,7 @@ def main() -> None:
     p.add_argument("--write", action="store_true", help="also write the table into docs/benchmarks.md")
     args = p.parse_args()
     if args.napari and sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
-        sys.exit(_rerun_with_virtual_display(sys.argv[1:]))
+        sys.exit(rerun_with_virtual_display(__file__, sys.argv[1:]))
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         pcb = sorted(PCB.glob("pcb_0*.jpg"))

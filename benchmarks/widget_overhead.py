@@ -36,31 +36,8 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-PCB = ROOT.parent / "shared" / "data" / "focus-stack-pcb"
-
-
-def _rerun_with_virtual_display(argv: list[str]) -> int:
-    try:
-        from pyvirtualdisplay import Display
-    except ImportError:
-        sys.exit("No display: install PyVirtualDisplay (pip install '.[testing]') or run under `xvfb-run -a`.")
-    import subprocess
-
-    with Display(visible=False, size=(1600, 1000), color_depth=24) as display:
-        env = {**os.environ, "DISPLAY": f":{display.display}"}
-        return subprocess.run([sys.executable, __file__, *argv], env=env).returncode
-
-
-def _machine() -> str:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    try:
-        from common import machine
-    except ImportError:
-        import platform
-
-        return f"{platform.processor()}, {os.cpu_count()} cores"
-    return machine()
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import PCB, machine, rerun_with_virtual_display  # noqa: E402
 
 
 def measure(
@@ -138,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
     args = parser.parse_args(argv)
     if not os.environ.get("DISPLAY") and sys.platform.startswith("linux"):
-        return _rerun_with_virtual_display(sys.argv[1:] if argv is None else argv)
+        return rerun_with_virtual_display(__file__, sys.argv[1:] if argv is None else argv)
     paths = sorted(args.frames.glob("pcb_0*.jpg"))
     if len(paths) < 2:
         parser.error(f"no pcb_0*.jpg frames in {args.frames}")
@@ -147,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     overhead = med["widget"] / med["engine, array"] - 1
     setting = ", ".join(f"{k}={params[k]}" for k in ("scale_factor", "method", "align", "device"))
     print(
-        f"\nMachine: {_machine()}; {len(paths)} frames; {setting}; "
+        f"\nMachine: {machine()}; {len(paths)} frames; {setting}; "
         f"median of {args.repeats} interleaved runs after {args.warmup} untimed.\n"
     )
     print("| stack | settings | engine, files | engine, array | widget | widget overhead |")
