@@ -14,6 +14,11 @@ def test_default_threads_are_shared_among_stacks():
     assert default_threads(share=10**6) == 1
 
 
+def _in_a_fresh_process(code: str) -> list[str]:
+    """What ``code`` prints, split into words, run by a new Python (malloc settings are process-wide)."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc tuning is Linux-only")
 def test_tune_malloc_sets_the_thresholds_and_stops_huge_page_advice():
     # in a fresh process: the settings are process-wide
@@ -23,7 +28,7 @@ def test_tune_malloc_sets_the_thresholds_and_stops_huge_page_advice():
         "ok = tune_malloc()\n"
         "print(ok, np._core.multiarray._set_madvise_hugepage(True), tune_malloc())\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    out = _in_a_fresh_process(code)
     if out[0] == "False":
         pytest.skip("not glibc")
     assert out == ["True", "False", "True"]  # the advice was off; a second call is a no-op that says so
@@ -42,7 +47,7 @@ def test_a_decoded_frame_stays_on_the_heap_once_tuned():
         "print(r.fit_malloc_to_frames(1000), r.fit_malloc_to_frames(36_000_000), r.fit_malloc_to_frames(10**12),"
         " r.fit_malloc_to_frames(5))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    out = _in_a_fresh_process(code)
     small, twelve_mp, huge, after = (int(v) for v in out)
     assert small == 32 << 20  # small frames keep the tuned threshold
     assert twelve_mp == 36_000_000 + (1 << 20)  # a 12 MP RGB frame decoded: just above it

@@ -26,8 +26,6 @@ def hyper():
     return make_hyperstack("patches", shape=SHAPE, n_z=N_Z, n_t=N_T, n_c=2, seed=7)
 
 
-
-
 def _units(layer):
     return [str(u) for u in layer.units]
 

@@ -27,8 +27,6 @@ def hyper():
     return make_hyperstack("patches", shape=SHAPE, n_z=N_Z, n_t=N_T, n_c=2, seed=3)
 
 
-
-
 def _tzyx_layer(viewer, hyper, **kwargs):
     defaults = dict(
         name="cells", scale=(1.0, DZ, DXY, DXY), translate=(0.0, Z0, 0.0, 0.0),
