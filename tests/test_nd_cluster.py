@@ -155,3 +155,16 @@ def test_iter_ordered_keeps_order_and_a_bounded_window(client):
         executor.close()
     assert got == [f"t{k}" for k in range(8)]
     assert client.status == "running"  # a given client stays open
+
+
+def test_a_borrowed_client_no_longer_calls_a_closed_executor(client):
+    # without a progress callback too: the executor subscribes to its topic in any case
+    executor = DaskExecutor(client=client)
+    executor.close()
+    time.sleep(0.5)  # the unsubscription travels on the client's batched stream
+    calls = []
+    executor.progress = lambda *a: calls.append(a)  # what a later call would have brought
+    client.log_event(executor.topic, {"stack": "s", "done": 1, "total": 2, "stage": "fuse"})
+    time.sleep(1.0)  # events reach subscribers in their time
+    assert calls == []
+    assert client.status == "running"

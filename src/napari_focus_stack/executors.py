@@ -375,9 +375,8 @@ class DaskExecutor:
         return unexpected_entry(task, exc, self.retries + 1, tb)
 
     def close(self) -> None:
-        if not self.owns_client:
-            if self.progress is not None:
-                self.client.unsubscribe_topic(self.topic)
+        if not self.owns_client:  # a borrowed client: it keeps running, without our handler
+            self.client.unsubscribe_topic(self.topic)
             return
         try:
             self.client.close()
