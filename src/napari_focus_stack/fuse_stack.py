@@ -24,6 +24,7 @@ import numpy as np
 from . import pyramid
 from ._backend import Backend
 from .align import max_corner_shift, valid_region, warp_image
+from .focus import measure_reach
 from .fusion import MAX_LEVELS, make_fusion
 from .io import FrameSource
 from .options import MIN_TILE, EngineOptions
@@ -90,7 +91,7 @@ def tile_windows(out_shape: tuple[int, int], tile: int | None, options: EngineOp
         return [((0, h, 0, w), (0, h, 0, w))]
     s = options.scale_factor
     grid = 2 ** (MAX_LEVELS - 1)
-    overlap = 4 * grid + 2 * int(math.ceil((options.radius + 3 * options.smoothing) * s))
+    overlap = 4 * grid + 2 * int(math.ceil(measure_reach(options.radius, options.smoothing) * s))
     overlap = int(math.ceil(overlap / grid) * grid)
     step = max(grid, (tile // grid) * grid)
     windows = []

@@ -83,6 +83,15 @@ class _Fusion:
         # frame-sized buffers of merged frames, for the next frames' warps and pyramids
         self.buffers = BufferPool(bk.xp)
 
+    def _half_measures(self, band: Any, energy: Any, valid: Any | None) -> tuple[Any, Any, Any]:
+        """The depth map's focus measure of ``band``, its coverage and the small-window energy (for the
+        confidence), all on the half-resolution grid of ``energy`` (``band``'s 2x2 block energies)."""
+        measure, half_valid = focus_measure(
+            self.bk, band, self.radius / 2, self.smoothing / 2, downsample=1, energy=energy,
+            valid=None if valid is None else block_all(self.bk.xp, valid, 2),
+        )
+        return measure, half_valid, local_energy(self.bk, energy)
+
     def _together(self, here: Callable[[], None], beside: Callable[[], None]) -> None:
         """Run two calls that touch disjoint state: at once with a side thread, else one after the other."""
         if self._side is None:
@@ -143,18 +152,14 @@ class PyramidFusion(_Fusion):
 
     def prepare(self, frame: Any, valid: Any | None = None) -> dict:
         """Pyramid and decision maps of one frame; ``frame`` is consumed (its buffer reused)."""
-        bk, xp = self.bk, self.bk.xp
+        bk = self.bk
         lap = pyramid.laplacian_pyramid(bk, frame, self.levels, overwrite=True, pool=self.buffers)
         energy_half = bk.block_energy(lap[0], 2, self.weights)
         masks = level_valid(bk, valid, self.levels)
         prep = {"lap": lap, "mask0": masks[0], "base_valid": masks[-1]}
 
         def measures() -> None:  # the depth map's measure, from the same 2x2 block means
-            prep["measure"], prep["half_valid"] = focus_measure(
-                bk, lap[0], self.radius / 2, self.smoothing / 2, downsample=1, energy=energy_half,
-                valid=None if valid is None else block_all(xp, valid, 2),
-            )
-            prep["local"] = local_energy(bk, energy_half)
+            prep["measure"], prep["half_valid"], prep["local"] = self._half_measures(lap[0], energy_half, valid)
             if self.noise is not None:
                 prep["noise"] = NoiseAverage.frame_statistics(bk, energy_half, masks[0])
 
@@ -243,11 +248,8 @@ class DepthMapFusion(_Fusion):
         gray = bk.to_gray(frame) if self.weights is None else frame
         band = gray - pyramid.expand(bk, pyramid.reduce(bk, gray), gray.shape)
         energy = bk.block_energy(band, 2, self.weights)
-        measure, half_valid = focus_measure(
-            bk, band, self.radius / 2, self.smoothing / 2, downsample=1, energy=energy,
-            valid=None if valid is None else block_all(bk.xp, valid, 2),
-        )
-        prep = {"frame": frame, "measure": measure, "half_valid": half_valid, "local": local_energy(bk, energy)}
+        measure, half_valid, local = self._half_measures(band, energy, valid)
+        prep = {"frame": frame, "measure": measure, "half_valid": half_valid, "local": local}
         if self.order.active:
             prep["order"] = OcclusionOrder.frame_part([measure], [half_valid])
         return prep
