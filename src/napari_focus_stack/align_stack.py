@@ -45,7 +45,8 @@ from .result import ReferenceChange
 from .streaming import FrameCache, RunProgress, read_frame
 
 __all__ = [
-    "ALIGN_PIXELS", "Alignment", "align_stack", "implausible", "mark_nonfinite", "registration_plan", "reuse_alignment",
+    "ALIGN_PIXELS", "Alignment", "align_stack", "check_transform_count", "implausible", "mark_nonfinite",
+    "registration_plan", "reuse_alignment",
 ]
 
 #: Registration refines up to the first pyramid level of at most this many pixels.
@@ -363,6 +364,14 @@ def _reduced_frame(source: FrameSource, i: int, reduction: int) -> tuple[np.ndar
     return (block_mean(np, host, reduction) if reduction > 1 else host), missing
 
 
+def check_transform_count(transforms: list, n: int) -> None:
+    """Refuse transforms that do not match the ``n`` frames of a stack one to one (:class:`StackError`)."""
+    if len(transforms) != n:
+        raise StackError(
+            f"{len(transforms)} transforms were given for a stack of {n} frames; they must match one to one"
+        )
+
+
 def reuse_alignment(
     transforms: list, source: FrameSource, ref: int, *, cache: FrameCache, progress: RunProgress,
     read_frames: bool = True,
@@ -379,10 +388,7 @@ def reuse_alignment(
         reused alignment excludes every possible reference.
     """
     n = len(source)
-    if len(transforms) != n:
-        raise StackError(
-            f"{len(transforms)} transforms were given for a stack of {n} frames; they must match one to one"
-        )
+    check_transform_count(transforms, n)
     mats = [None if m is None else np.asarray(m, dtype=float) for m in transforms]
     changed = None
     if mats[ref] is None:

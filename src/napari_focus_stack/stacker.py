@@ -20,6 +20,7 @@ import numpy as np
 from . import nd, pipeline
 from ._backend import Backend, get_backend
 from ._runtime import cancel_check, default_threads
+from .align_stack import check_transform_count
 from .errors import Cancelled, InputError, StackError
 from .executors import DaskExecutor
 from .io import Calibration, write_image
@@ -387,11 +388,7 @@ class FocusStacker:
         True
         """
         source = pipeline.frame_source(inputs)
-        n = len(source)
-        if len(transforms) != n:
-            raise StackError(
-                f"{len(transforms)} transforms were given for a stack of {n} frames; they must match one to one"
-            )
+        check_transform_count(transforms, len(source))
         return pipeline.warped_frames(source, transforms, self.options, self.backend)
 
     def estimate_memory(self, shape: Sequence[int]) -> int:
