@@ -92,6 +92,25 @@ def frame_source(inputs: Any) -> FrameSource:
     return FrameSource.from_inputs(inputs)
 
 
+def _opened(inputs: Any, opts: EngineOptions, progress, cancel) -> tuple[FrameSource, Any, int, RunProgress]:
+    """The frames of a stack, checked and normalised (float data: about 0..1 inside, restored on output),
+    the normalisation, the reference index and the run's progress."""
+    source = frame_source(inputs)
+    _check_frame_size(source)
+    ref = _reference_index(opts.reference, len(source))
+    source, intensity = normalised_source(source, ref)
+    return source, intensity, ref, RunProgress(len(source), progress, cancel_check(cancel))
+
+
+def _aligned(source: FrameSource, ref: int, settings: StackSettings, backend: Backend, cache: FrameCache,
+             run: RunProgress, weights: Any) -> Alignment:
+    """The alignment pass with the settings' model, quality bound and threads."""
+    return align_stack(
+        source, ref, model=settings.options.align, backend=backend, cache=cache, progress=run, weights=weights,
+        min_quality=settings.min_quality, workers=settings.workers,
+    )
+
+
 def stack_frames(
     inputs: Any,
     settings: StackSettings,
@@ -106,13 +125,9 @@ def stack_frames(
     depth: bool = True,
 ) -> StackResult:
     """Align and fuse one stack; see :meth:`FocusStacker.stack <napari_focus_stack.FocusStacker.stack>`."""
-    source = frame_source(inputs)
-    _check_frame_size(source)
     opts = settings.options
+    source, intensity, ref, run = _opened(inputs, opts, progress, cancel)
     n = len(source)
-    ref = _reference_index(opts.reference, n)
-    source, intensity = normalised_source(source, ref)  # float data: about 0..1 inside, restored on output
-    run = RunProgress(n, progress, cancel_check(cancel))
     cache = FrameCache(_cache_budget(settings, backend))
     t0 = time.perf_counter()
     weights, align_weights = _channel_weights(opts.channel, source, ref, channel_names, normalise_channels)
@@ -121,10 +136,7 @@ def stack_frames(
             list(transforms), source, ref, cache=cache, progress=run, read_frames=match_exposure
         )
     else:
-        alignment = align_stack(
-            source, ref, model=opts.align, backend=backend, cache=cache, progress=run, weights=align_weights,
-            min_quality=settings.min_quality, workers=settings.workers,
-        )
+        alignment = _aligned(source, ref, settings, backend, cache, run, align_weights)
     gains = [None] * n
     if match_exposure:
         gains = exposure_gains(alignment.thumbs, alignment.transforms, alignment.ref)
@@ -165,18 +177,11 @@ def estimate_transforms(
     cancel: Callable[[], bool] | threading.Event | None = None,
 ) -> tuple[list, StackReport]:
     """The alignment pass only: ``(transforms, report)``; see :meth:`FocusStacker.estimate_transforms`."""
-    source = frame_source(inputs)
-    _check_frame_size(source)
     opts = settings.options
-    ref = _reference_index(opts.reference, len(source))
-    source, _ = normalised_source(source, ref)
-    run = RunProgress(len(source), progress, cancel_check(cancel))
+    source, _, ref, run = _opened(inputs, opts, progress, cancel)
     t0 = time.perf_counter()
     _, align_weights = _channel_weights(opts.channel, source, ref, None, False)
-    alignment = align_stack(
-        source, ref, model=opts.align, backend=backend, cache=FrameCache(0), progress=run, weights=align_weights,
-        min_quality=settings.min_quality, workers=settings.workers,
-    )
+    alignment = _aligned(source, ref, settings, backend, FrameCache(0), run, align_weights)
     gains = exposure_gains(alignment.thumbs, alignment.transforms, alignment.ref)
     _warn(alignment.notes)
     elapsed = time.perf_counter() - t0
