@@ -440,12 +440,12 @@ class OpenCVBackend(Backend):
         if c > 4:
             return super().warp_frame(frame, m, out_shape, order, gain)
         cv2 = self.cv2
-        gains = tuple(np.broadcast_to(np.asarray(gain, np.float64), (c,))) + (0.0,) * (4 - c)
+        gains = _four_gains(gain, c)
         identity = np.allclose(m, np.eye(3), atol=1e-9) and tuple(out_shape) == tuple(frame.shape[:2])
 
         def to_float(rows):
             if _read_as_scalar(rows):
-                return rows.astype(np.float32) * np.float32(gains[:c]).reshape((1,) * (rows.ndim - 1) + (-1,))
+                return Backend.scale_channels(self, rows.astype(np.float32), gains[:c])
             f = cv2.multiply(rows, gains, dtype=cv2.CV_32F)
             return _with_channels(f, rows)
 
@@ -554,11 +554,8 @@ class OpenCVBackend(Backend):
         c = 1 if a.ndim == 2 else a.shape[2]
         if c > 4 or not a.flags.c_contiguous or _read_as_scalar(a):
             return super().scale_channels(a, gain)
-        # NumPy broadcasting a per-channel vector is several times slower than
-        # OpenCV's per-channel scalars (always four values: a bare number would
-        # only reach the first channel)
-        gains = tuple(np.broadcast_to(np.asarray(gain, np.float64), (c,))) + (0.0,) * (4 - c)
-        self.cv2.multiply(a, gains, dst=a)
+        # NumPy broadcasting a per-channel vector is several times slower than OpenCV's per-channel scalars
+        self.cv2.multiply(a, _four_gains(gain, c), dst=a)
         return a
 
     def multiply_blocks(self, a, w, f=1, acc=None):
@@ -623,6 +620,12 @@ class OpenCVBackend(Backend):
             return super()._channel_sum(frame, weights)
         gray = self.cv2.transform(frame, np.array([weights], dtype=np.float64))
         return gray.astype(np.float32, copy=False)
+
+
+def _four_gains(gain: Any, c: int) -> tuple:
+    """``gain`` (a number or one per channel) as the four values of an OpenCV Scalar for ``c`` channels:
+    a bare number would reach the first channel only."""
+    return tuple(np.broadcast_to(np.asarray(gain, np.float64), (c,))) + (0.0,) * (4 - c)
 
 
 def _read_as_scalar(a: np.ndarray) -> bool:
