@@ -18,7 +18,7 @@ import numpy as np
 from .._runtime import cancel_check
 from ..align import corner_error, relative_to
 from ..errors import AlignmentError, FocusStackWarning, InputError, OutputError
-from ..executors import DaskExecutor, InProcess
+from ..executors import DaskExecutor, InProcess, ProgressCallback
 from ..grouping import Plan
 from ..io import read_meta, write_text
 from ..io.atomic import FileLock, Locked
@@ -28,7 +28,7 @@ from .markers import MARKER_VERSION, STATE_DIR, is_complete, read_marker
 from .options import BatchOptions
 from .plan import StackJob, calibration_key, plan_batch
 from .report import BatchResult, write_reports
-from .task import ProgressCallback, new_entry, run_stack
+from .task import new_entry, run_stack
 
 __all__ = [
     "CANCELLED_BEFORE",
@@ -233,9 +233,7 @@ def make_executor(
 
 def _run_jobs(plan, jobs, out, options, progress, on_stack, cancel, runner, t0, started) -> BatchResult:
     """Run the planned jobs of :func:`run_batch` (its output folder locked) and write the reports."""
-    explicit = None
-    if options.calibration:
-        explicit = (calibration_transforms(options, out), Path(options.calibration).name)
+    explicit = explicit_calibration(options, out)
     known, first_wave = split_sources(jobs)
     recorder = Recorder(on_stack)
     record = recorder.record
@@ -372,6 +370,13 @@ def _apply_transforms(
             task.reuse_source = None
         else:
             task.transforms = transforms
+
+
+def explicit_calibration(options: BatchOptions, out: Path) -> tuple[list, str] | None:
+    """``--calibration``'s transforms and the name of its stack, or None without one."""
+    if not options.calibration:
+        return None
+    return calibration_transforms(options, out), Path(options.calibration).name
 
 
 def calibration_transforms(options: BatchOptions, out: Path) -> list:

@@ -17,6 +17,7 @@ import numpy as np
 
 from .._runtime import default_threads, pixel_limit, pixel_limit_hint, task_progress, tune_malloc, worker_context
 from ..errors import Cancelled, FocusStackError, StackError
+from ..executors import ProgressCallback
 from ..io import plane_count
 from ..io.outputs import Output
 from ..jobs import Job, JobResult, plan_job, run_job
@@ -25,9 +26,8 @@ from ..result import StackReport
 from .calibration import check_reused_alignment
 from .markers import STATE_DIR, json_safe, write_marker
 
-__all__ = ["ProgressCallback", "StackTask", "new_entry", "run_stack"]
+__all__ = ["StackTask", "new_entry", "run_stack"]
 
-ProgressCallback = Callable[[str, int, int, str], None]
 
 
 @dataclass

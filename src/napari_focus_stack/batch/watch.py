@@ -58,6 +58,7 @@ from typing import Any
 
 from .._runtime import cancel_check, pixel_limit
 from ..errors import FocusStackError, InputError, ParameterError
+from ..executors import ProgressCallback
 from ..grouping import Plan, Stack, detect_stacks, path_key
 from ..io import IMAGE_EXTENSIONS, read_image
 from .markers import params_hash
@@ -66,16 +67,15 @@ from .plan import StackJob, known_outputs, plan_batch, reuse_hash, stack_names, 
 from .report import BatchResult, write_reports
 from .run import (
     Recorder,
-    calibration_transforms,
     capped_workers,
     check_output_dir,
+    explicit_calibration,
     fatal_line,
     make_executor,
     output_folder_lock,
     reuse_alignment,
     split_sources,
 )
-from .task import ProgressCallback
 
 __all__ = [
     "POLL_S",
@@ -464,8 +464,7 @@ class _Watch:
         interrupted = False
         error: FocusStackError | None = None
         try:
-            if self.options.calibration:
-                self.explicit = (calibration_transforms(self.options, self.out), Path(self.options.calibration).name)
+            self.explicit = explicit_calibration(self.options, self.out)
             self._loop(watcher)
         except KeyboardInterrupt:
             interrupted = True

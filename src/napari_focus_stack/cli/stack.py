@@ -113,14 +113,13 @@ def _summary(done: JobResult) -> str:
     if retouched:
         note += "; retouched from frame " + ", ".join(f"{f.index + 1} ({f.retouched_pixels} px)" for f in retouched)
     lines = [f"wrote {written} ({len(report.frames)} frames, {done.seconds:.1f} s, {report.backend}{note})"]
-    lines += [f"  excluded {f.name}: {f.reason or 'no reason given'}" for f in excluded]
-    return "\n".join(lines)
+    return "\n".join(lines + _excluded_lines(excluded, limit=None))
 
 
-def _excluded_lines(frames: list, limit: int = 20) -> list[str]:
-    """A line per excluded plane, over every z-stack (at most `limit`)."""
+def _excluded_lines(frames: list, limit: int | None = 20) -> list[str]:
+    """A line per excluded frame or plane (at most `limit`, None: all)."""
     lines = [f"  excluded {f.name}: {f.reason or 'no reason given'}" for f in frames[:limit]]
-    if len(frames) > limit:
+    if limit is not None and len(frames) > limit:
         lines.append(f"  ... and {len(frames) - limit} more (the report of each z-stack lists them)")
     return lines
 

@@ -143,10 +143,6 @@ class JobPlan:
         Photos: the frames.
     hyperstack : Hyperstack, optional
         Microscope data (opened here when read from a file; :func:`run_job` closes it).
-    frames : int
-        Planes per z-stack.
-    stacks : int
-        Z-stacks (time points, positions); 1 for photos.
     notes : list of str
         What the plan changed that the user should know ("memory is short: ...").
     retouch : ndarray, optional
@@ -162,8 +158,6 @@ class JobPlan:
     files: list[Path]
     source: FrameSource | None = None
     hyperstack: Hyperstack | None = None
-    frames: int = 0
-    stacks: int = 1
     notes: list[str] = field(default_factory=list)
     opened: bool = False  # the hyperstack was opened by the plan
     retouch: Any = None
@@ -339,7 +333,7 @@ def plan_job(job: Job) -> JobPlan:
         if opened:
             hyper.close()
         raise
-    plan = JobPlan(job, kind, stacker, files + mask_file, source, hyper, frames, stacks, opened=opened,
+    plan = JobPlan(job, kind, stacker, files + mask_file, source, hyper, opened=opened,
                    outputs=_mesh_series(outputs, stacks))
     if len(plan.outputs) > len(outputs):
         check_outputs(plan.outputs, inputs=files)  # the numbered mesh files too
