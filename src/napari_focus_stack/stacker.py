@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,8 +23,7 @@ from .align_stack import check_transform_count
 from .errors import Cancelled, InputError, StackError
 from .executors import DaskExecutor
 from .io import Calibration, write_image
-from .io.mesh import series_paths, write_mesh
-from .io.outputs import Output, check_outputs, staged_outputs
+from .io.outputs import write_mesh_series
 from .options import EngineOptions
 from .pipeline import StackSettings
 from .result import StackReport, StackResult
@@ -475,13 +473,7 @@ class FocusStacker:
                                        z_scale=z_scale, max_vertices=max_vertices)
 
             meshes = [lambda i=i: one(i) for i in (np.ndindex(*loop) if loop else [()])]
-        paths = series_paths(Path(path), len(meshes))
-        outputs = [Output("mesh", p, index=k if len(paths) > 1 else None) for k, p in enumerate(paths)]
-        check_outputs(outputs, inputs=protect)
-        with staged_outputs(outputs) as stages:
-            for out, make in zip(outputs, meshes, strict=True):
-                write_mesh(stages[out.key], make(), protect=protect)
-        return paths
+        return write_mesh_series(path, meshes, protect=protect)
 
     @staticmethod
     def split_into_stacks(paths: Sequence, stack_size: int | None = None) -> list[list]:

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import OutputError
-from ..io.mesh import MESH_EXTENSIONS, Mesh, series_paths, write_mesh
-from ..io.outputs import Output, check_outputs, staged_outputs
+from ..io.mesh import MESH_EXTENSIONS, Mesh
+from ..io.outputs import write_mesh_series
 from . import layer_metadata as md
 from .layers import unit_symbol
 
@@ -58,14 +58,7 @@ def write_surface_layer(path: str, data: Any, meta: dict) -> list[str]:
     target = Path(path)
     if target.suffix.lower() not in MESH_EXTENSIONS:
         raise OutputError(f"cannot write {target}: a surface is written as .ply (with colours), .stl or .obj.")
-    meshes = surface_meshes(data, meta)
-    paths = series_paths(target, len(meshes))
-    outputs = [Output("mesh", p, index=k if len(paths) > 1 else None) for k, p in enumerate(paths)]
-    check_outputs(outputs)
-    with staged_outputs(outputs) as stages:
-        for out, mesh in zip(outputs, meshes, strict=True):
-            write_mesh(stages[out.key], mesh)
-    return [str(p) for p in paths]
+    return [str(p) for p in write_mesh_series(target, surface_meshes(data, meta))]
 
 
 def surface_meshes(data: Any, meta: dict) -> list[Mesh]:

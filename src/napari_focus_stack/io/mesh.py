@@ -33,7 +33,7 @@ from ..errors import OutputError
 from .atomic import write_atomic
 from .paths import PathLike
 
-__all__ = ["MESH_EXTENSIONS", "Mesh", "is_mesh_name", "series_paths", "write_mesh"]
+__all__ = ["MESH_EXTENSIONS", "Mesh", "series_paths", "write_mesh"]
 
 #: The file types :func:`write_mesh` writes, by extension.
 MESH_EXTENSIONS = (".ply", ".stl", ".obj")
@@ -121,11 +121,6 @@ def _as_uint8(colors: np.ndarray) -> np.ndarray:
 def _ascii_unit(unit: str | None) -> str:
     """The unit in ASCII for the files' headers (``µm`` -> ``um``)."""
     return "unknown" if not unit else unit.replace("µ", "u").replace("μ", "u").replace("Å", "Angstrom")
-
-
-def is_mesh_name(path: PathLike) -> bool:
-    """Whether the name asks for a mesh file (``.ply``, ``.stl``, ``.obj``)."""
-    return Path(path).suffix.lower() in MESH_EXTENSIONS
 
 
 def series_paths(path: PathLike, n: int) -> list[Path]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,10 +24,12 @@ from typing import Any
 from ..errors import OutputError
 from .atomic import output_error, refuse_write_protected, remove_stale_temps, temp_name
 from .encoders import write_image
-from .mesh import MESH_EXTENSIONS, write_mesh
+from .mesh import MESH_EXTENSIONS, Mesh, series_paths, write_mesh
 from .paths import IMAGE_EXTENSIONS
 
-__all__ = ["MAP_KINDS", "Output", "check_outputs", "same_file", "staged_outputs", "write_outputs"]
+__all__ = [
+    "MAP_KINDS", "Output", "check_outputs", "same_file", "staged_outputs", "write_mesh_series", "write_outputs",
+]
 
 #: Output kinds that are float32 maps and need a TIFF name.
 MAP_KINDS = ("depth", "confidence")
@@ -255,11 +257,31 @@ def write_outputs(
             if out.kind == "image":
                 jpeg = out.path.suffix.lower() in (".jpg", ".jpeg")
                 write_image(
-                    stages[out.kind], data[out.kind], quality=quality, exif=exif, icc=icc, protect=protect,
+                    stages[out.key], data[out.kind], quality=quality, exif=exif, icc=icc, protect=protect,
                     bit_depth=None if jpeg else bit_depth,
                 )
             elif out.kind == "mesh":
-                write_mesh(stages[out.kind], data[out.kind], protect=protect)
+                write_mesh(stages[out.key], data[out.kind], protect=protect)
             else:
-                write_image(stages[out.kind], data[out.kind], protect=protect)
+                write_image(stages[out.key], data[out.kind], protect=protect)
     return {out.kind: out.path.stat().st_size for out in outputs}
+
+
+def write_mesh_series(
+    path: str | os.PathLike, meshes: Sequence[Mesh | Callable[[], Mesh]], *,
+    protect: Iterable[str | os.PathLike] = (),
+) -> list[Path]:
+    """Write one mesh to `path`, or a series as numbered files (:func:`~.mesh.series_paths`), all or none.
+
+    Every file is checked before any is written (:func:`check_outputs`, the
+    `protect` files never overwritten). A mesh may be given as a callable
+    that makes it, so that one mesh at a time is held.
+    """
+    protect = list(protect)
+    paths = series_paths(Path(path), len(meshes))
+    outputs = [Output("mesh", p, index=k if len(paths) > 1 else None) for k, p in enumerate(paths)]
+    check_outputs(outputs, inputs=protect)
+    with staged_outputs(outputs) as stages:
+        for out, mesh in zip(outputs, meshes, strict=True):
+            write_mesh(stages[out.key], mesh() if callable(mesh) else mesh, protect=protect)
+    return paths
