@@ -202,7 +202,7 @@ class HeightView(QWidget):
             at = dict(zip(loop, index, strict=True))
             world = depth.data_to_world([at.get(k, 0) for k in range(depth.ndim - 2)] + [0, 0])
             planes.append([(layer.data[data_index(layer, world, clip=True)[:-2]], tuple(layer.contrast_limits),
-                            float(layer.gamma), layer.colormap, bool(layer.rgb)) for layer in fused])
+                            float(layer.gamma), layer.colormap) for layer in fused])
         unit = depth.metadata.get(md.HEIGHT_UNIT, "frame")
         stack = self.viewer.layers[key] if key in self.viewer.layers else None
         z_unit = stack.units[z_axis] if unit != "frame" and stack is not None else "pixel"
@@ -363,7 +363,7 @@ def _composite(planes: list) -> np.ndarray | None:
         return np.asarray(planes[0][0])
     first = np.asarray(planes[0][0])
     rgb = np.zeros((*first.shape[:2], 3), np.float32)
-    for data, (lo, hi), gamma, colormap, _ in planes:
+    for data, (lo, hi), gamma, colormap in planes:
         plane = np.asarray(data)
         norm = np.clip((plane.astype(np.float32) - lo) / (hi - lo if hi > lo else 1.0), 0.0, 1.0) ** gamma
         rgb += colormap.map(norm.ravel())[:, :3].reshape(rgb.shape)

@@ -67,6 +67,21 @@ def data_index(layer: Any, world_position: Sequence[float], clip: bool = False) 
     return tuple(index)
 
 
+def move_z_slider(viewer: Any, key: str, z_axis: int, z: int, world_position: Sequence[float]) -> None:
+    """Move the z slider of the input layer `key` (planes along its axis `z_axis`) to plane `z`.
+
+    The other coordinates stay those of `world_position`. Nothing happens
+    when the layer is gone or has no plane axis.
+    """
+    stack = viewer.layers[key] if key in viewer.layers else None
+    if stack is None or z_axis >= stack.ndim - 2:
+        return
+    point = np.asarray(stack.world_to_data(tuple(world_position)[-stack.ndim:]), dtype=float)
+    point[z_axis] = z
+    world = stack.data_to_world(point)
+    viewer.dims.set_point(viewer.dims.ndim - stack.ndim + z_axis, world[z_axis])
+
+
 def unit_symbol(unit: Any) -> str | None:
     """A layer's unit (pint or text) as the symbol of a length (``"µm"``); None for pixels or none."""
     return None if unit is None else normalise_unit(str(unit))

@@ -41,6 +41,7 @@ from ..errors import FocusStackError
 from ..retouch import Retouch, RetouchPatch
 from . import layer_metadata as md
 from ._notify import notify
+from .layers import data_index, move_z_slider
 
 if TYPE_CHECKING:
     import napari
@@ -437,18 +438,14 @@ class RetouchPanel(QGroupBox):
         retouch, fused = self.retouch, self._layers.get("fused")
         if retouch is None or fused is None:
             return None
-        point = fused.world_to_data(tuple(world_position)[-fused.ndim:])
-        y, x = (int(np.floor(v + 0.5)) for v in point[-2:])
+        index = data_index(fused, world_position)
+        if index is None:
+            return None
+        y, x = index[-2:]
         z = retouch.frame_at(y, x)
         if z is None:
             return None
-        stack = self.viewer.layers[self.key] if self.key in self.viewer.layers else None
-        z_axis = fused.metadata.get(md.Z_AXIS, 0)
-        if stack is not None and z_axis < stack.ndim - 2:
-            data = np.asarray(stack.world_to_data(tuple(world_position)[-stack.ndim:]), dtype=float)
-            data[z_axis] = z
-            world = stack.data_to_world(data)
-            self.viewer.dims.set_point(self.viewer.dims.ndim - stack.ndim + z_axis, world[z_axis])
+        move_z_slider(self.viewer, self.key, fused.metadata.get(md.Z_AXIS, 0), z, world_position)
         how = "painted" if retouch.mask[y, x] else "the sharpest"
         self.viewer.status = f"({y}, {x}): frame {z + 1} ({self._source.names[z]}), {how}"
         return z

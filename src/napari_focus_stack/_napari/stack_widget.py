@@ -85,6 +85,7 @@ from .layers import (
     data_index,
     find_result,
     layers_source,
+    move_z_slider,
     nd_result_layers,
     put_result,
     result_layers,
@@ -578,13 +579,7 @@ class FocusStackWidget(BackgroundRun, QWidget):
         if meta.get(md.Z_STEP):
             value = (value - meta.get(md.Z0, 0.0)) / meta[md.Z_STEP]
         z = int(np.clip(np.rint(value), 0, max(len(names) - 1, 0)))
-        stack = self.viewer.layers[key] if key in self.viewer.layers else None
-        z_axis = meta.get(md.Z_AXIS, 0)
-        if stack is not None and z_axis < stack.ndim - 2:
-            point = np.asarray(stack.world_to_data(world_position[-stack.ndim:]), dtype=float)
-            point[z_axis] = z
-            world = stack.data_to_world(point)
-            self.viewer.dims.set_point(self.viewer.dims.ndim - stack.ndim + z_axis, world[z_axis])
+        move_z_slider(self.viewer, key, meta.get(md.Z_AXIS, 0), z, world_position)
         name = names[z] if z < len(names) else f"frame {z}"
         self.viewer.status = f"Sharpest at ({r}, {c}): frame {z} ({name})"
         return z
