@@ -356,19 +356,12 @@ class BatchWidget(BackgroundRun, QWidget):
         try:
             options = self.options()
             options.validate()
-            self.plan, self.jobs = plan_batch(
-                inp,
-                self.output_folder(),
-                options,
-                mode=self.mode_combo.currentText(),
-                stack_size=self.stack_size_spin.value() or None,
-                pattern=self.pattern_edit.text().strip() or None,
-            )
+            self.plan, self.jobs = plan_batch(inp, self.output_folder(), options, **self._grouping())
         except FocusStackError as exc:
             self.plan_label.setText(f"Error: {exc}")
             return None
         plan = self.plan
-        if _microscope_files(self.jobs) and not self._depth_chosen and not self.depth_check.isChecked():
+        if not self._depth_chosen and not self.depth_check.isChecked() and _microscope_files(self.jobs):
             # microscope data: the height map is half the result; ticked by default (the plan follows)
             self.depth_check.blockSignals(True)
             self.depth_check.setChecked(True)
@@ -386,24 +379,36 @@ class BatchWidget(BackgroundRun, QWidget):
         self.run_button.setEnabled((todo > 0 or self.watch_check.isChecked()) and not plan.fatal)
         return plan
 
+    def _grouping(self) -> dict:
+        """How the files of the input folder are grouped into stacks (:func:`plan_batch`'s keywords)."""
+        return {
+            "mode": self.mode_combo.currentText(),
+            "stack_size": self.stack_size_spin.value() or None,
+            "pattern": self.pattern_edit.text().strip() or None,
+        }
+
     def _fill_table(self) -> None:
         self.table.setRowCount(len(self.jobs))
         self._rows = {}
         for row, job in enumerate(self.jobs):
-            self._rows[job.task.name] = row
-            self.table.setItem(row, 0, QTableWidgetItem(job.task.name))
-            text, tip = _frame_count(job.task.frames)
-            frames = QTableWidgetItem(text)
-            frames.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-            frames.setToolTip(tip)
-            self.table.setItem(row, 1, frames)
+            self._set_row(row, job.task.name, job.task.frames, job.task.outputs["image"], done=job.state == "skip")
             self._set_status(row, _STATE_TEXT[job.state], job.error or "\n".join(job.task.warnings))
-            bar = QProgressBar()
-            bar.setRange(0, _PROGRESS_STEPS)
-            bar.setValue(_PROGRESS_STEPS if job.state == "skip" else 0)
-            bar.setTextVisible(False)
-            self.table.setCellWidget(row, 3, bar)
-            self.table.setItem(row, 4, QTableWidgetItem(Path(job.task.outputs["image"]).name))
+
+    def _set_row(self, row: int, name: str, frames: list, output: str, done: bool = False) -> None:
+        """Row `row` for stack `name`: its frame count (of the files `frames`), progress and output file."""
+        self._rows[name] = row
+        self.table.setItem(row, 0, QTableWidgetItem(name))
+        text, tip = _frame_count(frames)
+        count = QTableWidgetItem(text)
+        count.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        count.setToolTip(tip)
+        self.table.setItem(row, 1, count)
+        bar = QProgressBar()
+        bar.setRange(0, _PROGRESS_STEPS)
+        bar.setValue(_PROGRESS_STEPS if done else 0)
+        bar.setTextVisible(False)
+        self.table.setCellWidget(row, 3, bar)
+        self.table.setItem(row, 4, QTableWidgetItem(Path(output).name))
 
     def _set_status(self, row: int, text: str, tip: str = "") -> None:
         item = QTableWidgetItem(text)
@@ -438,32 +443,16 @@ class BatchWidget(BackgroundRun, QWidget):
         self.run_button.setEnabled(False)
         self.detect_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
-        if watching:
+        if watching:  # the folder, grouped as detect() groups it: stacks are planned as they complete
             self.status_label.setText("Watching the folder: each stack is stacked when complete. Cancel to stop.")
-            self._start(
-                _run_batch,
-                self.input_edit.text().strip(),
-                self.output_folder(),
-                self.options(),
-                mode=self.mode_combo.currentText(),
-                stack_size=self.stack_size_spin.value() or None,
-                pattern=self.pattern_edit.text().strip() or None,
-                progress=self._bridge.progress.emit,
-                on_stack=self._bridge.stack.emit,
-                cancel=self._cancel,
-                watch=True,
-            )
-            return
-        self.status_label.setText(f"Stacking {len(plan.stacks)} stacks...")
+            what, how = self.input_edit.text().strip(), {**self._grouping(), "watch": True}
+        else:
+            self.status_label.setText(f"Stacking {len(plan.stacks)} stacks...")
+            what, how = plan, {}
         # an exception other than FocusStackError is a bug: the widget says so and napari re-raises it
         self._start(
-            _run_batch,
-            plan,
-            self.output_folder(),
-            self.options(),
-            progress=self._bridge.progress.emit,
-            on_stack=self._bridge.stack.emit,
-            cancel=self._cancel,
+            _run_batch, what, self.output_folder(), self.options(), progress=self._bridge.progress.emit,
+            on_stack=self._bridge.stack.emit, cancel=self._cancel, **how,
         )
 
     def _show_cancelling(self) -> None:
@@ -499,20 +488,10 @@ class BatchWidget(BackgroundRun, QWidget):
         """A row for a stack that was not there when the run started (a watch)."""
         row = self.table.rowCount()
         self.table.insertRow(row)
-        self._rows[entry["stack"]] = row
-        self.table.setItem(row, 0, QTableWidgetItem(entry["stack"]))
         names = entry.get("frames") or []
         path = Path(self.input_edit.text().strip(), names[0]) if len(names) == 1 else None
-        text, tip = _frame_count([str(path)] if path is not None and path.is_file() else names)
-        frames = QTableWidgetItem(text)
-        frames.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        frames.setToolTip(tip)
-        self.table.setItem(row, 1, frames)
-        bar = QProgressBar()
-        bar.setRange(0, _PROGRESS_STEPS)
-        bar.setTextVisible(False)
-        self.table.setCellWidget(row, 3, bar)
-        self.table.setItem(row, 4, QTableWidgetItem(Path((entry.get("outputs") or {}).get("image", "")).name))
+        frames = [str(path)] if path is not None and path.is_file() else names
+        self._set_row(row, entry["stack"], frames, (entry.get("outputs") or {}).get("image", ""))
         return row
 
     def _update_overall(self) -> None:
