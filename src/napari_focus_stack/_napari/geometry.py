@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ..io.hyperstack import normalise_unit
+from ..io.calibrated import is_length_unit
 
 __all__ = [
     "Placement",
@@ -53,10 +53,6 @@ def _label(labels: Sequence[str] | None, k: int) -> str:
 def z_axis_candidates(ndim: int) -> list[int]:
     """The axes of a layer that can be its z axis: every slider (all but y and x)."""
     return list(range(max(ndim - 2, 0)))
-
-
-def _is_length(unit: Any) -> bool:
-    return unit is not None and normalise_unit(str(unit)) in ("µm", "nm", "mm", "cm", "m", "pm", "Å", "in")
 
 
 def default_z_axis(
@@ -104,7 +100,7 @@ def default_z_axis(
     if not deep:
         return candidates[-1]
     for z_like in (
-        [k for k in deep if units is not None and k < len(units) and _is_length(units[k])],
+        [k for k in deep if units is not None and k < len(units) and is_length_unit(units[k])],
         [k for k in deep if scale is not None and k < len(scale) and float(scale[k]) != 1.0],
         deep,
     ):

@@ -39,10 +39,12 @@ import numpy as np
 
 from ..errors import OutputError
 from .atomic import write_atomic
-from .hyperstack import Calibration
+from .hyperstack import Calibration, normalise_unit
 from .paths import PathLike
 
-__all__ = ["CalibratedTiffWriter", "collapsed_z", "convert_length", "is_ome_name", "write_calibrated_tiff"]
+__all__ = [
+    "CalibratedTiffWriter", "collapsed_z", "convert_length", "is_length_unit", "is_ome_name", "write_calibrated_tiff",
+]
 
 _MICROMETRES = {"µm": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6, "pm": 1e-6, "Å": 1e-4, "in": 25400.0}
 _IMAGEJ_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
@@ -92,6 +94,16 @@ def collapsed_z(calibration: Calibration, planes: int) -> Calibration:
 
 def _imagej_unit(unit: str) -> str:
     return "micron" if unit == "µm" else unit
+
+
+def is_length_unit(unit: Any) -> bool:
+    """Whether ``unit`` (any spelling :func:`~.hyperstack.normalise_unit` knows) is a length :func:`convert_length`
+    converts.
+
+    >>> is_length_unit("micron"), is_length_unit("second"), is_length_unit(None)
+    (True, False, False)
+    """
+    return unit is not None and normalise_unit(str(unit)) in _MICROMETRES
 
 
 def convert_length(value: float, unit: str | None, to: str | None) -> float:
