@@ -139,7 +139,8 @@ class ZStackTask:
     calibration: Calibration
     frame_names: list[str]  # as the planes are named in reports
     settings: StackSettings
-    loop_axes: str = ""  # the letters of `index`, for the report
+    loop_axes: str = ""  # the letters of `index` and `place`, for the report
+    place: tuple[int, ...] | None = None  # where the z-stack is in the whole hyperstack (None: `index`)
     transforms: list | None = None  # reused alignment, None: estimate
     normalise_channels: bool = False
     depth: bool = True  # also regularise the depth map
@@ -183,7 +184,7 @@ def fuse_z_stack(
     finally:
         if is_path:
             hs.close()
-    result.report.index = dict(zip(task.loop_axes, task.index, strict=True))
+    result.report.index = dict(zip(task.loop_axes, task.index if task.place is None else task.place, strict=True))
     result.report.reused_alignment = task.transforms is not None
     result.meta = None  # the reference frame's metadata: nothing for a plane of a hyperstack
     return result
@@ -284,8 +285,8 @@ def _where(data: Hyperstack, index: tuple[int, ...]) -> str:
 def _task(settings, hs: Hyperstack, index, data, transforms, independent: bool, depth: bool) -> ZStackTask:
     return ZStackTask(
         name=_where(hs, index) or hs.name, index=index, data=data, axes=hs.axes, calibration=hs.calibration,
-        frame_names=hs.z_stack(index).names, settings=settings, loop_axes=hs.loop_axes, transforms=transforms,
-        normalise_channels=independent, depth=depth,
+        frame_names=hs.z_stack(index).names, settings=settings, loop_axes=hs.loop_axes, place=index,
+        transforms=transforms, normalise_channels=independent, depth=depth,
     )
 
 
@@ -312,7 +313,7 @@ def _iter_on_executor(settings, hs: Hyperstack, executor, path, reuse_alignment,
     def task(index: tuple[int, ...], transforms: list | None) -> ZStackTask:
         data, sub = (where, index) if where is not None else _slice(hs, index)
         t = _task(settings, hs, index, data, transforms, independent, depth)
-        t.index = sub  # in the slice: the report's index is the data's (_located)
+        t.index = sub  # in the slice; the report says its place in the hyperstack
         return t
 
     run = dict(progress=tick if progress is not None else None, is_cancelled=cancel_check(cancel))
@@ -324,7 +325,7 @@ def _iter_on_executor(settings, hs: Hyperstack, executor, path, reuse_alignment,
             result = _result_of(entry)
             transforms = result.transforms
             count += 1
-            yield indices[0], _located(result, hs, indices[0])
+            yield indices[0], result
         first = 1
     if count == first:
         later = (task(index, transforms) for index in indices[first:])
@@ -332,16 +333,11 @@ def _iter_on_executor(settings, hs: Hyperstack, executor, path, reuse_alignment,
         try:
             for index, entry in zip(indices[first:], runs, strict=False):
                 count += 1
-                yield index, _located(_result_of(entry), hs, index)
+                yield index, _result_of(entry)
         finally:
             runs.close()  # cancels what is still queued when the caller stops early
     if count < len(indices):  # the executor stops early only when cancelled
         raise Cancelled("cancelled by the user")
-
-
-def _located(result: StackResult, hs: Hyperstack, index: tuple[int, ...]) -> StackResult:
-    result.report.index = dict(zip(hs.loop_axes, index, strict=True))
-    return result
 
 
 def _result_of(entry: dict) -> StackResult:
