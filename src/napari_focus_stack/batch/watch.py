@@ -60,7 +60,7 @@ from .._runtime import cancel_check, pixel_limit
 from ..errors import FocusStackError, InputError, ParameterError
 from ..executors import ProgressCallback
 from ..grouping import Plan, Stack, detect_stacks, path_key
-from ..io import IMAGE_EXTENSIONS, read_image
+from ..io import is_image_name, read_image
 from .markers import params_hash
 from .options import BatchOptions
 from .plan import StackJob, known_outputs, plan_batch, reuse_hash, stack_names, stack_outputs
@@ -135,7 +135,7 @@ def list_images(root: Path, skip: Collection[str] = ()) -> dict[str, tuple[Path,
                 if e.is_dir(follow_symlinks=False):
                     folders.append(Path(e.path))
                     continue
-                if os.path.splitext(e.name)[1].lower() not in IMAGE_EXTENSIONS or not e.is_file():
+                if not is_image_name(e.name) or not e.is_file():
                     continue
                 st = e.stat()
             except OSError:
