@@ -26,7 +26,7 @@ from typing import Any
 from ..errors import InputError
 from .checks import as_path, check_file, guarded, is_tiff
 from .hyperstack import Calibration, normalise_unit
-from .microscopy import imagej_calibration, ome_tiff_calibration, open_tiff_series
+from .microscopy import ome_pixels, open_tiff_series, tiff_calibration
 from .paths import PathLike
 
 __all__ = ["CalibratedImage", "ImageInfo", "image_info", "is_calibrated_image", "read_calibrated_image"]
@@ -130,13 +130,9 @@ def _info(tif: Any, series: int) -> ImageInfo:
 
 
 def _ome_info(xml: str, series: int) -> ImageInfo:
-    import tifffile
-
-    images = tifffile.xml2dict(xml).get("OME", {}).get("Image")
-    images = images if isinstance(images, list) else [images] if images else []
-    if series >= len(images):
+    pixels = ome_pixels(xml, series)
+    if pixels is None:
         return ImageInfo()
-    pixels = images[series].get("Pixels", {})
     channels = pixels.get("Channel")
     channels = channels if isinstance(channels, list) else [channels] if channels else []
     name, unit = _value_name(channels[0].get("Name")) if channels else (None, None)
@@ -174,11 +170,7 @@ def is_calibrated_image(path: PathLike) -> bool:
         with tifffile.TiffFile(p) as tif:
             if not (tif.is_imagej or tif.is_ome) or not tif.series:
                 return False
-            if tif.is_ome:
-                cal, info = ome_tiff_calibration(tif.ome_metadata, 0, p.name), _ome_info(tif.ome_metadata, 0)
-            else:
-                ij = tif.imagej_metadata or {}
-                cal, info = imagej_calibration(ij, tif.series[0].keyframe, p.name), _imagej_info(ij)
+            cal, info = tiff_calibration(tif, 0, p.name), _info(tif, 0)
     except Exception:  # noqa: BLE001 - a probe only: the readers say what is wrong with a damaged file
         return False
     return (cal.pixel_size is not None and cal.unit is not None) or info.value_name is not None

@@ -225,13 +225,7 @@ def open_tiff_series(
         s = tif.series[series]
         check_planes_present(s, path)
         axes = _axes_from_tifffile(s.axes)
-        page = s.keyframe
-        if tif.is_ome:
-            cal = ome_tiff_calibration(tif.ome_metadata, series, path.name)
-        elif tif.is_imagej:
-            cal = imagej_calibration(tif.imagej_metadata or {}, page, path.name)
-        else:
-            cal = Calibration(*_tiff_pixel_size(page, path.name))
+        cal = tiff_calibration(tif, series, path.name)
         if describe is not None:
             described = describe(tif, series)
     store = tifffile.imread(path, aszarr=True, series=series, level=0)
@@ -289,13 +283,27 @@ def _as_list(x: Any) -> list:
     return x if isinstance(x, list) else [] if x is None else [x]
 
 
-def ome_tiff_calibration(xml: str, series: int, name: str) -> Calibration:
+def ome_pixels(xml: str, series: int) -> dict | None:
+    """The ``Pixels`` element of an OME-XML's image `series` as a dict; None when there is no such image."""
     import tifffile
 
     images = _as_list(tifffile.xml2dict(xml).get("OME", {}).get("Image"))
-    if series >= len(images):
+    return images[series].get("Pixels", {}) if series < len(images) else None
+
+
+def tiff_calibration(tif: Any, series: int, name: str) -> Calibration:
+    """The calibration of an open TIFF's `series`: from its OME-XML, its ImageJ metadata or its resolution tags."""
+    if tif.is_ome:
+        return ome_tiff_calibration(tif.ome_metadata, series, name)
+    if tif.is_imagej:
+        return imagej_calibration(tif.imagej_metadata or {}, tif.series[series].keyframe, name)
+    return Calibration(*_tiff_pixel_size(tif.series[series].keyframe, name))
+
+
+def ome_tiff_calibration(xml: str, series: int, name: str) -> Calibration:
+    px = ome_pixels(xml, series)
+    if px is None:
         return Calibration()
-    px = images[series].get("Pixels", {})
 
     def size(axis: str) -> tuple[float | None, str]:
         value = px.get(f"PhysicalSize{axis}")
