@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["BackgroundRun"]
+__all__ = ["BackgroundRun", "start_worker"]
 
 
 class BackgroundRun:
@@ -34,15 +34,9 @@ class BackgroundRun:
 
     def _start(self, fn: Callable, *args: Any, **kwargs: Any) -> None:
         """Run ``fn(*args, **kwargs)`` on napari's worker thread, its signals wired to this widget."""
-        from napari.qt.threading import create_worker
-
         self._cancel.clear()
-        self.worker = create_worker(fn, *args, _start_thread=False, **kwargs)
-        self.worker.returned.connect(self._on_returned)
-        if hasattr(self, "_on_errored"):
-            self.worker.errored.connect(self._on_errored)
-        self.worker.finished.connect(self._on_finished)
-        self.worker.start()
+        self.worker = start_worker(fn, *args, returned=self._on_returned, finished=self._on_finished,
+                                   errored=getattr(self, "_on_errored", None), **kwargs)
 
     def cancel(self) -> None:
         """Ask the running job to stop; it does so after the frame in progress."""
@@ -50,3 +44,20 @@ class BackgroundRun:
             self._cancel.set()
             self.cancel_button.setEnabled(False)
             self._show_cancelling()
+
+
+def start_worker(fn: Callable, *args: Any, returned: Callable, finished: Callable,
+                 errored: Callable | None = None, **kwargs: Any) -> Any:
+    """Run ``fn(*args, **kwargs)`` on napari's worker thread; its signals go to the given slots. The worker.
+
+    Without ``errored`` napari re-raises an exception of ``fn`` with its traceback.
+    """
+    from napari.qt.threading import create_worker
+
+    worker = create_worker(fn, *args, _start_thread=False, **kwargs)
+    worker.returned.connect(returned)
+    if errored is not None:
+        worker.errored.connect(errored)
+    worker.finished.connect(finished)
+    worker.start()
+    return worker

@@ -31,6 +31,7 @@ from qtpy.QtWidgets import QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QPush
 
 from ..surface import height_surface_series, relief_scale
 from . import layer_metadata as md
+from .background import start_worker
 from .layers import data_index, find_result, find_results
 
 if TYPE_CHECKING:
@@ -180,14 +181,9 @@ class HeightView(QWidget):
             self.status.emit("No height map yet: run the focus stack first.")
             return None
         request = self._request(key, depth)
-        from napari.qt.threading import create_worker
-
         self.show_button.setEnabled(False)
         self.status.emit(f"Building the 3D surface of {key}...")
-        self.worker = create_worker(_build, request, _start_thread=False)
-        self.worker.returned.connect(self._put)
-        self.worker.finished.connect(self._finished)
-        self.worker.start()
+        self.worker = start_worker(_build, request, returned=self._put, finished=self._finished)
         return self.worker
 
     def _request(self, key: str, depth: Any) -> _Request:

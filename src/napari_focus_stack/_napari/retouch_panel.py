@@ -41,6 +41,7 @@ from ..errors import FocusStackError
 from ..retouch import Retouch, RetouchPatch
 from . import layer_metadata as md
 from ._notify import notify
+from .background import start_worker
 from .layers import data_index, move_z_slider
 
 if TYPE_CHECKING:
@@ -211,17 +212,14 @@ class RetouchPanel(QGroupBox):
         if self.retouch is not None:  # the layer was removed: a new one over the same session
             self._started(self.retouch, self._result, layer)
             return
-        from napari.qt.threading import create_worker
-
         self._starting = True
         self._show_state()
         self.status.setText("Preparing the retouch...")
         result, source = self._result, self._source
-        worker = create_worker(lambda: Retouch(result, source, in_place=True), _start_thread=False)
-        worker.returned.connect(lambda retouch: self._started(retouch, result, layer))
-        worker.finished.connect(self._start_finished)
-        self._start_worker = worker
-        worker.start()
+        self._start_worker = start_worker(
+            lambda: Retouch(result, source, in_place=True),
+            returned=lambda retouch: self._started(retouch, result, layer), finished=self._start_finished,
+        )
 
     def _start_finished(self) -> None:
         self._starting = False
@@ -488,15 +486,12 @@ class RetouchPanel(QGroupBox):
         else:
             return
         self._regions, self._full = [], False
-        from napari.qt.threading import create_worker
-
         retouch = self.retouch
         mask = self.layer.data if self.layer is not None else np.zeros(retouch.shape, np.uint8)
-        worker = create_worker(_compute, retouch, mask, region, _start_thread=False)
-        worker.returned.connect(lambda outcome: self._show_update(retouch, outcome))
-        worker.finished.connect(self._update_finished)
-        self._worker = worker
-        worker.start()
+        self._worker = start_worker(
+            _compute, retouch, mask, region,
+            returned=lambda outcome: self._show_update(retouch, outcome), finished=self._update_finished,
+        )
 
     def _show_update(self, retouch: Retouch, outcome: RetouchPatch | _Refused | None) -> None:
         if retouch is not self.retouch:
