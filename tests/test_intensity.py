@@ -55,7 +55,8 @@ def test_hyperstacks_fuse_alike_at_any_scale(unit_frames, name):
                                                                       z_step=0.5))
     assert warned == []
     np.testing.assert_allclose(back(res.image.astype(np.float64)), expected.image, atol=1e-4)
-    np.testing.assert_allclose(res.height, expected.height, atol=1e-3)
+    # the height is the regularised depth (z step 0.5): as in the test above, 5e-3 of a frame
+    np.testing.assert_allclose(res.height, expected.height, atol=2.5e-3)
 
 
 def test_a_float_tiff_far_from_0_to_1_on_the_command_line(tmp_path, unit_frames, capsys):

@@ -220,8 +220,10 @@ def test_gpu_kernels_give_the_cpu_result(stack, automatic):
 
     cpu = apply_retouch(automatic, stack.frames, _mask())
     ndimage = apply_retouch(automatic, stack.frames, _mask(), backend=reference_backend())
-    # order 2 is OpenCV's cubic convolution on the CPU, the (sharper) cubic spline with ndimage
-    assert np.abs(cpu.image.astype(int) - ndimage.image.astype(int)).max() <= 6
+    # order 2 is OpenCV's cubic convolution on the CPU (prefiltered to be as sharp as Lanczos-4 on
+    # average), the cubic spline with ndimage: a few levels apart at the sharpest edges
+    d = np.abs(cpu.image.astype(int) - ndimage.image.astype(int))
+    assert d.max() <= 10 and d.mean() < 0.25
     assert np.array_equal(cpu.depth_raw, ndimage.depth_raw)
 
 

@@ -131,7 +131,8 @@ def crop_footprint(frame: Any, m: np.ndarray, out_shape: tuple[int, int], margin
 def warp_order(scale_factor: int) -> int:
     """The interpolation the fusion warps frames with at ``scale_factor`` (see :meth:`Backend.warp_affine`)."""
     # bicubic at 1x too: bilinear loses much of the detail below 6 px periods (docs/benchmarks.md, quality);
-    # order 2 is OpenCV's bicubic (as fast as bilinear), order 3 the sharper Lanczos-4 for upsampling
+    # order 2 is OpenCV's bicubic (as fast as bilinear), prefiltered to keep as much of the detail below
+    # 3.5 px periods as Lanczos-4 on average; order 3 is Lanczos-4 itself, for upsampling
     return 2 if scale_factor == 1 else 3
 
 
