@@ -35,6 +35,20 @@ def test_fill_interpolates_a_hole_in_a_slope():
     assert err.max() < 0.4 and err.mean() < 0.2  # the hole spans 1.8 frames
 
 
+def test_far_from_anything_confident_one_surface_wins_not_a_blend(backend):
+    # a plain field reached only from afar by two surfaces, 2 and 8 frames deep: it takes the depth of the one
+    # that weighs more there (the larger), not their mean (about 4.4), which neither surface has
+    depth = np.zeros((96, 128), np.float32)
+    weights = np.zeros((96, 128), np.float32)
+    depth[:, :12], weights[:, :12] = 2.0, 1.0  # the wider strip
+    depth[:, -8:], weights[:, -8:] = 8.0, 1.0
+    out = backend.to_numpy(fill_depth(backend, backend.asarray(depth), backend.asarray(weights)))
+    middle = out[:, 40:88]
+    assert np.abs(middle - 2.0).max() < 1.0, (middle.min(), middle.max())
+    # beside each surface, where it is near, its own depth holds
+    assert np.abs(out[:, 12:16] - 2.0).max() < 0.5 and (out[:, -9] > 7.0).all()
+
+
 def test_nothing_confident_gives_a_flat_map():
     bk = get_backend("cpu")
     depth = np.random.default_rng(1).uniform(0, 5, (32, 32)).astype(np.float32)
