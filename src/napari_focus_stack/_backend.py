@@ -532,7 +532,7 @@ class OpenCVBackend(Backend):
         _check_order(order)
         gains = _four_gains(gain, c)
         identity = np.allclose(m, np.eye(3), atol=1e-9) and tuple(out_shape) == tuple(frame.shape[:2])
-        taps = cubic_prefilter(m) if order == 2 and not identity else None
+        taps = cubic_prefilter(m) if order == 2 else None  # None for the identity too
 
         def to_float(rows):
             if taps is not None:  # converted by the prefilter, then scaled
